@@ -1,0 +1,72 @@
+//! The command line. `--help` is the reference: every flag is described here.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  success (warnings may have been printed)
+  1  the command ran but found problems (recipients that failed, broken links)
+  2  error: bad input or configuration; nothing was sent";
+
+#[derive(Debug, Parser)]
+#[command(name = "newsletter", version, about = "Write, check and deliver the OpenInfra Foundation's monthly newsletter", after_help = EXIT_CODES)]
+pub struct Cli {
+    /// Configuration file [default: newsletter.yaml when it exists]
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Print errors only
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Render an issue as the email it will become: prints a summary and the text part,
+    /// writes out/ISSUE/email.html, email.txt and email.eml
+    #[command(after_help = EXIT_CODES)]
+    Preview(PreviewArgs),
+    /// Start a new issue: newsletters/YYYY-MM.md with the usual sections
+    #[command(after_help = EXIT_CODES)]
+    New(NewArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PreviewArgs {
+    /// The issue: a name such as 2025-07 (from the newsletters folder) or a path
+    pub issue: String,
+
+    /// Personalize for this recipient of the list [default: the list's first row, or a sample]
+    #[arg(long = "as", value_name = "EMAIL")]
+    pub as_recipient: Option<String>,
+
+    /// Recipient list to take the recipient from [default: `recipients` of the configuration,
+    /// else recipients.example.csv]
+    #[arg(long, value_name = "FILE")]
+    pub recipients: Option<PathBuf>,
+
+    /// Open the HTML in a browser ($BROWSER, else the desktop's default)
+    #[arg(long)]
+    pub open: bool,
+
+    /// Output format of the summary
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct NewArgs {
+    /// The month of the issue, YYYY-MM
+    pub month: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}

@@ -1,0 +1,218 @@
+//! `newsletter preview ISSUE`: the issue as the email it will become.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use newsletter::compile::{GMAIL_CLIP_BYTES, Rendered};
+use newsletter::config::Config;
+use newsletter::diagnostic::{Kind, Warning};
+use newsletter::issue::{self, Issue};
+use newsletter::personalize::Personalizer;
+use newsletter::recipients::{self, Recipient};
+use newsletter::unsubscribe::{SECRET_VAR, Secret};
+use serde::Serialize;
+
+use crate::Outcome;
+use crate::cli::{Format, PreviewArgs};
+
+/// Used when no recipient list exists.
+const EXAMPLE_RECIPIENTS: &str = "recipients.example.csv";
+
+#[derive(Serialize)]
+struct Summary<'a> {
+    issue: &'a Path,
+    subject: &'a str,
+    preheader: Option<&'a str>,
+    from: String,
+    to: String,
+    recipient_source: String,
+    html_bytes: usize,
+    sections: &'a [newsletter::compile::SectionSummary],
+    files: Files,
+    warnings: &'a [Warning],
+}
+
+#[derive(Serialize)]
+struct Files {
+    html: PathBuf,
+    text: PathBuf,
+    eml: PathBuf,
+}
+
+pub fn run(config_path: Option<&Path>, quiet: bool, args: PreviewArgs) -> Result<Outcome> {
+    let config = super::load_config(config_path)?;
+    let path = issue::find(&args.issue, &config.newsletters)?;
+    let issue = Issue::load(&path)?;
+    let mut rendered = newsletter::compose(&issue, &config)?;
+
+    let (recipient, source) = pick_recipient(&config, &args)?;
+    let secret = Secret::from_env().unwrap_or_else(|| {
+        rendered.warnings.push(Warning::new(
+            Kind::PlaceholderSecret,
+            "",
+            None,
+            format!("{SECRET_VAR} is not set: the unsubscribe link in this preview is signed with a placeholder key"),
+        ));
+        Secret::new("preview-only")
+    });
+    let personalizer = Personalizer::new(&rendered, &config, secret)?;
+    let parts = personalizer.parts(&recipient)?;
+    let message = personalizer.message(&recipient)?;
+
+    let dir = config.out.join(&rendered.slug);
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let files = Files {
+        html: dir.join("email.html"),
+        text: dir.join("email.txt"),
+        eml: dir.join("email.eml"),
+    };
+    write(&files.html, parts.html.as_bytes())?;
+    write(&files.text, parts.text.as_bytes())?;
+    write(&files.eml, &message.formatted())?;
+
+    let summary = Summary {
+        issue: &path,
+        subject: &parts.subject,
+        preheader: rendered.preheader.as_deref(),
+        from: format!("{} <{}>", config.from.name, config.from.address),
+        to: match recipient.display_name() {
+            Some(name) => format!("{name} <{}>", recipient.email),
+            None => recipient.email.clone(),
+        },
+        recipient_source: source,
+        html_bytes: parts.html.len(),
+        sections: &rendered.sections,
+        files,
+        warnings: &rendered.warnings,
+    };
+    match args.format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&summary)?),
+        Format::Text => print_text(&summary, &rendered, &parts.text, quiet)?,
+    }
+    if args.open {
+        open_in_browser(&summary.files.html)?;
+    }
+    Ok(Outcome::Success)
+}
+
+/// `--as EMAIL` from the list; otherwise the list's first row; otherwise a sample reader.
+fn pick_recipient(config: &Config, args: &PreviewArgs) -> Result<(Recipient, String)> {
+    let list = args.recipients.clone().or_else(|| {
+        [config.recipients.clone(), PathBuf::from(EXAMPLE_RECIPIENTS)]
+            .into_iter()
+            .find(|p| p.is_file())
+    });
+    match (&args.as_recipient, list) {
+        (Some(email), Some(list)) => {
+            let r = recipients::find(&list, email)?;
+            let source = format!("{} line {}", list.display(), r.line);
+            Ok((r, source))
+        }
+        (Some(email), None) => bail!(
+            "--as {email}: no recipient list: {} does not exist; pass --recipients FILE",
+            config.recipients.display()
+        ),
+        (None, Some(list)) => match recipients::first(&list)? {
+            Some(r) => {
+                let source = format!("{} line {}", list.display(), r.line);
+                Ok((r, source))
+            }
+            None => Ok((Recipient::sample(), "sample recipient".into())),
+        },
+        (None, None) => Ok((Recipient::sample(), "sample recipient".into())),
+    }
+}
+
+fn write(path: &Path, bytes: &[u8]) -> Result<()> {
+    std::fs::write(path, bytes).with_context(|| format!("cannot write {}", path.display()))
+}
+
+fn print_text(s: &Summary<'_>, rendered: &Rendered, text: &str, quiet: bool) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    if !quiet {
+        writeln!(out, "Subject:   {}", s.subject)?;
+        writeln!(out, "Preheader: {}", s.preheader.unwrap_or("(none)"))?;
+        writeln!(out, "From:      {}", s.from)?;
+        writeln!(out, "To:        {} ({})", s.to, s.recipient_source)?;
+        let kb = |b: usize| b as f64 / 1024.0;
+        writeln!(
+            out,
+            "HTML:      {:.1} KB of {:.0} KB before Gmail clips",
+            kb(s.html_bytes),
+            kb(GMAIL_CLIP_BYTES)
+        )?;
+        writeln!(out, "Sections:")?;
+        for sec in &rendered.sections {
+            let name = match (&sec.project, &sec.tagline) {
+                (Some(_), Some(t)) => format!("{} [project] {t}", sec.title),
+                (Some(_), None) => format!("{} [project]", sec.title),
+                _ => sec.title.clone(),
+            };
+            let name: String = if name.chars().count() > 58 {
+                name.chars().take(57).chain(['…']).collect()
+            } else {
+                name
+            };
+            writeln!(
+                out,
+                "  {name:<58} {:>3} items {:>3} links{}",
+                sec.items,
+                sec.links,
+                if sec.images > 0 {
+                    format!(" {:>2} images", sec.images)
+                } else {
+                    String::new()
+                }
+            )?;
+        }
+        writeln!(
+            out,
+            "Wrote:     {}, {}, {}",
+            s.files.html.display(),
+            s.files.text.display(),
+            s.files.eml.display()
+        )?;
+        writeln!(out, "\n{:-^72}\n{text}{:-^72}", " text part ", "")?;
+    }
+    out.flush()?;
+    let mut err = std::io::stderr().lock();
+    for w in s.warnings {
+        writeln!(err, "warning: {w}")?;
+    }
+    if !s.warnings.is_empty() {
+        writeln!(
+            err,
+            "{} warning{}",
+            s.warnings.len(),
+            if s.warnings.len() == 1 { "" } else { "s" }
+        )?;
+    }
+    Ok(())
+}
+
+fn open_in_browser(path: &Path) -> Result<()> {
+    let path = std::fs::canonicalize(path)?;
+    let browser = std::env::var("BROWSER").ok().filter(|b| !b.is_empty());
+    let opener = browser.as_deref().unwrap_or(if cfg!(target_os = "macos") {
+        "open"
+    } else {
+        "xdg-open"
+    });
+    let status = std::process::Command::new(opener)
+        .arg(&path)
+        .status()
+        .with_context(|| {
+            format!(
+                "cannot start `{opener}` to open {}; set $BROWSER",
+                path.display()
+            )
+        })?;
+    if !status.success() {
+        bail!(
+            "`{opener} {}` failed ({status}); set $BROWSER to your browser",
+            path.display()
+        );
+    }
+    Ok(())
+}

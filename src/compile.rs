@@ -1,0 +1,277 @@
+//! Sections -> the layout's MJML -> HTML (mrml) and the plain-text part, once per issue.
+
+use std::path::Path;
+
+use anyhow::{Result, anyhow};
+use chrono::{DateTime, FixedOffset};
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::diagnostic::{Kind, Warning};
+use crate::issue::Issue;
+use crate::layout::{Layout, Mjml, Project};
+use crate::markdown::Content;
+use crate::sections::Sections;
+
+/// Gmail clips messages whose HTML exceeds about 102 KB, hiding the footer and its
+/// unsubscribe link.
+pub const GMAIL_CLIP_BYTES: usize = 102 * 1024;
+
+/// An issue rendered once: templates for the subject, HTML and text, in which only
+/// per-recipient values (`{{first_name}}`, `{{unsubscribe_url}}`) remain to be filled.
+#[derive(Debug, Clone)]
+pub struct Rendered {
+    pub slug: String,
+    pub subject: String,
+    pub preheader: Option<String>,
+    pub web_url: Option<String>,
+    pub send_at: Option<DateTime<FixedOffset>>,
+    pub mjml: String,
+    pub html: String,
+    pub text: String,
+    pub sections: Vec<SectionSummary>,
+    pub warnings: Vec<Warning>,
+}
+
+/// What `preview` prints about a section.
+#[derive(Debug, Clone, Serialize)]
+pub struct SectionSummary {
+    pub title: String,
+    /// `lead`, `project` or `section`.
+    pub kind: &'static str,
+    pub project: Option<String>,
+    pub tagline: Option<String>,
+    pub line: Option<usize>,
+    pub items: usize,
+    pub links: usize,
+    pub images: usize,
+}
+
+/// The data the layout templates see.
+#[derive(Serialize)]
+struct View<'a> {
+    subject: &'a str,
+    preheader: Option<&'a str>,
+    title: Option<&'a str>,
+    web_url: Option<&'a str>,
+    issue_date: Option<String>,
+    accent: &'a str,
+    lead: Option<LeadView<'a>>,
+    sections: Vec<SectionView<'a>>,
+    footer: Footer<'a>,
+    /// Per-recipient values are written back as placeholders, filled by `personalize`.
+    unsubscribe_url: &'static str,
+    email: &'static str,
+}
+
+#[derive(Serialize)]
+struct LeadView<'a> {
+    accent: &'a str,
+    content: &'a Content,
+}
+
+#[derive(Serialize)]
+struct SectionView<'a> {
+    title: &'a str,
+    tagline: Option<&'a str>,
+    project: Option<&'a Project>,
+    accent: &'a str,
+    /// A rule as long as the heading, for the text part.
+    rule: String,
+    content: &'a Content,
+}
+
+#[derive(Serialize)]
+struct Footer<'a> {
+    sender: &'a str,
+    address: &'a str,
+}
+
+pub fn compile(
+    issue: &Issue,
+    sections: &Sections,
+    layout: &Layout,
+    config: &Config,
+    mut warnings: Vec<Warning>,
+) -> Result<Rendered> {
+    let subject = issue.subject().unwrap_or_default();
+    let accent = layout.registry.accent.as_str();
+    let view = View {
+        subject,
+        preheader: issue.preheader(),
+        title: issue.front.title.as_deref(),
+        web_url: issue.web_url(),
+        issue_date: issue.front.date.map(|d| d.format("%B %Y").to_string()),
+        accent,
+        lead: sections
+            .lead
+            .as_ref()
+            .map(|content| LeadView { accent, content }),
+        sections: sections
+            .sections
+            .iter()
+            .map(|s| {
+                let heading = match &s.tagline {
+                    Some(t) => format!("{}: {t}", s.title),
+                    None => s.title.clone(),
+                };
+                SectionView {
+                    title: &s.title,
+                    tagline: s.tagline.as_deref(),
+                    project: s.project.as_ref(),
+                    accent: s.project.as_ref().map_or(accent, |p| p.color.as_str()),
+                    rule: "=".repeat(heading.chars().count().min(crate::markdown::TEXT_WIDTH)),
+                    content: &s.content,
+                }
+            })
+            .collect(),
+        footer: Footer {
+            sender: &config.from.name,
+            address: &config.address,
+        },
+        unsubscribe_url: "{{unsubscribe_url}}",
+        email: "{{email}}",
+    };
+    let mjml = layout.render_mjml(&view)?;
+    let html = mjml_to_html(&mjml, &layout.origin, &mut warnings)?;
+    let text = tidy_text(&layout.render_text(&view)?);
+
+    if issue.preheader().is_none() {
+        warnings.push(Warning::new(
+            Kind::MissingPreheader,
+            &issue.path,
+            Some(1),
+            "no preheader: inboxes will show the first words of the email instead; add `preheader:` or `seo.description`".into(),
+        ));
+    }
+    if html.len() > GMAIL_CLIP_BYTES {
+        warnings.push(Warning::new(
+            Kind::HtmlTooLarge,
+            &issue.path,
+            None,
+            format!("the HTML is {:.1} KB: Gmail clips messages over 102 KB, hiding the footer and its unsubscribe link", html.len() as f64 / 1024.0),
+        ));
+    }
+    Ok(Rendered {
+        slug: issue.slug.clone(),
+        subject: subject.to_owned(),
+        preheader: issue.preheader().map(str::to_owned),
+        web_url: issue.web_url().map(str::to_owned),
+        send_at: issue.front.send_at,
+        html,
+        text,
+        sections: summaries(sections),
+        mjml: mjml.source,
+        warnings,
+    })
+}
+
+fn mjml_to_html(mjml: &Mjml, origin: &Path, warnings: &mut Vec<Warning>) -> Result<String> {
+    let parsed = mrml::parse(&mjml.source).map_err(|e| {
+        let offset = error_offset(&e);
+        let template = offset.and_then(|o| mjml.template_at(o)).map_or_else(
+            || origin.join("email.mjml.hbs").display().to_string(),
+            str::to_owned,
+        );
+        let near = offset
+            .map(|o| format!(" near `{}`", snippet(&mjml.source, o)))
+            .unwrap_or_default();
+        anyhow!("{template}: invalid MJML: {e}{near}; fix the template")
+    })?;
+    for w in &parsed.warnings {
+        let template = mjml.template_at(w.span.start).unwrap_or("email.mjml.hbs");
+        warnings.push(Warning::new(
+            Kind::MjmlWarning,
+            template,
+            None,
+            format!(
+                "MJML: {} near `{}`",
+                w.kind,
+                snippet(&mjml.source, w.span.start)
+            ),
+        ));
+    }
+    let options = mrml::prelude::render::RenderOptions {
+        disable_comments: true,
+        ..Default::default()
+    };
+    parsed
+        .element
+        .render(&options)
+        .map_err(|e| anyhow!("{}: cannot render the MJML: {e}", origin.display()))
+}
+
+fn error_offset(e: &mrml::prelude::parser::Error) -> Option<usize> {
+    use mrml::prelude::parser::Error as E;
+    match e {
+        E::UnexpectedElement { position, .. }
+        | E::UnexpectedToken { position, .. }
+        | E::MissingAttribute { position, .. }
+        | E::InvalidAttribute { position, .. }
+        | E::InvalidFormat { position, .. }
+        | E::IncludeLoaderError { position, .. } => Some(position.start),
+        _ => None,
+    }
+}
+
+fn snippet(source: &str, offset: usize) -> String {
+    let mut start = offset.min(source.len());
+    while !source.is_char_boundary(start) {
+        start -= 1;
+    }
+    source[start..]
+        .chars()
+        .take(60)
+        .collect::<String>()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Collapses the blank lines Handlebars leaves around blocks and strips trailing spaces.
+fn tidy_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut blank = 0;
+    for line in text.trim().lines() {
+        let line = line.trim_end();
+        if line.is_empty() {
+            blank += 1;
+            if blank > 1 {
+                continue;
+            }
+        } else {
+            blank = 0;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
+fn summaries(sections: &Sections) -> Vec<SectionSummary> {
+    let lead = sections.lead.iter().map(|c| SectionSummary {
+        title: "(lead)".into(),
+        kind: "lead",
+        project: None,
+        tagline: None,
+        line: None,
+        items: c.items,
+        links: c.links.len(),
+        images: c.images.len(),
+    });
+    let rest = sections.sections.iter().map(|s| SectionSummary {
+        title: s.title.clone(),
+        kind: if s.project.is_some() {
+            "project"
+        } else {
+            "section"
+        },
+        project: s.project.as_ref().map(|p| p.id.clone()),
+        tagline: s.tagline.clone(),
+        line: Some(s.line),
+        items: s.content.items,
+        links: s.content.links.len(),
+        images: s.content.images.len(),
+    });
+    lead.chain(rest).collect()
+}

@@ -1,0 +1,303 @@
+//! `newsletter.yaml`: strict keys with documented defaults, each overridable by a
+//! `NEWSLETTER_*` environment variable (`smtp.host` -> `NEWSLETTER_SMTP_HOST`).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Result, anyhow};
+use serde::{Deserialize, Serialize};
+use serde_norway::Value;
+
+/// Environment variables that hold secrets, never configuration keys.
+pub const SECRET_VARS: &[&str] = &["NEWSLETTER_SMTP_PASSWORD", "NEWSLETTER_UNSUBSCRIBE_SECRET"];
+
+/// Variables the tool reads that are not configuration keys.
+const OTHER_VARS: &[&str] = &["NEWSLETTER_LOG"];
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// The sender: `{ name, address }`.
+    pub from: Sender,
+    /// Where replies go; none by default.
+    pub reply_to: Option<String>,
+    /// The List-Id header's `name <id>`; its id is a domain-like string that stays the same
+    /// for every issue.
+    pub list_id: String,
+    /// The foundation's postal address, printed in the footer (required by anti-spam laws).
+    pub address: String,
+    /// Scheme and host against which site-relative links (`/img/x.png`) resolve; by default
+    /// that of the issue's `seo.url`.
+    pub site_origin: Option<String>,
+    /// The recipient list (CSV with an `email` column).
+    pub recipients: PathBuf,
+    /// Staff inboxes that receive test sends.
+    pub test_recipients: Vec<String>,
+    /// Where issues live (`newsletters/2025-07.md`).
+    pub newsletters: PathBuf,
+    /// Where layout folders live.
+    pub layouts: PathBuf,
+    /// Where previews and dry runs are written.
+    pub out: PathBuf,
+    pub unsubscribe: Unsubscribe,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Sender {
+    pub name: String,
+    pub address: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Unsubscribe {
+    /// The one-click unsubscribe endpoint; a signed `?token=` is appended per recipient.
+    pub url: String,
+    /// The mailbox for `mailto:` unsubscribes in List-Unsubscribe.
+    pub mailto: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            from: Sender {
+                name: "OpenInfra Foundation".into(),
+                address: "newsletter@openinfra.dev".into(),
+            },
+            reply_to: None,
+            list_id: "Inside Open Infrastructure <newsletter.openinfra.dev>".into(),
+            address: "OpenInfra Foundation, P.O. Box 1903, Austin, TX 78767, USA".into(),
+            site_origin: None,
+            recipients: "recipients.csv".into(),
+            test_recipients: Vec::new(),
+            newsletters: "newsletters".into(),
+            layouts: "layouts".into(),
+            out: "out".into(),
+            unsubscribe: Unsubscribe::default(),
+        }
+    }
+}
+
+impl Default for Unsubscribe {
+    fn default() -> Self {
+        Unsubscribe {
+            url: "https://openinfra.dev/newsletter/unsubscribe".into(),
+            mailto: "newsletter-unsubscribe@openinfra.dev".into(),
+        }
+    }
+}
+
+/// The default configuration file, read when present.
+pub const DEFAULT_PATH: &str = "newsletter.yaml";
+
+impl Config {
+    /// Loads `path` (or `newsletter.yaml` when it exists, else the defaults) and applies
+    /// `NEWSLETTER_*` overrides from `env`.
+    pub fn load(
+        path: Option<&Path>,
+        env: impl Iterator<Item = (String, String)>,
+    ) -> Result<Config> {
+        let default_path = Path::new(DEFAULT_PATH);
+        let (file, text) = match path {
+            Some(p) => (
+                Some(p),
+                Some(
+                    std::fs::read_to_string(p)
+                        .map_err(|e| anyhow!("cannot read config {}: {e}", p.display()))?,
+                ),
+            ),
+            None if default_path.is_file() => (
+                Some(default_path),
+                Some(
+                    std::fs::read_to_string(default_path)
+                        .map_err(|e| anyhow!("cannot read config {DEFAULT_PATH}: {e}"))?,
+                ),
+            ),
+            None => (None, None),
+        };
+        let mut value = match (&file, &text) {
+            (Some(file), Some(text)) => {
+                // Deserialize the file itself first: its errors carry line and column.
+                let _: Config = serde_norway::from_str(text).map_err(|e| config_error(file, &e))?;
+                serde_norway::from_str::<Value>(text).map_err(|e| config_error(file, &e))?
+            }
+            _ => Value::Mapping(Default::default()),
+        };
+        if value.is_null() {
+            value = Value::Mapping(Default::default());
+        }
+        let keys = leaf_keys(&serde_norway::to_value(Config::default())?);
+        for (var, raw) in env.filter(|(k, _)| k.starts_with("NEWSLETTER_")) {
+            if SECRET_VARS.contains(&var.as_str()) || OTHER_VARS.contains(&var.as_str()) {
+                continue;
+            }
+            let Some(key) = keys.iter().find(|k| env_name(k) == var) else {
+                let names: Vec<String> = keys.iter().map(|k| env_name(k)).collect();
+                tracing::warn!(
+                    "{var} is not a configuration variable{}",
+                    suggestion(&var, names.iter().map(String::as_str))
+                );
+                continue;
+            };
+            let parsed: Value = serde_norway::from_str(&raw).unwrap_or(Value::String(raw.clone()));
+            set_path(&mut value, key, parsed);
+        }
+        serde_norway::from_value(value)
+            .map_err(|e| anyhow!("configuration from the environment: {e}"))
+    }
+}
+
+fn config_error(file: &Path, e: &serde_norway::Error) -> anyhow::Error {
+    let msg = e.to_string();
+    let msg = msg
+        .find(" at line ")
+        .map_or(msg.as_str(), |i| &msg[..i])
+        .to_owned();
+    let hint = unknown_field_hint(&msg);
+    match e.location() {
+        Some(l) => anyhow!(
+            "{}:{}:{}: {msg}{hint}",
+            file.display(),
+            l.line(),
+            l.column()
+        ),
+        None => anyhow!("{}: {msg}{hint}", file.display()),
+    }
+}
+
+/// serde says "unknown field `form`, expected one of `from`, ..."; we add the nearest.
+fn unknown_field_hint(msg: &str) -> String {
+    let Some(rest) = msg.strip_prefix("unknown field `") else {
+        return String::new();
+    };
+    let Some((field, expected)) = rest.split_once('`') else {
+        return String::new();
+    };
+    let candidates: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
+    suggestion(field, candidates.into_iter())
+}
+
+fn suggestion<'a>(wrong: &str, candidates: impl Iterator<Item = &'a str>) -> String {
+    candidates
+        .map(|c| {
+            (
+                edit_distance(&wrong.to_ascii_lowercase(), &c.to_ascii_lowercase()),
+                c,
+            )
+        })
+        .filter(|(d, c)| *d <= (c.len() / 3).max(2))
+        .min()
+        .map(|(_, c)| format!("; did you mean `{c}`?"))
+        .unwrap_or_default()
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            cur.push(
+                (prev[j] + usize::from(ca != *cb))
+                    .min(prev[j + 1] + 1)
+                    .min(cur[j] + 1),
+            );
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+fn leaf_keys(value: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    fn walk(v: &Value, prefix: &str, out: &mut Vec<String>) {
+        match v {
+            Value::Mapping(m) => {
+                for (k, v) in m {
+                    let k = k.as_str().unwrap_or_default();
+                    let path = if prefix.is_empty() {
+                        k.to_owned()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    walk(v, &path, out);
+                }
+            }
+            _ => out.push(prefix.to_owned()),
+        }
+    }
+    walk(value, "", &mut out);
+    out
+}
+
+/// `smtp.host` -> `NEWSLETTER_SMTP_HOST`.
+pub fn env_name(key: &str) -> String {
+    format!("NEWSLETTER_{}", key.replace('.', "_").to_ascii_uppercase())
+}
+
+fn set_path(root: &mut Value, key: &str, new: Value) {
+    let mut cur = root;
+    let parts: Vec<&str> = key.split('.').collect();
+    for (i, part) in parts.iter().enumerate() {
+        if !cur.is_mapping() {
+            *cur = Value::Mapping(Default::default());
+        }
+        let map = cur.as_mapping_mut().expect("made a mapping above");
+        let k = Value::String((*part).to_owned());
+        if i == parts.len() - 1 {
+            map.insert(k, new);
+            return;
+        }
+        cur = map.entry(k).or_insert(Value::Null);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn load(yaml: &str, env: &[(&str, &str)]) -> Result<Config> {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(yaml.as_bytes()).unwrap();
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+        Config::load(Some(f.path()), env)
+    }
+
+    #[test]
+    fn defaults_apply_to_missing_keys() {
+        let c = load("reply_to: community@openinfra.dev\n", &[]).unwrap();
+        assert_eq!(c.reply_to.as_deref(), Some("community@openinfra.dev"));
+        assert_eq!(c.from, Config::default().from);
+    }
+
+    #[test]
+    fn unknown_key_names_line_and_suggests() {
+        let err = load("form:\n  name: X\n  address: x@y.org\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(":1:1: unknown field `form`"), "{err}");
+        assert!(err.ends_with("did you mean `from`?"), "{err}");
+    }
+
+    #[test]
+    fn environment_overrides_nested_keys() {
+        let c = load(
+            "from: { name: A, address: a@b.org }\n",
+            &[
+                ("NEWSLETTER_FROM_NAME", "Env Name"),
+                ("NEWSLETTER_SITE_ORIGIN", "https://example.org"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.from.name, "Env Name");
+        assert_eq!(c.from.address, "a@b.org");
+        assert_eq!(c.site_origin.as_deref(), Some("https://example.org"));
+    }
+
+    #[test]
+    fn secrets_are_not_config_keys() {
+        let c = load("{}", &[("NEWSLETTER_SMTP_PASSWORD", "hunter2")]).unwrap();
+        assert!(!format!("{c:?}").contains("hunter2"));
+    }
+}

@@ -1,0 +1,331 @@
+//! Load an issue: split the YAML front matter from the Markdown body, keeping line numbers.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use chrono::{DateTime, FixedOffset};
+use serde::Deserialize;
+
+use crate::diagnostic::{Kind, Warning};
+
+/// One newsletter issue as written: front matter and the Markdown body.
+#[derive(Debug, Clone)]
+pub struct Issue {
+    pub path: PathBuf,
+    /// The file stem, e.g. `2025-07`: names the output folder and the Message-IDs.
+    pub slug: String,
+    pub front: FrontMatter,
+    pub body: String,
+    /// 1-based line of the file on which `body` starts.
+    pub body_line: usize,
+    pub warnings: Vec<Warning>,
+}
+
+/// The front matter. Website fields and the newsletter's own are typed (and so strict);
+/// other keys the website may add are tolerated with a warning.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FrontMatter {
+    pub title: Option<String>,
+    pub author: Option<String>,
+    pub date: Option<DateTime<FixedOffset>>,
+    pub template_key: Option<String>,
+    pub hide_post: Option<bool>,
+    #[serde(default)]
+    pub category: Vec<Category>,
+    pub seo: Option<Seo>,
+    /// Newsletter fields: snake_case as in the rest of the tool's configuration.
+    pub subject: Option<String>,
+    pub preheader: Option<String>,
+    #[serde(rename = "send_at")]
+    pub send_at: Option<DateTime<FixedOffset>>,
+    pub layout: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Category {
+    pub value: Option<String>,
+    pub label: Option<String>,
+}
+
+/// The website's SEO block; keys such as `twitterUsername` are only for the website.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Seo {
+    pub title: Option<String>,
+    pub url: Option<String>,
+    pub description: Option<String>,
+}
+
+const KNOWN_KEYS: &[&str] = &[
+    "title",
+    "author",
+    "date",
+    "templateKey",
+    "hidePost",
+    "category",
+    "seo",
+    "subject",
+    "preheader",
+    "send_at",
+    "layout",
+];
+
+impl Issue {
+    /// Reads and parses an issue file.
+    pub fn load(path: &Path) -> Result<Issue> {
+        let source = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read issue {}", path.display()))?;
+        Issue::parse(path, &source)
+    }
+
+    pub fn parse(path: &Path, source: &str) -> Result<Issue> {
+        let source = source.strip_prefix('\u{feff}').unwrap_or(source);
+        let slug = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "issue".to_owned());
+        let Some((yaml, body, body_line)) = split_front_matter(source) else {
+            bail!(
+                "{}:1: no front matter: the file must start with a line `---`, the YAML fields, and another `---`",
+                path.display()
+            );
+        };
+        // The YAML keeps the newline after the opening `---`, so its line numbers are the file's.
+        let front: FrontMatter = serde_norway::from_str(yaml).map_err(|e| yaml_error(path, &e))?;
+        let keys: BTreeMap<String, serde::de::IgnoredAny> =
+            serde_norway::from_str(yaml).map_err(|e| yaml_error(path, &e))?;
+        let mut warnings = Vec::new();
+        for key in keys.keys().filter(|k| !KNOWN_KEYS.contains(&k.as_str())) {
+            warnings.push(Warning::new(
+                Kind::UnknownFrontMatterKey,
+                path,
+                key_line(yaml, key),
+                format!(
+                    "front matter key `{key}` is not used by the newsletter (kept for the website)"
+                ),
+            ));
+        }
+        let issue = Issue {
+            path: path.to_path_buf(),
+            slug,
+            front,
+            body: body.to_owned(),
+            body_line,
+            warnings,
+        };
+        if issue.subject().is_none() {
+            let w = Warning::new(
+                Kind::MissingSubject,
+                path,
+                Some(1),
+                "no subject: add `subject:` or `title:` to the front matter".into(),
+            );
+            return Ok(Issue {
+                warnings: [issue.warnings, vec![w]].concat(),
+                ..issue
+            });
+        }
+        Ok(issue)
+    }
+
+    /// The subject line template: `subject`, else the website `title`.
+    pub fn subject(&self) -> Option<&str> {
+        non_empty(self.front.subject.as_deref()).or_else(|| non_empty(self.front.title.as_deref()))
+    }
+
+    /// The preheader: `preheader`, else the website's `seo.description`.
+    pub fn preheader(&self) -> Option<&str> {
+        non_empty(self.front.preheader.as_deref()).or_else(|| {
+            non_empty(
+                self.front
+                    .seo
+                    .as_ref()
+                    .and_then(|s| s.description.as_deref()),
+            )
+        })
+    }
+
+    /// The web version of the issue (`seo.url`), if the website has one.
+    pub fn web_url(&self) -> Option<&str> {
+        non_empty(self.front.seo.as_ref().and_then(|s| s.url.as_deref()))
+    }
+
+    /// Scheme and host of `seo.url`, against which site-relative links resolve.
+    pub fn site_origin(&self) -> Option<String> {
+        let url = self.web_url()?;
+        let (scheme, rest) = url.split_once("://")?;
+        let host = rest.split(['/', '?', '#']).next()?;
+        (!host.is_empty()).then(|| format!("{scheme}://{host}"))
+    }
+}
+
+fn non_empty(s: Option<&str>) -> Option<&str> {
+    s.map(str::trim).filter(|s| !s.is_empty())
+}
+
+/// Returns (yaml, body, first line of body). The yaml slice starts with the newline that ends the
+/// opening `---`, so that YAML line numbers equal the file's.
+fn split_front_matter(source: &str) -> Option<(&str, &str, usize)> {
+    let rest = source.strip_prefix("---")?;
+    if !(rest.starts_with('\n') || rest.starts_with("\r\n")) {
+        return None;
+    }
+    let mut offset = 0;
+    for line in rest.split_inclusive('\n') {
+        if offset > 0 && line.trim_end() == "---" {
+            let yaml = &rest[..offset];
+            let body = &rest[offset + line.len()..];
+            let body_line = yaml.matches('\n').count() + 2;
+            return Some((yaml, body, body_line));
+        }
+        offset += line.len();
+    }
+    None
+}
+
+fn yaml_error(path: &Path, err: &serde_norway::Error) -> anyhow::Error {
+    match err.location() {
+        Some(loc) => anyhow::anyhow!(
+            "{}:{}:{}: invalid front matter: {}; fix the YAML between the `---` lines",
+            path.display(),
+            loc.line(),
+            loc.column(),
+            strip_location(&err.to_string())
+        ),
+        None => anyhow::anyhow!("{}: invalid front matter: {err}", path.display()),
+    }
+}
+
+/// serde_norway appends " at line X column Y"; we print the location in front instead.
+fn strip_location(msg: &str) -> &str {
+    msg.find(" at line ").map_or(msg, |i| &msg[..i])
+}
+
+fn key_line(yaml: &str, key: &str) -> Option<usize> {
+    yaml.lines()
+        .position(|l| {
+            l.strip_prefix(key)
+                .is_some_and(|rest| rest.trim_start().starts_with(':'))
+        })
+        .map(|i| i + 1)
+}
+
+/// Finds an issue by name (`2025-07`) in the newsletters folder, or by path.
+pub fn find(arg: &str, dir: &Path) -> Result<PathBuf> {
+    let as_path = Path::new(arg);
+    if as_path.is_file() {
+        return Ok(as_path.to_path_buf());
+    }
+    let named = dir.join(format!("{arg}.md"));
+    if named.is_file() {
+        return Ok(named);
+    }
+    let available = list(dir);
+    if available.is_empty() {
+        bail!(
+            "no issue `{arg}`: {} has no issues; create one with `newsletter new YYYY-MM`",
+            dir.display()
+        );
+    }
+    let names: Vec<String> = available.iter().map(|(name, _)| name.clone()).collect();
+    bail!(
+        "no issue `{arg}` in {}; available: {}",
+        dir.display(),
+        names.join(", ")
+    )
+}
+
+/// The issues in a folder as (name, path), sorted by name.
+pub fn list(dir: &Path) -> Vec<(String, PathBuf)> {
+    let mut out: Vec<(String, PathBuf)> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "md"))
+        .filter_map(|p| Some((p.file_stem()?.to_string_lossy().into_owned(), p)))
+        .collect();
+    out.sort();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(src: &str) -> Result<Issue> {
+        Issue::parse(Path::new("newsletters/t.md"), src)
+    }
+
+    #[test]
+    fn website_fields_and_defaults() {
+        let issue = parse(
+            "---\ntemplateKey: blog-post\ntitle: \"Inside: July\"\ndate: 2025-07-01T16:45:19.457Z\nhidePost: true\nseo:\n  url: https://openinfra.dev/blog/x\n  description: The best news\n  twitterUsername: \"@x\"\n---\nBody\n",
+        )
+        .unwrap();
+        assert_eq!(issue.subject(), Some("Inside: July"));
+        assert_eq!(issue.preheader(), Some("The best news"));
+        assert_eq!(
+            issue.site_origin().as_deref(),
+            Some("https://openinfra.dev")
+        );
+        assert_eq!(issue.body, "Body\n");
+        assert_eq!(issue.body_line, 11);
+        assert!(issue.warnings.is_empty(), "{:?}", issue.warnings);
+    }
+
+    #[test]
+    fn newsletter_fields_override() {
+        let issue = parse("---\ntitle: T\nsubject: S {{first_name}}\npreheader: P\nsend_at: 2025-07-02T09:00:00+02:00\nlayout: mine\n---\n").unwrap();
+        assert_eq!(issue.subject(), Some("S {{first_name}}"));
+        assert_eq!(issue.preheader(), Some("P"));
+        assert_eq!(
+            issue.front.send_at.unwrap().to_rfc3339(),
+            "2025-07-02T09:00:00+02:00"
+        );
+        assert_eq!(issue.front.layout.as_deref(), Some("mine"));
+    }
+
+    #[test]
+    fn unknown_key_is_a_warning_with_its_line() {
+        let issue = parse("---\ntitle: T\nbanner: x\n---\n").unwrap();
+        assert_eq!(issue.warnings.len(), 1);
+        assert_eq!(issue.warnings[0].kind, Kind::UnknownFrontMatterKey);
+        assert_eq!(issue.warnings[0].line, Some(3));
+    }
+
+    #[test]
+    fn yaml_error_names_file_line_and_column() {
+        let err = parse("---\ntitle: T\nseo: [unclosed\n---\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("newsletters/t.md:3:"), "{err}");
+    }
+
+    #[test]
+    fn bad_send_at_is_an_error_with_its_line() {
+        let err = parse("---\ntitle: T\nsend_at: next tuesday\n---\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("newsletters/t.md:3:"), "{err}");
+        assert!(err.contains("invalid front matter"), "{err}");
+    }
+
+    #[test]
+    fn missing_front_matter_is_an_error() {
+        let err = parse("# Hello\n").unwrap_err().to_string();
+        assert!(err.contains("no front matter"), "{err}");
+    }
+
+    #[test]
+    fn missing_subject_is_a_warning() {
+        let issue = parse("---\nauthor: A\n---\n").unwrap();
+        assert!(
+            issue
+                .warnings
+                .iter()
+                .any(|w| w.kind == Kind::MissingSubject)
+        );
+    }
+}

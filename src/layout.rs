@@ -1,0 +1,293 @@
+//! The layout folder: Handlebars templates that emit MJML and plain text, and the project
+//! registry. Sections -> MJML and text, once per issue.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use handlebars::Handlebars;
+use serde::{Deserialize, Serialize};
+
+/// The layout shipped inside the binary, so `newsletter` works outside a checkout. A folder
+/// `layouts/inside-openinfra/` in the project overrides it.
+pub const DEFAULT_LAYOUT: &str = "inside-openinfra";
+
+const BUNDLED: &[(&str, &str)] = &[
+    (
+        "email.mjml.hbs",
+        include_str!("../layouts/inside-openinfra/email.mjml.hbs"),
+    ),
+    (
+        "email.txt.hbs",
+        include_str!("../layouts/inside-openinfra/email.txt.hbs"),
+    ),
+    (
+        "projects.yaml",
+        include_str!("../layouts/inside-openinfra/projects.yaml"),
+    ),
+    (
+        "partials/header.mjml.hbs",
+        include_str!("../layouts/inside-openinfra/partials/header.mjml.hbs"),
+    ),
+    (
+        "partials/lead.mjml.hbs",
+        include_str!("../layouts/inside-openinfra/partials/lead.mjml.hbs"),
+    ),
+    (
+        "partials/project.mjml.hbs",
+        include_str!("../layouts/inside-openinfra/partials/project.mjml.hbs"),
+    ),
+    (
+        "partials/section.mjml.hbs",
+        include_str!("../layouts/inside-openinfra/partials/section.mjml.hbs"),
+    ),
+    (
+        "partials/blocks.mjml.hbs",
+        include_str!("../layouts/inside-openinfra/partials/blocks.mjml.hbs"),
+    ),
+    (
+        "partials/footer.mjml.hbs",
+        include_str!("../layouts/inside-openinfra/partials/footer.mjml.hbs"),
+    ),
+];
+
+/// The projects a layout knows, from its `projects.yaml`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Registry {
+    /// Accent colour of sections that are not projects (buttons, rules).
+    pub accent: String,
+    pub projects: Vec<Project>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Project {
+    pub id: String,
+    pub name: String,
+    /// Other spellings a heading may use; matched case-insensitively, like the name.
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    /// Used when the heading has no `: tagline`.
+    pub tagline: Option<String>,
+    pub color: String,
+    pub logo: Option<String>,
+    pub url: Option<String>,
+}
+
+impl Registry {
+    pub fn find(&self, heading_name: &str) -> Option<&Project> {
+        let wanted = heading_name.trim();
+        self.projects.iter().find(|p| {
+            std::iter::once(&p.name)
+                .chain(&p.aliases)
+                .any(|n| n.trim().eq_ignore_ascii_case(wanted))
+        })
+    }
+}
+
+/// A loaded layout, its templates parsed once.
+pub struct Layout {
+    pub name: String,
+    /// Where the templates came from, for error messages: a folder, or `(bundled)`.
+    pub origin: PathBuf,
+    pub registry: Registry,
+    mjml: Handlebars<'static>,
+    text: Handlebars<'static>,
+}
+
+/// Marks where each template's output starts and ends in the rendered MJML, so that an mrml
+/// error can name the template. Private-use characters never occur in real content.
+const OPEN: char = '\u{E000}';
+const NAME_END: char = '\u{E001}';
+const CLOSE: char = '\u{E002}';
+
+/// A rendered MJML document with the template that produced each byte range.
+pub struct Mjml {
+    pub source: String,
+    spans: Vec<(usize, usize, String)>,
+}
+
+impl Mjml {
+    /// The innermost template whose output contains `offset`.
+    pub fn template_at(&self, offset: usize) -> Option<&str> {
+        self.spans
+            .iter()
+            .filter(|(s, e, _)| *s <= offset && offset <= *e)
+            .min_by_key(|(s, e, _)| e - s)
+            .map(|(_, _, n)| n.as_str())
+    }
+}
+
+impl Layout {
+    /// Loads a layout by name (a folder under `layouts_dir`) or by path. The default layout
+    /// falls back to the bundled copy.
+    pub fn load(name: Option<&str>, layouts_dir: &Path) -> Result<Layout> {
+        let name = name.unwrap_or(DEFAULT_LAYOUT);
+        let as_path = Path::new(name);
+        let dir = if as_path.components().count() > 1 || as_path.is_absolute() {
+            as_path.to_path_buf()
+        } else {
+            layouts_dir.join(name)
+        };
+        if dir.is_dir() {
+            let mut files = Vec::new();
+            for (file, _) in BUNDLED {
+                let path = dir.join(file);
+                let text = std::fs::read_to_string(&path).with_context(|| {
+                    format!("layout {}: cannot read {}", dir.display(), path.display())
+                })?;
+                files.push((file.to_string(), text));
+            }
+            return Layout::from_files(name, &dir, files);
+        }
+        if name == DEFAULT_LAYOUT {
+            let files = BUNDLED
+                .iter()
+                .map(|(f, t)| (f.to_string(), t.to_string()))
+                .collect();
+            return Layout::from_files(name, Path::new("(bundled layout inside-openinfra)"), files);
+        }
+        bail!(
+            "layout `{name}` not found: no folder {}; copy layouts/{DEFAULT_LAYOUT} there, or remove `layout:` from the front matter",
+            dir.display()
+        )
+    }
+
+    fn from_files(name: &str, origin: &Path, files: Vec<(String, String)>) -> Result<Layout> {
+        let mut mjml = Handlebars::new();
+        mjml.set_strict_mode(true);
+        let mut text = Handlebars::new();
+        text.set_strict_mode(true);
+        text.register_escape_fn(handlebars::no_escape);
+        let mut registry = None;
+        for (file, source) in files {
+            let path = origin.join(&file);
+            if file == "projects.yaml" {
+                let parsed: Registry = serde_norway::from_str(&source).map_err(|e| {
+                    anyhow::anyhow!("{}: {}; fix the project registry", location(&path, &e), e)
+                })?;
+                registry = Some(parsed);
+            } else if let Some(partial) = file.strip_prefix("partials/") {
+                let stem = partial.trim_end_matches(".mjml.hbs");
+                mjml.register_partial(stem, mark(&path, &source))
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            } else {
+                let target = if file.ends_with(".txt.hbs") {
+                    &mut text
+                } else {
+                    &mut mjml
+                };
+                let source = if file.ends_with(".mjml.hbs") {
+                    mark(&path, &source)
+                } else {
+                    source
+                };
+                target
+                    .register_template_string(&file, source)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            }
+        }
+        Ok(Layout {
+            name: name.to_owned(),
+            origin: origin.to_path_buf(),
+            registry: registry.context("the layout has no projects.yaml")?,
+            mjml,
+            text,
+        })
+    }
+
+    /// Renders the MJML document, recording which template produced which part.
+    pub fn render_mjml<T: Serialize>(&self, data: &T) -> Result<Mjml> {
+        let marked = self
+            .mjml
+            .render("email.mjml.hbs", data)
+            .map_err(|e| render_error(&self.origin, e))?;
+        Ok(unmark(&marked))
+    }
+
+    pub fn render_text<T: Serialize>(&self, data: &T) -> Result<String> {
+        self.text
+            .render("email.txt.hbs", data)
+            .map_err(|e| render_error(&self.origin, e))
+    }
+}
+
+fn location(path: &Path, err: &serde_norway::Error) -> String {
+    match err.location() {
+        Some(l) => format!("{}:{}:{}", path.display(), l.line(), l.column()),
+        None => path.display().to_string(),
+    }
+}
+
+fn render_error(origin: &Path, e: handlebars::RenderError) -> anyhow::Error {
+    let template = e
+        .template_name
+        .clone()
+        .unwrap_or_else(|| "email.mjml.hbs".into());
+    let line = e.line_no.map(|l| format!(":{l}")).unwrap_or_default();
+    anyhow::anyhow!("{}{line}: {}", origin.join(template).display(), e.reason())
+}
+
+fn mark(path: &Path, source: &str) -> String {
+    format!("{OPEN}{}{NAME_END}{source}{CLOSE}", path.display())
+}
+
+fn unmark(marked: &str) -> Mjml {
+    let mut source = String::with_capacity(marked.len());
+    let mut spans = Vec::new();
+    let mut open: Vec<(usize, String)> = Vec::new();
+    let mut chars = marked.char_indices();
+    while let Some((_, ch)) = chars.next() {
+        match ch {
+            OPEN => {
+                let name: String = chars
+                    .by_ref()
+                    .map(|(_, c)| c)
+                    .take_while(|c| *c != NAME_END)
+                    .collect();
+                open.push((source.len(), name));
+            }
+            CLOSE => {
+                if let Some((start, name)) = open.pop() {
+                    spans.push((start, source.len(), name));
+                }
+            }
+            _ => source.push(ch),
+        }
+    }
+    Mjml { source, spans }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bundled_layout_loads_and_matches_aliases() {
+        let layout = Layout::load(None, Path::new("does-not-exist")).unwrap();
+        assert_eq!(layout.registry.find("openstack").unwrap().name, "OpenStack");
+        assert_eq!(
+            layout.registry.find("KATA CONTAINERS").unwrap().id,
+            "kata-containers"
+        );
+        assert_eq!(layout.registry.find("Kata").unwrap().id, "kata-containers");
+        assert!(layout.registry.find("OpenInfra Foundation News").is_none());
+    }
+
+    #[test]
+    fn unknown_layout_is_an_error() {
+        let err = Layout::load(Some("fancy"), Path::new("layouts"))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("layout `fancy` not found"), "{err}");
+    }
+
+    #[test]
+    fn spans_name_the_innermost_template() {
+        let m = unmark("\u{E000}doc\u{E001}<a>\u{E000}part\u{E001}<b/>\u{E002}</a>\u{E002}");
+        assert_eq!(m.source, "<a><b/></a>");
+        assert_eq!(m.template_at(4), Some("part"));
+        assert_eq!(m.template_at(9), Some("doc"));
+    }
+}

@@ -1,0 +1,33 @@
+//! `newsletter`: compose an issue from Markdown, check it, and deliver it exactly once.
+//!
+//! The data flow, one module per step:
+//! [`issue`] (load) -> [`sections`] and [`markdown`] (split, convert) -> [`layout`] (render
+//! MJML) -> [`compile`] (HTML and text) -> [`personalize`] (per recipient, from
+//! [`recipients`]) -> delivery.
+
+pub mod compile;
+pub mod config;
+pub mod diagnostic;
+pub mod issue;
+pub mod layout;
+pub mod markdown;
+pub mod personalize;
+pub mod recipients;
+pub mod sections;
+pub mod unsubscribe;
+
+use anyhow::Result;
+
+use crate::compile::Rendered;
+use crate::config::Config;
+use crate::issue::Issue;
+use crate::layout::Layout;
+
+/// Renders an issue once: layout, sections, MJML, HTML and text.
+pub fn compose(issue: &Issue, config: &Config) -> Result<Rendered> {
+    let layout = Layout::load(issue.front.layout.as_deref(), &config.layouts)?;
+    let mut warnings = issue.warnings.clone();
+    let origin = config.site_origin.clone().or_else(|| issue.site_origin());
+    let sections = sections::split(issue, &layout.registry, origin.as_deref(), &mut warnings);
+    compile::compile(issue, &sections, &layout, config, warnings)
+}

@@ -1,0 +1,49 @@
+//! Thin entry point: parse the command line, set up logging, run one command, map its result
+//! to a documented exit code.
+
+mod cli;
+mod commands;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command};
+
+/// What a command that ran to the end found.
+pub enum Outcome {
+    Success,
+    /// Ran, but something needs the user's attention (exit code 1).
+    Problems,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.quiet);
+    let result = match cli.command {
+        Command::Preview(args) => commands::preview::run(cli.config.as_deref(), cli.quiet, args),
+        Command::New(args) => commands::new::run(cli.config.as_deref(), cli.quiet, args),
+    };
+    match result {
+        Ok(Outcome::Success) => ExitCode::SUCCESS,
+        Ok(Outcome::Problems) => ExitCode::from(1),
+        Err(err) => {
+            // The cause chain on one line, like ripgrep: never a debug dump.
+            let chain: Vec<String> = err.chain().map(ToString::to_string).collect();
+            eprintln!("error: {}", chain.join(": "));
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn init_tracing(quiet: bool) {
+    let default = if quiet { "error" } else { "warn" };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("NEWSLETTER_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .init();
+}

@@ -1,0 +1,280 @@
+//! Rendered issue x recipient -> a complete MIME message. The issue's HTML, text and subject
+//! are parsed as templates once; per recipient only values are substituted.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+
+use handlebars::Handlebars;
+use lettre::Message;
+use lettre::message::header::{ContentTransferEncoding, ContentType, HeaderName, HeaderValue};
+use lettre::message::{Mailbox, MultiPart, SinglePart};
+use sha2::{Digest, Sha256};
+use thiserror::Error;
+
+use crate::compile::Rendered;
+use crate::config::Config;
+use crate::recipients::Recipient;
+use crate::unsubscribe::{self, Secret};
+
+#[derive(Debug, Error)]
+pub enum PersonalizeError {
+    #[error("{template} of the issue cannot be parsed as a template: {reason}")]
+    Template {
+        template: &'static str,
+        reason: String,
+    },
+    #[error("recipient {email} (line {line}): {reason}")]
+    Recipient {
+        email: String,
+        line: u64,
+        reason: String,
+    },
+    #[error("invalid sender in the configuration: {0}")]
+    Sender(String),
+}
+
+const HTML: &str = "html";
+const TEXT: &str = "text";
+const SUBJECT: &str = "subject";
+
+/// One recipient's personalized content.
+#[derive(Debug, Clone)]
+pub struct Parts {
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+    pub unsubscribe_url: String,
+}
+
+/// Builds each recipient's message from one rendered issue.
+pub struct Personalizer<'a> {
+    rendered: &'a Rendered,
+    html: Handlebars<'static>,
+    plain: Handlebars<'static>,
+    from: Mailbox,
+    reply_to: Option<Mailbox>,
+    list_id: String,
+    unsubscribe_base: String,
+    unsubscribe_mailto: String,
+    secret: Secret,
+    domain: String,
+    date: SystemTime,
+    subject_prefix: String,
+}
+
+impl<'a> Personalizer<'a> {
+    pub fn new(
+        rendered: &'a Rendered,
+        config: &Config,
+        secret: Secret,
+    ) -> Result<Personalizer<'a>, PersonalizeError> {
+        let template_error = |template| {
+            move |e: handlebars::TemplateError| PersonalizeError::Template {
+                template,
+                reason: e.to_string(),
+            }
+        };
+        let mut html = Handlebars::new();
+        html.set_strict_mode(true);
+        html.register_template_string(HTML, &rendered.html)
+            .map_err(template_error("the HTML"))?;
+        let mut plain = Handlebars::new();
+        plain.set_strict_mode(true);
+        plain.register_escape_fn(handlebars::no_escape);
+        plain
+            .register_template_string(TEXT, &rendered.text)
+            .map_err(template_error("the text part"))?;
+        plain
+            .register_template_string(SUBJECT, &rendered.subject)
+            .map_err(template_error("the subject"))?;
+
+        let address = config.from.address.parse().map_err(|e| {
+            PersonalizeError::Sender(format!("from.address `{}`: {e}", config.from.address))
+        })?;
+        let from = Mailbox::new(Some(config.from.name.clone()), address);
+        let reply_to = match &config.reply_to {
+            Some(r) => Some(
+                r.parse()
+                    .map_err(|e| PersonalizeError::Sender(format!("reply_to `{r}`: {e}")))?,
+            ),
+            None => None,
+        };
+        Ok(Personalizer {
+            rendered,
+            html,
+            plain,
+            domain: config
+                .from
+                .address
+                .rsplit_once('@')
+                .map_or("localhost", |(_, d)| d)
+                .to_owned(),
+            from,
+            reply_to,
+            list_id: config.list_id.clone(),
+            unsubscribe_base: config.unsubscribe.url.clone(),
+            unsubscribe_mailto: config.unsubscribe.mailto.clone(),
+            secret,
+            date: message_date(),
+            subject_prefix: String::new(),
+        })
+    }
+
+    /// Prefixes every subject, e.g. `[TEST] ` for test sends.
+    pub fn with_subject_prefix(mut self, prefix: &str) -> Self {
+        self.subject_prefix = prefix.to_owned();
+        self
+    }
+
+    /// The same for every send of this issue to this address, so a resent message is
+    /// recognisably the same message.
+    pub fn message_id(&self, email: &str) -> String {
+        let digest = Sha256::digest(format!(
+            "{}\0{}\0{}",
+            self.list_id,
+            self.rendered.slug,
+            email.to_lowercase()
+        ));
+        format!(
+            "<{}.{}@{}>",
+            self.rendered.slug,
+            hex(&digest[..12]),
+            self.domain
+        )
+    }
+
+    pub fn unsubscribe_url(&self, email: &str) -> String {
+        unsubscribe::url(&self.unsubscribe_base, &self.secret, email)
+    }
+
+    /// The recipient's subject, text and HTML.
+    pub fn parts(&self, r: &Recipient) -> Result<Parts, PersonalizeError> {
+        let fail = |reason: String| PersonalizeError::Recipient {
+            email: r.email.clone(),
+            line: r.line,
+            reason,
+        };
+        let mut data: BTreeMap<&str, &str> = r
+            .fields
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let unsubscribe_url = self.unsubscribe_url(&r.email);
+        data.insert("email", &r.email);
+        data.insert("unsubscribe_url", &unsubscribe_url);
+        if let Some(web) = &self.rendered.web_url {
+            data.insert("web_url", web);
+        }
+        let render = |hbs: &Handlebars<'_>, name: &str| {
+            hbs.render(name, &data)
+                .map_err(|e| fail(missing_field_reason(&e)))
+        };
+        let html = render(&self.html, HTML)?;
+        let text = render(&self.plain, TEXT)?;
+        let subject = format!(
+            "{}{}",
+            self.subject_prefix,
+            one_line(&render(&self.plain, SUBJECT)?)
+        );
+        Ok(Parts {
+            subject,
+            text,
+            html,
+            unsubscribe_url,
+        })
+    }
+
+    pub fn message(&self, r: &Recipient) -> Result<Message, PersonalizeError> {
+        let fail = |reason: String| PersonalizeError::Recipient {
+            email: r.email.clone(),
+            line: r.line,
+            reason,
+        };
+        let Parts {
+            subject,
+            text,
+            html,
+            unsubscribe_url,
+        } = self.parts(r)?;
+        let to_address = r
+            .email
+            .parse()
+            .map_err(|e| fail(format!("invalid address: {e}")))?;
+        let to = Mailbox::new(r.display_name().map(|n| one_line(&n)), to_address);
+        let message_id = self.message_id(&r.email);
+        let mut builder = Message::builder()
+            .from(self.from.clone())
+            .to(to)
+            .subject(subject)
+            .date(self.date)
+            .message_id(Some(message_id.clone()))
+            .raw_header(header("List-Id", self.list_id.clone()))
+            .raw_header(header(
+                "List-Unsubscribe",
+                format!(
+                    "<{unsubscribe_url}>, <mailto:{}?subject=unsubscribe>",
+                    self.unsubscribe_mailto
+                ),
+            ))
+            .raw_header(header(
+                "List-Unsubscribe-Post",
+                "List-Unsubscribe=One-Click".into(),
+            ));
+        if let Some(reply_to) = &self.reply_to {
+            builder = builder.reply_to(reply_to.clone());
+        }
+        // Text first, HTML last: clients show the last alternative they understand.
+        let boundary = format!("=_{}", &hex(&Sha256::digest(message_id.as_bytes()))[..24]);
+        let body = MultiPart::alternative()
+            .boundary(boundary)
+            .singlepart(part(ContentType::TEXT_PLAIN, text))
+            .singlepart(part(ContentType::TEXT_HTML, html));
+        builder.multipart(body).map_err(|e| fail(e.to_string()))
+    }
+}
+
+fn part(content_type: ContentType, body: String) -> SinglePart {
+    SinglePart::builder()
+        .header(content_type)
+        .header(ContentTransferEncoding::QuotedPrintable)
+        .body(body)
+}
+
+fn header(name: &'static str, value: String) -> HeaderValue {
+    HeaderValue::new(HeaderName::new_from_ascii_str(name), value)
+}
+
+/// Line breaks in a value must never reach a header: they are folded into spaces.
+fn one_line(s: &str) -> String {
+    s.split(['\r', '\n'])
+        .filter(|p| !p.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Strict mode reports `Variable "first_name" not found in strict mode`; say it for people.
+fn missing_field_reason(e: &handlebars::RenderError) -> String {
+    let reason = e.reason().to_string();
+    match reason.split('"').nth(1) {
+        Some(field) if reason.contains("not found in strict mode") => {
+            format!(
+                "the issue uses {{{{{field}}}}} but this recipient has no `{field}` field: add the column to the CSV or remove it from the issue"
+            )
+        }
+        _ => reason,
+    }
+}
+
+/// `SOURCE_DATE_EPOCH` pins the Date header (reproducible output in tests); otherwise now.
+fn message_date() -> SystemTime {
+    std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+        .map_or_else(SystemTime::now, |secs| {
+            SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
+        })
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

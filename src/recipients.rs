@@ -1,0 +1,408 @@
+//! The recipient list: a CSV file read as a stream of validated, de-duplicated recipients.
+//! A bad row is reported with its line and skipped; it never stops the others.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fs::File;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::io::{BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use serde::Serialize;
+
+/// RFC 5321 limits: 64 octets of local part, 254 of address.
+const MAX_LOCAL: usize = 64;
+const MAX_ADDRESS: usize = 254;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Recipient {
+    /// 1-based line of the row in the CSV file.
+    pub line: u64,
+    /// The address as it goes on the envelope: trimmed, domain in ASCII (IDNA).
+    pub email: String,
+    /// Every column but `email`, for the templates. Values are single-line.
+    pub fields: BTreeMap<String, String>,
+}
+
+impl Recipient {
+    /// The display name for the To header: `name`, else `first_name last_name`.
+    pub fn display_name(&self) -> Option<String> {
+        let get = |k: &str| {
+            self.fields
+                .get(k)
+                .map(|v| v.trim())
+                .filter(|v| !v.is_empty())
+        };
+        get("name")
+            .map(str::to_owned)
+            .or_else(|| match (get("first_name"), get("last_name")) {
+                (Some(f), Some(l)) => Some(format!("{f} {l}")),
+                (Some(f), None) => Some(f.to_owned()),
+                (None, Some(l)) => Some(l.to_owned()),
+                (None, None) => None,
+            })
+    }
+
+    /// A stand-in for previews when no recipient list exists.
+    pub fn sample() -> Recipient {
+        let fields = [
+            ("first_name", "Sam"),
+            ("last_name", "Reader"),
+            ("name", "Sam Reader"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        Recipient {
+            line: 0,
+            email: "sam.reader@example.org".into(),
+            fields,
+        }
+    }
+}
+
+/// Why a row was skipped. The summary counts rows by this.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SkipReason {
+    InvalidAddress,
+    Duplicate,
+    /// Fewer or more fields than the header.
+    WrongFieldCount,
+    Unsubscribed,
+    Bounced,
+    /// A value with a line break or control character, which must never reach a header.
+    UnsafeValue,
+}
+
+impl SkipReason {
+    pub fn label(self) -> &'static str {
+        match self {
+            SkipReason::InvalidAddress => "invalid address",
+            SkipReason::Duplicate => "duplicate",
+            SkipReason::WrongFieldCount => "wrong number of fields",
+            SkipReason::Unsubscribed => "unsubscribed",
+            SkipReason::Bounced => "bounced",
+            SkipReason::UnsafeValue => "line break in a field",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Skipped {
+    pub line: u64,
+    pub reason: SkipReason,
+    pub detail: String,
+}
+
+/// One row's outcome.
+pub type Row = std::result::Result<Recipient, Skipped>;
+
+/// Streams a recipient CSV. Only the set of seen addresses (as 64-bit hashes) grows with the
+/// list, so a million rows take a few megabytes.
+pub struct Recipients {
+    path: PathBuf,
+    reader: csv::Reader<Box<dyn Read>>,
+    headers: Vec<String>,
+    email_col: usize,
+    status_col: Option<usize>,
+    seen: HashSet<u64>,
+    record: csv::StringRecord,
+}
+
+impl Recipients {
+    pub fn open(path: &Path) -> Result<Recipients> {
+        let file = File::open(path)
+            .with_context(|| format!("cannot open recipient list {}", path.display()))?;
+        Recipients::from_reader(path, Box::new(BufReader::with_capacity(256 * 1024, file)))
+    }
+
+    pub fn from_reader(path: &Path, reader: Box<dyn Read>) -> Result<Recipients> {
+        let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(reader);
+        let headers: Vec<String> = reader
+            .headers()
+            .with_context(|| format!("{}:1: cannot read the header row", path.display()))?
+            .iter()
+            .enumerate()
+            .map(|(i, h)| {
+                let h = if i == 0 {
+                    h.trim_start_matches('\u{feff}')
+                } else {
+                    h
+                };
+                h.trim().to_ascii_lowercase().replace([' ', '-'], "_")
+            })
+            .collect();
+        let Some(email_col) = headers.iter().position(|h| h == "email") else {
+            bail!(
+                "{}:1: the header row has no `email` column (found: {}); name the address column `email`",
+                path.display(),
+                headers.join(", ")
+            );
+        };
+        let status_col = headers.iter().position(|h| h == "status");
+        Ok(Recipients {
+            path: path.to_path_buf(),
+            reader,
+            headers,
+            email_col,
+            status_col,
+            seen: HashSet::new(),
+            record: csv::StringRecord::new(),
+        })
+    }
+
+    /// Column names as templates see them (lower case, `_` for spaces).
+    pub fn headers(&self) -> &[String] {
+        &self.headers
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn row(&mut self, line: u64) -> Row {
+        let skip = |reason, detail: String| {
+            Err(Skipped {
+                line,
+                reason,
+                detail,
+            })
+        };
+        if self.record.len() != self.headers.len() {
+            return skip(
+                SkipReason::WrongFieldCount,
+                format!(
+                    "{} fields where the header has {}",
+                    self.record.len(),
+                    self.headers.len()
+                ),
+            );
+        }
+        let raw = self.record.get(self.email_col).unwrap_or_default();
+        let email = match normalize_address(raw) {
+            Ok(e) => e,
+            Err(why) => {
+                return skip(
+                    SkipReason::InvalidAddress,
+                    format!("`{}`: {why}", raw.trim()),
+                );
+            }
+        };
+        if let Some(status) = self.status_col.and_then(|c| self.record.get(c)) {
+            match status.trim().to_ascii_lowercase().as_str() {
+                "unsubscribed" => return skip(SkipReason::Unsubscribed, email),
+                "bounced" => return skip(SkipReason::Bounced, email),
+                _ => {}
+            }
+        }
+        let mut fields = BTreeMap::new();
+        for (i, (name, value)) in self.headers.iter().zip(self.record.iter()).enumerate() {
+            if i == self.email_col {
+                continue;
+            }
+            if value.chars().any(|c| c.is_control() && c != '\t') {
+                return skip(
+                    SkipReason::UnsafeValue,
+                    format!(
+                        "column `{name}` of {email} contains a line break or control character"
+                    ),
+                );
+            }
+            fields.insert(name.clone(), value.trim().to_owned());
+        }
+        let mut hasher = DefaultHasher::new();
+        email.to_lowercase().hash(&mut hasher);
+        if !self.seen.insert(hasher.finish()) {
+            return skip(
+                SkipReason::Duplicate,
+                format!("{email} appears earlier in the file"),
+            );
+        }
+        Ok(Recipient {
+            line,
+            email,
+            fields,
+        })
+    }
+}
+
+impl Iterator for Recipients {
+    type Item = Result<Row>;
+
+    fn next(&mut self) -> Option<Result<Row>> {
+        match self.reader.read_record(&mut self.record) {
+            Ok(false) => None,
+            Ok(true) => {
+                let line = self.record.position().map_or(0, |p| p.line());
+                Some(Ok(self.row(line)))
+            }
+            Err(e) => {
+                let line = e.position().map_or(0, |p| p.line());
+                match e.kind() {
+                    // Invalid UTF-8 spoils one row, not the file.
+                    csv::ErrorKind::Utf8 { .. } => Some(Ok(Err(Skipped {
+                        line,
+                        reason: SkipReason::InvalidAddress,
+                        detail: "the row is not valid UTF-8".into(),
+                    }))),
+                    _ => Some(Err(anyhow::anyhow!(
+                        "{}:{line}: cannot read the CSV: {e}",
+                        self.path.display()
+                    ))),
+                }
+            }
+        }
+    }
+}
+
+/// Trims an address, checks it, and converts an internationalized domain to ASCII.
+pub fn normalize_address(raw: &str) -> std::result::Result<String, &'static str> {
+    let addr = raw.trim();
+    if addr.is_empty() {
+        return Err("empty");
+    }
+    if addr.len() > MAX_ADDRESS {
+        return Err("longer than 254 characters");
+    }
+    let Some((local, domain)) = addr.rsplit_once('@') else {
+        return Err("no @");
+    };
+    if local.is_empty() || local.len() > MAX_LOCAL {
+        return Err("the part before @ must have 1 to 64 characters");
+    }
+    let ascii_domain =
+        idna::domain_to_ascii(domain).map_err(|_| "the domain is not a valid name")?;
+    if !ascii_domain.contains('.') || ascii_domain.starts_with('.') || ascii_domain.ends_with('.') {
+        return Err("the domain needs a dot, like example.org");
+    }
+    let normalized = format!("{local}@{ascii_domain}");
+    normalized
+        .parse::<lettre::Address>()
+        .map_err(|_| "not a valid email address")?;
+    if normalized.len() > MAX_ADDRESS {
+        return Err("longer than 254 characters");
+    }
+    Ok(normalized)
+}
+
+/// Finds one address in a list, for `preview --as`.
+pub fn find(path: &Path, email: &str) -> Result<Recipient> {
+    let wanted = normalize_address(email)
+        .map_err(|why| anyhow::anyhow!("`{email}` is not a valid address: {why}"))?;
+    for row in Recipients::open(path)? {
+        if let Ok(r) = row?
+            && r.email.eq_ignore_ascii_case(&wanted)
+        {
+            return Ok(r);
+        }
+    }
+    bail!(
+        "{email} is not in {}; add a row for it or pick an address from the list",
+        path.display()
+    )
+}
+
+/// The first valid recipient, for previews.
+pub fn first(path: &Path) -> Result<Option<Recipient>> {
+    for row in Recipients::open(path)? {
+        if let Ok(r) = row? {
+            return Ok(Some(r));
+        }
+    }
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows(csv: &str) -> Vec<Row> {
+        Recipients::from_reader(
+            Path::new("r.csv"),
+            Box::new(std::io::Cursor::new(csv.as_bytes().to_vec())),
+        )
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect()
+    }
+
+    #[test]
+    fn bom_and_header_names_are_normalized() {
+        let r = rows("\u{feff}Email,First Name\nalice@example.org,Alice\n");
+        assert_eq!(r[0].as_ref().unwrap().fields["first_name"], "Alice");
+    }
+
+    #[test]
+    fn duplicates_are_case_insensitive_after_trimming_first_wins() {
+        let r = rows("email,name\nAlice@Example.org,A\n  alice@example.ORG ,B\n");
+        assert_eq!(r[0].as_ref().unwrap().fields["name"], "A");
+        let skipped = r[1].as_ref().unwrap_err();
+        assert_eq!((skipped.line, skipped.reason), (3, SkipReason::Duplicate));
+    }
+
+    #[test]
+    fn invalid_short_and_long_rows_are_skipped_with_their_line() {
+        let long = format!("{}@example.org", "a".repeat(65));
+        let r = rows(&format!(
+            "email,name\nnot-an-address,X\nbob@example.org\n{long},Y\ncarol@example.org,C,extra\ndave@localhost,D\n"
+        ));
+        let reasons: Vec<(u64, SkipReason)> = r
+            .iter()
+            .map(|r| r.as_ref().map_err(|s| (s.line, s.reason)).unwrap_err())
+            .collect();
+        assert_eq!(
+            reasons,
+            vec![
+                (2, SkipReason::InvalidAddress),
+                (3, SkipReason::WrongFieldCount),
+                (4, SkipReason::InvalidAddress),
+                (5, SkipReason::WrongFieldCount),
+                (6, SkipReason::InvalidAddress),
+            ]
+        );
+    }
+
+    #[test]
+    fn status_column_skips_unsubscribed_and_bounced() {
+        let r = rows(
+            "email,status\na@example.org,active\nb@example.org,Unsubscribed\nc@example.org,bounced\n",
+        );
+        assert!(r[0].is_ok());
+        assert_eq!(r[1].as_ref().unwrap_err().reason, SkipReason::Unsubscribed);
+        assert_eq!(r[2].as_ref().unwrap_err().reason, SkipReason::Bounced);
+    }
+
+    #[test]
+    fn line_breaks_in_fields_never_pass() {
+        let r = rows("email,name\na@example.org,\"Eve\r\nBcc: victim@example.org\"\n");
+        assert_eq!(r[0].as_ref().unwrap_err().reason, SkipReason::UnsafeValue);
+    }
+
+    #[test]
+    fn idn_domains_become_ascii() {
+        assert_eq!(
+            normalize_address(" jörg@bücher.example ").unwrap(),
+            "jörg@xn--bcher-kva.example"
+        );
+        assert_eq!(
+            normalize_address("a@bücher.de").unwrap(),
+            "a@xn--bcher-kva.de"
+        );
+    }
+
+    #[test]
+    fn missing_email_column_is_an_error() {
+        let err = Recipients::from_reader(
+            Path::new("r.csv"),
+            Box::new(std::io::Cursor::new(b"mail,name\n".to_vec())),
+        )
+        .err()
+        .unwrap();
+        assert!(
+            err.to_string()
+                .starts_with("r.csv:1: the header row has no `email` column"),
+            "{err}"
+        );
+    }
+}
