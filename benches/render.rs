@@ -1,1 +1,55 @@
-fn main() {}
+//! In-process figures: composing the July issue (Markdown to HTML and text, once per issue)
+//! and personalizing it for one recipient (per recipient, the hot path of a send).
+
+use std::hint::black_box;
+use std::path::Path;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use newsletter::config::Config;
+use newsletter::issue::Issue;
+use newsletter::personalize::Personalizer;
+use newsletter::recipients::Recipient;
+use newsletter::unsubscribe::Secret;
+
+fn benches(c: &mut Criterion) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let config = Config {
+        layouts: root.join("layouts"),
+        ..Config::default()
+    };
+    let issue = Issue::load(&root.join("newsletters/2025-07.md")).expect("the July issue loads");
+    let mut group = c.benchmark_group("july");
+
+    group.bench_function("compose (markdown to html and text)", |b| {
+        b.iter(|| newsletter::compose(black_box(&issue), &config).expect("composes"))
+    });
+
+    let rendered = newsletter::compose(&issue, &config).expect("composes");
+    let layout = newsletter::layout::Layout::load(None, &config.layouts).expect("layout loads");
+    let origin = issue.site_origin();
+    let mut warnings = Vec::new();
+    let sections =
+        newsletter::sections::split(&issue, &layout.registry, origin.as_deref(), &mut warnings);
+    group.bench_function("layout, mrml and text (sections to html and text)", |b| {
+        b.iter(|| {
+            newsletter::compile::compile(&issue, black_box(&sections), &layout, &config, Vec::new())
+                .expect("compiles")
+        })
+    });
+
+    let personalizer =
+        Personalizer::new(&rendered, &config, Secret::new("bench")).expect("templates parse");
+    let recipient = Recipient::sample();
+    group.bench_function("personalize one recipient (MIME bytes)", |b| {
+        b.iter(|| {
+            personalizer
+                .message(black_box(&recipient))
+                .expect("personalizes")
+                .formatted()
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(render, benches);
+criterion_main!(render);

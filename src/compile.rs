@@ -168,7 +168,7 @@ pub fn compile(
 
 fn mjml_to_html(mjml: &Mjml, origin: &Path, warnings: &mut Vec<Warning>) -> Result<String> {
     let parsed = mrml::parse(&mjml.source).map_err(|e| {
-        let offset = error_offset(&e);
+        let offset = error_offset(&e, &mjml.source);
         let template = offset.and_then(|o| mjml.template_at(o)).map_or_else(
             || origin.join("email.mjml.hbs").display().to_string(),
             str::to_owned,
@@ -201,9 +201,26 @@ fn mjml_to_html(mjml: &Mjml, origin: &Path, warnings: &mut Vec<Warning>) -> Resu
         .map_err(|e| anyhow!("{}: cannot render the MJML: {e}", origin.display()))
 }
 
-fn error_offset(e: &mrml::prelude::parser::Error) -> Option<usize> {
+fn error_offset(e: &mrml::prelude::parser::Error, source: &str) -> Option<usize> {
     use mrml::prelude::parser::Error as E;
     match e {
+        E::ParserError {
+            source: html_error, ..
+        } => {
+            // The tokenizer reports a 1-based row and column.
+            let pos = html_error.pos();
+            let line_start: usize = source
+                .split_inclusive('\n')
+                .take(pos.row.saturating_sub(1) as usize)
+                .map(str::len)
+                .sum();
+            let column: usize = source[line_start..]
+                .chars()
+                .take(pos.col.saturating_sub(1) as usize)
+                .map(char::len_utf8)
+                .sum();
+            Some(line_start + column)
+        }
         E::UnexpectedElement { position, .. }
         | E::UnexpectedToken { position, .. }
         | E::MissingAttribute { position, .. }

@@ -156,6 +156,9 @@ impl Layout {
     fn from_files(name: &str, origin: &Path, files: Vec<(String, String)>) -> Result<Layout> {
         let mut mjml = Handlebars::new();
         mjml.set_strict_mode(true);
+        mjml.register_escape_fn(crate::markdown::escape);
+        // Partials must not indent the lines of the HTML they include (it would shift <pre>).
+        mjml.set_prevent_indent(true);
         let mut text = Handlebars::new();
         text.set_strict_mode(true);
         text.register_escape_fn(handlebars::no_escape);
@@ -220,12 +223,22 @@ fn location(path: &Path, err: &serde_norway::Error) -> String {
 }
 
 fn render_error(origin: &Path, e: handlebars::RenderError) -> anyhow::Error {
-    let template = e
-        .template_name
-        .clone()
-        .unwrap_or_else(|| "email.mjml.hbs".into());
+    let template = match e.template_name.as_deref() {
+        // Partials are registered by their stem.
+        Some(name) if !name.ends_with(".hbs") => format!("partials/{name}.mjml.hbs"),
+        Some(name) => name.to_owned(),
+        None => "email.mjml.hbs".to_owned(),
+    };
     let line = e.line_no.map(|l| format!(":{l}")).unwrap_or_default();
-    anyhow::anyhow!("{}{line}: {}", origin.join(template).display(), e.reason())
+    let reason = match e.reason() {
+        handlebars::RenderErrorReason::MissingVariable(Some(var)) => {
+            format!(
+                "unknown variable `{var}`; the variables are listed at the top of email.mjml.hbs"
+            )
+        }
+        other => other.to_string(),
+    };
+    anyhow::anyhow!("{}{line}: {reason}", origin.join(template).display())
 }
 
 fn mark(path: &Path, source: &str) -> String {

@@ -76,6 +76,7 @@ impl<'a> Personalizer<'a> {
         };
         let mut html = Handlebars::new();
         html.set_strict_mode(true);
+        html.register_escape_fn(crate::markdown::escape);
         html.register_template_string(HTML, &rendered.html)
             .map_err(template_error("the HTML"))?;
         let mut plain = Handlebars::new();
@@ -123,6 +124,12 @@ impl<'a> Personalizer<'a> {
     /// Prefixes every subject, e.g. `[TEST] ` for test sends.
     pub fn with_subject_prefix(mut self, prefix: &str) -> Self {
         self.subject_prefix = prefix.to_owned();
+        self
+    }
+
+    /// Pins the Date header (otherwise `SOURCE_DATE_EPOCH`, else now).
+    pub fn with_date(mut self, date: SystemTime) -> Self {
+        self.date = date;
         self
     }
 
@@ -252,16 +259,13 @@ fn one_line(s: &str) -> String {
         .join(" ")
 }
 
-/// Strict mode reports `Variable "first_name" not found in strict mode`; say it for people.
+/// Says which field is missing in words a writer acts on.
 fn missing_field_reason(e: &handlebars::RenderError) -> String {
-    let reason = e.reason().to_string();
-    match reason.split('"').nth(1) {
-        Some(field) if reason.contains("not found in strict mode") => {
-            format!(
-                "the issue uses {{{{{field}}}}} but this recipient has no `{field}` field: add the column to the CSV or remove it from the issue"
-            )
-        }
-        _ => reason,
+    match e.reason() {
+        handlebars::RenderErrorReason::MissingVariable(Some(field)) => format!(
+            "the issue uses {{{{{field}}}}} but this recipient has no `{field}` field: add the column to the CSV or remove it from the issue"
+        ),
+        other => other.to_string(),
     }
 }
 

@@ -127,3 +127,80 @@ fn section(title: String, line: usize, registry: &Registry, content: Content) ->
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layout::Layout;
+    use std::path::Path;
+
+    fn split_md(body: &str) -> Sections {
+        let issue =
+            Issue::parse(Path::new("t.md"), &format!("---\ntitle: T\n---\n{body}")).unwrap();
+        let layout = Layout::load(None, Path::new("no-such-dir")).unwrap();
+        let mut warnings = Vec::new();
+        split(
+            &issue,
+            &layout.registry,
+            Some("https://openinfra.dev"),
+            &mut warnings,
+        )
+    }
+
+    #[test]
+    fn headings_open_sections_and_projects_take_their_tagline() {
+        let s = split_md(
+            "Lead text\n\n# OpenStack: Open source software for clouds\n\n* news\n\n# **Community Events**\n\n* event\n",
+        );
+        assert!(s.lead.as_ref().unwrap().text.contains("Lead text"));
+        assert_eq!(s.sections.len(), 2);
+        let os = &s.sections[0];
+        assert_eq!(
+            (os.title.as_str(), os.tagline.as_deref(), os.line),
+            ("OpenStack", Some("Open source software for clouds"), 6)
+        );
+        assert_eq!(os.project.as_ref().unwrap().color, "#da1a32");
+        let ev = &s.sections[1];
+        assert_eq!(
+            (ev.title.as_str(), ev.project.is_none()),
+            ("Community Events", true)
+        );
+    }
+
+    #[test]
+    fn aliases_match_any_case_and_default_tagline_applies() {
+        let s = split_md("# KATA\n\ntext\n\n# zuul ci: Gating\n");
+        assert_eq!(s.sections[0].title, "Kata Containers");
+        assert_eq!(
+            s.sections[0].tagline.as_deref(),
+            Some("The speed of containers, the security of VMs")
+        );
+        assert_eq!(s.sections[1].title, "Zuul");
+        assert_eq!(s.sections[1].tagline.as_deref(), Some("Gating"));
+    }
+
+    #[test]
+    fn a_colon_heading_that_names_no_project_is_a_plain_section() {
+        let s = split_md("# OpenInfra Summit Schedule: For the Community\n");
+        assert_eq!(
+            s.sections[0].title,
+            "OpenInfra Summit Schedule: For the Community"
+        );
+        assert!(s.sections[0].project.is_none() && s.lead.is_none());
+    }
+
+    #[test]
+    fn reference_links_resolve_across_sections() {
+        let s = split_md("# A\n\nSee [the site][site].\n\n# B\n\n[site]: https://openinfra.dev/\n");
+        assert_eq!(s.sections[0].content.links[0].url, "https://openinfra.dev/");
+    }
+
+    #[test]
+    fn second_level_headings_stay_inside_the_section() {
+        let s = split_md("# A\n\n## Sub\n\ntext\n");
+        assert_eq!(s.sections.len(), 1);
+        assert!(
+            matches!(&s.sections[0].content.blocks[0], crate::markdown::Block::Html { html } if html.starts_with("<h2>Sub</h2>"))
+        );
+    }
+}

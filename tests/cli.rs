@@ -1,0 +1,439 @@
+//! The binary as a user runs it: preview, new, --as, --format json, and every error with its
+//! message and exit code.
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+use tempfile::TempDir;
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The binary in the checkout, writing into a temporary out folder, with a pinned date and
+/// a known unsubscribe secret.
+fn newsletter(out: &TempDir) -> Command {
+    let mut cmd = Command::cargo_bin("newsletter").unwrap();
+    cmd.current_dir(root())
+        .env_remove("NEWSLETTER_RECIPIENTS")
+        .env("NEWSLETTER_OUT", out.path())
+        .env("NEWSLETTER_UNSUBSCRIBE_SECRET", "test-secret")
+        .env("SOURCE_DATE_EPOCH", "1751400000");
+    cmd
+}
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn run(cmd: &mut Command) -> Run {
+    let out = cmd.output().unwrap();
+    Run {
+        code: out.status.code().unwrap(),
+        stdout: String::from_utf8(out.stdout).unwrap(),
+        stderr: String::from_utf8(out.stderr).unwrap(),
+    }
+}
+
+fn fixture(name: &str) -> PathBuf {
+    root().join("tests/fixtures").join(name)
+}
+
+#[test]
+fn preview_prints_summary_text_and_warnings_and_writes_three_files() {
+    let out = TempDir::new().unwrap();
+    let r = run(newsletter(&out).args(["preview", "2025-07"]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout
+            .contains("Subject:   Inside Open Infrastructure: July 2025"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout
+            .contains("Preheader: Meet the OpenInfra Summit Europe planning committee"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout
+            .contains("From:      OpenInfra Foundation <newsletter@openinfra.dev>")
+    );
+    assert!(
+        r.stdout.contains(
+            "To:        Alice Example <alice@example.org> (recipients.example.csv line 2)"
+        )
+    );
+    assert!(
+        r.stdout
+            .contains("OpenStack [project] Open source software"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains(
+            "Zuul [project] Stop merging broken code                      2 items   6 links"
+        ),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("text part"));
+    assert!(
+        r.stdout
+            .contains("* Diskimage-builder 3.39.0 has been released.")
+    );
+    assert!(r.stderr.contains("newsletters/2025-07.md:23: link http://summit2025.openinfra.org/a/schedule uses http://"), "{}", r.stderr);
+    assert!(r.stderr.ends_with("3 warnings\n"), "{}", r.stderr);
+
+    let dir = out.path().join("2025-07");
+    let html = std::fs::read_to_string(dir.join("email.html")).unwrap();
+    let text = std::fs::read_to_string(dir.join("email.txt")).unwrap();
+    let eml = std::fs::read_to_string(dir.join("email.eml")).unwrap();
+    assert!(html.starts_with("<!DOCTYPE html>"));
+    assert!(
+        html.contains("https://openinfra.dev/newsletter/unsubscribe?token="),
+        "the preview is personalized"
+    );
+    assert!(!html.contains("{{"), "no placeholder is left");
+    assert!(text.contains("Unsubscribe: https://openinfra.dev/newsletter/unsubscribe?token="));
+    assert!(
+        eml.contains("To: \"Alice Example\" <alice@example.org>"),
+        "{eml}"
+    );
+    assert!(eml.contains("Date: Tue, 01 Jul 2025 20:00:00 +0000"));
+}
+
+#[test]
+fn preview_as_a_recipient_by_path() {
+    let out = TempDir::new().unwrap();
+    let r = run(newsletter(&out).args([
+        "preview",
+        "newsletters/2025-01.md",
+        "--as",
+        "BOB@example.com",
+        "-q",
+    ]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.is_empty(), "--quiet prints no summary");
+    let eml = std::fs::read_to_string(out.path().join("2025-01/email.eml")).unwrap();
+    assert!(
+        eml.contains("To: \"Bob Builder\" <bob@example.com>"),
+        "{eml}"
+    );
+}
+
+#[test]
+fn preview_as_someone_not_on_the_list() {
+    let out = TempDir::new().unwrap();
+    let r = run(newsletter(&out).args(["preview", "2025-07", "--as", "zoe@example.org"]));
+    assert_eq!(r.code, 2);
+    assert_eq!(
+        r.stderr,
+        "error: zoe@example.org is not in recipients.example.csv; add a row for it or pick an address from the list\n"
+    );
+}
+
+#[test]
+fn preview_json_summary() {
+    let out = TempDir::new().unwrap();
+    let r = run(newsletter(&out).args(["preview", "2025-07", "--format", "json"]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let json: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(json["subject"], "Inside Open Infrastructure: July 2025");
+    assert_eq!(json["to"], "Alice Example <alice@example.org>");
+    let sections = json["sections"].as_array().unwrap();
+    assert_eq!(sections.len(), 11);
+    let openstack = sections
+        .iter()
+        .find(|s| s["project"] == "openstack")
+        .unwrap();
+    assert_eq!(openstack["kind"], "project");
+    assert_eq!(openstack["links"], 11);
+    assert_eq!(openstack["line"], 56);
+    let kinds: Vec<&str> = json["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["image-without-alt", "insecure-link", "empty-link-text"]
+    );
+    assert!(json["html_bytes"].as_u64().unwrap() > 10_000);
+}
+
+#[test]
+fn preview_open_hands_the_html_to_the_browser() {
+    let out = TempDir::new().unwrap();
+    let log = out.path().join("opened.txt");
+    let browser = out.path().join("browser.sh");
+    std::fs::write(
+        &browser,
+        format!("#!/bin/sh\necho \"$1\" > {}\n", log.display()),
+    )
+    .unwrap();
+    std::process::Command::new("chmod")
+        .arg("+x")
+        .arg(&browser)
+        .status()
+        .unwrap();
+    let r = run(newsletter(&out)
+        .args(["preview", "2025-07", "--open", "-q"])
+        .env("BROWSER", &browser));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let opened = std::fs::read_to_string(&log).unwrap();
+    assert!(opened.trim().ends_with("2025-07/email.html"), "{opened}");
+}
+
+#[test]
+fn unknown_issue_lists_the_available_ones() {
+    let out = TempDir::new().unwrap();
+    let r = run(newsletter(&out).args(["preview", "2025-02"]));
+    assert_eq!(r.code, 2);
+    assert_eq!(
+        r.stderr,
+        "error: no issue `2025-02` in newsletters; available: 2025-01, 2025-07\n"
+    );
+}
+
+#[test]
+fn bad_front_matter_names_file_line_and_column() {
+    let out = TempDir::new().unwrap();
+    let r = run(newsletter(&out).arg("preview").arg(fixture("bad-yaml.md")));
+    assert_eq!(r.code, 2);
+    let expected = format!("error: {}:", fixture("bad-yaml.md").display());
+    assert!(r.stderr.starts_with(&expected), "{}", r.stderr);
+    assert!(
+        r.stderr.contains(": invalid front matter: "),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(
+        r.stderr.lines().count(),
+        1,
+        "one line, no debug dump: {}",
+        r.stderr
+    );
+}
+
+#[test]
+fn a_field_missing_from_the_list_names_field_and_recipient() {
+    let out = TempDir::new().unwrap();
+    let r = run(newsletter(&out)
+        .arg("preview")
+        .arg(fixture("unknown-field.md")));
+    assert_eq!(r.code, 2);
+    assert_eq!(
+        r.stderr,
+        "error: recipient alice@example.org (line 2): the issue uses {{nickname}} but this recipient has no `nickname` field: add the column to the CSV or remove it from the issue\n"
+    );
+}
+
+#[test]
+fn edge_cases_warn_with_their_lines() {
+    let out = TempDir::new().unwrap();
+    let r = run(newsletter(&out)
+        .arg("preview")
+        .arg(fixture("edge-cases.md")));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let file = fixture("edge-cases.md").display().to_string();
+    for expected in [
+        format!("{file}:3: front matter key `banner` is not used by the newsletter"),
+        format!(
+            "{file}:7: Markdown left as literal text: `![](/img/screenshot-2025-12-16-at-9.44.3"
+        ),
+        format!("{file}:9: raw HTML <script> removed"),
+        format!("{file}:9: raw HTML attribute onmouseover removed"),
+        format!("{file}:13: link to https://zuul-ci.org/ has no text"),
+        format!("{file}:14: relative link `docs/index.html` cannot be resolved"),
+        "no preheader".to_owned(),
+    ] {
+        assert!(
+            r.stderr.contains(&expected),
+            "missing {expected:?} in\n{}",
+            r.stderr
+        );
+    }
+    let html = std::fs::read_to_string(out.path().join("edge-cases/email.html")).unwrap();
+    assert!(
+        html.contains("Hi Alice!"),
+        "personalized from the first row"
+    );
+    assert!(!html.contains("alert(") && !html.contains("onmouseover"));
+}
+
+#[test]
+fn new_scaffolds_an_issue_that_previews() {
+    let out = TempDir::new().unwrap();
+    let dir = out.path().join("issues");
+    let r = run(newsletter(&out)
+        .args(["new", "2025-08"])
+        .env("NEWSLETTER_NEWSLETTERS", &dir));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let md = std::fs::read_to_string(dir.join("2025-08.md")).unwrap();
+    assert!(md.contains("title: \"Inside Open Infrastructure: August 2025\""));
+    assert!(md.contains("# Kata Containers: The speed of containers, the security of VMs"));
+
+    let r = run(newsletter(&out)
+        .args(["preview", "2025-08", "--format", "json"])
+        .env("NEWSLETTER_NEWSLETTERS", &dir));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let json: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let projects = json["sections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["kind"] == "project")
+        .count();
+    assert_eq!(projects, 5);
+    assert_eq!(
+        json["warnings"].as_array().unwrap().len(),
+        0,
+        "{}",
+        r.stdout
+    );
+
+    let again = run(newsletter(&out)
+        .args(["new", "2025-08"])
+        .env("NEWSLETTER_NEWSLETTERS", &dir));
+    assert_eq!(again.code, 2);
+    assert!(
+        again.stderr.contains("2025-08.md already exists"),
+        "{}",
+        again.stderr
+    );
+
+    let bad = run(newsletter(&out)
+        .args(["new", "2025-13"])
+        .env("NEWSLETTER_NEWSLETTERS", &dir));
+    assert_eq!(bad.code, 2);
+    assert_eq!(
+        bad.stderr,
+        "error: `2025-13` is not a month: write it as YYYY-MM, e.g. 2025-08\n"
+    );
+}
+
+/// A copy of the bundled layout with one template changed.
+fn broken_layout(out: &TempDir, file: &str, from: &str, to: &str) -> PathBuf {
+    let dir = out.path().join("layouts/inside-openinfra");
+    std::fs::create_dir_all(dir.join("partials")).unwrap();
+    let src = root().join("layouts/inside-openinfra");
+    for f in ["email.mjml.hbs", "email.txt.hbs", "projects.yaml"] {
+        std::fs::copy(src.join(f), dir.join(f)).unwrap();
+    }
+    for entry in std::fs::read_dir(src.join("partials")).unwrap() {
+        let p = entry.unwrap().path();
+        std::fs::copy(&p, dir.join("partials").join(p.file_name().unwrap())).unwrap();
+    }
+    let target = dir.join(file);
+    let text = std::fs::read_to_string(&target).unwrap();
+    assert!(text.contains(from));
+    std::fs::write(&target, text.replacen(from, to, 1)).unwrap();
+    out.path().join("layouts")
+}
+
+#[test]
+fn an_mjml_error_names_the_template() {
+    let out = TempDir::new().unwrap();
+    let layouts = broken_layout(
+        &out,
+        "partials/project.mjml.hbs",
+        "font-size=\"22px\"",
+        "font-size=\"22px",
+    );
+    let r = run(newsletter(&out)
+        .args(["preview", "2025-07"])
+        .env("NEWSLETTER_LAYOUTS", &layouts));
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr
+            .contains("partials/project.mjml.hbs: invalid MJML: "),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn a_misspelt_template_variable_names_the_template() {
+    let out = TempDir::new().unwrap();
+    let layouts = broken_layout(
+        &out,
+        "partials/footer.mjml.hbs",
+        "{{footer.address}}",
+        "{{footer.adress}}",
+    );
+    let r = run(newsletter(&out)
+        .args(["preview", "2025-07"])
+        .env("NEWSLETTER_LAYOUTS", &layouts));
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.contains("partials/footer.mjml.hbs"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("unknown variable `footer.adress`"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn a_copied_layout_changes_the_email_without_rust() {
+    let out = TempDir::new().unwrap();
+    let layouts = broken_layout(
+        &out,
+        "projects.yaml",
+        "color: \"#da1a32\"",
+        "color: \"#123456\"",
+    );
+    let r = run(newsletter(&out)
+        .args(["preview", "2025-07", "-q"])
+        .env("NEWSLETTER_LAYOUTS", &layouts));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let html = std::fs::read_to_string(out.path().join("2025-07/email.html")).unwrap();
+    assert!(html.contains("#123456") && !html.contains("#da1a32"));
+}
+
+#[test]
+fn an_unknown_config_key_suggests_the_nearest() {
+    let out = TempDir::new().unwrap();
+    let config = out.path().join("newsletter.yaml");
+    std::fs::write(
+        &config,
+        "from: { name: X, address: x@example.org }\nreply_too: a@example.org\n",
+    )
+    .unwrap();
+    let r = run(newsletter(&out)
+        .arg("--config")
+        .arg(&config)
+        .args(["preview", "2025-07"]));
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr
+            .contains("newsletter.yaml:2:1: unknown field `reply_too`"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.trim_end().ends_with("did you mean `reply_to`?"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn help_documents_exit_codes() {
+    let out = TempDir::new().unwrap();
+    let r = run(newsletter(&out).args(["preview", "--help"]));
+    assert_eq!(r.code, 0);
+    assert!(
+        r.stdout.contains("Exit codes:") && r.stdout.contains("--as <EMAIL>"),
+        "{}",
+        r.stdout
+    );
+}

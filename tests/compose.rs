@@ -1,0 +1,241 @@
+//! Both real issues through the whole compose pipeline: snapshots of the MJML, HTML and text,
+//! and the personalized message as a recipient receives it.
+
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use newsletter::config::Config;
+use newsletter::issue::Issue;
+use newsletter::personalize::Personalizer;
+use newsletter::recipients::Recipient;
+use newsletter::unsubscribe::Secret;
+
+fn compose(name: &str) -> newsletter::compile::Rendered {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let config = Config {
+        layouts: root.join("layouts"),
+        ..Config::default()
+    };
+    let issue = Issue::load(&root.join("newsletters").join(format!("{name}.md"))).unwrap();
+    newsletter::compose(&issue, &config).unwrap()
+}
+
+fn recipient(fields: &[(&str, &str)]) -> Recipient {
+    Recipient {
+        line: 2,
+        email: "alice@example.org".into(),
+        fields: fields
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    }
+}
+
+#[test]
+fn july_sections_are_recognised_with_colour_and_tagline() {
+    let r = compose("2025-07");
+    let projects: Vec<(&str, &str)> = r
+        .sections
+        .iter()
+        .filter(|s| s.kind == "project")
+        .map(|s| (s.project.as_deref().unwrap(), s.tagline.as_deref().unwrap()))
+        .collect();
+    assert_eq!(
+        projects,
+        vec![
+            (
+                "openstack",
+                "Open source software for creating private and public clouds"
+            ),
+            (
+                "kata-containers",
+                "The speed of containers, the security of VMs"
+            ),
+            ("opendev", "Free software needs free tools"),
+            (
+                "starlingx",
+                "A fully featured cloud for the distributed edge"
+            ),
+            ("zuul", "Stop merging broken code"),
+        ]
+    );
+    let plain: Vec<&str> = r
+        .sections
+        .iter()
+        .filter(|s| s.kind == "section")
+        .map(|s| s.title.as_str())
+        .collect();
+    assert_eq!(
+        plain,
+        vec![
+            "OpenInfra Summit Schedule: For the Community, by the Community",
+            "OpenInfra Foundation News",
+            "OpenInfra Summit Europe",
+            "OpenInfra University Partnership Program",
+            "Upcoming OpenInfra and Community Events",
+        ]
+    );
+    for color in ["#da1a32", "#b8451e", "#5b3f8c", "#2b4c9b", "#0b6e5f"] {
+        assert!(
+            r.html.contains(color),
+            "project colour {color} missing from the HTML"
+        );
+    }
+    assert!(r.html.len() < newsletter::compile::GMAIL_CLIP_BYTES);
+    assert!(r.html.contains("lang=\"en\""));
+}
+
+#[test]
+fn january_lead_has_hero_intro_and_button() {
+    let r = compose("2025-01");
+    assert_eq!(r.sections[0].kind, "lead");
+    assert_eq!(r.sections[0].images, 1);
+    assert!(
+        r.mjml
+            .contains("<mj-button href=\"https://openinfra.org/annual-report/2024\"")
+    );
+    assert!(
+        r.sections
+            .iter()
+            .any(|s| s.title == "Community Events" && s.kind == "section")
+    );
+    assert_eq!(r.sections.iter().filter(|s| s.kind == "project").count(), 4);
+}
+
+#[test]
+fn snapshots_of_both_issues() {
+    for name in ["2025-01", "2025-07"] {
+        let r = compose(name);
+        insta::assert_snapshot!(format!("{name}.mjml"), r.mjml);
+        insta::assert_snapshot!(format!("{name}.html"), r.html);
+        insta::assert_snapshot!(format!("{name}.txt"), r.text);
+        // Paths relative to the checkout, so the snapshot holds wherever it is cloned.
+        let root = format!("{}/", env!("CARGO_MANIFEST_DIR"));
+        let warnings: Vec<String> = r
+            .warnings
+            .iter()
+            .map(|w| w.to_string().replace(&root, ""))
+            .collect();
+        insta::assert_snapshot!(format!("{name}.warnings"), warnings.join("\n"));
+    }
+}
+
+#[test]
+fn the_message_a_recipient_receives() {
+    let r = compose("2025-07");
+    let config = Config {
+        reply_to: Some("community@openinfra.dev".into()),
+        ..Config::default()
+    };
+    let p = Personalizer::new(&r, &config, Secret::new("test-secret"))
+        .unwrap()
+        .with_date(SystemTime::UNIX_EPOCH + Duration::from_secs(1_751_400_000));
+    let alice = recipient(&[
+        ("first_name", "Alice <b>"),
+        ("name", "Alice\r\nBcc: eve@evil.example"),
+    ]);
+    let eml = String::from_utf8(p.message(&alice).unwrap().formatted()).unwrap();
+    let (head, body) = eml.split_once("\r\n\r\n").unwrap();
+    let head = head.replace("\r\n ", " "); // unfold long headers
+
+    assert!(
+        head.contains("From: \"OpenInfra Foundation\" <newsletter@openinfra.dev>"),
+        "{head}"
+    );
+    assert!(head.contains("Reply-To: community@openinfra.dev"), "{head}");
+    // The CRLF in the name is folded into a space: no Bcc header can be injected.
+    let to = head.lines().find(|l| l.starts_with("To: ")).unwrap();
+    assert_eq!(
+        to,
+        "To: =?utf-8?b?QWxpY2UgQmNjOiBldmVAZXZpbC5leGFtcGxl?= <alice@example.org>"
+    ); // "Alice Bcc: eve@evil.example"
+    assert!(!head.lines().any(|l| l.starts_with("Bcc:")), "{head}");
+    assert!(
+        head.contains("Subject: Inside Open Infrastructure: July 2025"),
+        "{head}"
+    );
+    assert!(
+        head.contains("Date: Tue, 01 Jul 2025 20:00:00 +0000"),
+        "{head}"
+    );
+    assert!(
+        head.contains("List-Id: Inside Open Infrastructure <newsletter.openinfra.dev>"),
+        "{head}"
+    );
+    assert!(
+        head.contains("List-Unsubscribe-Post: List-Unsubscribe=One-Click"),
+        "{head}"
+    );
+    let unsubscribe = p.unsubscribe_url("alice@example.org");
+    assert!(head.contains(&format!("List-Unsubscribe: <{unsubscribe}>, <mailto:newsletter-unsubscribe@openinfra.dev?subject=unsubscribe>")), "{head}");
+    assert_eq!(
+        Secret::new("test-secret")
+            .verify(unsubscribe.split("token=").nth(1).unwrap())
+            .as_deref(),
+        Some("alice@example.org")
+    );
+
+    let message_id = p.message_id("alice@example.org");
+    assert!(
+        head.contains(&format!("Message-ID: {message_id}")),
+        "{head}"
+    );
+    assert_eq!(
+        message_id,
+        p.message_id("ALICE@example.org"),
+        "Message-ID is deterministic per issue and recipient"
+    );
+    assert!(message_id.starts_with("<2025-07.") && message_id.ends_with("@openinfra.dev>"));
+
+    // multipart/alternative: text first, HTML last.
+    assert!(
+        head.contains("Content-Type: multipart/alternative"),
+        "{head}"
+    );
+    let text_at = body
+        .find("Content-Type: text/plain; charset=utf-8")
+        .unwrap();
+    let html_at = body.find("Content-Type: text/html; charset=utf-8").unwrap();
+    assert!(text_at < html_at);
+
+    // The same message twice is byte for byte the same (pinned date, derived boundary).
+    assert_eq!(
+        eml,
+        String::from_utf8(p.message(&alice).unwrap().formatted()).unwrap()
+    );
+}
+
+#[test]
+fn fields_are_escaped_in_html_and_literal_in_text() {
+    let mut r = compose("2025-01");
+    r.html = r.html.replacen(
+        "2024 — A Year in Review",
+        "2024 — A Year in Review, {{first_name}}",
+        1,
+    );
+    r.text = format!("Hi {{{{first_name}}}}\n{}", r.text);
+    r.subject = "News for {{first_name}}".into();
+    let p = Personalizer::new(&r, &Config::default(), Secret::new("k")).unwrap();
+    let parts = p
+        .parts(&recipient(&[("first_name", "<script>Al & Co</script>")]))
+        .unwrap();
+    assert!(
+        parts
+            .html
+            .contains("A Year in Review, &lt;script&gt;Al &amp; Co&lt;/script&gt;")
+    );
+    assert!(parts.text.starts_with("Hi <script>Al & Co</script>\n"));
+    assert_eq!(parts.subject, "News for <script>Al & Co</script>");
+}
+
+#[test]
+fn a_missing_field_names_the_field_and_the_recipient() {
+    let mut r = compose("2025-01");
+    r.subject = "Hello {{first_name}}".into();
+    let p = Personalizer::new(&r, &Config::default(), Secret::new("k")).unwrap();
+    let err = p.parts(&recipient(&[])).unwrap_err().to_string();
+    assert_eq!(
+        err,
+        "recipient alice@example.org (line 2): the issue uses {{first_name}} but this recipient has no `first_name` field: add the column to the CSV or remove it from the issue"
+    );
+}
