@@ -8,7 +8,7 @@ const EXIT_CODES: &str = "\
 Exit codes:
   0  success (warnings may have been printed)
   1  the command ran but found problems (recipients that failed, broken links)
-  2  error: bad input or configuration; nothing was sent";
+  2  error: bad input or configuration, or a send stopped by its server; printed on one line";
 
 #[derive(Debug, Parser)]
 #[command(name = "newsletter", version, about = "Write, check and deliver the OpenInfra Foundation's monthly newsletter", after_help = EXIT_CODES)]
@@ -34,6 +34,47 @@ pub enum Command {
     /// Start a new issue: newsletters/YYYY-MM.md with the usual sections
     #[command(after_help = EXIT_CODES)]
     New(NewArgs),
+    /// Deliver an issue to the recipient list over SMTP, throttled; or a dry run, or a test
+    /// send to the staff inboxes
+    #[command(after_help = EXIT_CODES)]
+    Send(SendArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SendArgs {
+    /// The issue: a name such as 2025-07 or a path
+    pub issue: String,
+
+    /// Do everything but talk to the server: print the plan and the estimated duration, and
+    /// write the first messages as .eml files under out/ISSUE/dry-run/
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// With --dry-run: write every message, not only the first ones
+    #[arg(long, requires = "dry_run")]
+    pub all: bool,
+
+    /// Send to the test recipients of the configuration (or --to), with "[TEST] " before the
+    /// subject, personalized as the list's first recipient
+    #[arg(long, conflicts_with = "dry_run")]
+    pub test: bool,
+
+    /// With --test: these addresses instead of test_recipients
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_name = "EMAIL,...",
+        requires = "test"
+    )]
+    pub to: Vec<String>,
+
+    /// Do not ask for confirmation (needed when not on a terminal)
+    #[arg(long, short)]
+    pub yes: bool,
+
+    /// The recipient list [default: `recipients` of the configuration]
+    #[arg(long, value_name = "FILE")]
+    pub recipients: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]

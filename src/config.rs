@@ -2,13 +2,18 @@
 //! `NEWSLETTER_*` environment variable (`smtp.host` -> `NEWSLETTER_SMTP_HOST`).
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{Result, anyhow};
 use serde::{Deserialize, Serialize};
 use serde_norway::Value;
 
 /// Environment variables that hold secrets, never configuration keys.
-pub const SECRET_VARS: &[&str] = &["NEWSLETTER_SMTP_PASSWORD", "NEWSLETTER_UNSUBSCRIBE_SECRET"];
+pub const SECRET_VARS: &[&str] = &[
+    "NEWSLETTER_SMTP_PASSWORD",
+    "NEWSLETTER_UNSUBSCRIBE_SECRET",
+    "NEWSLETTER_DKIM_PRIVATE_KEY",
+];
 
 /// Variables the tool reads that are not configuration keys.
 const OTHER_VARS: &[&str] = &["NEWSLETTER_LOG"];
@@ -39,6 +44,158 @@ pub struct Config {
     /// Where previews and dry runs are written.
     pub out: PathBuf,
     pub unsubscribe: Unsubscribe,
+    /// The envelope sender (MAIL FROM), where bounces go; by default `from.address`.
+    pub return_path: Option<String>,
+    pub smtp: Smtp,
+    pub throttle: Throttle,
+    pub dkim: Dkim,
+    /// How many personalized messages `send --dry-run` writes as .eml files (all with `--all`).
+    pub dry_run_samples: usize,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Security {
+    /// Plain connection upgraded with STARTTLS; refused if the server does not offer it.
+    Starttls,
+    /// TLS from the first byte (SMTPS, usually port 465).
+    Tls,
+    /// No encryption: accepted only for a loopback host.
+    None,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Smtp {
+    /// The submission server; required to send.
+    pub host: Option<String>,
+    pub port: u16,
+    pub security: Security,
+    /// Login name; the password comes only from NEWSLETTER_SMTP_PASSWORD.
+    pub username: Option<String>,
+    /// The name given in EHLO; by default this machine's host name.
+    pub hello_name: Option<String>,
+    /// Limit for connecting, and for each command's reply.
+    #[serde(with = "duration")]
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Throttle {
+    /// Messages per second, minute or hour: `10/s`, `600/min`, `20000/h`; `off` for no limit.
+    pub rate: String,
+    /// Messages that may go out back to back after an idle spell (the token bucket's size).
+    pub burst: u32,
+    /// SMTP connections sending at once.
+    pub concurrency: usize,
+    /// Pause for `batch_pause` after every `batch_size` messages; none by default.
+    pub batch_size: Option<u64>,
+    #[serde(with = "duration")]
+    pub batch_pause: Duration,
+    /// Attempts after the first for a temporary failure (4xx reply or lost connection).
+    pub retries: u32,
+    /// The first retry waits this long; each next one twice as long.
+    #[serde(with = "duration")]
+    pub retry_delay: Duration,
+    /// Stop the run after this many failures in a row: a server that rejects everything must
+    /// not burn through the list.
+    pub max_consecutive_failures: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Dkim {
+    /// The selector of the DKIM DNS record; signing is on when it is set. The private key (PEM)
+    /// comes only from NEWSLETTER_DKIM_PRIVATE_KEY.
+    pub selector: Option<String>,
+    /// The signing domain; by default that of `from.address`.
+    pub domain: Option<String>,
+    pub algorithm: DkimAlgorithm,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum DkimAlgorithm {
+    #[default]
+    Rsa,
+    Ed25519,
+}
+
+impl Default for Smtp {
+    fn default() -> Self {
+        Smtp {
+            host: None,
+            port: 587,
+            security: Security::Starttls,
+            username: None,
+            hello_name: None,
+            timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl Default for Throttle {
+    fn default() -> Self {
+        Throttle {
+            rate: "10/s".into(),
+            burst: 1,
+            concurrency: 4,
+            batch_size: None,
+            batch_pause: Duration::from_secs(30),
+            retries: 3,
+            retry_delay: Duration::from_secs(5),
+            max_consecutive_failures: 20,
+        }
+    }
+}
+
+/// Durations written as people write them: `30s`, `5m`, `1h`, `250ms`.
+pub mod duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    pub fn parse(s: &str) -> Result<Duration, String> {
+        let s = s.trim();
+        let split = s
+            .find(|c: char| !c.is_ascii_digit() && c != '.')
+            .unwrap_or(s.len());
+        let (num, unit) = s.split_at(split);
+        let n: f64 = num
+            .parse()
+            .map_err(|_| format!("`{s}` is not a duration: write e.g. 30s, 5m, 1h or 250ms"))?;
+        let secs = match unit.trim() {
+            "ms" => n / 1000.0,
+            "s" | "" => n,
+            "m" | "min" => n * 60.0,
+            "h" => n * 3600.0,
+            _ => {
+                return Err(format!(
+                    "`{s}` is not a duration: write e.g. 30s, 5m, 1h or 250ms"
+                ));
+            }
+        };
+        Ok(Duration::from_secs_f64(secs))
+    }
+
+    pub fn format(d: &Duration) -> String {
+        let ms = d.as_millis();
+        if !ms.is_multiple_of(1000) {
+            format!("{ms}ms")
+        } else {
+            format!("{}s", ms / 1000)
+        }
+    }
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format(d))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let raw = String::deserialize(d)?;
+        parse(&raw).map_err(D::Error::custom)
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -74,6 +231,11 @@ impl Default for Config {
             layouts: "layouts".into(),
             out: "out".into(),
             unsubscribe: Unsubscribe::default(),
+            return_path: None,
+            smtp: Smtp::default(),
+            throttle: Throttle::default(),
+            dkim: Dkim::default(),
+            dry_run_samples: 10,
         }
     }
 }

@@ -7,12 +7,14 @@
 
 pub mod compile;
 pub mod config;
+pub mod deliver;
 pub mod diagnostic;
 pub mod issue;
 pub mod layout;
 pub mod markdown;
 pub mod personalize;
 pub mod recipients;
+pub mod report;
 pub mod sections;
 pub mod unsubscribe;
 

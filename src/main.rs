@@ -23,6 +23,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Preview(args) => commands::preview::run(cli.config.as_deref(), cli.quiet, args),
         Command::New(args) => commands::new::run(cli.config.as_deref(), cli.quiet, args),
+        Command::Send(args) => commands::send::run(cli.config.as_deref(), cli.quiet, args),
     };
     match result {
         Ok(Outcome::Success) => ExitCode::SUCCESS,

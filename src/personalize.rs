@@ -282,3 +282,71 @@ fn message_date() -> SystemTime {
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+pub const DKIM_KEY_VAR: &str = "NEWSLETTER_DKIM_PRIVATE_KEY";
+
+/// The headers DKIM signs: the ones Gmail and Yahoo require to be covered for one-click
+/// unsubscribe, and the ones a forger would change.
+const DKIM_HEADERS: &[&str] = &[
+    "From",
+    "To",
+    "Subject",
+    "Date",
+    "Message-ID",
+    "Reply-To",
+    "List-Id",
+    "List-Unsubscribe",
+    "List-Unsubscribe-Post",
+    "MIME-Version",
+    "Content-Type",
+];
+
+/// DKIM signing settings when `dkim.selector` is set. The key is an RSA key in PKCS#1 PEM
+/// (`-----BEGIN RSA PRIVATE KEY-----`) or an Ed25519 key as base64 of its 32 bytes.
+pub fn dkim_config(
+    config: &Config,
+    key: Option<String>,
+) -> anyhow::Result<Option<lettre::message::dkim::DkimConfig>> {
+    use lettre::message::dkim::{
+        DkimCanonicalization, DkimCanonicalizationType, DkimConfig, DkimSigningAlgorithm,
+        DkimSigningKey,
+    };
+    let Some(selector) = &config.dkim.selector else {
+        return Ok(None);
+    };
+    let key = key.ok_or_else(|| {
+        anyhow::anyhow!(
+            "dkim.selector is set but {DKIM_KEY_VAR} is not: put the private key in the environment"
+        )
+    })?;
+    let algorithm = match config.dkim.algorithm {
+        crate::config::DkimAlgorithm::Rsa => DkimSigningAlgorithm::Rsa,
+        crate::config::DkimAlgorithm::Ed25519 => DkimSigningAlgorithm::Ed25519,
+    };
+    let signing_key = DkimSigningKey::new(key.trim(), algorithm)
+        .map_err(|e| anyhow::anyhow!("{DKIM_KEY_VAR} is not a valid {:?} key ({e}): RSA keys are PKCS#1 PEM, Ed25519 keys base64 of the 32 key bytes", config.dkim.algorithm))?;
+    let domain = match &config.dkim.domain {
+        Some(d) => d.clone(),
+        None => config
+            .from
+            .address
+            .rsplit_once('@')
+            .map(|(_, d)| d.to_owned())
+            .unwrap_or_default(),
+    };
+    let headers = DKIM_HEADERS
+        .iter()
+        .map(|h| HeaderName::new_from_ascii_str(h))
+        .collect();
+    let relaxed = DkimCanonicalization {
+        header: DkimCanonicalizationType::Relaxed,
+        body: DkimCanonicalizationType::Relaxed,
+    };
+    Ok(Some(DkimConfig::new(
+        selector.clone(),
+        domain,
+        signing_key,
+        headers,
+        relaxed,
+    )))
+}

@@ -102,7 +102,7 @@ pub type Row = std::result::Result<Recipient, Skipped>;
 /// list, so a million rows take a few megabytes.
 pub struct Recipients {
     path: PathBuf,
-    reader: csv::Reader<Box<dyn Read>>,
+    reader: csv::Reader<Box<dyn Read + Send>>,
     headers: Vec<String>,
     email_col: usize,
     status_col: Option<usize>,
@@ -117,7 +117,7 @@ impl Recipients {
         Recipients::from_reader(path, Box::new(BufReader::with_capacity(256 * 1024, file)))
     }
 
-    pub fn from_reader(path: &Path, reader: Box<dyn Read>) -> Result<Recipients> {
+    pub fn from_reader(path: &Path, reader: Box<dyn Read + Send>) -> Result<Recipients> {
         let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(reader);
         let headers: Vec<String> = reader
             .headers()

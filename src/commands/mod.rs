@@ -2,6 +2,7 @@
 
 pub mod new;
 pub mod preview;
+pub mod send;
 
 use std::path::Path;
 

@@ -1,0 +1,228 @@
+//! The delivery loop: one dispatcher, one task per connection. The dispatcher hands out
+//! messages, schedules retries with backoff, pauses between batches and stops a run that
+//! fails too often; each sender takes a token from the shared throttle before every message.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use lettre::AsyncTransport;
+use lettre::address::Envelope;
+use lettre::transport::smtp::response::Response;
+use tokio::sync::{Mutex, mpsc};
+use tokio::time::Instant;
+
+use super::smtp::SendError;
+use super::throttle::Throttle;
+
+/// One personalized message, ready to go.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub email: String,
+    /// Line of the recipient in the CSV file (0 for test sends).
+    pub line: u64,
+    pub message_id: String,
+    pub envelope: Envelope,
+    pub bytes: Vec<u8>,
+    /// Attempts made so far.
+    pub attempts: u32,
+}
+
+/// What happened to a message; the report and the ledger follow these.
+#[derive(Debug)]
+pub enum Event<'a> {
+    /// About to be transmitted: from here on the server may have it.
+    Sending {
+        job: &'a Job,
+    },
+    Sent {
+        job: &'a Job,
+        reply: String,
+    },
+    /// A temporary failure; tried again after `delay`.
+    Retrying {
+        job: &'a Job,
+        error: &'a SendError,
+        delay: Duration,
+    },
+    /// Given up: a permanent failure, or temporary ones until the attempts ran out.
+    Failed {
+        job: &'a Job,
+        error: &'a SendError,
+    },
+}
+
+pub trait Observer {
+    fn event(&mut self, event: &Event<'_>);
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub retries: u32,
+    pub retry_delay: Duration,
+    pub batch_size: Option<u64>,
+    pub batch_pause: Duration,
+    pub max_consecutive_failures: u32,
+}
+
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub sent: u64,
+    pub failed: u64,
+    /// Why the run stopped before the end of the list, if it did.
+    pub stopped: Option<String>,
+    pub elapsed: Duration,
+}
+
+struct Retry {
+    due: Instant,
+    seq: u64,
+    job: Job,
+}
+
+impl PartialEq for Retry {
+    fn eq(&self, other: &Self) -> bool {
+        (self.due, self.seq) == (other.due, other.seq)
+    }
+}
+impl Eq for Retry {}
+impl PartialOrd for Retry {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Retry {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.due, self.seq).cmp(&(other.due, other.seq))
+    }
+}
+
+/// Sends every job from `jobs` through `transports` (one sender each, so the number of
+/// transports is the concurrency) and reports each step to `observer`.
+pub async fn deliver<T>(
+    mut jobs: mpsc::Receiver<Job>,
+    transports: Vec<T>,
+    throttle: Arc<Throttle>,
+    settings: &Settings,
+    observer: &mut dyn Observer,
+) -> Outcome
+where
+    T: AsyncTransport<Ok = Response, Error = SendError> + Send + Sync + 'static,
+{
+    let started = Instant::now();
+    let concurrency = transports.len().max(1);
+    let (work_tx, work_rx) = mpsc::channel::<Job>(concurrency);
+    let work_rx = Arc::new(Mutex::new(work_rx));
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(Job, Result<Response, SendError>)>();
+    let mut senders = Vec::new();
+    for transport in transports {
+        let work_rx = Arc::clone(&work_rx);
+        let done_tx = done_tx.clone();
+        let throttle = Arc::clone(&throttle);
+        senders.push(tokio::spawn(async move {
+            loop {
+                let Some(job) = work_rx.lock().await.recv().await else {
+                    break;
+                };
+                throttle.acquire().await;
+                let result = transport.send_raw(&job.envelope, &job.bytes).await;
+                if done_tx.send((job, result)).is_err() {
+                    break;
+                }
+            }
+            transport.shutdown().await;
+        }));
+    }
+    drop(done_tx);
+
+    let mut outcome = Outcome::default();
+    let mut retries: BinaryHeap<Reverse<Retry>> = BinaryHeap::new();
+    let mut seq = 0u64;
+    let mut in_flight = 0usize;
+    let mut jobs_open = true;
+    let mut consecutive_failures = 0u32;
+    let mut since_pause = 0u64;
+    let mut work_tx = Some(work_tx);
+
+    loop {
+        let pausing = settings.batch_size.is_some_and(|size| since_pause >= size);
+        if pausing && in_flight == 0 {
+            tokio::time::sleep(settings.batch_pause).await;
+            since_pause = 0;
+            continue;
+        }
+        let stopping = outcome.stopped.is_some();
+        let can_dispatch = !stopping && !pausing && in_flight < concurrency;
+        if in_flight == 0 && (stopping || (!jobs_open && retries.is_empty())) {
+            break;
+        }
+        let next_retry = retries.peek().map(|Reverse(r)| r.due);
+        let Some(tx) = work_tx.as_ref() else { break };
+        tokio::select! {
+            biased;
+            Some((job, result)) = done_rx.recv() => {
+                in_flight -= 1;
+                match result {
+                    Ok(response) => {
+                        consecutive_failures = 0;
+                        outcome.sent += 1;
+                        let reply = response.message().collect::<Vec<_>>().join(" ");
+                        observer.event(&Event::Sent { job: &job, reply: format!("{} {reply}", response.code()) });
+                    }
+                    Err(error) if error.is_transient() && job.attempts <= settings.retries => {
+                        let delay = settings.retry_delay * 2u32.saturating_pow(job.attempts.saturating_sub(1));
+                        observer.event(&Event::Retrying { job: &job, error: &error, delay });
+                        seq += 1;
+                        retries.push(Reverse(Retry { due: Instant::now() + delay, seq, job }));
+                    }
+                    Err(error) => {
+                        consecutive_failures += 1;
+                        outcome.failed += 1;
+                        observer.event(&Event::Failed { job: &job, error: &error });
+                        if consecutive_failures >= settings.max_consecutive_failures {
+                            outcome.stopped = Some(format!(
+                                "stopped after {consecutive_failures} failures in a row; the last: {error}"
+                            ));
+                        }
+                    }
+                }
+            }
+            _ = tokio::time::sleep_until(next_retry.unwrap_or_else(Instant::now)), if can_dispatch && next_retry.is_some() => {
+                if let Some(Reverse(retry)) = retries.pop() {
+                    dispatch(tx, retry.job, observer, &mut in_flight, &mut since_pause).await;
+                }
+            }
+            job = jobs.recv(), if can_dispatch && jobs_open => {
+                match job {
+                    Some(job) => dispatch(tx, job, observer, &mut in_flight, &mut since_pause).await,
+                    None => jobs_open = false,
+                }
+            }
+        }
+        if in_flight == 0 && outcome.stopped.is_some() {
+            work_tx = None;
+        }
+    }
+    drop(work_tx);
+    for sender in senders {
+        let _ = sender.await;
+    }
+    outcome.elapsed = started.elapsed();
+    outcome
+}
+
+async fn dispatch(
+    tx: &mpsc::Sender<Job>,
+    mut job: Job,
+    observer: &mut dyn Observer,
+    in_flight: &mut usize,
+    since_pause: &mut u64,
+) {
+    job.attempts += 1;
+    observer.event(&Event::Sending { job: &job });
+    *in_flight += 1;
+    *since_pause += 1;
+    // Senders only stop when this channel closes, so the send cannot fail here.
+    let _ = tx.send(job).await;
+}

@@ -1,0 +1,155 @@
+//! What a send tells its user: a progress bar on a terminal, a log line every few seconds
+//! otherwise (so cron mail stays short), and a final summary.
+
+use std::io::IsTerminal;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use tokio::time::Instant;
+
+use crate::deliver::run::{Event, Observer};
+
+/// Failures kept for the summary; the rest are counted.
+const FAILURES_KEPT: usize = 1000;
+const LOG_EVERY: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone)]
+pub struct Failure {
+    pub line: u64,
+    pub email: String,
+    pub reply: String,
+}
+
+pub struct Progress {
+    bar: Option<ProgressBar>,
+    quiet: bool,
+    total: u64,
+    sent: u64,
+    failed: u64,
+    retried: u64,
+    pub failures: Vec<Failure>,
+    started: Instant,
+    last_log: Instant,
+}
+
+impl Progress {
+    pub fn new(total: u64, quiet: bool) -> Progress {
+        let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
+            let bar = ProgressBar::new(total);
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{bar:40.cyan/blue} {pos}/{len} sent {msg} {per_sec} ETA {eta}",
+                )
+                .expect("the template is valid"),
+            );
+            bar
+        });
+        let now = Instant::now();
+        Progress {
+            bar,
+            quiet,
+            total,
+            sent: 0,
+            failed: 0,
+            retried: 0,
+            failures: Vec::new(),
+            started: now,
+            last_log: now,
+        }
+    }
+
+    fn tick(&mut self) {
+        if let Some(bar) = &self.bar {
+            bar.set_position(self.sent);
+            bar.set_message(format!("{} failed", self.failed));
+        } else if !self.quiet && self.last_log.elapsed() >= LOG_EVERY {
+            self.last_log = Instant::now();
+            let rate = self.sent as f64 / self.started.elapsed().as_secs_f64().max(0.001);
+            let left = self.total.saturating_sub(self.sent + self.failed);
+            let eta = if rate > 0.0 {
+                format!(
+                    ", about {} left",
+                    duration(Duration::from_secs_f64(left as f64 / rate))
+                )
+            } else {
+                String::new()
+            };
+            eprintln!(
+                "sent {} of {}, {} failed, {} retried, {:.1}/s{eta}",
+                thousands(self.sent),
+                thousands(self.total),
+                thousands(self.failed),
+                thousands(self.retried),
+                rate
+            );
+        }
+    }
+
+    pub fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+impl Observer for Progress {
+    fn event(&mut self, event: &Event<'_>) {
+        match event {
+            Event::Sending { .. } => return,
+            Event::Sent { .. } => self.sent += 1,
+            Event::Retrying { job, error, delay } => {
+                self.retried += 1;
+                tracing::debug!("{}: {error}; retrying in {}", job.email, duration(*delay));
+            }
+            Event::Failed { job, error } => {
+                self.failed += 1;
+                if self.failures.len() < FAILURES_KEPT {
+                    self.failures.push(Failure {
+                        line: job.line,
+                        email: job.email.clone(),
+                        reply: error.reply(),
+                    });
+                }
+            }
+        }
+        self.tick();
+    }
+}
+
+/// `1h 31m`, `4m 05s`, `42s`.
+pub fn duration(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m {:02}s", s / 60, s % 60),
+        _ => format!("{}h {:02}m", s / 3600, (s % 3600) / 60),
+    }
+}
+
+/// `54,321`.
+pub fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, ch) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_and_durations_read_like_prose() {
+        assert_eq!(thousands(54321), "54,321");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1_000_000), "1,000,000");
+        assert_eq!(duration(Duration::from_secs(5432)), "1h 30m");
+        assert_eq!(duration(Duration::from_secs(245)), "4m 05s");
+        assert_eq!(duration(Duration::from_secs(42)), "42s");
+    }
+}
