@@ -28,17 +28,14 @@ fn benches(c: &mut Criterion) {
     let layout = newsletter::layout::Layout::load(None, &config.layouts).expect("layout loads");
     let origin = issue.site_origin();
     let mut warnings = Vec::new();
-    let sections =
-        newsletter::sections::split(&issue, &layout.registry, origin.as_deref(), &mut warnings);
+    let sections = newsletter::sections::split(&issue, &layout.registry, origin.as_deref(), &mut warnings);
     group.bench_function("layout, mrml and text (sections to html and text)", |b| {
         b.iter(|| {
-            newsletter::compile::compile(&issue, black_box(&sections), &layout, &config, Vec::new())
-                .expect("compiles")
+            newsletter::compile::compile(&issue, black_box(&sections), &layout, &config, Vec::new()).expect("compiles")
         })
     });
 
-    let personalizer =
-        Personalizer::new(&rendered, &config, Secret::new("bench")).expect("templates parse");
+    let personalizer = Personalizer::new(&rendered, &config, Secret::new("bench")).expect("templates parse");
     let recipient = Recipient::sample();
     group.bench_function("personalize one recipient (MIME bytes)", |b| {
         b.iter(|| {

@@ -60,12 +60,7 @@ pub struct SendArgs {
     pub test: bool,
 
     /// With --test: these addresses instead of test_recipients
-    #[arg(
-        long,
-        value_delimiter = ',',
-        value_name = "EMAIL,...",
-        requires = "test"
-    )]
+    #[arg(long, value_delimiter = ',', value_name = "EMAIL,...", requires = "test")]
     pub to: Vec<String>,
 
     /// Do not ask for confirmation (needed when not on a terminal)

@@ -103,10 +103,7 @@ pub fn compile(
         web_url: issue.web_url(),
         issue_date: issue.front.date.map(|d| d.format("%B %Y").to_string()),
         accent,
-        lead: sections
-            .lead
-            .as_ref()
-            .map(|content| LeadView { accent, content }),
+        lead: sections.lead.as_ref().map(|content| LeadView { accent, content }),
         sections: sections
             .sections
             .iter()
@@ -149,7 +146,10 @@ pub fn compile(
             Kind::HtmlTooLarge,
             &issue.path,
             None,
-            format!("the HTML is {:.1} KB: Gmail clips messages over 102 KB, hiding the footer and its unsubscribe link", html.len() as f64 / 1024.0),
+            format!(
+                "the HTML is {:.1} KB: Gmail clips messages over 102 KB, hiding the footer and its unsubscribe link",
+                html.len() as f64 / 1024.0
+            ),
         ));
     }
     Ok(Rendered {
@@ -169,10 +169,9 @@ pub fn compile(
 fn mjml_to_html(mjml: &Mjml, origin: &Path, warnings: &mut Vec<Warning>) -> Result<String> {
     let parsed = mrml::parse(&mjml.source).map_err(|e| {
         let offset = error_offset(&e, &mjml.source);
-        let template = offset.and_then(|o| mjml.template_at(o)).map_or_else(
-            || origin.join("email.mjml.hbs").display().to_string(),
-            str::to_owned,
-        );
+        let template = offset
+            .and_then(|o| mjml.template_at(o))
+            .map_or_else(|| origin.join("email.mjml.hbs").display().to_string(), str::to_owned);
         let near = offset
             .map(|o| format!(" near `{}`", snippet(&mjml.source, o)))
             .unwrap_or_default();
@@ -184,11 +183,7 @@ fn mjml_to_html(mjml: &Mjml, origin: &Path, warnings: &mut Vec<Warning>) -> Resu
             Kind::MjmlWarning,
             template,
             None,
-            format!(
-                "MJML: {} near `{}`",
-                w.kind,
-                snippet(&mjml.source, w.span.start)
-            ),
+            format!("MJML: {} near `{}`", w.kind, snippet(&mjml.source, w.span.start)),
         ));
     }
     let options = mrml::prelude::render::RenderOptions {
@@ -204,9 +199,7 @@ fn mjml_to_html(mjml: &Mjml, origin: &Path, warnings: &mut Vec<Warning>) -> Resu
 fn error_offset(e: &mrml::prelude::parser::Error, source: &str) -> Option<usize> {
     use mrml::prelude::parser::Error as E;
     match e {
-        E::ParserError {
-            source: html_error, ..
-        } => {
+        E::ParserError { source: html_error, .. } => {
             // The tokenizer reports a 1-based row and column.
             let pos = html_error.pos();
             let line_start: usize = source
@@ -278,11 +271,7 @@ fn summaries(sections: &Sections) -> Vec<SectionSummary> {
     });
     let rest = sections.sections.iter().map(|s| SectionSummary {
         title: s.title.clone(),
-        kind: if s.project.is_some() {
-            "project"
-        } else {
-            "section"
-        },
+        kind: if s.project.is_some() { "project" } else { "section" },
         project: s.project.as_ref().map(|p| p.id.clone()),
         tagline: s.tagline.clone(),
         line: Some(s.line),

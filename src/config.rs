@@ -158,9 +158,7 @@ pub mod duration {
 
     pub fn parse(s: &str) -> Result<Duration, String> {
         let s = s.trim();
-        let split = s
-            .find(|c: char| !c.is_ascii_digit() && c != '.')
-            .unwrap_or(s.len());
+        let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
         let (num, unit) = s.split_at(split);
         let n: f64 = num
             .parse()
@@ -171,9 +169,7 @@ pub mod duration {
             "m" | "min" => n * 60.0,
             "h" => n * 3600.0,
             _ => {
-                return Err(format!(
-                    "`{s}` is not a duration: write e.g. 30s, 5m, 1h or 250ms"
-                ));
+                return Err(format!("`{s}` is not a duration: write e.g. 30s, 5m, 1h or 250ms"));
             }
         };
         Ok(Duration::from_secs_f64(secs))
@@ -255,18 +251,12 @@ pub const DEFAULT_PATH: &str = "newsletter.yaml";
 impl Config {
     /// Loads `path` (or `newsletter.yaml` when it exists, else the defaults) and applies
     /// `NEWSLETTER_*` overrides from `env`.
-    pub fn load(
-        path: Option<&Path>,
-        env: impl Iterator<Item = (String, String)>,
-    ) -> Result<Config> {
+    pub fn load(path: Option<&Path>, env: impl Iterator<Item = (String, String)>) -> Result<Config> {
         let default_path = Path::new(DEFAULT_PATH);
         let (file, text) = match path {
             Some(p) => (
                 Some(p),
-                Some(
-                    std::fs::read_to_string(p)
-                        .map_err(|e| anyhow!("cannot read config {}: {e}", p.display()))?,
-                ),
+                Some(std::fs::read_to_string(p).map_err(|e| anyhow!("cannot read config {}: {e}", p.display()))?),
             ),
             None if default_path.is_file() => (
                 Some(default_path),
@@ -304,25 +294,16 @@ impl Config {
             let parsed: Value = serde_norway::from_str(&raw).unwrap_or(Value::String(raw.clone()));
             set_path(&mut value, key, parsed);
         }
-        serde_norway::from_value(value)
-            .map_err(|e| anyhow!("configuration from the environment: {e}"))
+        serde_norway::from_value(value).map_err(|e| anyhow!("configuration from the environment: {e}"))
     }
 }
 
 fn config_error(file: &Path, e: &serde_norway::Error) -> anyhow::Error {
     let msg = e.to_string();
-    let msg = msg
-        .find(" at line ")
-        .map_or(msg.as_str(), |i| &msg[..i])
-        .to_owned();
+    let msg = msg.find(" at line ").map_or(msg.as_str(), |i| &msg[..i]).to_owned();
     let hint = unknown_field_hint(&msg);
     match e.location() {
-        Some(l) => anyhow!(
-            "{}:{}:{}: {msg}{hint}",
-            file.display(),
-            l.line(),
-            l.column()
-        ),
+        Some(l) => anyhow!("{}:{}:{}: {msg}{hint}", file.display(), l.line(), l.column()),
         None => anyhow!("{}: {msg}{hint}", file.display()),
     }
 }
@@ -341,12 +322,7 @@ fn unknown_field_hint(msg: &str) -> String {
 
 fn suggestion<'a>(wrong: &str, candidates: impl Iterator<Item = &'a str>) -> String {
     candidates
-        .map(|c| {
-            (
-                edit_distance(&wrong.to_ascii_lowercase(), &c.to_ascii_lowercase()),
-                c,
-            )
-        })
+        .map(|c| (edit_distance(&wrong.to_ascii_lowercase(), &c.to_ascii_lowercase()), c))
         .filter(|(d, c)| *d <= (c.len() / 3).max(2))
         .min()
         .map(|(_, c)| format!("; did you mean `{c}`?"))
@@ -359,11 +335,7 @@ fn edit_distance(a: &str, b: &str) -> usize {
     for (i, ca) in a.chars().enumerate() {
         let mut cur = vec![i + 1];
         for (j, cb) in b.iter().enumerate() {
-            cur.push(
-                (prev[j] + usize::from(ca != *cb))
-                    .min(prev[j + 1] + 1)
-                    .min(cur[j] + 1),
-            );
+            cur.push((prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1));
         }
         prev = cur;
     }

@@ -76,13 +76,7 @@ impl fmt::Display for Warning {
                 self.message,
                 self.kind.code()
             ),
-            (false, None) => write!(
-                f,
-                "{}: {} [{}]",
-                self.file.display(),
-                self.message,
-                self.kind.code()
-            ),
+            (false, None) => write!(f, "{}: {} [{}]", self.file.display(), self.message, self.kind.code()),
         }
     }
 }

@@ -74,8 +74,7 @@ const KNOWN_KEYS: &[&str] = &[
 impl Issue {
     /// Reads and parses an issue file.
     pub fn load(path: &Path) -> Result<Issue> {
-        let source = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read issue {}", path.display()))?;
+        let source = std::fs::read_to_string(path).with_context(|| format!("cannot read issue {}", path.display()))?;
         Issue::parse(path, &source)
     }
 
@@ -101,9 +100,7 @@ impl Issue {
                 Kind::UnknownFrontMatterKey,
                 path,
                 key_line(yaml, key),
-                format!(
-                    "front matter key `{key}` is not used by the newsletter (kept for the website)"
-                ),
+                format!("front matter key `{key}` is not used by the newsletter (kept for the website)"),
             ));
         }
         let issue = Issue {
@@ -136,14 +133,8 @@ impl Issue {
 
     /// The preheader: `preheader`, else the website's `seo.description`.
     pub fn preheader(&self) -> Option<&str> {
-        non_empty(self.front.preheader.as_deref()).or_else(|| {
-            non_empty(
-                self.front
-                    .seo
-                    .as_ref()
-                    .and_then(|s| s.description.as_deref()),
-            )
-        })
+        non_empty(self.front.preheader.as_deref())
+            .or_else(|| non_empty(self.front.seo.as_ref().and_then(|s| s.description.as_deref())))
     }
 
     /// The web version of the issue (`seo.url`), if the website has one.
@@ -229,11 +220,7 @@ pub fn find(arg: &str, dir: &Path) -> Result<PathBuf> {
         );
     }
     let names: Vec<String> = available.iter().map(|(name, _)| name.clone()).collect();
-    bail!(
-        "no issue `{arg}` in {}; available: {}",
-        dir.display(),
-        names.join(", ")
-    )
+    bail!("no issue `{arg}` in {}; available: {}", dir.display(), names.join(", "))
 }
 
 /// The issues in a folder as (name, path), sorted by name.
@@ -266,10 +253,7 @@ mod tests {
         .unwrap();
         assert_eq!(issue.subject(), Some("Inside: July"));
         assert_eq!(issue.preheader(), Some("The best news"));
-        assert_eq!(
-            issue.site_origin().as_deref(),
-            Some("https://openinfra.dev")
-        );
+        assert_eq!(issue.site_origin().as_deref(), Some("https://openinfra.dev"));
         assert_eq!(issue.body, "Body\n");
         assert_eq!(issue.body_line, 11);
         assert!(issue.warnings.is_empty(), "{:?}", issue.warnings);
@@ -280,10 +264,7 @@ mod tests {
         let issue = parse("---\ntitle: T\nsubject: S {{first_name}}\npreheader: P\nsend_at: 2025-07-02T09:00:00+02:00\nlayout: mine\n---\n").unwrap();
         assert_eq!(issue.subject(), Some("S {{first_name}}"));
         assert_eq!(issue.preheader(), Some("P"));
-        assert_eq!(
-            issue.front.send_at.unwrap().to_rfc3339(),
-            "2025-07-02T09:00:00+02:00"
-        );
+        assert_eq!(issue.front.send_at.unwrap().to_rfc3339(), "2025-07-02T09:00:00+02:00");
         assert_eq!(issue.front.layout.as_deref(), Some("mine"));
     }
 
@@ -297,9 +278,7 @@ mod tests {
 
     #[test]
     fn yaml_error_names_file_line_and_column() {
-        let err = parse("---\ntitle: T\nseo: [unclosed\n---\n")
-            .unwrap_err()
-            .to_string();
+        let err = parse("---\ntitle: T\nseo: [unclosed\n---\n").unwrap_err().to_string();
         assert!(err.starts_with("newsletters/t.md:3:"), "{err}");
     }
 
@@ -321,11 +300,6 @@ mod tests {
     #[test]
     fn missing_subject_is_a_warning() {
         let issue = parse("---\nauthor: A\n---\n").unwrap();
-        assert!(
-            issue
-                .warnings
-                .iter()
-                .any(|w| w.kind == Kind::MissingSubject)
-        );
+        assert!(issue.warnings.iter().any(|w| w.kind == Kind::MissingSubject));
     }
 }

@@ -133,18 +133,14 @@ impl Layout {
             let mut files = Vec::new();
             for (file, _) in BUNDLED {
                 let path = dir.join(file);
-                let text = std::fs::read_to_string(&path).with_context(|| {
-                    format!("layout {}: cannot read {}", dir.display(), path.display())
-                })?;
+                let text = std::fs::read_to_string(&path)
+                    .with_context(|| format!("layout {}: cannot read {}", dir.display(), path.display()))?;
                 files.push((file.to_string(), text));
             }
             return Layout::from_files(name, &dir, files);
         }
         if name == DEFAULT_LAYOUT {
-            let files = BUNDLED
-                .iter()
-                .map(|(f, t)| (f.to_string(), t.to_string()))
-                .collect();
+            let files = BUNDLED.iter().map(|(f, t)| (f.to_string(), t.to_string())).collect();
             return Layout::from_files(name, Path::new("(bundled layout inside-openinfra)"), files);
         }
         bail!(
@@ -166,9 +162,8 @@ impl Layout {
         for (file, source) in files {
             let path = origin.join(&file);
             if file == "projects.yaml" {
-                let parsed: Registry = serde_norway::from_str(&source).map_err(|e| {
-                    anyhow::anyhow!("{}: {}; fix the project registry", location(&path, &e), e)
-                })?;
+                let parsed: Registry = serde_norway::from_str(&source)
+                    .map_err(|e| anyhow::anyhow!("{}: {}; fix the project registry", location(&path, &e), e))?;
                 registry = Some(parsed);
             } else if let Some(partial) = file.strip_prefix("partials/") {
                 let stem = partial.trim_end_matches(".mjml.hbs");
@@ -232,9 +227,7 @@ fn render_error(origin: &Path, e: handlebars::RenderError) -> anyhow::Error {
     let line = e.line_no.map(|l| format!(":{l}")).unwrap_or_default();
     let reason = match e.reason() {
         handlebars::RenderErrorReason::MissingVariable(Some(var)) => {
-            format!(
-                "unknown variable `{var}`; the variables are listed at the top of email.mjml.hbs"
-            )
+            format!("unknown variable `{var}`; the variables are listed at the top of email.mjml.hbs")
         }
         other => other.to_string(),
     };
@@ -253,11 +246,7 @@ fn unmark(marked: &str) -> Mjml {
     while let Some((_, ch)) = chars.next() {
         match ch {
             OPEN => {
-                let name: String = chars
-                    .by_ref()
-                    .map(|(_, c)| c)
-                    .take_while(|c| *c != NAME_END)
-                    .collect();
+                let name: String = chars.by_ref().map(|(_, c)| c).take_while(|c| *c != NAME_END).collect();
                 open.push((source.len(), name));
             }
             CLOSE => {
@@ -279,10 +268,7 @@ mod tests {
     fn bundled_layout_loads_and_matches_aliases() {
         let layout = Layout::load(None, Path::new("does-not-exist")).unwrap();
         assert_eq!(layout.registry.find("openstack").unwrap().name, "OpenStack");
-        assert_eq!(
-            layout.registry.find("KATA CONTAINERS").unwrap().id,
-            "kata-containers"
-        );
+        assert_eq!(layout.registry.find("KATA CONTAINERS").unwrap().id, "kata-containers");
         assert_eq!(layout.registry.find("Kata").unwrap().id, "kata-containers");
         assert!(layout.registry.find("OpenInfra Foundation News").is_none());
     }

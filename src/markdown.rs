@@ -182,9 +182,7 @@ impl Converter<'_, '_> {
                 if let [
                     (
                         Event::Start(Tag::Image {
-                            dest_url: src,
-                            title,
-                            ..
+                            dest_url: src, title, ..
                         }),
                         range,
                     ),
@@ -215,14 +213,10 @@ impl Converter<'_, '_> {
                 self.out.blocks.push(Block::Button { text, href });
                 true
             }
-            (
-                Event::Start(Tag::Image {
-                    dest_url, title, ..
-                }),
-                Event::End(TagEnd::Image),
-            ) if significant[1..significant.len() - 1]
-                .iter()
-                .all(|(ev, _)| is_inline_text(ev)) =>
+            (Event::Start(Tag::Image { dest_url, title, .. }), Event::End(TagEnd::Image))
+                if significant[1..significant.len() - 1]
+                    .iter()
+                    .all(|(ev, _)| is_inline_text(ev)) =>
             {
                 let alt = plain(significant[1..significant.len() - 1].iter().copied());
                 self.image_block(dest_url, title, &alt, None, &first.1);
@@ -232,14 +226,7 @@ impl Converter<'_, '_> {
         }
     }
 
-    fn image_block(
-        &mut self,
-        src: &str,
-        title: &str,
-        alt: &str,
-        href: Option<String>,
-        range: &Range<usize>,
-    ) {
+    fn image_block(&mut self, src: &str, title: &str, alt: &str, href: Option<String>, range: &Range<usize>) {
         let line = self.line(range);
         let src = self.resolve(src, range);
         let alt = self.image_alt(alt, title, &src, line);
@@ -445,10 +432,7 @@ impl Converter<'_, '_> {
                     }
                     _ => "* ".to_owned(),
                 };
-                self.containers.push(Container::Item {
-                    marker,
-                    first: true,
-                });
+                self.containers.push(Container::Item { marker, first: true });
             }
             Tag::Table(_) => {
                 self.count_item();
@@ -457,8 +441,7 @@ impl Converter<'_, '_> {
             Tag::TableHead => self.html.push_str("<thead><tr>"),
             Tag::TableRow => self.html.push_str("<tr>"),
             Tag::TableCell => {
-                self.html
-                    .push_str(if self.in_table_head() { "<th>" } else { "<td>" });
+                self.html.push_str(if self.in_table_head() { "<th>" } else { "<td>" });
             }
             Tag::Emphasis => self.html.push_str("<em>"),
             Tag::Strong => self.html.push_str("<strong>"),
@@ -480,9 +463,7 @@ impl Converter<'_, '_> {
                     line: self.line(range),
                 });
             }
-            Tag::Image {
-                dest_url, title, ..
-            } => {
+            Tag::Image { dest_url, title, .. } => {
                 let line = self.line(range);
                 let src = self.resolve(dest_url, range);
                 self.image = Some(ImageState {
@@ -521,8 +502,7 @@ impl Converter<'_, '_> {
                 self.text.push('\n');
             }
             TagEnd::List(ordered) => {
-                self.html
-                    .push_str(if ordered { "</ol>\n" } else { "</ul>\n" });
+                self.html.push_str(if ordered { "</ol>\n" } else { "</ul>\n" });
                 self.containers.pop();
                 if self.list_depth() == 0 {
                     self.text.push('\n');
@@ -547,11 +527,7 @@ impl Converter<'_, '_> {
                 self.end_row();
             }
             TagEnd::TableCell => {
-                self.html.push_str(if self.in_table_head() {
-                    "</th>"
-                } else {
-                    "</td>"
-                });
+                self.html.push_str(if self.in_table_head() { "</th>" } else { "</td>" });
                 let cell = std::mem::take(&mut self.inline);
                 self.row.push(cell.trim().to_owned());
             }
@@ -563,9 +539,7 @@ impl Converter<'_, '_> {
             TagEnd::Link => self.end_link(range),
             TagEnd::Image => {}
             TagEnd::HtmlBlock | TagEnd::FootnoteDefinition | TagEnd::MetadataBlock(_) => {}
-            TagEnd::DefinitionList
-            | TagEnd::DefinitionListTitle
-            | TagEnd::DefinitionListDefinition => {}
+            TagEnd::DefinitionList | TagEnd::DefinitionListTitle | TagEnd::DefinitionListDefinition => {}
         }
     }
 
@@ -607,7 +581,14 @@ impl Converter<'_, '_> {
         self.inline.push_str(&strip_tags(&clean));
         if !dropped.is_empty() {
             let line = self.line(range);
-            self.warn(Kind::UnsafeHtmlDropped, line, format!("raw HTML {} removed: email clients block scripts, and styles belong in the layout", dropped.join(", ")));
+            self.warn(
+                Kind::UnsafeHtmlDropped,
+                line,
+                format!(
+                    "raw HTML {} removed: email clients block scripts, and styles belong in the layout",
+                    dropped.join(", ")
+                ),
+            );
         }
     }
 
@@ -642,10 +623,7 @@ impl Converter<'_, '_> {
             match c {
                 Container::Quote => p.push_str("> "),
                 Container::List(_) => {}
-                Container::Item {
-                    marker,
-                    first: pending,
-                } => {
+                Container::Item { marker, first: pending } => {
                     if first && *pending && Some(idx) == last_item {
                         p.push_str(marker);
                         *pending = false;
@@ -774,9 +752,7 @@ fn has_scheme(url: &str) -> bool {
         Some(i) if i > 0 => {
             let scheme = &url[..i];
             scheme.starts_with(|c: char| c.is_ascii_alphabetic())
-                && scheme
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+                && scheme.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
         }
         _ => false,
     }
@@ -882,15 +858,11 @@ fn clean_attributes(tag: &str, dropped: &mut Vec<String>) -> String {
     let inner = tag.trim_start_matches('<').trim_end_matches('>');
     let self_closing = inner.ends_with('/');
     let inner = inner.trim_end_matches('/');
-    let name_len = inner
-        .find(|c: char| c.is_whitespace())
-        .unwrap_or(inner.len());
+    let name_len = inner.find(|c: char| c.is_whitespace()).unwrap_or(inner.len());
     let mut out = format!("<{}", &inner[..name_len]);
     let mut rest = inner[name_len..].trim_start();
     while !rest.is_empty() {
-        let name_end = rest
-            .find(|c: char| c.is_whitespace() || c == '=')
-            .unwrap_or(rest.len());
+        let name_end = rest.find(|c: char| c.is_whitespace() || c == '=').unwrap_or(rest.len());
         let attr_name = &rest[..name_end];
         rest = rest[name_end..].trim_start();
         let mut value = None;
@@ -918,11 +890,7 @@ fn clean_attributes(tag: &str, dropped: &mut Vec<String>) -> String {
             dropped.push(format!("attribute {attr_name}"));
             continue;
         }
-        if unquoted
-            .trim_start()
-            .to_ascii_lowercase()
-            .starts_with("javascript:")
-        {
+        if unquoted.trim_start().to_ascii_lowercase().starts_with("javascript:") {
             dropped.push(format!("javascript: URL in {attr_name}"));
             continue;
         }
@@ -993,9 +961,7 @@ mod tests {
             lines: &lines,
             origin: Some("https://openinfra.dev"),
         };
-        let events: Vec<Spanned<'_>> = Parser::new_ext(md, markdown_options())
-            .into_offset_iter()
-            .collect();
+        let events: Vec<Spanned<'_>> = Parser::new_ext(md, markdown_options()).into_offset_iter().collect();
         let mut warnings = Vec::new();
         let content = convert(&events, &src, &mut warnings);
         (content, warnings)
@@ -1056,10 +1022,7 @@ mod tests {
     #[test]
     fn hard_line_breaks_are_br_and_newlines() {
         let (c, _) = convert_md("first line\\\nsecond line  \nthird\n");
-        assert_eq!(
-            html(&c),
-            "<p>first line<br />\nsecond line<br />\nthird</p>"
-        );
+        assert_eq!(html(&c), "<p>first line<br />\nsecond line<br />\nthird</p>");
         assert_eq!(c.text, "first line\nsecond line\nthird");
     }
 
@@ -1069,9 +1032,7 @@ mod tests {
             "Email [events@openinfra.dev](mailto:events@openinfra.dev) or [Jimmy](mailto:jimmy@openinfra.dev).\n",
         );
         assert!(w.is_empty());
-        assert!(
-            html(&c).contains("<a href=\"mailto:events@openinfra.dev\">events@openinfra.dev</a>")
-        );
+        assert!(html(&c).contains("<a href=\"mailto:events@openinfra.dev\">events@openinfra.dev</a>"));
         assert_eq!(
             c.text,
             "Email events@openinfra.dev or Jimmy (mailto:jimmy@openinfra.dev)."
@@ -1080,10 +1041,12 @@ mod tests {
 
     #[test]
     fn gfm_tables_render_as_tables_and_rows() {
-        let (c, _) =
-            convert_md("| Date | Event |\n|---|---|\n| 3 July | [Bogota](https://m.org/b) |\n");
+        let (c, _) = convert_md("| Date | Event |\n|---|---|\n| 3 July | [Bogota](https://m.org/b) |\n");
         let h = html(&c);
-        assert!(h.starts_with("<table class=\"md-table\">\n<thead><tr><th>Date</th><th>Event</th></tr></thead><tbody>"), "{h}");
+        assert!(
+            h.starts_with("<table class=\"md-table\">\n<thead><tr><th>Date</th><th>Event</th></tr></thead><tbody>"),
+            "{h}"
+        );
         assert!(
             h.contains("<tr><td>3 July</td><td><a href=\"https://m.org/b\">Bogota</a></td></tr>"),
             "{h}"
@@ -1153,8 +1116,7 @@ mod tests {
 
     #[test]
     fn image_path_with_spaces_is_reported_as_unparsed() {
-        let (_, w) =
-            convert_md("Text\n\n![](/img/screenshot-2025-12-16-at-9.44.38 am.png \"title\")\n");
+        let (_, w) = convert_md("Text\n\n![](/img/screenshot-2025-12-16-at-9.44.38 am.png \"title\")\n");
         assert_eq!(kinds(&w), vec![(Kind::UnparsedMarkdown, Some(3))]);
         let (_, w) = convert_md("![shot](</img/screenshot at 9.44.png>)\n");
         assert!(w.is_empty(), "{w:?}");
@@ -1164,24 +1126,16 @@ mod tests {
     fn empty_link_text_is_dropped_with_a_warning() {
         let (c, w) = convert_md("[](https://x.org/a)*[Register](https://x.org/r) now*\n");
         assert_eq!(kinds(&w), vec![(Kind::EmptyLinkText, Some(1))]);
-        assert_eq!(
-            html(&c),
-            "<p><em><a href=\"https://x.org/r\">Register</a> now</em></p>"
-        );
+        assert_eq!(html(&c), "<p><em><a href=\"https://x.org/r\">Register</a> now</em></p>");
         assert_eq!(c.links.len(), 1);
     }
 
     #[test]
     fn http_links_and_unresolvable_relative_links_warn() {
-        let (c, w) = convert_md(
-            "[a](http://x.org/s) [b](schedule.html) [c](/blog/x) [d]({{unsubscribe_url}})\n",
-        );
+        let (c, w) = convert_md("[a](http://x.org/s) [b](schedule.html) [c](/blog/x) [d]({{unsubscribe_url}})\n");
         assert_eq!(
             kinds(&w),
-            vec![
-                (Kind::InsecureLink, Some(1)),
-                (Kind::UnresolvedLink, Some(1))
-            ]
+            vec![(Kind::InsecureLink, Some(1)), (Kind::UnresolvedLink, Some(1))]
         );
         assert!(html(&c).contains("href=\"https://openinfra.dev/blog/x\""));
         assert!(html(&c).contains("href=\"{{unsubscribe_url}}\""));
@@ -1193,10 +1147,7 @@ mod tests {
         let (c, w) = convert_md(md);
         let h = html(&c);
         assert!(
-            !h.contains("alert")
-                && !h.contains("steal")
-                && !h.contains("javascript")
-                && !h.contains("color: red"),
+            !h.contains("alert") && !h.contains("steal") && !h.contains("javascript") && !h.contains("color: red"),
             "{h}"
         );
         assert!(h.contains("<b class=\"x\">there</b>"), "{h}");
@@ -1217,10 +1168,7 @@ mod tests {
     #[test]
     fn text_is_escaped_and_placeholders_survive() {
         let (c, _) = convert_md("Hi {{first_name}}, <3 & \"quotes\"\n");
-        assert_eq!(
-            html(&c),
-            "<p>Hi {{first_name}}, &lt;3 &amp; &quot;quotes&quot;</p>"
-        );
+        assert_eq!(html(&c), "<p>Hi {{first_name}}, &lt;3 &amp; &quot;quotes&quot;</p>");
         assert_eq!(c.text, "Hi {{first_name}}, <3 & \"quotes\"");
     }
 

@@ -19,16 +19,9 @@ use crate::unsubscribe::{self, Secret};
 #[derive(Debug, Error)]
 pub enum PersonalizeError {
     #[error("{template} of the issue cannot be parsed as a template: {reason}")]
-    Template {
-        template: &'static str,
-        reason: String,
-    },
+    Template { template: &'static str, reason: String },
     #[error("recipient {email} (line {line}): {reason}")]
-    Recipient {
-        email: String,
-        line: u64,
-        reason: String,
-    },
+    Recipient { email: String, line: u64, reason: String },
     #[error("invalid sender in the configuration: {0}")]
     Sender(String),
 }
@@ -63,11 +56,7 @@ pub struct Personalizer<'a> {
 }
 
 impl<'a> Personalizer<'a> {
-    pub fn new(
-        rendered: &'a Rendered,
-        config: &Config,
-        secret: Secret,
-    ) -> Result<Personalizer<'a>, PersonalizeError> {
+    pub fn new(rendered: &'a Rendered, config: &Config, secret: Secret) -> Result<Personalizer<'a>, PersonalizeError> {
         let template_error = |template| {
             move |e: handlebars::TemplateError| PersonalizeError::Template {
                 template,
@@ -89,9 +78,11 @@ impl<'a> Personalizer<'a> {
             .register_template_string(SUBJECT, &rendered.subject)
             .map_err(template_error("the subject"))?;
 
-        let address = config.from.address.parse().map_err(|e| {
-            PersonalizeError::Sender(format!("from.address `{}`: {e}", config.from.address))
-        })?;
+        let address = config
+            .from
+            .address
+            .parse()
+            .map_err(|e| PersonalizeError::Sender(format!("from.address `{}`: {e}", config.from.address)))?;
         let from = Mailbox::new(Some(config.from.name.clone()), address);
         let reply_to = match &config.reply_to {
             Some(r) => Some(
@@ -142,12 +133,7 @@ impl<'a> Personalizer<'a> {
             self.rendered.slug,
             email.to_lowercase()
         ));
-        format!(
-            "<{}.{}@{}>",
-            self.rendered.slug,
-            hex(&digest[..12]),
-            self.domain
-        )
+        format!("<{}.{}@{}>", self.rendered.slug, hex(&digest[..12]), self.domain)
     }
 
     pub fn unsubscribe_url(&self, email: &str) -> String {
@@ -161,28 +147,18 @@ impl<'a> Personalizer<'a> {
             line: r.line,
             reason,
         };
-        let mut data: BTreeMap<&str, &str> = r
-            .fields
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
+        let mut data: BTreeMap<&str, &str> = r.fields.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let unsubscribe_url = self.unsubscribe_url(&r.email);
         data.insert("email", &r.email);
         data.insert("unsubscribe_url", &unsubscribe_url);
         if let Some(web) = &self.rendered.web_url {
             data.insert("web_url", web);
         }
-        let render = |hbs: &Handlebars<'_>, name: &str| {
-            hbs.render(name, &data)
-                .map_err(|e| fail(missing_field_reason(&e)))
-        };
+        let render =
+            |hbs: &Handlebars<'_>, name: &str| hbs.render(name, &data).map_err(|e| fail(missing_field_reason(&e)));
         let html = render(&self.html, HTML)?;
         let text = render(&self.plain, TEXT)?;
-        let subject = format!(
-            "{}{}",
-            self.subject_prefix,
-            one_line(&render(&self.plain, SUBJECT)?)
-        );
+        let subject = format!("{}{}", self.subject_prefix, one_line(&render(&self.plain, SUBJECT)?));
         Ok(Parts {
             subject,
             text,
@@ -203,10 +179,7 @@ impl<'a> Personalizer<'a> {
             html,
             unsubscribe_url,
         } = self.parts(r)?;
-        let to_address = r
-            .email
-            .parse()
-            .map_err(|e| fail(format!("invalid address: {e}")))?;
+        let to_address = r.email.parse().map_err(|e| fail(format!("invalid address: {e}")))?;
         let to = Mailbox::new(r.display_name().map(|n| one_line(&n)), to_address);
         let message_id = self.message_id(&r.email);
         let mut builder = Message::builder()
@@ -223,10 +196,7 @@ impl<'a> Personalizer<'a> {
                     self.unsubscribe_mailto
                 ),
             ))
-            .raw_header(header(
-                "List-Unsubscribe-Post",
-                "List-Unsubscribe=One-Click".into(),
-            ));
+            .raw_header(header("List-Unsubscribe-Post", "List-Unsubscribe=One-Click".into()));
         if let Some(reply_to) = &self.reply_to {
             builder = builder.reply_to(reply_to.clone());
         }
@@ -303,21 +273,15 @@ const DKIM_HEADERS: &[&str] = &[
 
 /// DKIM signing settings when `dkim.selector` is set. The key is an RSA key in PKCS#1 PEM
 /// (`-----BEGIN RSA PRIVATE KEY-----`) or an Ed25519 key as base64 of its 32 bytes.
-pub fn dkim_config(
-    config: &Config,
-    key: Option<String>,
-) -> anyhow::Result<Option<lettre::message::dkim::DkimConfig>> {
+pub fn dkim_config(config: &Config, key: Option<String>) -> anyhow::Result<Option<lettre::message::dkim::DkimConfig>> {
     use lettre::message::dkim::{
-        DkimCanonicalization, DkimCanonicalizationType, DkimConfig, DkimSigningAlgorithm,
-        DkimSigningKey,
+        DkimCanonicalization, DkimCanonicalizationType, DkimConfig, DkimSigningAlgorithm, DkimSigningKey,
     };
     let Some(selector) = &config.dkim.selector else {
         return Ok(None);
     };
     let key = key.ok_or_else(|| {
-        anyhow::anyhow!(
-            "dkim.selector is set but {DKIM_KEY_VAR} is not: put the private key in the environment"
-        )
+        anyhow::anyhow!("dkim.selector is set but {DKIM_KEY_VAR} is not: put the private key in the environment")
     })?;
     let algorithm = match config.dkim.algorithm {
         crate::config::DkimAlgorithm::Rsa => DkimSigningAlgorithm::Rsa,
@@ -334,10 +298,7 @@ pub fn dkim_config(
             .map(|(_, d)| d.to_owned())
             .unwrap_or_default(),
     };
-    let headers = DKIM_HEADERS
-        .iter()
-        .map(|h| HeaderName::new_from_ascii_str(h))
-        .collect();
+    let headers = DKIM_HEADERS.iter().map(|h| HeaderName::new_from_ascii_str(h)).collect();
     let relaxed = DkimCanonicalization {
         header: DkimCanonicalizationType::Relaxed,
         body: DkimCanonicalizationType::Relaxed,

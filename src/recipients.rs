@@ -27,12 +27,7 @@ pub struct Recipient {
 impl Recipient {
     /// The display name for the To header: `name`, else `first_name last_name`.
     pub fn display_name(&self) -> Option<String> {
-        let get = |k: &str| {
-            self.fields
-                .get(k)
-                .map(|v| v.trim())
-                .filter(|v| !v.is_empty())
-        };
+        let get = |k: &str| self.fields.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
         get("name")
             .map(str::to_owned)
             .or_else(|| match (get("first_name"), get("last_name")) {
@@ -45,14 +40,10 @@ impl Recipient {
 
     /// A stand-in for previews when no recipient list exists.
     pub fn sample() -> Recipient {
-        let fields = [
-            ("first_name", "Sam"),
-            ("last_name", "Reader"),
-            ("name", "Sam Reader"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect();
+        let fields = [("first_name", "Sam"), ("last_name", "Reader"), ("name", "Sam Reader")]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
         Recipient {
             line: 0,
             email: "sam.reader@example.org".into(),
@@ -112,8 +103,7 @@ pub struct Recipients {
 
 impl Recipients {
     pub fn open(path: &Path) -> Result<Recipients> {
-        let file = File::open(path)
-            .with_context(|| format!("cannot open recipient list {}", path.display()))?;
+        let file = File::open(path).with_context(|| format!("cannot open recipient list {}", path.display()))?;
         Recipients::from_reader(path, Box::new(BufReader::with_capacity(256 * 1024, file)))
     }
 
@@ -125,11 +115,7 @@ impl Recipients {
             .iter()
             .enumerate()
             .map(|(i, h)| {
-                let h = if i == 0 {
-                    h.trim_start_matches('\u{feff}')
-                } else {
-                    h
-                };
+                let h = if i == 0 { h.trim_start_matches('\u{feff}') } else { h };
                 h.trim().to_ascii_lowercase().replace([' ', '-'], "_")
             })
             .collect();
@@ -162,13 +148,7 @@ impl Recipients {
     }
 
     fn row(&mut self, line: u64) -> Row {
-        let skip = |reason, detail: String| {
-            Err(Skipped {
-                line,
-                reason,
-                detail,
-            })
-        };
+        let skip = |reason, detail: String| Err(Skipped { line, reason, detail });
         if self.record.len() != self.headers.len() {
             return skip(
                 SkipReason::WrongFieldCount,
@@ -183,10 +163,7 @@ impl Recipients {
         let email = match normalize_address(raw) {
             Ok(e) => e,
             Err(why) => {
-                return skip(
-                    SkipReason::InvalidAddress,
-                    format!("`{}`: {why}", raw.trim()),
-                );
+                return skip(SkipReason::InvalidAddress, format!("`{}`: {why}", raw.trim()));
             }
         };
         if let Some(status) = self.status_col.and_then(|c| self.record.get(c)) {
@@ -204,9 +181,7 @@ impl Recipients {
             if value.chars().any(|c| c.is_control() && c != '\t') {
                 return skip(
                     SkipReason::UnsafeValue,
-                    format!(
-                        "column `{name}` of {email} contains a line break or control character"
-                    ),
+                    format!("column `{name}` of {email} contains a line break or control character"),
                 );
             }
             fields.insert(name.clone(), value.trim().to_owned());
@@ -214,16 +189,9 @@ impl Recipients {
         let mut hasher = DefaultHasher::new();
         email.to_lowercase().hash(&mut hasher);
         if !self.seen.insert(hasher.finish()) {
-            return skip(
-                SkipReason::Duplicate,
-                format!("{email} appears earlier in the file"),
-            );
+            return skip(SkipReason::Duplicate, format!("{email} appears earlier in the file"));
         }
-        Ok(Recipient {
-            line,
-            email,
-            fields,
-        })
+        Ok(Recipient { line, email, fields })
     }
 }
 
@@ -271,8 +239,7 @@ pub fn normalize_address(raw: &str) -> std::result::Result<String, &'static str>
     if local.is_empty() || local.len() > MAX_LOCAL {
         return Err("the part before @ must have 1 to 64 characters");
     }
-    let ascii_domain =
-        idna::domain_to_ascii(domain).map_err(|_| "the domain is not a valid name")?;
+    let ascii_domain = idna::domain_to_ascii(domain).map_err(|_| "the domain is not a valid name")?;
     if !ascii_domain.contains('.') || ascii_domain.starts_with('.') || ascii_domain.ends_with('.') {
         return Err("the domain needs a dot, like example.org");
     }
@@ -288,8 +255,7 @@ pub fn normalize_address(raw: &str) -> std::result::Result<String, &'static str>
 
 /// Finds one address in a list, for `preview --as`.
 pub fn find(path: &Path, email: &str) -> Result<Recipient> {
-    let wanted = normalize_address(email)
-        .map_err(|why| anyhow::anyhow!("`{email}` is not a valid address: {why}"))?;
+    let wanted = normalize_address(email).map_err(|why| anyhow::anyhow!("`{email}` is not a valid address: {why}"))?;
     for row in Recipients::open(path)? {
         if let Ok(r) = row?
             && r.email.eq_ignore_ascii_case(&wanted)
@@ -365,9 +331,7 @@ mod tests {
 
     #[test]
     fn status_column_skips_unsubscribed_and_bounced() {
-        let r = rows(
-            "email,status\na@example.org,active\nb@example.org,Unsubscribed\nc@example.org,bounced\n",
-        );
+        let r = rows("email,status\na@example.org,active\nb@example.org,Unsubscribed\nc@example.org,bounced\n");
         assert!(r[0].is_ok());
         assert_eq!(r[1].as_ref().unwrap_err().reason, SkipReason::Unsubscribed);
         assert_eq!(r[2].as_ref().unwrap_err().reason, SkipReason::Bounced);
@@ -385,10 +349,7 @@ mod tests {
             normalize_address(" jörg@bücher.example ").unwrap(),
             "jörg@xn--bcher-kva.example"
         );
-        assert_eq!(
-            normalize_address("a@bücher.de").unwrap(),
-            "a@xn--bcher-kva.de"
-        );
+        assert_eq!(normalize_address("a@bücher.de").unwrap(), "a@xn--bcher-kva.de");
     }
 
     #[test]

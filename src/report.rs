@@ -37,10 +37,8 @@ impl Progress {
         let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
             let bar = ProgressBar::new(total);
             bar.set_style(
-                ProgressStyle::with_template(
-                    "{bar:40.cyan/blue} {pos}/{len} sent {msg} {per_sec} ETA {eta}",
-                )
-                .expect("the template is valid"),
+                ProgressStyle::with_template("{bar:40.cyan/blue} {pos}/{len} sent {msg} {per_sec} ETA {eta}")
+                    .expect("the template is valid"),
             );
             bar
         });
@@ -67,10 +65,7 @@ impl Progress {
             let rate = self.sent as f64 / self.started.elapsed().as_secs_f64().max(0.001);
             let left = self.total.saturating_sub(self.sent + self.failed);
             let eta = if rate > 0.0 {
-                format!(
-                    ", about {} left",
-                    duration(Duration::from_secs_f64(left as f64 / rate))
-                )
+                format!(", about {} left", duration(Duration::from_secs_f64(left as f64 / rate)))
             } else {
                 String::new()
             };

@@ -33,12 +33,7 @@ pub fn markdown_options() -> Options {
 
 /// Splits the body at level-1 headings. Everything is parsed as one document, so reference
 /// links defined anywhere resolve in every section.
-pub fn split(
-    issue: &Issue,
-    registry: &Registry,
-    origin: Option<&str>,
-    warnings: &mut Vec<Warning>,
-) -> Sections {
+pub fn split(issue: &Issue, registry: &Registry, origin: Option<&str>, warnings: &mut Vec<Warning>) -> Sections {
     let lines = LineIndex::new(&issue.body, issue.body_line);
     let src = Source {
         file: &issue.path,
@@ -135,16 +130,10 @@ mod tests {
     use std::path::Path;
 
     fn split_md(body: &str) -> Sections {
-        let issue =
-            Issue::parse(Path::new("t.md"), &format!("---\ntitle: T\n---\n{body}")).unwrap();
+        let issue = Issue::parse(Path::new("t.md"), &format!("---\ntitle: T\n---\n{body}")).unwrap();
         let layout = Layout::load(None, Path::new("no-such-dir")).unwrap();
         let mut warnings = Vec::new();
-        split(
-            &issue,
-            &layout.registry,
-            Some("https://openinfra.dev"),
-            &mut warnings,
-        )
+        split(&issue, &layout.registry, Some("https://openinfra.dev"), &mut warnings)
     }
 
     #[test]
@@ -161,10 +150,7 @@ mod tests {
         );
         assert_eq!(os.project.as_ref().unwrap().color, "#da1a32");
         let ev = &s.sections[1];
-        assert_eq!(
-            (ev.title.as_str(), ev.project.is_none()),
-            ("Community Events", true)
-        );
+        assert_eq!((ev.title.as_str(), ev.project.is_none()), ("Community Events", true));
     }
 
     #[test]
@@ -182,10 +168,7 @@ mod tests {
     #[test]
     fn a_colon_heading_that_names_no_project_is_a_plain_section() {
         let s = split_md("# OpenInfra Summit Schedule: For the Community\n");
-        assert_eq!(
-            s.sections[0].title,
-            "OpenInfra Summit Schedule: For the Community"
-        );
+        assert_eq!(s.sections[0].title, "OpenInfra Summit Schedule: For the Community");
         assert!(s.sections[0].project.is_none() && s.lead.is_none());
     }
 

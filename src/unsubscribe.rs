@@ -44,11 +44,7 @@ impl Secret {
 
     pub fn token(&self, email: &str) -> String {
         let tag = self.mac(email).finalize().into_bytes();
-        format!(
-            "{}.{}",
-            B64.encode(email.to_lowercase()),
-            B64.encode(&tag[..TAG_LEN])
-        )
+        format!("{}.{}", B64.encode(email.to_lowercase()), B64.encode(&tag[..TAG_LEN]))
     }
 
     /// The address a token was made for, if its signature is valid.
@@ -96,9 +92,6 @@ mod tests {
     fn url_appends_the_token() {
         let s = Secret::new("k");
         assert!(url("https://x.org/u", &s, "a@b.org").starts_with("https://x.org/u?token="));
-        assert!(
-            url("https://x.org/u?list=1", &s, "a@b.org")
-                .starts_with("https://x.org/u?list=1&token=")
-        );
+        assert!(url("https://x.org/u?list=1", &s, "a@b.org").starts_with("https://x.org/u?list=1&token="));
     }
 }

@@ -47,8 +47,7 @@ fn preview_prints_summary_text_and_warnings_and_writes_three_files() {
     let r = run(newsletter(&out).args(["preview", "2025-07"]));
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(
-        r.stdout
-            .contains("Subject:   Inside Open Infrastructure: July 2025"),
+        r.stdout.contains("Subject:   Inside Open Infrastructure: July 2025"),
         "{}",
         r.stdout
     );
@@ -63,29 +62,28 @@ fn preview_prints_summary_text_and_warnings_and_writes_three_files() {
             .contains("From:      OpenInfra Foundation <newsletter@openinfra.dev>")
     );
     assert!(
-        r.stdout.contains(
-            "To:        Alice Example <alice@example.org> (recipients.example.csv line 2)"
-        )
+        r.stdout
+            .contains("To:        Alice Example <alice@example.org> (recipients.example.csv line 2)")
     );
     assert!(
-        r.stdout
-            .contains("OpenStack [project] Open source software"),
+        r.stdout.contains("OpenStack [project] Open source software"),
         "{}",
         r.stdout
     );
     assert!(
-        r.stdout.contains(
-            "Zuul [project] Stop merging broken code                      2 items   6 links"
-        ),
+        r.stdout
+            .contains("Zuul [project] Stop merging broken code                      2 items   6 links"),
         "{}",
         r.stdout
     );
     assert!(r.stdout.contains("text part"));
+    assert!(r.stdout.contains("* Diskimage-builder 3.39.0 has been released."));
     assert!(
-        r.stdout
-            .contains("* Diskimage-builder 3.39.0 has been released.")
+        r.stderr
+            .contains("newsletters/2025-07.md:23: link http://summit2025.openinfra.org/a/schedule uses http://"),
+        "{}",
+        r.stderr
     );
-    assert!(r.stderr.contains("newsletters/2025-07.md:23: link http://summit2025.openinfra.org/a/schedule uses http://"), "{}", r.stderr);
     assert!(r.stderr.ends_with("3 warnings\n"), "{}", r.stderr);
 
     let dir = out.path().join("2025-07");
@@ -99,30 +97,18 @@ fn preview_prints_summary_text_and_warnings_and_writes_three_files() {
     );
     assert!(!html.contains("{{"), "no placeholder is left");
     assert!(text.contains("Unsubscribe: https://openinfra.dev/newsletter/unsubscribe?token="));
-    assert!(
-        eml.contains("To: \"Alice Example\" <alice@example.org>"),
-        "{eml}"
-    );
+    assert!(eml.contains("To: \"Alice Example\" <alice@example.org>"), "{eml}");
     assert!(eml.contains("Date: Tue, 01 Jul 2025 20:00:00 +0000"));
 }
 
 #[test]
 fn preview_as_a_recipient_by_path() {
     let out = TempDir::new().unwrap();
-    let r = run(newsletter(&out).args([
-        "preview",
-        "newsletters/2025-01.md",
-        "--as",
-        "BOB@example.com",
-        "-q",
-    ]));
+    let r = run(newsletter(&out).args(["preview", "newsletters/2025-01.md", "--as", "BOB@example.com", "-q"]));
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(r.stdout.is_empty(), "--quiet prints no summary");
     let eml = std::fs::read_to_string(out.path().join("2025-01/email.eml")).unwrap();
-    assert!(
-        eml.contains("To: \"Bob Builder\" <bob@example.com>"),
-        "{eml}"
-    );
+    assert!(eml.contains("To: \"Bob Builder\" <bob@example.com>"), "{eml}");
 }
 
 #[test]
@@ -146,10 +132,7 @@ fn preview_json_summary() {
     assert_eq!(json["to"], "Alice Example <alice@example.org>");
     let sections = json["sections"].as_array().unwrap();
     assert_eq!(sections.len(), 11);
-    let openstack = sections
-        .iter()
-        .find(|s| s["project"] == "openstack")
-        .unwrap();
+    let openstack = sections.iter().find(|s| s["project"] == "openstack").unwrap();
     assert_eq!(openstack["kind"], "project");
     assert_eq!(openstack["links"], 11);
     assert_eq!(openstack["line"], 56);
@@ -159,10 +142,7 @@ fn preview_json_summary() {
         .iter()
         .map(|w| w["kind"].as_str().unwrap())
         .collect();
-    assert_eq!(
-        kinds,
-        ["image-without-alt", "insecure-link", "empty-link-text"]
-    );
+    assert_eq!(kinds, ["image-without-alt", "insecure-link", "empty-link-text"]);
     assert!(json["html_bytes"].as_u64().unwrap() > 10_000);
 }
 
@@ -171,11 +151,7 @@ fn preview_open_hands_the_html_to_the_browser() {
     let out = TempDir::new().unwrap();
     let log = out.path().join("opened.txt");
     let browser = out.path().join("browser.sh");
-    std::fs::write(
-        &browser,
-        format!("#!/bin/sh\necho \"$1\" > {}\n", log.display()),
-    )
-    .unwrap();
+    std::fs::write(&browser, format!("#!/bin/sh\necho \"$1\" > {}\n", log.display())).unwrap();
     std::process::Command::new("chmod")
         .arg("+x")
         .arg(&browser)
@@ -207,25 +183,14 @@ fn bad_front_matter_names_file_line_and_column() {
     assert_eq!(r.code, 2);
     let expected = format!("error: {}:", fixture("bad-yaml.md").display());
     assert!(r.stderr.starts_with(&expected), "{}", r.stderr);
-    assert!(
-        r.stderr.contains(": invalid front matter: "),
-        "{}",
-        r.stderr
-    );
-    assert_eq!(
-        r.stderr.lines().count(),
-        1,
-        "one line, no debug dump: {}",
-        r.stderr
-    );
+    assert!(r.stderr.contains(": invalid front matter: "), "{}", r.stderr);
+    assert_eq!(r.stderr.lines().count(), 1, "one line, no debug dump: {}", r.stderr);
 }
 
 #[test]
 fn a_field_missing_from_the_list_names_field_and_recipient() {
     let out = TempDir::new().unwrap();
-    let r = run(newsletter(&out)
-        .arg("preview")
-        .arg(fixture("unknown-field.md")));
+    let r = run(newsletter(&out).arg("preview").arg(fixture("unknown-field.md")));
     assert_eq!(r.code, 2);
     assert_eq!(
         r.stderr,
@@ -236,33 +201,22 @@ fn a_field_missing_from_the_list_names_field_and_recipient() {
 #[test]
 fn edge_cases_warn_with_their_lines() {
     let out = TempDir::new().unwrap();
-    let r = run(newsletter(&out)
-        .arg("preview")
-        .arg(fixture("edge-cases.md")));
+    let r = run(newsletter(&out).arg("preview").arg(fixture("edge-cases.md")));
     assert_eq!(r.code, 0, "{}", r.stderr);
     let file = fixture("edge-cases.md").display().to_string();
     for expected in [
         format!("{file}:3: front matter key `banner` is not used by the newsletter"),
-        format!(
-            "{file}:7: Markdown left as literal text: `![](/img/screenshot-2025-12-16-at-9.44.3"
-        ),
+        format!("{file}:7: Markdown left as literal text: `![](/img/screenshot-2025-12-16-at-9.44.3"),
         format!("{file}:9: raw HTML <script> removed"),
         format!("{file}:9: raw HTML attribute onmouseover removed"),
         format!("{file}:13: link to https://zuul-ci.org/ has no text"),
         format!("{file}:14: relative link `docs/index.html` cannot be resolved"),
         "no preheader".to_owned(),
     ] {
-        assert!(
-            r.stderr.contains(&expected),
-            "missing {expected:?} in\n{}",
-            r.stderr
-        );
+        assert!(r.stderr.contains(&expected), "missing {expected:?} in\n{}", r.stderr);
     }
     let html = std::fs::read_to_string(out.path().join("edge-cases/email.html")).unwrap();
-    assert!(
-        html.contains("Hi Alice!"),
-        "personalized from the first row"
-    );
+    assert!(html.contains("Hi Alice!"), "personalized from the first row");
     assert!(!html.contains("alert(") && !html.contains("onmouseover"));
 }
 
@@ -290,22 +244,13 @@ fn new_scaffolds_an_issue_that_previews() {
         .filter(|s| s["kind"] == "project")
         .count();
     assert_eq!(projects, 5);
-    assert_eq!(
-        json["warnings"].as_array().unwrap().len(),
-        0,
-        "{}",
-        r.stdout
-    );
+    assert_eq!(json["warnings"].as_array().unwrap().len(), 0, "{}", r.stdout);
 
     let again = run(newsletter(&out)
         .args(["new", "2025-08"])
         .env("NEWSLETTER_NEWSLETTERS", &dir));
     assert_eq!(again.code, 2);
-    assert!(
-        again.stderr.contains("2025-08.md already exists"),
-        "{}",
-        again.stderr
-    );
+    assert!(again.stderr.contains("2025-08.md already exists"), "{}", again.stderr);
 
     let bad = run(newsletter(&out)
         .args(["new", "2025-13"])
@@ -350,8 +295,7 @@ fn an_mjml_error_names_the_template() {
         .env("NEWSLETTER_LAYOUTS", &layouts));
     assert_eq!(r.code, 2);
     assert!(
-        r.stderr
-            .contains("partials/project.mjml.hbs: invalid MJML: "),
+        r.stderr.contains("partials/project.mjml.hbs: invalid MJML: "),
         "{}",
         r.stderr
     );
@@ -370,27 +314,14 @@ fn a_misspelt_template_variable_names_the_template() {
         .args(["preview", "2025-07"])
         .env("NEWSLETTER_LAYOUTS", &layouts));
     assert_eq!(r.code, 2);
-    assert!(
-        r.stderr.contains("partials/footer.mjml.hbs"),
-        "{}",
-        r.stderr
-    );
-    assert!(
-        r.stderr.contains("unknown variable `footer.adress`"),
-        "{}",
-        r.stderr
-    );
+    assert!(r.stderr.contains("partials/footer.mjml.hbs"), "{}", r.stderr);
+    assert!(r.stderr.contains("unknown variable `footer.adress`"), "{}", r.stderr);
 }
 
 #[test]
 fn a_copied_layout_changes_the_email_without_rust() {
     let out = TempDir::new().unwrap();
-    let layouts = broken_layout(
-        &out,
-        "projects.yaml",
-        "color: \"#da1a32\"",
-        "color: \"#123456\"",
-    );
+    let layouts = broken_layout(&out, "projects.yaml", "color: \"#da1a32\"", "color: \"#123456\"");
     let r = run(newsletter(&out)
         .args(["preview", "2025-07", "-q"])
         .env("NEWSLETTER_LAYOUTS", &layouts));
@@ -414,8 +345,7 @@ fn an_unknown_config_key_suggests_the_nearest() {
         .args(["preview", "2025-07"]));
     assert_eq!(r.code, 2);
     assert!(
-        r.stderr
-            .contains("newsletter.yaml:2:1: unknown field `reply_too`"),
+        r.stderr.contains("newsletter.yaml:2:1: unknown field `reply_too`"),
         "{}",
         r.stderr
     );

@@ -24,10 +24,7 @@ fn recipient(fields: &[(&str, &str)]) -> Recipient {
     Recipient {
         line: 2,
         email: "alice@example.org".into(),
-        fields: fields
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
+        fields: fields.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
     }
 }
 
@@ -47,15 +44,9 @@ fn july_sections_are_recognised_with_colour_and_tagline() {
                 "openstack",
                 "Open source software for creating private and public clouds"
             ),
-            (
-                "kata-containers",
-                "The speed of containers, the security of VMs"
-            ),
+            ("kata-containers", "The speed of containers, the security of VMs"),
             ("opendev", "Free software needs free tools"),
-            (
-                "starlingx",
-                "A fully featured cloud for the distributed edge"
-            ),
+            ("starlingx", "A fully featured cloud for the distributed edge"),
             ("zuul", "Stop merging broken code"),
         ]
     );
@@ -76,10 +67,7 @@ fn july_sections_are_recognised_with_colour_and_tagline() {
         ]
     );
     for color in ["#da1a32", "#b8451e", "#5b3f8c", "#2b4c9b", "#0b6e5f"] {
-        assert!(
-            r.html.contains(color),
-            "project colour {color} missing from the HTML"
-        );
+        assert!(r.html.contains(color), "project colour {color} missing from the HTML");
     }
     assert!(r.html.len() < newsletter::compile::GMAIL_CLIP_BYTES);
     assert!(r.html.contains("lang=\"en\""));
@@ -111,11 +99,7 @@ fn snapshots_of_both_issues() {
         insta::assert_snapshot!(format!("{name}.txt"), r.text);
         // Paths relative to the checkout, so the snapshot holds wherever it is cloned.
         let root = format!("{}/", env!("CARGO_MANIFEST_DIR"));
-        let warnings: Vec<String> = r
-            .warnings
-            .iter()
-            .map(|w| w.to_string().replace(&root, ""))
-            .collect();
+        let warnings: Vec<String> = r.warnings.iter().map(|w| w.to_string().replace(&root, "")).collect();
         insta::assert_snapshot!(format!("{name}.warnings"), warnings.join("\n"));
     }
 }
@@ -130,10 +114,7 @@ fn the_message_a_recipient_receives() {
     let p = Personalizer::new(&r, &config, Secret::new("test-secret"))
         .unwrap()
         .with_date(SystemTime::UNIX_EPOCH + Duration::from_secs(1_751_400_000));
-    let alice = recipient(&[
-        ("first_name", "Alice <b>"),
-        ("name", "Alice\r\nBcc: eve@evil.example"),
-    ]);
+    let alice = recipient(&[("first_name", "Alice <b>"), ("name", "Alice\r\nBcc: eve@evil.example")]);
     let eml = String::from_utf8(p.message(&alice).unwrap().formatted()).unwrap();
     let (head, body) = eml.split_once("\r\n\r\n").unwrap();
     let head = head.replace("\r\n ", " "); // unfold long headers
@@ -154,10 +135,7 @@ fn the_message_a_recipient_receives() {
         head.contains("Subject: Inside Open Infrastructure: July 2025"),
         "{head}"
     );
-    assert!(
-        head.contains("Date: Tue, 01 Jul 2025 20:00:00 +0000"),
-        "{head}"
-    );
+    assert!(head.contains("Date: Tue, 01 Jul 2025 20:00:00 +0000"), "{head}");
     assert!(
         head.contains("List-Id: Inside Open Infrastructure <newsletter.openinfra.dev>"),
         "{head}"
@@ -167,7 +145,12 @@ fn the_message_a_recipient_receives() {
         "{head}"
     );
     let unsubscribe = p.unsubscribe_url("alice@example.org");
-    assert!(head.contains(&format!("List-Unsubscribe: <{unsubscribe}>, <mailto:newsletter-unsubscribe@openinfra.dev?subject=unsubscribe>")), "{head}");
+    assert!(
+        head.contains(&format!(
+            "List-Unsubscribe: <{unsubscribe}>, <mailto:newsletter-unsubscribe@openinfra.dev?subject=unsubscribe>"
+        )),
+        "{head}"
+    );
     assert_eq!(
         Secret::new("test-secret")
             .verify(unsubscribe.split("token=").nth(1).unwrap())
@@ -176,10 +159,7 @@ fn the_message_a_recipient_receives() {
     );
 
     let message_id = p.message_id("alice@example.org");
-    assert!(
-        head.contains(&format!("Message-ID: {message_id}")),
-        "{head}"
-    );
+    assert!(head.contains(&format!("Message-ID: {message_id}")), "{head}");
     assert_eq!(
         message_id,
         p.message_id("ALICE@example.org"),
@@ -188,31 +168,21 @@ fn the_message_a_recipient_receives() {
     assert!(message_id.starts_with("<2025-07.") && message_id.ends_with("@openinfra.dev>"));
 
     // multipart/alternative: text first, HTML last.
-    assert!(
-        head.contains("Content-Type: multipart/alternative"),
-        "{head}"
-    );
-    let text_at = body
-        .find("Content-Type: text/plain; charset=utf-8")
-        .unwrap();
+    assert!(head.contains("Content-Type: multipart/alternative"), "{head}");
+    let text_at = body.find("Content-Type: text/plain; charset=utf-8").unwrap();
     let html_at = body.find("Content-Type: text/html; charset=utf-8").unwrap();
     assert!(text_at < html_at);
 
     // The same message twice is byte for byte the same (pinned date, derived boundary).
-    assert_eq!(
-        eml,
-        String::from_utf8(p.message(&alice).unwrap().formatted()).unwrap()
-    );
+    assert_eq!(eml, String::from_utf8(p.message(&alice).unwrap().formatted()).unwrap());
 }
 
 #[test]
 fn fields_are_escaped_in_html_and_literal_in_text() {
     let mut r = compose("2025-01");
-    r.html = r.html.replacen(
-        "2024 — A Year in Review",
-        "2024 — A Year in Review, {{first_name}}",
-        1,
-    );
+    r.html = r
+        .html
+        .replacen("2024 — A Year in Review", "2024 — A Year in Review, {{first_name}}", 1);
     r.text = format!("Hi {{{{first_name}}}}\n{}", r.text);
     r.subject = "News for {{first_name}}".into();
     let p = Personalizer::new(&r, &Config::default(), Secret::new("k")).unwrap();

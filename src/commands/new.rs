@@ -16,18 +16,10 @@ pub fn run(config_path: Option<&Path>, quiet: bool, args: NewArgs) -> Result<Out
     let month = NaiveDate::parse_from_str(&format!("{}-01", args.month), "%Y-%m-%d")
         .ok()
         .filter(|_| args.month.len() == 7)
-        .with_context(|| {
-            format!(
-                "`{}` is not a month: write it as YYYY-MM, e.g. 2025-08",
-                args.month
-            )
-        })?;
+        .with_context(|| format!("`{}` is not a month: write it as YYYY-MM, e.g. 2025-08", args.month))?;
     let path = config.newsletters.join(format!("{}.md", args.month));
     if path.exists() {
-        bail!(
-            "{} already exists: edit it, or remove it to start over",
-            path.display()
-        );
+        bail!("{} already exists: edit it, or remove it to start over", path.display());
     }
     let layout = Layout::load(None, &config.layouts)?;
     // Carry the author over from the latest issue, as the next one is usually by the same person.

@@ -194,20 +194,13 @@ fn print_text(s: &Summary<'_>, rendered: &Rendered, text: &str, quiet: bool) -> 
 fn open_in_browser(path: &Path) -> Result<()> {
     let path = std::fs::canonicalize(path)?;
     let browser = std::env::var("BROWSER").ok().filter(|b| !b.is_empty());
-    let opener = browser.as_deref().unwrap_or(if cfg!(target_os = "macos") {
-        "open"
-    } else {
-        "xdg-open"
-    });
+    let opener = browser
+        .as_deref()
+        .unwrap_or(if cfg!(target_os = "macos") { "open" } else { "xdg-open" });
     let status = std::process::Command::new(opener)
         .arg(&path)
         .status()
-        .with_context(|| {
-            format!(
-                "cannot start `{opener}` to open {}; set $BROWSER",
-                path.display()
-            )
-        })?;
+        .with_context(|| format!("cannot start `{opener}` to open {}; set $BROWSER", path.display()))?;
     if !status.success() {
         bail!(
             "`{opener} {}` failed ({status}); set $BROWSER to your browser",

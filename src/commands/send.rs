@@ -48,19 +48,14 @@ pub fn run(config_path: Option<&Path>, quiet: bool, args: SendArgs) -> Result<Ou
             );
             Secret::new("dry-run-only")
         }
-        (None, false) => bail!(
-            "{SECRET_VAR} is not set: unsubscribe links must be signed with the website's secret"
-        ),
+        (None, false) => bail!("{SECRET_VAR} is not set: unsubscribe links must be signed with the website's secret"),
     };
     let mut personalizer = Personalizer::new(&rendered, &config, secret)?;
     if args.test {
         personalizer = personalizer.with_subject_prefix("[TEST] ");
     }
     let dkim = personalize::dkim_config(&config, std::env::var(DKIM_KEY_VAR).ok())?;
-    let return_path = config
-        .return_path
-        .as_deref()
-        .unwrap_or(&config.from.address);
+    let return_path = config.return_path.as_deref().unwrap_or(&config.from.address);
     let composer = Composer {
         personalizer: &personalizer,
         dkim: dkim.as_ref(),
@@ -72,10 +67,7 @@ pub fn run(config_path: Option<&Path>, quiet: bool, args: SendArgs) -> Result<Ou
     if args.test {
         return test_send(&config, &args, &composer, rate, quiet);
     }
-    let list = args
-        .recipients
-        .clone()
-        .unwrap_or_else(|| config.recipients.clone());
+    let list = args.recipients.clone().unwrap_or_else(|| config.recipients.clone());
     let plan = queue::plan(&list)?;
     if let Some(first) = &plan.first {
         // A template field the list lacks fails here, before anything is sent.
@@ -99,13 +91,7 @@ pub fn run(config_path: Option<&Path>, quiet: bool, args: SendArgs) -> Result<Ou
     deliver(&config, &composer, recipients, plan.to_send, rate, quiet)
 }
 
-fn test_send(
-    config: &Config,
-    args: &SendArgs,
-    composer: &Composer<'_>,
-    rate: Rate,
-    quiet: bool,
-) -> Result<Outcome> {
+fn test_send(config: &Config, args: &SendArgs, composer: &Composer<'_>, rate: Rate, quiet: bool) -> Result<Outcome> {
     let to = if args.to.is_empty() {
         config.test_recipients.clone()
     } else {
@@ -121,8 +107,7 @@ fn test_send(
     };
     let mut list = Vec::new();
     for address in &to {
-        let email = recipients::normalize_address(address)
-            .map_err(|why| anyhow::anyhow!("--to `{address}`: {why}"))?;
+        let email = recipients::normalize_address(address).map_err(|why| anyhow::anyhow!("--to `{address}`: {why}"))?;
         list.push(Recipient {
             email,
             line: 0,
@@ -146,10 +131,7 @@ fn report_skipped(list: &Path, plan: &Plan) {
     }
     let total = plan.skipped_total();
     if total > SHOWN as u64 {
-        eprintln!(
-            "skipped: ... and {} more rows",
-            thousands(total - SHOWN as u64)
-        );
+        eprintln!("skipped: ... and {} more rows", thousands(total - SHOWN as u64));
     }
 }
 
@@ -191,8 +173,7 @@ fn dry_run(
             "{written:06}-{}.eml",
             recipient.email.replace(['/', '\\'], "_")
         ));
-        std::fs::write(&file, &job.bytes)
-            .with_context(|| format!("cannot write {}", file.display()))?;
+        std::fs::write(&file, &job.bytes).with_context(|| format!("cannot write {}", file.display()))?;
     }
     let skipped: Vec<String> = plan
         .skipped
@@ -201,11 +182,7 @@ fn dry_run(
         .collect();
     let t = &config.throttle;
     println!("Dry run of '{}': nothing was sent.", rendered.subject);
-    println!(
-        "Recipients read: {} from {}",
-        thousands(plan.rows),
-        list.display()
-    );
+    println!("Recipients read: {} from {}", thousands(plan.rows), list.display());
     println!("To send:         {}", thousands(plan.to_send));
     println!(
         "Skipped:         {}{}",
@@ -270,13 +247,8 @@ fn deliver(
     rate: Rate,
     quiet: bool,
 ) -> Result<Outcome> {
-    let connector = Arc::new(Connector::new(
-        &config.smtp,
-        std::env::var(PASSWORD_VAR).ok(),
-    )?);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let connector = Arc::new(Connector::new(&config.smtp, std::env::var(PASSWORD_VAR).ok())?);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     // Refused, TLS and login failures stop the run here, before any message.
     let first = runtime.block_on(connector.connect())?;
     let concurrency = config.throttle.concurrency.max(1);
@@ -295,13 +267,7 @@ fn deliver(
     let (tx, rx) = tokio::sync::mpsc::channel(QUEUE_DEPTH);
     let (outcome, unpersonalized) = std::thread::scope(|scope| {
         let producer = scope.spawn(move || composer.produce(recipients, tx));
-        let outcome = runtime.block_on(run::deliver(
-            rx,
-            transports,
-            throttle,
-            &settings,
-            &mut progress,
-        ));
+        let outcome = runtime.block_on(run::deliver(rx, transports, throttle, &settings, &mut progress));
         (outcome, producer.join().unwrap_or_default())
     });
     progress.finish();

@@ -180,7 +180,7 @@ where
                         consecutive_failures += 1;
                         outcome.failed += 1;
                         observer.event(&Event::Failed { job: &job, error: &error });
-                        if consecutive_failures >= settings.max_consecutive_failures {
+                        if consecutive_failures >= settings.max_consecutive_failures && outcome.stopped.is_none() {
                             outcome.stopped = Some(format!(
                                 "stopped after {consecutive_failures} failures in a row; the last: {error}"
                             ));

@@ -39,23 +39,17 @@ pub enum ConnectError {
     NoPassword,
     #[error("cannot connect to {server}: {source}; check smtp.host and smtp.port")]
     Connect { server: String, source: io::Error },
-    #[error(
-        "{server} did not answer within {seconds}s; check smtp.host, smtp.port and the firewall"
-    )]
+    #[error("{server} did not answer within {seconds}s; check smtp.host, smtp.port and the firewall")]
     Timeout { server: String, seconds: u64 },
     #[error(
         "{server} does not offer STARTTLS; set smtp.security to tls (usually port 465), or to none for a loopback test server"
     )]
     NoStarttls { server: String },
-    #[error(
-        "TLS with {server} failed: {detail}; check smtp.security (starttls for port 587, tls for 465)"
-    )]
+    #[error("TLS with {server} failed: {detail}; check smtp.security (starttls for port 587, tls for 465)")]
     Tls { server: String, detail: String },
     #[error("{server} refused the connection: {detail}")]
     Greeting { server: String, detail: String },
-    #[error(
-        "{server} refused the login of `{user}`: {detail}; check smtp.username and {PASSWORD_VAR}"
-    )]
+    #[error("{server} refused the login of `{user}`: {detail}; check smtp.username and {PASSWORD_VAR}")]
     Auth {
         server: String,
         user: String,
@@ -118,20 +112,16 @@ impl Connector {
         let tls = (smtp.security == Security::Tls).then(|| {
             let mut roots = rustls::RootCertStore::empty();
             roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-            let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-                rustls::crypto::ring::default_provider(),
-            ))
-            .with_safe_default_protocol_versions()
-            .expect("ring supports the default TLS versions")
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+            let config =
+                rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                    .with_safe_default_protocol_versions()
+                    .expect("ring supports the default TLS versions")
+                    .with_root_certificates(roots)
+                    .with_no_client_auth();
             tokio_rustls::TlsConnector::from(Arc::new(config))
         });
         Ok(Connector {
-            hello: smtp
-                .hello_name
-                .clone()
-                .map_or_else(ClientId::default, ClientId::Domain),
+            hello: smtp.hello_name.clone().map_or_else(ClientId::default, ClientId::Domain),
             port: smtp.port,
             security: smtp.security,
             credentials,
@@ -156,31 +146,25 @@ impl Connector {
             server: server.clone(),
             seconds: self.timeout.as_secs(),
         };
-        let tcp = tokio::time::timeout(
-            self.timeout,
-            TcpStream::connect((self.host.as_str(), self.port)),
-        )
-        .await
-        .map_err(|_| timed_out())?
-        .map_err(|source| ConnectError::Connect {
-            server: server.clone(),
-            source,
-        })?;
-        // Without it every message waits for the peer's delayed ACK (40 ms).
-        tcp.set_nodelay(true)
+        let tcp = tokio::time::timeout(self.timeout, TcpStream::connect((self.host.as_str(), self.port)))
+            .await
+            .map_err(|_| timed_out())?
             .map_err(|source| ConnectError::Connect {
                 server: server.clone(),
                 source,
             })?;
+        // Without it every message waits for the peer's delayed ACK (40 ms).
+        tcp.set_nodelay(true).map_err(|source| ConnectError::Connect {
+            server: server.clone(),
+            source,
+        })?;
 
         let stream: Box<dyn AsyncTokioStream> = match &self.tls {
             Some(tls) => {
                 let name =
-                    rustls::pki_types::ServerName::try_from(self.host.clone()).map_err(|e| {
-                        ConnectError::Tls {
-                            server: server.clone(),
-                            detail: e.to_string(),
-                        }
+                    rustls::pki_types::ServerName::try_from(self.host.clone()).map_err(|e| ConnectError::Tls {
+                        server: server.clone(),
+                        detail: e.to_string(),
                     })?;
                 let tls_stream = tokio::time::timeout(self.timeout, tls.connect(name, tcp))
                     .await
@@ -274,21 +258,18 @@ impl AsyncTransport for SmtpConnection {
                 .connector
                 .connect()
                 .await
-                .map_err(|e| SendError::Connection {
-                    detail: e.to_string(),
-                })?;
+                .map_err(|e| SendError::Connection { detail: e.to_string() })?;
             *slot = Some(conn);
         }
         let conn = slot.as_mut().expect("connected above");
         let result = tokio::time::timeout(self.connector.timeout, conn.send(envelope, email)).await;
         let outcome = match result {
             Ok(Ok(response)) => Ok(response),
-            Ok(Err(e)) if e.is_permanent() => Err(SendError::Permanent {
-                reply: e.to_string(),
-            }),
-            Ok(Err(e)) if e.is_transient() => Err(SendError::Transient {
-                reply: e.to_string(),
-            }),
+            Ok(Err(e)) if e.is_permanent() => Err(SendError::Permanent { reply: e.to_string() }),
+            // Refused by our own client before sending, e.g. a non-ASCII address to a server
+            // without SMTPUTF8: retrying cannot help.
+            Ok(Err(e)) if e.is_client() => Err(SendError::Permanent { reply: e.to_string() }),
+            Ok(Err(e)) if e.is_transient() => Err(SendError::Transient { reply: e.to_string() }),
             Ok(Err(e)) => Err(SendError::Connection {
                 detail: format!("connection lost: {e}"),
             }),
@@ -318,21 +299,13 @@ impl AsyncTransport for SmtpConnection {
 struct TlsStream(tokio_rustls::client::TlsStream<TcpStream>);
 
 impl AsyncRead for TlsStream {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.0).poll_read(cx, buf)
     }
 }
 
 impl AsyncWrite for TlsStream {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.0).poll_write(cx, buf)
     }
 

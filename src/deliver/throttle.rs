@@ -41,11 +41,8 @@ impl FromStr for Rate {
         if ["off", "unlimited", "none"].contains(&s.to_ascii_lowercase().as_str()) {
             return Ok(Rate::Unlimited);
         }
-        let bad = || {
-            format!(
-                "`{s}` is not a rate: write messages per time unit, e.g. 10/s, 600/min or 20000/h, or `off`"
-            )
-        };
+        let bad =
+            || format!("`{s}` is not a rate: write messages per time unit, e.g. 10/s, 600/min or 20000/h, or `off`");
         let (count, unit) = s.split_once('/').ok_or_else(bad)?;
         let count: f64 = count.trim().parse().map_err(|_| bad())?;
         let seconds = match unit.trim() {
@@ -123,12 +120,7 @@ mod tests {
         assert_eq!("600/min".parse::<Rate>().unwrap(), Rate::PerSecond(10.0));
         assert_eq!("36000/h".parse::<Rate>().unwrap(), Rate::PerSecond(10.0));
         assert_eq!("off".parse::<Rate>().unwrap(), Rate::Unlimited);
-        assert!(
-            "10 per second"
-                .parse::<Rate>()
-                .unwrap_err()
-                .contains("e.g. 10/s")
-        );
+        assert!("10 per second".parse::<Rate>().unwrap_err().contains("e.g. 10/s"));
         assert!("0/s".parse::<Rate>().is_err());
         assert_eq!("20000/h".parse::<Rate>().unwrap().to_string(), "5.56/s");
         assert_eq!("30/min".parse::<Rate>().unwrap().to_string(), "30/min");

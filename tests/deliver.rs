@@ -1,0 +1,382 @@
+//! Delivery against real SMTP servers: Postfix's smtp-sink for the happy path, a scripted
+//! server in this file's support module for every fault. Each test runs the binary as a user
+//! does and asserts who received what, how often, with which headers.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::{Options, Project, Reply, ScriptServer, Sink, Stage, csv, run};
+
+const FAST_RETRY: &str = "throttle: { rate: off, concurrency: 2, retries: 3, retry_delay: 50ms }\n";
+
+#[test]
+fn every_valid_recipient_gets_the_issue_once_with_its_headers() {
+    let sink = Sink::start();
+    // A BOM, a duplicate in other case, an invalid address, a short row, an IDN domain,
+    // a line break in a name, HTML in a field, unsubscribed and bounced rows.
+    let list = "\u{feff}email,first_name,name,status\n\
+        alice@example.org,Alice,Alice Example,\n\
+        bob@example.org,<b>Bob</b>,Bob & Co,active\n\
+        ALICE@example.org ,Again,Alice Again,\n\
+        not-an-address,X,X,\n\
+        short@example.org,Short\n\
+        joerg@bücher.example,Jörg,Jörg Müller,\n\
+        \"eve@example.org\",Eve,\"Eve\r\nBcc: victim@example.org\",\n\
+        gone@example.org,Gone,Gone,unsubscribed\n\
+        bounce@example.org,B,B,bounced\n";
+    let project = Project::new(sink.port, list, "throttle: { rate: off }\n");
+    let r = run(project.command().args(["send", "small", "--yes"]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+
+    let received = sink.received();
+    let mut who: Vec<(&str, usize)> = received.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+    who.sort();
+    assert_eq!(
+        who,
+        vec![
+            ("alice@example.org", 1),
+            ("bob@example.org", 1),
+            ("joerg@xn--bcher-kva.example", 1)
+        ]
+    );
+    for (line, reason) in [
+        (4, "duplicate"),
+        (5, "invalid address"),
+        (6, "wrong number of fields"),
+        (8, "line break in a field"),
+        (10, "unsubscribed"),
+        (11, "bounced"),
+    ] {
+        let needle = format!("recipients.csv:{line}: {reason}");
+        assert!(r.stderr.contains(&needle), "missing {needle:?} in {}", r.stderr);
+    }
+    assert!(r.stdout.contains("Sent 3 of 3"), "{}", r.stdout);
+
+    let bob = sink
+        .messages()
+        .into_iter()
+        .find(|(to, _)| to[0] == "bob@example.org")
+        .unwrap()
+        .1;
+    let head = bob
+        .split("\r\n\r\n")
+        .next()
+        .unwrap_or(&bob)
+        .replace("\r\n ", " ")
+        .replace("\n ", " ");
+    for header in [
+        "From: \"OpenInfra Foundation\" <newsletter@openinfra.dev>",
+        "To: =?utf-8?b?Qm9iICYgQ28=?= <bob@example.org>", // "Bob & Co", encoded
+        "Subject: Small issue for <b>Bob</b>",
+        "List-Id: Inside Open Infrastructure <newsletter.openinfra.dev>",
+        "List-Unsubscribe-Post: List-Unsubscribe=One-Click",
+        "List-Unsubscribe: <https://openinfra.dev/newsletter/unsubscribe?token=",
+        "Message-ID: <small.",
+    ] {
+        assert!(head.contains(header), "missing {header:?} in\n{head}");
+    }
+    let body = support::decode_qp(&bob);
+    assert!(
+        body.contains("Hello &lt;b&gt;Bob&lt;/b&gt;, this is the lead."),
+        "HTML-escaped in the HTML part"
+    );
+    assert!(
+        body.contains("Hello <b>Bob</b>, this is the lead."),
+        "literal in the text part"
+    );
+}
+
+#[test]
+fn a_temporary_failure_is_retried_and_delivered_once() {
+    let server = ScriptServer::start(|stage, rcpt, attempt| match (stage, rcpt, attempt) {
+        (Stage::Rcpt, "user1@example.org", 1) => Reply::Code(451, "4.3.0 Try again later"),
+        (Stage::Dot, "user2@example.org", 1) => Reply::Code(452, "4.3.1 Insufficient system storage"),
+        _ => Reply::Ok,
+    });
+    let project = Project::new(server.port, &csv(5), FAST_RETRY);
+    let r = run(project.command().args(["send", "small", "--yes"]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    for i in 0..5 {
+        assert_eq!(server.count(&format!("user{i}@example.org")), 1, "user{i}");
+    }
+    assert_eq!(server.seen(Stage::Rcpt, "user1@example.org"), 2);
+}
+
+#[test]
+fn permanent_failures_are_reported_and_the_send_goes_on() {
+    let server = ScriptServer::start(|stage, rcpt, _| match (stage, rcpt) {
+        (Stage::Rcpt, "user1@example.org") => Reply::Code(550, "5.1.1 Mailbox does not exist"),
+        (Stage::Dot, "user3@example.org") => Reply::Code(554, "5.7.1 Message rejected as spam"),
+        _ => Reply::Ok,
+    });
+    let project = Project::new(server.port, &csv(6), FAST_RETRY);
+    let r = run(project.command().args(["send", "small", "--yes"]));
+    assert_eq!(r.code, 1, "some recipients failed: {}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("failed: line 3 user1@example.org: permanent error (550): 5.1.1 Mailbox does not exist"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr
+            .contains("failed: line 5 user3@example.org: permanent error (554): 5.7.1 Message rejected as spam"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(server.seen(Stage::Rcpt, "user1@example.org"), 1, "a 5xx is not retried");
+    for i in [0, 2, 4, 5] {
+        assert_eq!(server.count(&format!("user{i}@example.org")), 1, "user{i}");
+    }
+    assert_eq!(server.count("user1@example.org") + server.count("user3@example.org"), 0);
+    assert!(r.stdout.contains("Sent 4 of 6"), "{}", r.stdout);
+}
+
+#[test]
+fn a_connection_dropped_mid_data_is_retried_on_a_new_connection() {
+    let server = ScriptServer::start(|stage, rcpt, attempt| match (stage, rcpt, attempt) {
+        (Stage::Dot, "user2@example.org", 1) => Reply::Drop,
+        _ => Reply::Ok,
+    });
+    let project = Project::new(server.port, &csv(4), FAST_RETRY);
+    let r = run(project.command().args(["send", "small", "--yes"]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    for i in 0..4 {
+        assert_eq!(server.count(&format!("user{i}@example.org")), 1, "user{i}");
+    }
+    assert!(
+        server.connections() >= 3,
+        "two senders, one reconnect: {}",
+        server.connections()
+    );
+}
+
+#[test]
+fn a_slow_reply_past_the_timeout_is_retried_and_a_slow_one_within_it_is_fine() {
+    let server = ScriptServer::start(|stage, rcpt, attempt| match (stage, rcpt, attempt) {
+        (Stage::Dot, "user0@example.org", 1) => Reply::Delay(
+            Duration::from_millis(2500),
+            Box::new(Reply::Code(451, "4.4.2 too slow")),
+        ),
+        (Stage::Dot, "user1@example.org", _) => Reply::Delay(Duration::from_millis(400), Box::new(Reply::Ok)),
+        _ => Reply::Ok,
+    });
+    let project = Project::new(server.port, &csv(3), FAST_RETRY);
+    let r = run(project
+        .command()
+        .args(["send", "small", "--yes"])
+        .env("NEWSLETTER_SMTP_TIMEOUT", "1s"));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(server.count("user0@example.org"), 1);
+    assert_eq!(server.seen(Stage::Dot, "user0@example.org"), 2);
+    assert_eq!(server.count("user1@example.org"), 1);
+    assert_eq!(server.seen(Stage::Dot, "user1@example.org"), 1);
+}
+
+#[test]
+fn a_refused_connection_stops_before_anything_is_sent() {
+    let port = support::free_port();
+    let project = Project::new(port, &csv(3), "");
+    let r = run(project.command().args(["send", "small", "--yes"]));
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.contains(&format!(
+            "error: cannot connect to 127.0.0.1:{port}: Connection refused"
+        )),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("check smtp.host and smtp.port"), "{}", r.stderr);
+}
+
+#[test]
+fn a_refused_login_stops_before_anything_is_sent() {
+    let server = ScriptServer::start_with(
+        Options {
+            starttls: false,
+            auth: true,
+        },
+        |stage, _, _| match stage {
+            Stage::Auth => Reply::Code(535, "5.7.8 Authentication credentials invalid"),
+            _ => Reply::Ok,
+        },
+    );
+    let project = Project::new(server.port, &csv(3), "");
+    let r = run(project
+        .command()
+        .args(["send", "small", "--yes"])
+        .env("NEWSLETTER_SMTP_USERNAME", "newsletter")
+        .env("NEWSLETTER_SMTP_PASSWORD", "wrong"));
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("refused the login of `newsletter`"), "{}", r.stderr);
+    assert!(
+        !r.stderr.contains("wrong") && !r.stdout.contains("wrong"),
+        "the password is never printed"
+    );
+    assert_eq!(server.accepted().len(), 0);
+}
+
+#[test]
+fn tls_problems_stop_before_anything_is_sent() {
+    let server = ScriptServer::start_with(
+        Options {
+            starttls: false,
+            auth: false,
+        },
+        |_, _, _| Reply::Ok,
+    );
+    let project = Project::new(server.port, &csv(2), "");
+    let r = run(project
+        .command()
+        .args(["send", "small", "--yes"])
+        .env("NEWSLETTER_SMTP_SECURITY", "starttls"));
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("does not offer STARTTLS"), "{}", r.stderr);
+    let r = run(project
+        .command()
+        .args(["send", "small", "--yes"])
+        .env("NEWSLETTER_SMTP_SECURITY", "tls")
+        .env("NEWSLETTER_SMTP_TIMEOUT", "2s"));
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains(&format!("127.0.0.1:{}", server.port)), "{}", r.stderr);
+    assert_eq!(server.accepted().len(), 0);
+
+    let r = run(project
+        .command()
+        .args(["send", "small", "--yes"])
+        .env("NEWSLETTER_SMTP_HOST", "smtp.example.org")
+        .env("NEWSLETTER_SMTP_SECURITY", "none"));
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr
+            .contains("smtp.security is `none` but smtp.example.org is not a loopback address"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn a_server_that_rejects_everything_stops_the_run() {
+    let server = ScriptServer::start(|stage, _, _| match stage {
+        Stage::Rcpt => Reply::Code(554, "5.7.1 Relay access denied"),
+        _ => Reply::Ok,
+    });
+    let project = Project::new(
+        server.port,
+        &csv(200),
+        "throttle: { rate: off, concurrency: 2, max_consecutive_failures: 5 }\n",
+    );
+    let r = run(project.command().args(["send", "small", "--yes"]));
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr
+            .contains("stopped after 5 failures in a row; the last: permanent error (554): 5.7.1 Relay access denied"),
+        "{}",
+        r.stderr
+    );
+    let tried: u32 = (0..200)
+        .map(|i| server.seen(Stage::Rcpt, &format!("user{i}@example.org")))
+        .sum();
+    assert!(tried <= 5 + 2, "only the failures and those in flight: {tried}");
+}
+
+#[test]
+fn dry_run_plans_and_writes_samples_without_connecting() {
+    let port = support::free_port(); // nothing listens: a connection attempt would fail
+    let mut list = csv(25);
+    list.push_str("broken,X\nuser3@example.org,Dup\n");
+    let project = Project::new(
+        port,
+        &list,
+        "throttle: { rate: 600/min, concurrency: 3 }\ndry_run_samples: 5\n",
+    );
+    let r = run(project.command().args(["send", "small", "--dry-run"]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    for expected in [
+        "Recipients read: 27",
+        "To send:         25",
+        "Skipped:         2 (1 invalid address, 1 duplicate)",
+        "Throttle:        10/s, 3 connections",
+        "Estimated time:  2s",
+        "Wrote 5 messages",
+    ] {
+        assert!(r.stdout.contains(expected), "missing {expected:?} in\n{}", r.stdout);
+    }
+    let dir = project.dir.path().join("out/small/dry-run");
+    let mut files: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    files.sort();
+    assert_eq!(files[0], "000001-user0@example.org.eml");
+    assert_eq!(files.len(), 5);
+    let eml = std::fs::read_to_string(dir.join(&files[0])).unwrap();
+    assert!(eml.contains("Subject: Small issue for User0"));
+
+    let r = run(project.command().args(["send", "small", "--dry-run", "--all"]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 25);
+}
+
+#[test]
+fn test_sends_go_to_staff_with_a_test_subject() {
+    let sink = Sink::start();
+    let project = Project::new(
+        sink.port,
+        &csv(50),
+        "test_recipients: [staff@openinfra.dev]\nthrottle: { rate: off }\n",
+    );
+    let r = run(project.command().args(["send", "small", "--test"]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let messages = sink.messages();
+    assert_eq!(messages.len(), 1);
+    assert_eq!(messages[0].0, vec!["staff@openinfra.dev"]);
+    assert!(
+        messages[0].1.contains("Subject: [TEST] Small issue for User0"),
+        "personalized as the first row"
+    );
+
+    let r = run(project
+        .command()
+        .args(["send", "small", "--test", "--to", "a@openinfra.dev,b@openinfra.dev"]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let received = sink.received();
+    assert_eq!(
+        (received["a@openinfra.dev"], received["b@openinfra.dev"], received.len()),
+        (1, 1, 3)
+    );
+}
+
+#[test]
+fn a_real_send_needs_yes_when_not_on_a_terminal() {
+    let sink = Sink::start();
+    let project = Project::new(sink.port, &csv(3), "");
+    let r = run(project.command().args(["send", "small"]));
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr
+            .contains("not on a terminal: pass --yes to send 'Small issue for {{first_name}}' to 3 recipients"),
+        "{}",
+        r.stderr
+    );
+    assert!(sink.messages().is_empty());
+}
+
+#[test]
+fn the_throttle_spaces_messages() {
+    let sink = Sink::start();
+    let n = 21;
+    let project = Project::new(
+        sink.port,
+        &csv(n),
+        "throttle: { rate: 20/s, burst: 1, concurrency: 4 }\n",
+    );
+    let started = Instant::now();
+    let r = run(project.command().args(["send", "small", "--yes"]));
+    let elapsed = started.elapsed();
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(sink.messages().len(), n);
+    // N messages at rate R with a bucket of 1 take at least (N - 1) / R.
+    assert!(elapsed >= Duration::from_millis(1000), "{elapsed:?}");
+}

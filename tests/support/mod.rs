@@ -1,0 +1,398 @@
+//! Real SMTP servers for the delivery tests: Postfix's smtp-sink, and a small scriptable
+//! server for faults.
+#![allow(dead_code)] // each test file uses a part of this module
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+pub fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn wait_listening(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "nothing listens on port {port}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Postfix's smtp-sink on a free loopback port, dumping each message into a folder.
+pub struct Sink {
+    pub port: u16,
+    child: Child,
+    dir: TempDir,
+}
+
+fn smtp_sink_path() -> PathBuf {
+    ["/usr/sbin/smtp-sink", "/usr/bin/smtp-sink"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+        .expect("smtp-sink is missing: run scripts/test, which installs Debian's postfix package")
+}
+
+impl Sink {
+    pub fn start() -> Sink {
+        let dir = TempDir::new().unwrap();
+        // smtp-sink drops to `nobody` when run as root, which must be able to write the dumps.
+        Command::new("chmod").arg("777").arg(dir.path()).status().unwrap();
+        let port = free_port();
+        let mut cmd = Command::new(smtp_sink_path());
+        if is_root() {
+            cmd.args(["-u", "nobody"]);
+        }
+        let child = cmd
+            .arg("-d")
+            .arg(format!("{}/%M.", dir.path().display()))
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("256")
+            .spawn()
+            .unwrap();
+        wait_listening(port);
+        Sink { port, child, dir }
+    }
+
+    /// Every message received, as (envelope recipients, message text).
+    pub fn messages(&self) -> Vec<(Vec<String>, String)> {
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(self.dir.path()).unwrap() {
+            let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+            let rcpts = text
+                .lines()
+                .filter_map(|l| l.strip_prefix("X-Rcpt-Args: "))
+                .map(|a| {
+                    a.trim()
+                        .trim_start_matches('<')
+                        .split('>')
+                        .next()
+                        .unwrap_or("")
+                        .to_owned()
+                })
+                .collect();
+            out.push((rcpts, text));
+        }
+        out
+    }
+
+    /// How many messages each envelope recipient received.
+    pub fn received(&self) -> HashMap<String, usize> {
+        let mut counts = HashMap::new();
+        for (rcpts, _) in self.messages() {
+            for r in rcpts {
+                *counts.entry(r).or_default() += 1;
+            }
+        }
+        counts
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout.starts_with(b"0\n"))
+        .unwrap_or(false)
+}
+
+/// Where in a transaction a reply is being chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Stage {
+    Rcpt,
+    /// The end of the message (the final dot).
+    Dot,
+    Auth,
+}
+
+/// What the scripted server does.
+#[derive(Debug, Clone)]
+pub enum Reply {
+    Ok,
+    Code(u16, &'static str),
+    /// Close the connection without a reply.
+    Drop,
+    /// Wait, then answer.
+    Delay(Duration, Box<Reply>),
+}
+
+type Script = dyn Fn(Stage, &str, u32) -> Reply + Send + Sync;
+
+#[derive(Default)]
+struct State {
+    accepted: Vec<(String, String)>,
+    /// Times each (stage, recipient) was seen, to script "fail first, then succeed".
+    seen: HashMap<(Stage, String), u32>,
+    connections: u32,
+}
+
+/// A small SMTP server whose replies a test scripts per stage, recipient and attempt.
+pub struct ScriptServer {
+    pub port: u16,
+    state: Arc<Mutex<State>>,
+}
+
+pub struct Options {
+    pub starttls: bool,
+    pub auth: bool,
+}
+
+impl ScriptServer {
+    pub fn start(script: impl Fn(Stage, &str, u32) -> Reply + Send + Sync + 'static) -> ScriptServer {
+        ScriptServer::start_with(
+            Options {
+                starttls: true,
+                auth: false,
+            },
+            script,
+        )
+    }
+
+    pub fn start_with(
+        options: Options,
+        script: impl Fn(Stage, &str, u32) -> Reply + Send + Sync + 'static,
+    ) -> ScriptServer {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let state = Arc::new(Mutex::new(State::default()));
+        let script: Arc<Script> = Arc::new(script);
+        let options = Arc::new(options);
+        let shared = Arc::clone(&state);
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { break };
+                let (state, script, options) = (Arc::clone(&shared), Arc::clone(&script), Arc::clone(&options));
+                std::thread::spawn(move || {
+                    let _ = session(stream, &state, &*script, &options);
+                });
+            }
+        });
+        ScriptServer { port, state }
+    }
+
+    /// The messages the server accepted, as (recipient, message text).
+    pub fn accepted(&self) -> Vec<(String, String)> {
+        self.state.lock().unwrap().accepted.clone()
+    }
+
+    pub fn count(&self, rcpt: &str) -> usize {
+        self.accepted().iter().filter(|(r, _)| r == rcpt).count()
+    }
+
+    pub fn seen(&self, stage: Stage, rcpt: &str) -> u32 {
+        self.state
+            .lock()
+            .unwrap()
+            .seen
+            .get(&(stage, rcpt.to_owned()))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    pub fn connections(&self) -> u32 {
+        self.state.lock().unwrap().connections
+    }
+}
+
+fn session(stream: TcpStream, state: &Mutex<State>, script: &Script, options: &Options) -> std::io::Result<()> {
+    state.lock().unwrap().connections += 1;
+    let mut out = stream.try_clone()?;
+    let mut input = BufReader::new(stream);
+    writeln_crlf(&mut out, "220 script.test ESMTP")?;
+    let mut rcpt = String::new();
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if input.read_line(&mut line)? == 0 {
+            return Ok(());
+        }
+        let cmd = line.trim_end().to_owned();
+        let upper = cmd.to_ascii_uppercase();
+        let reply = if upper.starts_with("EHLO") || upper.starts_with("HELO") {
+            let mut ext = vec!["250-script.test", "250-PIPELINING", "250-8BITMIME", "250-SMTPUTF8"];
+            if options.starttls {
+                ext.push("250-STARTTLS");
+            }
+            if options.auth {
+                ext.push("250-AUTH PLAIN LOGIN");
+            }
+            ext.push("250 SIZE 10000000");
+            ext.join("\r\n")
+        } else if upper.starts_with("AUTH") {
+            match answer(state, script, Stage::Auth, "")? {
+                Some(r) => r,
+                None => return Ok(()),
+            }
+        } else if upper.starts_with("MAIL") {
+            "250 2.1.0 Ok".into()
+        } else if upper.starts_with("RCPT") {
+            rcpt = cmd.split(['<', '>']).nth(1).unwrap_or("").to_owned();
+            match answer(state, script, Stage::Rcpt, &rcpt)? {
+                Some(r) => r,
+                None => return Ok(()),
+            }
+        } else if upper == "DATA" {
+            writeln_crlf(&mut out, "354 End data with <CR><LF>.<CR><LF>")?;
+            let mut data = String::new();
+            loop {
+                line.clear();
+                if input.read_line(&mut line)? == 0 {
+                    return Ok(());
+                }
+                if line == ".\r\n" {
+                    break;
+                }
+                data.push_str(&line);
+            }
+            match answer(state, script, Stage::Dot, &rcpt)? {
+                Some(r) => {
+                    if r.starts_with('2') {
+                        state.lock().unwrap().accepted.push((rcpt.clone(), data));
+                    }
+                    r
+                }
+                None => return Ok(()),
+            }
+        } else if upper == "QUIT" {
+            writeln_crlf(&mut out, "221 2.0.0 Bye")?;
+            return Ok(());
+        } else {
+            "250 2.0.0 Ok".into()
+        };
+        writeln_crlf(&mut out, &reply)?;
+    }
+}
+
+/// The scripted reply, or None to drop the connection.
+fn answer(state: &Mutex<State>, script: &Script, stage: Stage, rcpt: &str) -> std::io::Result<Option<String>> {
+    let attempt = {
+        let mut s = state.lock().unwrap();
+        let n = s.seen.entry((stage, rcpt.to_owned())).or_default();
+        *n += 1;
+        *n
+    };
+    let mut reply = script(stage, rcpt, attempt);
+    loop {
+        return Ok(match reply {
+            Reply::Ok => Some(match stage {
+                Stage::Auth => "235 2.7.0 Authentication successful".into(),
+                Stage::Rcpt => "250 2.1.5 Ok".into(),
+                Stage::Dot => "250 2.0.0 Ok: queued".into(),
+            }),
+            Reply::Code(code, text) => Some(format!("{code} {text}")),
+            Reply::Drop => None,
+            Reply::Delay(d, next) => {
+                std::thread::sleep(d);
+                reply = *next;
+                continue;
+            }
+        });
+    }
+}
+
+fn writeln_crlf(out: &mut TcpStream, text: &str) -> std::io::Result<()> {
+    out.write_all(text.as_bytes())?;
+    out.write_all(b"\r\n")?;
+    out.flush()
+}
+
+/// A project folder for one test: a config pointing at `port`, a recipient list, and an
+/// out folder; the issues and layouts are the checkout's.
+pub struct Project {
+    pub dir: TempDir,
+}
+
+impl Project {
+    pub fn new(port: u16, csv: &str, extra_config: &str) -> Project {
+        let dir = TempDir::new().unwrap();
+        std::fs::write(dir.path().join("recipients.csv"), csv).unwrap();
+        let config = format!(
+            "from: {{ name: OpenInfra Foundation, address: newsletter@openinfra.dev }}\n\
+             recipients: {recipients}\n\
+             newsletters: {newsletters}\n\
+             layouts: {layouts}\n\
+             out: {out}\n\
+             smtp: {{ host: 127.0.0.1, port: {port}, security: none, timeout: 5s }}\n\
+             {extra_config}",
+            recipients = dir.path().join("recipients.csv").display(),
+            newsletters = root().join("tests/fixtures").display(),
+            layouts = root().join("layouts").display(),
+            out = dir.path().join("out").display(),
+        );
+        std::fs::write(dir.path().join("newsletter.yaml"), config).unwrap();
+        Project { dir }
+    }
+
+    pub fn command(&self) -> assert_cmd::Command {
+        let mut cmd = assert_cmd::Command::cargo_bin("newsletter").unwrap();
+        cmd.current_dir(self.dir.path())
+            .env("NEWSLETTER_UNSUBSCRIBE_SECRET", "test-secret")
+            .env("SOURCE_DATE_EPOCH", "1751400000")
+            .arg("--config")
+            .arg(self.dir.path().join("newsletter.yaml"));
+        cmd
+    }
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+pub fn run(cmd: &mut assert_cmd::Command) -> Run {
+    let out = cmd.output().unwrap();
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// `user0@example.org` ... with a first_name column.
+pub fn csv(n: usize) -> String {
+    let mut s = String::from("email,first_name\n");
+    for i in 0..n {
+        s.push_str(&format!("user{i}@example.org,User{i}\n"));
+    }
+    s
+}
+
+/// Decodes a quoted-printable body (soft line breaks and =XX escapes), to read it as a
+/// mail client shows it.
+pub fn decode_qp(text: &str) -> String {
+    let joined = text.replace("=\r\n", "").replace("=\n", "");
+    let bytes = joined.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'='
+            && i + 2 < bytes.len()
+            && let Ok(b) = u8::from_str_radix(&joined[i + 1..i + 3], 16)
+        {
+            out.push(b);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
