@@ -245,10 +245,13 @@ fn quoted_printable(text: &str) -> Vec<u8> {
             out.extend_from_slice(b"=\r\n");
             column = 0;
         }
-        // Copy the longest run of plain characters that fits on the line.
+        // Copy the longest run of plain characters that fits on the line. A dot opening a
+        // line is encoded, so that the message never needs SMTP dot-stuffing.
         let mut end = i;
-        while end < bytes.len() && end - i < ROOM - column && literal(bytes[end]) {
-            end += 1;
+        if !(column == 0 && b == b'.') {
+            while end < bytes.len() && end - i < ROOM - column && literal(bytes[end]) {
+                end += 1;
+            }
         }
         // Space or tab ending a line would be stripped in transit: encode it.
         if end > i && matches!(bytes[end - 1], b' ' | b'\t') && matches!(bytes.get(end), None | Some(b'\r' | b'\n')) {
@@ -382,6 +385,7 @@ mod tests {
             "plain ascii\nsecond line\n",
             "We’d like — café, naïve, 日本語\r\nand = signs == here",
             "trailing space \nand tab\t\n",
+            ".leading dot\n..two\n.\n",
             long_url.as_str(),
             "",
         ] {

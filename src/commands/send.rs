@@ -248,7 +248,7 @@ fn deliver(
     quiet: bool,
 ) -> Result<Outcome> {
     let connector = Arc::new(Connector::new(&config.smtp, std::env::var(PASSWORD_VAR).ok())?);
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     // Refused, TLS and login failures stop the run here, before any message.
     let first = runtime.block_on(connector.connect())?;
     let concurrency = config.throttle.concurrency.max(1);

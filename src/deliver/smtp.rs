@@ -14,7 +14,8 @@ use lettre::AsyncTransport;
 use lettre::address::Envelope;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{AsyncSmtpConnection, AsyncTokioStream, TlsParameters};
-use lettre::transport::smtp::extension::ClientId;
+use lettre::transport::smtp::commands::{Data, Mail, Rcpt};
+use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
 use lettre::transport::smtp::response::Response;
 use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -262,7 +263,7 @@ impl AsyncTransport for SmtpConnection {
             *slot = Some(conn);
         }
         let conn = slot.as_mut().expect("connected above");
-        let result = tokio::time::timeout(self.connector.timeout, conn.send(envelope, email)).await;
+        let result = tokio::time::timeout(self.connector.timeout, transaction(conn, envelope, email)).await;
         let outcome = match result {
             Ok(Ok(response)) => Ok(response),
             Ok(Err(e)) if e.is_permanent() => Err(SendError::Permanent { reply: e.to_string() }),
@@ -291,6 +292,50 @@ impl AsyncTransport for SmtpConnection {
         if let Some(mut conn) = self.conn.lock().await.take() {
             let _ = tokio::time::timeout(Duration::from_secs(5), conn.quit()).await;
         }
+    }
+}
+
+/// One SMTP transaction: MAIL, RCPT, DATA and the message. lettre's `send` does the same but
+/// dot-stuffs the message byte by byte and writes the final dot separately; our messages
+/// need no stuffing (no body line starts with a dot: see `personalize::quoted_printable`), so
+/// the message and its final dot go out as one write.
+async fn transaction(
+    conn: &mut AsyncSmtpConnection,
+    envelope: &Envelope,
+    email: &[u8],
+) -> Result<Response, lettre::transport::smtp::Error> {
+    let payload = match std::str::from_utf8(email) {
+        Ok(text) if !email.starts_with(b".") && memchr::memmem::find(email, b"\n.").is_none() => text,
+        _ => return conn.send(envelope, email).await,
+    };
+    let mut mail_params = Vec::new();
+    let ascii_addresses = envelope
+        .from()
+        .into_iter()
+        .chain(envelope.to())
+        .all(|a| AsRef::<str>::as_ref(a).is_ascii());
+    if !ascii_addresses {
+        // lettre's send checks the SMTPUTF8 extension and says so.
+        return conn.send(envelope, email).await;
+    }
+    if !email.is_ascii() && conn.server_info().supports_feature(Extension::EightBitMime) {
+        mail_params.push(MailParameter::Body(MailBodyParameter::EightBitMime));
+    }
+    conn.command(Mail::new(envelope.from().cloned(), mail_params)).await?;
+    for to in envelope.to() {
+        conn.command(Rcpt::new(to.clone(), Vec::new())).await?;
+    }
+    conn.command(Data).await?;
+    conn.command(Payload(payload)).await
+}
+
+/// The message followed by the end-of-data line, written as one "command".
+struct Payload<'a>(&'a str);
+
+impl std::fmt::Display for Payload<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)?;
+        f.write_str(if self.0.ends_with("\r\n") { ".\r\n" } else { "\r\n.\r\n" })
     }
 }
 
