@@ -283,15 +283,24 @@ impl Config {
             if SECRET_VARS.contains(&var.as_str()) || OTHER_VARS.contains(&var.as_str()) {
                 continue;
             }
-            let Some(key) = keys.iter().find(|k| env_name(k) == var) else {
-                let names: Vec<String> = keys.iter().map(|k| env_name(k)).collect();
+            let Some((key, default)) = keys.iter().find(|(k, _)| env_name(k) == var) else {
+                let names: Vec<String> = keys.iter().map(|(k, _)| env_name(k)).collect();
                 tracing::warn!(
                     "{var} is not a configuration variable{}",
                     suggestion(&var, names.iter().map(String::as_str))
                 );
                 continue;
             };
-            let parsed: Value = serde_norway::from_str(&raw).unwrap_or(Value::String(raw.clone()));
+            let mut parsed: Value = serde_norway::from_str(&raw).unwrap_or(Value::String(raw.clone()));
+            if default.is_sequence() && !parsed.is_sequence() {
+                // NEWSLETTER_TEST_RECIPIENTS=a@x.org,b@x.org
+                parsed = Value::Sequence(
+                    raw.split(',')
+                        .map(|s| Value::String(s.trim().to_owned()))
+                        .filter(|v| v.as_str() != Some(""))
+                        .collect(),
+                );
+            }
             set_path(&mut value, key, parsed);
         }
         serde_norway::from_value(value).map_err(|e| anyhow!("configuration from the environment: {e}"))
@@ -342,9 +351,10 @@ fn edit_distance(a: &str, b: &str) -> usize {
     prev[b.len()]
 }
 
-fn leaf_keys(value: &Value) -> Vec<String> {
+/// Every configuration key (`smtp.host`) with its default value.
+fn leaf_keys(value: &Value) -> Vec<(String, Value)> {
     let mut out = Vec::new();
-    fn walk(v: &Value, prefix: &str, out: &mut Vec<String>) {
+    fn walk(v: &Value, prefix: &str, out: &mut Vec<(String, Value)>) {
         match v {
             Value::Mapping(m) => {
                 for (k, v) in m {
@@ -357,7 +367,7 @@ fn leaf_keys(value: &Value) -> Vec<String> {
                     walk(v, &path, out);
                 }
             }
-            _ => out.push(prefix.to_owned()),
+            _ => out.push((prefix.to_owned(), v.clone())),
         }
     }
     walk(value, "", &mut out);
@@ -427,6 +437,22 @@ mod tests {
         assert_eq!(c.from.name, "Env Name");
         assert_eq!(c.from.address, "a@b.org");
         assert_eq!(c.site_origin.as_deref(), Some("https://example.org"));
+    }
+
+    #[test]
+    fn list_keys_take_comma_separated_values_from_the_environment() {
+        let c = load("{}", &[("NEWSLETTER_TEST_RECIPIENTS", "a@x.org, b@x.org")]).unwrap();
+        assert_eq!(c.test_recipients, ["a@x.org", "b@x.org"]);
+        let c = load(
+            "{}",
+            &[
+                ("NEWSLETTER_TEST_RECIPIENTS", "[c@x.org]"),
+                ("NEWSLETTER_THROTTLE_RETRY_DELAY", "250ms"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.test_recipients, ["c@x.org"]);
+        assert_eq!(c.throttle.retry_delay, Duration::from_millis(250));
     }
 
     #[test]

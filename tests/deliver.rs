@@ -380,3 +380,82 @@ fn the_throttle_spaces_messages() {
     // N messages at rate R with a bucket of 1 take at least (N - 1) / R.
     assert!(elapsed >= Duration::from_millis(1000), "{elapsed:?}");
 }
+
+#[test]
+fn dkim_signs_the_headers_bulk_senders_must_sign() {
+    let sink = Sink::start();
+    let rsa = std::fs::read_to_string(support::root().join("tests/fixtures/dkim-test-rsa.pem")).unwrap();
+    // An Ed25519 key is 32 bytes, given as base64; these are only for this test.
+    let ed25519 = "nWGxne/9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A=";
+    for (algorithm, key) in [("rsa", rsa.as_str()), ("ed25519", ed25519)] {
+        let config = format!("throttle: {{ rate: off }}\ndkim: {{ selector: nl2025, algorithm: {algorithm} }}\n");
+        let project = Project::new(sink.port, &csv(1), &config);
+        let r = run(project
+            .command()
+            .args(["send", "small", "--yes"])
+            .env("NEWSLETTER_DKIM_PRIVATE_KEY", key));
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        assert!(
+            !r.stderr.contains(key.lines().nth(1).unwrap_or(key)),
+            "the key is never printed"
+        );
+    }
+    let messages = sink.messages();
+    assert_eq!(messages.len(), 2);
+    for (_, text) in &messages {
+        let unfolded = text
+            .replace("\r\n ", " ")
+            .replace("\r\n\t", " ")
+            .replace("\n ", " ")
+            .replace("\n\t", " ");
+        let signature = unfolded
+            .lines()
+            .find(|l| l.starts_with("DKIM-Signature:"))
+            .expect("signed");
+        assert!(
+            signature.contains("d=openinfra.dev") && signature.contains("s=nl2025"),
+            "{signature}"
+        );
+        let signed: Vec<String> = signature
+            .split("h=")
+            .nth(1)
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .split(':')
+            .map(|h| h.trim().to_ascii_lowercase())
+            .collect();
+        for header in [
+            "from",
+            "to",
+            "subject",
+            "date",
+            "message-id",
+            "list-unsubscribe",
+            "list-unsubscribe-post",
+        ] {
+            assert!(signed.iter().any(|h| h == header), "{header} not signed: {signature}");
+        }
+    }
+    assert!(messages.iter().any(|(_, t)| t.contains("a=rsa-sha256")));
+    assert!(messages.iter().any(|(_, t)| t.contains("a=ed25519-sha256")));
+}
+
+#[test]
+fn a_dkim_selector_without_a_key_stops_before_sending() {
+    let sink = Sink::start();
+    let project = Project::new(sink.port, &csv(1), "dkim: { selector: nl2025 }\n");
+    let r = run(project
+        .command()
+        .args(["send", "small", "--yes"])
+        .env_remove("NEWSLETTER_DKIM_PRIVATE_KEY"));
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr
+            .contains("dkim.selector is set but NEWSLETTER_DKIM_PRIVATE_KEY is not"),
+        "{}",
+        r.stderr
+    );
+    assert!(sink.messages().is_empty());
+}
