@@ -8,7 +8,9 @@ const EXIT_CODES: &str = "\
 Exit codes:
   0  success (warnings may have been printed)
   1  the command ran but found problems (recipients that failed, broken links)
-  2  error: bad input or configuration, or a send stopped by its server; printed on one line";
+  2  error: bad input or configuration, or a send stopped by its server; printed on one line
+  3  another `newsletter send` is running (it holds the lock); nothing was done
+130  interrupted (Ctrl-C, SIGTERM): in-flight messages were recorded; run again to resume";
 
 #[derive(Debug, Parser)]
 #[command(name = "newsletter", version, about = "Write, check and deliver the OpenInfra Foundation's monthly newsletter", after_help = EXIT_CODES)]
@@ -38,12 +40,66 @@ pub enum Command {
     /// send to the staff inboxes
     #[command(after_help = EXIT_CODES)]
     Send(SendArgs),
+    /// Where each issue stands (draft, scheduled, sending, complete), or one issue in detail
+    #[command(after_help = EXIT_CODES)]
+    Status(StatusArgs),
+    /// Manage the addresses that never get the newsletter
+    #[command(subcommand)]
+    Suppress(SuppressCommand),
+    /// Print the signed one-click unsubscribe URL of an address
+    UnsubscribeUrl {
+        /// The address
+        email: String,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    /// One issue in detail: sent, failed, pending, suppressed, possibly duplicated, the rate
+    /// achieved and the last errors
+    pub issue: Option<String>,
+
+    /// With ISSUE: list every recipient who did not get it, with the server's reply
+    #[arg(long, requires = "issue")]
+    pub failed: bool,
+
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SuppressCommand {
+    /// Suppress addresses
+    Add {
+        #[arg(required = true, value_name = "EMAIL")]
+        emails: Vec<String>,
+        /// Why, kept with the address
+        #[arg(long, default_value = "added by hand")]
+        reason: String,
+    },
+    /// Take addresses off the suppression list
+    Remove {
+        #[arg(required = true, value_name = "EMAIL")]
+        emails: Vec<String>,
+    },
+    /// Print the suppression list
+    List {
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Suppress the `email` column of a CSV file, e.g. the website's unsubscribe export
+    Import {
+        file: PathBuf,
+        #[arg(long, default_value = "unsubscribed on the website")]
+        reason: String,
+    },
 }
 
 #[derive(Debug, clap::Args)]
 pub struct SendArgs {
-    /// The issue: a name such as 2025-07 or a path
-    pub issue: String,
+    /// The issue: a name such as 2025-07 or a path. Without it, send every issue whose
+    /// send_at has passed and whose delivery is not complete (the cron entry)
+    pub issue: Option<String>,
 
     /// Do everything but talk to the server: print the plan and the estimated duration, and
     /// write the first messages as .eml files under out/ISSUE/dry-run/

@@ -43,6 +43,8 @@ pub struct Config {
     pub layouts: PathBuf,
     /// Where previews and dry runs are written.
     pub out: PathBuf,
+    /// The ledger: who was sent what, the suppression list. Its lock file sits beside it.
+    pub ledger: PathBuf,
     pub unsubscribe: Unsubscribe,
     /// The envelope sender (MAIL FROM), where bounces go; by default `from.address`.
     pub return_path: Option<String>,
@@ -226,6 +228,7 @@ impl Default for Config {
             newsletters: "newsletters".into(),
             layouts: "layouts".into(),
             out: "out".into(),
+            ledger: "state/newsletter.db".into(),
             unsubscribe: Unsubscribe::default(),
             return_path: None,
             smtp: Smtp::default(),

@@ -11,6 +11,7 @@ pub mod deliver;
 pub mod diagnostic;
 pub mod issue;
 pub mod layout;
+pub mod ledger;
 pub mod markdown;
 pub mod personalize;
 pub mod recipients;

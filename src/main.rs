@@ -15,6 +15,8 @@ pub enum Outcome {
     Success,
     /// Ran, but something needs the user's attention (exit code 1).
     Problems,
+    /// Stopped by Ctrl-C or SIGTERM after recording what was in flight (exit code 130).
+    Interrupted,
 }
 
 fn main() -> ExitCode {
@@ -24,10 +26,18 @@ fn main() -> ExitCode {
         Command::Preview(args) => commands::preview::run(cli.config.as_deref(), cli.quiet, args),
         Command::New(args) => commands::new::run(cli.config.as_deref(), cli.quiet, args),
         Command::Send(args) => commands::send::run(cli.config.as_deref(), cli.quiet, args),
+        Command::Status(args) => commands::status::run(cli.config.as_deref(), args),
+        Command::Suppress(command) => commands::suppress::run(cli.config.as_deref(), cli.quiet, command),
+        Command::UnsubscribeUrl { email } => commands::unsubscribe_url(cli.config.as_deref(), &email),
     };
     match result {
         Ok(Outcome::Success) => ExitCode::SUCCESS,
         Ok(Outcome::Problems) => ExitCode::from(1),
+        Ok(Outcome::Interrupted) => ExitCode::from(130),
+        Err(err) if err.downcast_ref::<newsletter::ledger::Locked>().is_some() => {
+            eprintln!("{err}");
+            ExitCode::from(3)
+        }
         Err(err) => {
             // The cause chain on one line, like ripgrep: never a debug dump.
             let chain: Vec<String> = err.chain().map(ToString::to_string).collect();

@@ -3,6 +3,8 @@
 pub mod new;
 pub mod preview;
 pub mod send;
+pub mod status;
+pub mod suppress;
 
 use std::path::Path;
 
@@ -11,4 +13,14 @@ use newsletter::config::Config;
 
 pub fn load_config(path: Option<&Path>) -> Result<Config> {
     Config::load(path, std::env::vars())
+}
+
+/// `newsletter unsubscribe-url EMAIL`: the signed link, as the email carries it.
+pub fn unsubscribe_url(config_path: Option<&Path>, email: &str) -> Result<crate::Outcome> {
+    use newsletter::unsubscribe::{SECRET_VAR, Secret, url};
+    let config = load_config(config_path)?;
+    let email = newsletter::recipients::normalize_address(email).map_err(|why| anyhow::anyhow!("`{email}`: {why}"))?;
+    let secret = Secret::from_env().ok_or_else(|| anyhow::anyhow!("{SECRET_VAR} is not set: it signs the link"))?;
+    println!("{}", url(&config.unsubscribe.url, &secret, &email));
+    Ok(crate::Outcome::Success)
 }

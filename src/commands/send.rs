@@ -1,4 +1,5 @@
-//! `newsletter send ISSUE`: dry run, test send, or the real send to the list.
+//! `newsletter send [ISSUE]`: the real send (resumable, recorded in the ledger), a dry run, a
+//! test send; without an issue, the cron entry that sends whatever is due.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
@@ -13,8 +14,9 @@ use newsletter::deliver::run::{self, Settings};
 use newsletter::deliver::smtp::{Connector, PASSWORD_VAR, SmtpConnection};
 use newsletter::deliver::throttle::{Rate, Throttle};
 use newsletter::issue::{self, Issue};
+use newsletter::ledger::{self, Ledger, Recorder};
 use newsletter::personalize::{self, DKIM_KEY_VAR, Personalizer};
-use newsletter::recipients::{self, Recipient, Recipients};
+use newsletter::recipients::{self, Recipient};
 use newsletter::report::{self, Progress, duration, thousands};
 use newsletter::unsubscribe::{SECRET_VAR, Secret};
 
@@ -27,9 +29,79 @@ const QUEUE_DEPTH: usize = 64;
 
 pub fn run(config_path: Option<&Path>, quiet: bool, args: SendArgs) -> Result<Outcome> {
     let config = super::load_config(config_path)?;
-    let path = issue::find(&args.issue, &config.newsletters)?;
-    let issue = Issue::load(&path)?;
-    let rendered = newsletter::compose(&issue, &config)?;
+    let Some(name) = &args.issue else {
+        if args.dry_run || args.test || args.recipients.is_some() {
+            bail!("name the issue: `newsletter send ISSUE --dry-run`; without an issue, send delivers what is due");
+        }
+        return cron(&config, quiet);
+    };
+    let path = issue::find(name, &config.newsletters)?;
+    if args.dry_run || args.test {
+        return send_issue(&config, &path, &args, quiet, None);
+    }
+    let _lock = ledger::lock(&config.ledger)?;
+    let mut ledger = Ledger::open(&config.ledger)?;
+    send_issue(&config, &path, &args, quiet, Some(&mut ledger))
+}
+
+/// Sends, oldest first, every issue whose `send_at` has passed and whose delivery is not
+/// complete. With nothing due it prints nothing.
+fn cron(config: &Config, quiet: bool) -> Result<Outcome> {
+    let _lock = ledger::lock(&config.ledger)?;
+    let now = chrono::Utc::now();
+    let mut due = Vec::new();
+    let mut ledger: Option<Ledger> = None;
+    for (name, path) in issue::list(&config.newsletters) {
+        let issue = match Issue::load(&path) {
+            Ok(issue) => issue,
+            Err(e) => {
+                eprintln!("warning: skipped {name}: {e:#}");
+                continue;
+            }
+        };
+        let Some(send_at) = issue.front.send_at.filter(|t| *t <= now) else {
+            continue;
+        };
+        let ledger = match &mut ledger {
+            Some(l) => l,
+            None => ledger.insert(Ledger::open(&config.ledger)?),
+        };
+        if ledger.issue_state(&issue.slug)?.is_some_and(|s| s.complete) {
+            continue;
+        }
+        due.push((send_at, path));
+    }
+    due.sort();
+    let mut worst = Outcome::Success;
+    let args = SendArgs {
+        issue: None,
+        dry_run: false,
+        all: false,
+        test: false,
+        to: Vec::new(),
+        yes: true,
+        recipients: None,
+    };
+    for (_, path) in due {
+        let ledger = ledger.as_mut().expect("opened for every due issue");
+        match send_issue(config, &path, &args, quiet, Some(ledger))? {
+            Outcome::Interrupted => return Ok(Outcome::Interrupted),
+            Outcome::Problems => worst = Outcome::Problems,
+            Outcome::Success => {}
+        }
+    }
+    Ok(worst)
+}
+
+fn send_issue(
+    config: &Config,
+    path: &Path,
+    args: &SendArgs,
+    quiet: bool,
+    ledger: Option<&mut Ledger>,
+) -> Result<Outcome> {
+    let issue = Issue::load(path)?;
+    let rendered = newsletter::compose(&issue, config)?;
     if !quiet {
         for w in &rendered.warnings {
             eprintln!("warning: {w}");
@@ -50,11 +122,11 @@ pub fn run(config_path: Option<&Path>, quiet: bool, args: SendArgs) -> Result<Ou
         }
         (None, false) => bail!("{SECRET_VAR} is not set: unsubscribe links must be signed with the website's secret"),
     };
-    let mut personalizer = Personalizer::new(&rendered, &config, secret)?;
+    let mut personalizer = Personalizer::new(&rendered, config, secret)?;
     if args.test {
         personalizer = personalizer.with_subject_prefix("[TEST] ");
     }
-    let dkim = personalize::dkim_config(&config, std::env::var(DKIM_KEY_VAR).ok())?;
+    let dkim = personalize::dkim_config(config, std::env::var(DKIM_KEY_VAR).ok())?;
     let return_path = config.return_path.as_deref().unwrap_or(&config.from.address);
     let composer = Composer {
         personalizer: &personalizer,
@@ -63,32 +135,68 @@ pub fn run(config_path: Option<&Path>, quiet: bool, args: SendArgs) -> Result<Ou
             .parse()
             .with_context(|| format!("return_path `{return_path}` is not an address"))?,
     };
-
     if args.test {
-        return test_send(&config, &args, &composer, rate, quiet);
+        return test_send(config, args, &composer, rate, quiet);
     }
+
     let list = args.recipients.clone().unwrap_or_else(|| config.recipients.clone());
-    let plan = queue::plan(&list)?;
+    // A dry run reads the ledger when there is one, to plan what a real run would do.
+    let dry_ledger = match (&ledger, args.dry_run && config.ledger.is_file()) {
+        (None, true) => Some(Ledger::open(&config.ledger)?),
+        _ => None,
+    };
+    let plan = queue::plan(&list, ledger.as_deref().or(dry_ledger.as_ref()), &rendered.slug)?;
     if let Some(first) = &plan.first {
         // A template field the list lacks fails here, before anything is sent.
-        composer.job(first)?;
+        composer.job(first, false)?;
     }
     if !quiet {
         report_skipped(&list, &plan);
     }
     if args.dry_run {
-        return dry_run(&config, &args, &rendered, &composer, &list, &plan, rate);
+        return dry_run(config, args, &rendered, &composer, &list, &plan, rate);
     }
+    let ledger = ledger.expect("a real send has the ledger");
     if plan.to_send == 0 {
-        bail!(
-            "{} has no recipient to send to ({} rows read)",
-            list.display(),
-            plan.rows
-        );
+        if plan.rows == 0 || plan.already_sent + plan.already_failed + plan.suppressed == 0 {
+            bail!(
+                "{} has no recipient to send to ({} rows read)",
+                list.display(),
+                plan.rows
+            );
+        }
+        let run = ledger.start_issue(&rendered.slug, &rendered.subject)?;
+        ledger.finish_run(run, 0, 0, 0.0, "complete", true)?;
+        if !quiet {
+            println!("Nothing left to send for {}: {}", rendered.slug, resume_counts(&plan));
+        }
+        return Ok(Outcome::Success);
     }
     confirm(&rendered, plan.to_send, rate, args.yes)?;
-    let recipients = Recipients::open(&list)?.filter_map(|row| row.ok().and_then(Result::ok));
-    deliver(&config, &composer, recipients, plan.to_send, rate, quiet)
+    let recipients = queue::selected(&list, Some(ledger.reopen()?), rendered.slug.clone())?;
+    let delivery = Delivery {
+        config,
+        composer: &composer,
+        rate,
+        quiet,
+        total: plan.to_send,
+        ledger: Some((ledger, &rendered)),
+    };
+    let result = delivery.run(recipients)?;
+    if !quiet && plan.already_sent + plan.resend > 0 {
+        println!("Resumed: {}", resume_counts(&plan));
+    }
+    Ok(result)
+}
+
+fn resume_counts(plan: &Plan) -> String {
+    format!(
+        "{} already sent, {} failed before, {} suppressed, {} possibly duplicated (in flight when a run stopped)",
+        thousands(plan.already_sent),
+        thousands(plan.already_failed),
+        thousands(plan.suppressed),
+        thousands(plan.resend)
+    )
 }
 
 fn test_send(config: &Config, args: &SendArgs, composer: &Composer<'_>, rate: Rate, quiet: bool) -> Result<Outcome> {
@@ -108,14 +216,24 @@ fn test_send(config: &Config, args: &SendArgs, composer: &Composer<'_>, rate: Ra
     let mut list = Vec::new();
     for address in &to {
         let email = recipients::normalize_address(address).map_err(|why| anyhow::anyhow!("--to `{address}`: {why}"))?;
-        list.push(Recipient {
-            email,
-            line: 0,
-            fields: template.fields.clone(),
-        });
+        list.push((
+            Recipient {
+                email,
+                line: 0,
+                fields: template.fields.clone(),
+            },
+            false,
+        ));
     }
-    let count = list.len() as u64;
-    deliver(config, composer, list.into_iter(), count, rate, quiet)
+    let delivery = Delivery {
+        config,
+        composer,
+        rate,
+        quiet,
+        total: list.len() as u64,
+        ledger: None,
+    };
+    delivery.run(list.into_iter())
 }
 
 fn report_skipped(list: &Path, plan: &Plan) {
@@ -156,18 +274,15 @@ fn dry_run(
         std::fs::remove_dir_all(&dir).with_context(|| format!("cannot clear {}", dir.display()))?;
     }
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let limit = if args.all {
-        u64::MAX
-    } else {
-        config.dry_run_samples as u64
-    };
+    let limit = if args.all { usize::MAX } else { config.dry_run_samples };
+    let ledger = config
+        .ledger
+        .is_file()
+        .then(|| Ledger::open(&config.ledger))
+        .transpose()?;
     let mut written = 0u64;
-    for row in Recipients::open(list)? {
-        if written >= limit {
-            break;
-        }
-        let Ok(recipient) = row? else { continue };
-        let job = composer.job(&recipient)?;
+    for (recipient, resend) in queue::selected(list, ledger, rendered.slug.clone())?.take(limit) {
+        let job = composer.job(&recipient, resend)?;
         written += 1;
         let file = dir.join(format!(
             "{written:06}-{}.eml",
@@ -193,6 +308,9 @@ fn dry_run(
             format!(" ({})", skipped.join(", "))
         }
     );
+    if plan.already_sent + plan.already_failed + plan.suppressed + plan.resend > 0 {
+        println!("Ledger:          {}", resume_counts(plan));
+    }
     println!(
         "Throttle:        {rate}, {} connections{}",
         t.concurrency,
@@ -239,63 +357,150 @@ fn confirm(rendered: &Rendered, count: u64, rate: Rate, yes: bool) -> Result<()>
     Ok(())
 }
 
-fn deliver(
-    config: &Config,
-    composer: &Composer<'_>,
-    recipients: impl Iterator<Item = Recipient> + Send,
-    total: u64,
+/// One delivery run: connections, throttle, progress and, for real sends, the ledger.
+struct Delivery<'a> {
+    config: &'a Config,
+    composer: &'a Composer<'a>,
     rate: Rate,
     quiet: bool,
-) -> Result<Outcome> {
-    let connector = Arc::new(Connector::new(&config.smtp, std::env::var(PASSWORD_VAR).ok())?);
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    // Refused, TLS and login failures stop the run here, before any message.
-    let first = runtime.block_on(connector.connect())?;
-    let concurrency = config.throttle.concurrency.max(1);
-    let mut transports = vec![SmtpConnection::new(Arc::clone(&connector), Some(first))];
-    transports.extend((1..concurrency).map(|_| SmtpConnection::new(Arc::clone(&connector), None)));
-    let t = &config.throttle;
-    let settings = Settings {
-        retries: t.retries,
-        retry_delay: t.retry_delay,
-        batch_size: t.batch_size.filter(|b| *b > 0),
-        batch_pause: t.batch_pause,
-        max_consecutive_failures: t.max_consecutive_failures.max(1),
-    };
-    let throttle = Arc::new(Throttle::new(rate, t.burst));
-    let mut progress = Progress::new(total, quiet);
-    let (tx, rx) = tokio::sync::mpsc::channel(QUEUE_DEPTH);
-    let (outcome, unpersonalized) = std::thread::scope(|scope| {
-        let producer = scope.spawn(move || composer.produce(recipients, tx));
-        let outcome = runtime.block_on(run::deliver(rx, transports, throttle, &settings, &mut progress));
-        (outcome, producer.join().unwrap_or_default())
-    });
-    progress.finish();
+    total: u64,
+    ledger: Option<(&'a mut Ledger, &'a Rendered)>,
+}
 
-    let failed = outcome.failed + unpersonalized.len() as u64;
-    for f in &progress.failures {
-        eprintln!("failed: line {} {}: {}", f.line, f.email, f.reply);
+impl Delivery<'_> {
+    fn run(self, recipients: impl Iterator<Item = (Recipient, bool)> + Send) -> Result<Outcome> {
+        let config = self.config;
+        let connector = Arc::new(Connector::new(&config.smtp, std::env::var(PASSWORD_VAR).ok())?);
+        // One thread drives every connection; the producer personalizes on another.
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        // Refused, TLS and login failures stop the run here, before any message.
+        let first = runtime.block_on(connector.connect())?;
+        let concurrency = config.throttle.concurrency.max(1);
+        let mut transports = vec![SmtpConnection::new(Arc::clone(&connector), Some(first))];
+        transports.extend((1..concurrency).map(|_| SmtpConnection::new(Arc::clone(&connector), None)));
+        let t = &config.throttle;
+        let settings = Settings {
+            retries: t.retries,
+            retry_delay: t.retry_delay,
+            batch_size: t.batch_size.filter(|b| *b > 0),
+            batch_pause: t.batch_pause,
+            max_consecutive_failures: t.max_consecutive_failures.max(1),
+        };
+        let throttle = Throttle::new(self.rate, t.burst);
+        let mut ledger_run = match self.ledger {
+            Some((ledger, rendered)) => {
+                let run = ledger.start_issue(&rendered.slug, &rendered.subject)?;
+                Some((ledger, rendered.slug.as_str(), run))
+            }
+            None => None,
+        };
+        let recorder = ledger_run.as_mut().map(|(ledger, issue, _)| Recorder {
+            ledger,
+            issue,
+            error: None,
+            suppressed: 0,
+        });
+        let mut observers = (Progress::new(self.total, self.quiet), recorder);
+        let (tx, rx) = tokio::sync::mpsc::channel(QUEUE_DEPTH);
+        let composer = self.composer;
+        let (outcome, unpersonalized) = std::thread::scope(|scope| {
+            let producer = scope.spawn(move || composer.produce(recipients, tx));
+            let outcome = runtime.block_on(run::deliver(
+                rx,
+                transports,
+                throttle,
+                &settings,
+                &mut observers,
+                interrupted(),
+            ));
+            (outcome, producer.join().unwrap_or_default())
+        });
+        let (progress, recorder) = observers;
+        progress.finish();
+        let (suppressed, ledger_error) = recorder.map_or((0, None), |r| (r.suppressed, r.error));
+
+        let failed = outcome.failed + unpersonalized.len() as u64;
+        for f in &progress.failures {
+            eprintln!("failed: line {} {}: {}", f.line, f.email, f.reply);
+        }
+        for (r, why) in &unpersonalized {
+            eprintln!("failed: line {} {}: {why}", r.line, r.email);
+        }
+        if let Some((ledger, _, run)) = ledger_run {
+            let complete = !outcome.interrupted
+                && outcome.stopped.is_none()
+                && outcome.deferred == 0
+                && unpersonalized.is_empty()
+                && ledger_error.is_none();
+            let ended = match (&outcome.stopped, complete) {
+                (Some(why), _) => why.clone(),
+                (None, true) => "complete".to_owned(),
+                (None, false) => "incomplete: temporary failures left for the next run".to_owned(),
+            };
+            ledger.finish_run(
+                run,
+                outcome.sent,
+                failed,
+                outcome.elapsed.as_secs_f64(),
+                &ended,
+                complete,
+            )?;
+        }
+        if !self.quiet || failed > 0 {
+            let secs = outcome.elapsed.as_secs_f64().max(0.001);
+            println!(
+                "Sent {} of {} in {} ({:.1}/s); {} failed{}.",
+                thousands(outcome.sent),
+                thousands(self.total),
+                report::duration(outcome.elapsed),
+                outcome.sent as f64 / secs,
+                thousands(failed),
+                if suppressed > 0 {
+                    format!(", {suppressed} of them suppressed from now on (mailbox does not exist)")
+                } else {
+                    String::new()
+                }
+            );
+        }
+        if let Some(e) = ledger_error {
+            bail!("{e}");
+        }
+        if outcome.interrupted {
+            eprintln!(
+                "Interrupted: in-flight messages finished and were recorded; run the same command again to resume."
+            );
+            return Ok(Outcome::Interrupted);
+        }
+        if let Some(why) = outcome.stopped {
+            bail!("{why}");
+        }
+        Ok(if failed > 0 {
+            Outcome::Problems
+        } else {
+            Outcome::Success
+        })
     }
-    for (r, why) in &unpersonalized {
-        eprintln!("failed: line {} {}: {why}", r.line, r.email);
+}
+
+/// Resolves on Ctrl-C or SIGTERM: the run then stops taking recipients and lets the messages
+/// in flight finish.
+async fn interrupted() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            },
+            Err(_) => ctrl_c.await,
+        }
     }
-    if !quiet || failed > 0 {
-        let secs = outcome.elapsed.as_secs_f64().max(0.001);
-        println!(
-            "Sent {} of {} in {} ({:.1}/s); {} failed.",
-            thousands(outcome.sent),
-            thousands(total),
-            report::duration(outcome.elapsed),
-            outcome.sent as f64 / secs,
-            thousands(failed)
-        );
-    }
-    if let Some(why) = outcome.stopped {
-        bail!("{why}");
-    }
-    Ok(if failed > 0 {
-        Outcome::Problems
-    } else {
-        Outcome::Success
-    })
+    #[cfg(not(unix))]
+    ctrl_c.await;
 }

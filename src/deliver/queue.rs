@@ -12,17 +12,71 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 
 use super::run::Job;
+use crate::ledger::{Ledger, Status};
 use crate::personalize::Personalizer;
 use crate::recipients::{Recipient, Recipients, SkipReason, Skipped};
 
 /// Rows of a list that are kept for the report; the rest are only counted.
 const SKIPPED_KEPT: usize = 1000;
 
+/// What a run does with one valid recipient, given the ledger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// `resend`: in flight when an earlier run stopped, so possibly received already.
+    Send {
+        resend: bool,
+    },
+    AlreadySent,
+    /// A permanent failure in an earlier run.
+    AlreadyFailed,
+    Suppressed,
+}
+
+pub fn decide(ledger: Option<&Ledger>, issue: &str, recipient: &Recipient) -> Result<Decision> {
+    let Some(ledger) = ledger else {
+        return Ok(Decision::Send { resend: false });
+    };
+    if ledger.is_suppressed(&recipient.email)? {
+        return Ok(Decision::Suppressed);
+    }
+    Ok(match ledger.status(issue, &recipient.email)? {
+        Some(Status::Sent) => Decision::AlreadySent,
+        Some(Status::Failed) => Decision::AlreadyFailed,
+        Some(Status::Sending) => Decision::Send { resend: true },
+        Some(Status::Deferred) | None => Decision::Send { resend: false },
+    })
+}
+
+/// The recipients of a list that a run sends to, in order, with their resend flag. Owns its
+/// ledger handle, so that it can run on the producer's thread.
+pub fn selected(
+    list: &Path,
+    ledger: Option<Ledger>,
+    issue: String,
+) -> Result<impl Iterator<Item = (Recipient, bool)> + Send> {
+    Ok(Recipients::open(list)?.filter_map(move |row| {
+        let recipient = row.ok()?.ok()?;
+        match decide(ledger.as_ref(), &issue, &recipient) {
+            Ok(Decision::Send { resend }) => Some((recipient, resend)),
+            Ok(_) => None,
+            Err(e) => {
+                tracing::error!("{e:#}");
+                None
+            }
+        }
+    }))
+}
+
 /// What a send would do with a recipient list.
 #[derive(Debug, Default, Serialize)]
 pub struct Plan {
     pub rows: u64,
     pub to_send: u64,
+    /// Of `to_send`: in flight when a run stopped, sent again.
+    pub resend: u64,
+    pub already_sent: u64,
+    pub already_failed: u64,
+    pub suppressed: u64,
     pub skipped: BTreeMap<SkipReason, u64>,
     /// The first skipped rows with their line and reason.
     pub skipped_rows: Vec<Skipped>,
@@ -36,13 +90,21 @@ impl Plan {
         self.skipped.values().sum()
     }
 
-    fn count(&mut self, row: &Result<Recipient, Skipped>) {
+    fn count(&mut self, row: &Result<Recipient, Skipped>, decision: Option<Decision>) {
         self.rows += 1;
         match row {
             Ok(r) => {
-                self.to_send += 1;
                 if self.first.is_none() {
                     self.first = Some(r.clone());
+                }
+                match decision.unwrap_or(Decision::Send { resend: false }) {
+                    Decision::Send { resend } => {
+                        self.to_send += 1;
+                        self.resend += u64::from(resend);
+                    }
+                    Decision::AlreadySent => self.already_sent += 1,
+                    Decision::AlreadyFailed => self.already_failed += 1,
+                    Decision::Suppressed => self.suppressed += 1,
                 }
             }
             Err(skipped) => {
@@ -55,11 +117,16 @@ impl Plan {
     }
 }
 
-/// Reads the whole list once, counting what would be sent and skipped.
-pub fn plan(path: &Path) -> Result<Plan> {
+/// Reads the whole list once, counting what a run would send and skip.
+pub fn plan(path: &Path, ledger: Option<&Ledger>, issue: &str) -> Result<Plan> {
     let mut plan = Plan::default();
     for row in Recipients::open(path)? {
-        plan.count(&row?);
+        let row = row?;
+        let decision = match &row {
+            Ok(r) => Some(decide(ledger, issue, r)?),
+            Err(_) => None,
+        };
+        plan.count(&row, decision);
     }
     Ok(plan)
 }
@@ -73,7 +140,7 @@ pub struct Composer<'a> {
 }
 
 impl Composer<'_> {
-    pub fn job(&self, recipient: &Recipient) -> Result<Job> {
+    pub fn job(&self, recipient: &Recipient, resent_after_crash: bool) -> Result<Job> {
         let mut message = self.personalizer.message(recipient)?;
         if let Some(dkim) = self.dkim {
             message.sign(dkim);
@@ -86,6 +153,7 @@ impl Composer<'_> {
             envelope: Envelope::new(Some(self.return_path.clone()), vec![to])?,
             bytes: message.formatted(),
             attempts: 0,
+            resent_after_crash,
         })
     }
 
@@ -94,12 +162,12 @@ impl Composer<'_> {
     /// recipients that could not be personalized.
     pub fn produce(
         &self,
-        recipients: impl Iterator<Item = Recipient>,
+        recipients: impl Iterator<Item = (Recipient, bool)>,
         jobs: mpsc::Sender<Job>,
     ) -> Vec<(Recipient, String)> {
         let mut failed = Vec::new();
-        for recipient in recipients {
-            match self.job(&recipient) {
+        for (recipient, resend) in recipients {
+            match self.job(&recipient, resend) {
                 Ok(job) => {
                     if jobs.blocking_send(job).is_err() {
                         break; // the run stopped

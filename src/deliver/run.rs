@@ -27,6 +27,8 @@ pub struct Job {
     pub bytes: Vec<u8>,
     /// Attempts made so far.
     pub attempts: u32,
+    /// The ledger shows it in flight when an earlier run stopped: the recipient may have it.
+    pub resent_after_crash: bool,
 }
 
 /// What happened to a message; the report and the ledger follow these.
@@ -55,6 +57,38 @@ pub enum Event<'a> {
 
 pub trait Observer {
     fn event(&mut self, event: &Event<'_>);
+
+    /// Called before a message is handed to a sender: make what was recorded durable. An
+    /// error stops the run.
+    fn checkpoint(&mut self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// An observer that may be absent (no ledger for test sends).
+impl<T: Observer> Observer for Option<T> {
+    fn event(&mut self, event: &Event<'_>) {
+        if let Some(o) = self {
+            o.event(event);
+        }
+    }
+
+    fn checkpoint(&mut self) -> Result<(), String> {
+        self.as_mut().map_or(Ok(()), Observer::checkpoint)
+    }
+}
+
+/// Two observers, e.g. the progress report and the ledger.
+impl<A: Observer, B: Observer> Observer for (A, B) {
+    fn event(&mut self, event: &Event<'_>) {
+        self.0.event(event);
+        self.1.event(event);
+    }
+
+    fn checkpoint(&mut self) -> Result<(), String> {
+        self.0.checkpoint()?;
+        self.1.checkpoint()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -69,7 +103,12 @@ pub struct Settings {
 #[derive(Debug, Default)]
 pub struct Outcome {
     pub sent: u64,
+    /// Permanent failures, and temporary ones whose retries ran out.
     pub failed: u64,
+    /// Of `failed`, the temporary ones: a later run tries them again.
+    pub deferred: u64,
+    /// Stopped by Ctrl-C or SIGTERM: in-flight messages finished, no new ones taken.
+    pub interrupted: bool,
     /// Why the run stopped before the end of the list, if it did.
     pub stopped: Option<String>,
     pub elapsed: Duration,
@@ -103,9 +142,10 @@ impl Ord for Retry {
 pub async fn deliver<T>(
     mut jobs: mpsc::Receiver<Job>,
     transports: Vec<T>,
-    throttle: Arc<Throttle>,
+    mut throttle: Throttle,
     settings: &Settings,
     observer: &mut dyn Observer,
+    interrupt: impl std::future::Future<Output = ()>,
 ) -> Outcome
 where
     T: AsyncTransport<Ok = Response, Error = SendError> + Send + Sync + 'static,
@@ -119,13 +159,11 @@ where
     for transport in transports {
         let work_rx = Arc::clone(&work_rx);
         let done_tx = done_tx.clone();
-        let throttle = Arc::clone(&throttle);
         senders.push(tokio::spawn(async move {
             loop {
                 let Some(job) = work_rx.lock().await.recv().await else {
                     break;
                 };
-                throttle.acquire().await;
                 let result = transport.send_raw(&job.envelope, &job.bytes).await;
                 if done_tx.send((job, result)).is_err() {
                     break;
@@ -144,6 +182,10 @@ where
     let mut consecutive_failures = 0u32;
     let mut since_pause = 0u64;
     let mut work_tx = Some(work_tx);
+    // The next message, waiting for its throttle slot. It is marked `sending` only when its
+    // slot comes and a sender is free, so "in flight" means being transmitted.
+    let mut ready: Option<(Job, Instant)> = None;
+    tokio::pin!(interrupt);
 
     loop {
         let pausing = settings.batch_size.is_some_and(|size| since_pause >= size);
@@ -153,14 +195,22 @@ where
             continue;
         }
         let stopping = outcome.stopped.is_some();
-        let can_dispatch = !stopping && !pausing && in_flight < concurrency;
-        if in_flight == 0 && (stopping || (!jobs_open && retries.is_empty())) {
+        if stopping {
+            ready = None; // never marked: the next run sends it
+        }
+        let can_take = !stopping && !pausing && in_flight < concurrency && ready.is_none();
+        if in_flight == 0 && (stopping || (!jobs_open && retries.is_empty() && ready.is_none())) {
             break;
         }
+        let slot = ready.as_ref().map(|(_, slot)| *slot);
         let next_retry = retries.peek().map(|Reverse(r)| r.due);
         let Some(tx) = work_tx.as_ref() else { break };
         tokio::select! {
             biased;
+            _ = &mut interrupt, if !stopping => {
+                outcome.interrupted = true;
+                outcome.stopped = Some("interrupted".into());
+            }
             Some((job, result)) = done_rx.recv() => {
                 in_flight -= 1;
                 match result {
@@ -179,6 +229,7 @@ where
                     Err(error) => {
                         consecutive_failures += 1;
                         outcome.failed += 1;
+                        outcome.deferred += u64::from(error.is_transient());
                         observer.event(&Event::Failed { job: &job, error: &error });
                         if consecutive_failures >= settings.max_consecutive_failures && outcome.stopped.is_none() {
                             outcome.stopped = Some(format!(
@@ -188,14 +239,21 @@ where
                     }
                 }
             }
-            _ = tokio::time::sleep_until(next_retry.unwrap_or_else(Instant::now)), if can_dispatch && next_retry.is_some() => {
-                if let Some(Reverse(retry)) = retries.pop() {
-                    dispatch(tx, retry.job, observer, &mut in_flight, &mut since_pause).await;
+            _ = tokio::time::sleep_until(slot.unwrap_or_else(Instant::now)), if slot.is_some() => {
+                if let Some((job, _)) = ready.take()
+                    && let Err(why) = dispatch(tx, job, observer, &mut in_flight, &mut since_pause).await
+                {
+                    outcome.stopped = Some(why);
                 }
             }
-            job = jobs.recv(), if can_dispatch && jobs_open => {
+            _ = tokio::time::sleep_until(next_retry.unwrap_or_else(Instant::now)), if can_take && next_retry.is_some() => {
+                if let Some(Reverse(retry)) = retries.pop() {
+                    ready = Some((retry.job, throttle.reserve()));
+                }
+            }
+            job = jobs.recv(), if can_take && jobs_open => {
                 match job {
-                    Some(job) => dispatch(tx, job, observer, &mut in_flight, &mut since_pause).await,
+                    Some(job) => ready = Some((job, throttle.reserve())),
                     None => jobs_open = false,
                 }
             }
@@ -212,17 +270,20 @@ where
     outcome
 }
 
+/// Records the message as being sent, makes that durable, then hands it to a sender.
 async fn dispatch(
     tx: &mpsc::Sender<Job>,
     mut job: Job,
     observer: &mut dyn Observer,
     in_flight: &mut usize,
     since_pause: &mut u64,
-) {
+) -> Result<(), String> {
     job.attempts += 1;
     observer.event(&Event::Sending { job: &job });
+    observer.checkpoint()?;
     *in_flight += 1;
     *since_pause += 1;
     // Senders only stop when this channel closes, so the send cannot fail here.
     let _ = tx.send(job).await;
+    Ok(())
 }

@@ -5,7 +5,6 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
-use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 /// Messages per unit of time, or no limit.
@@ -81,7 +80,7 @@ fn trim(x: f64) -> String {
 pub struct Throttle {
     interval: Option<Duration>,
     burst: u32,
-    next: Mutex<Option<Instant>>,
+    next: Option<Instant>,
 }
 
 impl Throttle {
@@ -89,24 +88,18 @@ impl Throttle {
         Throttle {
             interval: rate.interval(),
             burst: burst.max(1),
-            next: Mutex::new(None),
+            next: None,
         }
     }
 
-    /// Waits until this caller may send one message.
-    pub async fn acquire(&self) {
-        let Some(interval) = self.interval else {
-            return;
-        };
-        let slot = {
-            let mut next = self.next.lock().await;
-            let now = Instant::now();
-            let earliest = now.checked_sub(interval * (self.burst - 1)).unwrap_or(now);
-            let slot = next.map_or(earliest, |n| n.max(earliest));
-            *next = Some(slot + interval);
-            slot
-        };
-        tokio::time::sleep_until(slot).await;
+    /// Reserves the next slot: the time at which one more message may go.
+    pub fn reserve(&mut self) -> Instant {
+        let now = Instant::now();
+        let Some(interval) = self.interval else { return now };
+        let earliest = now.checked_sub(interval * (self.burst - 1)).unwrap_or(now);
+        let slot = self.next.map_or(earliest, |n| n.max(earliest));
+        self.next = Some(slot + interval);
+        slot
     }
 }
 
@@ -128,13 +121,13 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn slots_are_one_interval_apart_and_bursts_are_capped() {
-        let t = Throttle::new(Rate::PerSecond(10.0), 3);
+        let mut t = Throttle::new(Rate::PerSecond(10.0), 3);
         let start = Instant::now();
         tokio::time::sleep(Duration::from_secs(5)).await; // idle: the bucket fills, up to 3
         let idle_end = Instant::now();
         let mut times = Vec::new();
         for _ in 0..13 {
-            t.acquire().await;
+            tokio::time::sleep_until(t.reserve()).await;
             times.push(Instant::now() - idle_end);
         }
         assert!(start < idle_end);

@@ -45,10 +45,13 @@ fn smtp_sink_path() -> PathBuf {
 
 impl Sink {
     pub fn start() -> Sink {
+        Sink::start_on(free_port())
+    }
+
+    pub fn start_on(port: u16) -> Sink {
         let dir = TempDir::new().unwrap();
         // smtp-sink drops to `nobody` when run as root, which must be able to write the dumps.
         Command::new("chmod").arg("777").arg(dir.path()).status().unwrap();
-        let port = free_port();
         let mut cmd = Command::new(smtp_sink_path());
         if is_root() {
             cmd.args(["-u", "nobody"]);
@@ -68,7 +71,10 @@ impl Sink {
     pub fn messages(&self) -> Vec<(Vec<String>, String)> {
         let mut out = Vec::new();
         for entry in std::fs::read_dir(self.dir.path()).unwrap() {
-            let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+            // smtp-sink may still be writing a dump; it is counted when complete.
+            let Ok(text) = std::fs::read_to_string(entry.unwrap().path()) else {
+                continue;
+            };
             let rcpts = text
                 .lines()
                 .filter_map(|l| l.strip_prefix("X-Rcpt-Args: "))
@@ -84,6 +90,11 @@ impl Sink {
             out.push((rcpts, text));
         }
         out
+    }
+
+    /// How many dumps exist (cheaper than reading them).
+    pub fn count(&self) -> usize {
+        std::fs::read_dir(self.dir.path()).unwrap().count()
     }
 
     /// How many messages each envelope recipient received.
@@ -319,6 +330,15 @@ pub struct Project {
     pub dir: TempDir,
 }
 
+/// An issue file for cron tests: the small issue with the given `send_at` (or none).
+pub fn scheduled_issue(send_at: Option<&str>) -> String {
+    let small = std::fs::read_to_string(root().join("tests/fixtures/small.md")).unwrap();
+    match send_at {
+        Some(t) => small.replacen("---\n", &format!("---\nsend_at: {t}\n"), 1),
+        None => small,
+    }
+}
+
 impl Project {
     pub fn new(port: u16, csv: &str, extra_config: &str) -> Project {
         let dir = TempDir::new().unwrap();
@@ -329,25 +349,61 @@ impl Project {
              newsletters: {newsletters}\n\
              layouts: {layouts}\n\
              out: {out}\n\
+             ledger: {ledger}\n\
              smtp: {{ host: 127.0.0.1, port: {port}, security: none, timeout: 5s }}\n\
              {extra_config}",
             recipients = dir.path().join("recipients.csv").display(),
             newsletters = root().join("tests/fixtures").display(),
             layouts = root().join("layouts").display(),
             out = dir.path().join("out").display(),
+            ledger = dir.path().join("state/newsletter.db").display(),
         );
         std::fs::write(dir.path().join("newsletter.yaml"), config).unwrap();
         Project { dir }
     }
 
-    pub fn command(&self) -> assert_cmd::Command {
-        let mut cmd = assert_cmd::Command::cargo_bin("newsletter").unwrap();
+    /// Gives the project its own newsletters folder holding `issues` (name, text).
+    pub fn with_issues(self, issues: &[(&str, String)]) -> Project {
+        let dir = self.dir.path().join("newsletters");
+        std::fs::create_dir_all(&dir).unwrap();
+        for (name, text) in issues {
+            std::fs::write(dir.join(format!("{name}.md")), text).unwrap();
+        }
+        let config = self.dir.path().join("newsletter.yaml");
+        let text = std::fs::read_to_string(&config).unwrap();
+        let fixtures = format!("newsletters: {}", root().join("tests/fixtures").display());
+        std::fs::write(
+            &config,
+            text.replace(&fixtures, &format!("newsletters: {}", dir.display())),
+        )
+        .unwrap();
+        self
+    }
+
+    pub fn write_csv(&self, csv: &str) {
+        std::fs::write(self.dir.path().join("recipients.csv"), csv).unwrap();
+    }
+
+    /// `status ISSUE --format json` as a value.
+    pub fn status(&self, issue: &str) -> serde_json::Value {
+        let r = run(self.command().args(["status", issue, "--format", "json"]));
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        serde_json::from_str(&r.stdout).unwrap()
+    }
+
+    /// The binary with this project's configuration, as a plain process (for kill tests).
+    pub fn std_command(&self) -> std::process::Command {
+        let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("newsletter"));
         cmd.current_dir(self.dir.path())
             .env("NEWSLETTER_UNSUBSCRIBE_SECRET", "test-secret")
             .env("SOURCE_DATE_EPOCH", "1751400000")
             .arg("--config")
             .arg(self.dir.path().join("newsletter.yaml"));
         cmd
+    }
+
+    pub fn command(&self) -> assert_cmd::Command {
+        assert_cmd::Command::from_std(self.std_command())
     }
 }
 

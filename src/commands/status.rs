@@ -1,0 +1,175 @@
+//! `newsletter status [ISSUE]`: where each issue stands, or one issue in detail.
+
+use std::path::Path;
+
+use anyhow::Result;
+use newsletter::deliver::queue;
+use newsletter::issue::{self, Issue};
+use newsletter::ledger::{Counts, Delivery, Ledger};
+use newsletter::report::thousands;
+use serde::Serialize;
+
+use crate::Outcome;
+use crate::cli::{Format, StatusArgs};
+
+#[derive(Serialize)]
+struct IssueLine {
+    issue: String,
+    /// draft, scheduled, due, sending or complete
+    state: &'static str,
+    send_at: Option<String>,
+    subject: String,
+    sent: u64,
+    failed: u64,
+}
+
+#[derive(Serialize)]
+struct Detail {
+    issue: String,
+    state: &'static str,
+    subject: String,
+    send_at: Option<String>,
+    #[serde(flatten)]
+    counts: Counts,
+    /// Recipients of the current list that no run has sent to yet.
+    pending: u64,
+    /// Recipients of the current list on the suppression list.
+    suppressed: u64,
+    achieved_rate: Option<f64>,
+    undelivered: Vec<Delivery>,
+}
+
+pub fn run(config_path: Option<&Path>, args: StatusArgs) -> Result<Outcome> {
+    let config = super::load_config(config_path)?;
+    let ledger = config
+        .ledger
+        .is_file()
+        .then(|| Ledger::open(&config.ledger))
+        .transpose()?;
+    let Some(name) = &args.issue else {
+        let lines = issue::list(&config.newsletters)
+            .into_iter()
+            .filter_map(|(_, path)| Issue::load(&path).ok())
+            .map(|issue| line(&issue, ledger.as_ref()))
+            .collect::<Result<Vec<_>>>()?;
+        match args.format {
+            Format::Json => println!("{}", serde_json::to_string_pretty(&lines)?),
+            Format::Text => {
+                for l in &lines {
+                    let when = l.send_at.as_deref().map(|t| format!(" {t}")).unwrap_or_default();
+                    println!(
+                        "{:<10} {:<10}{:<27} sent {:>7}  failed {:>5}  {}",
+                        l.issue,
+                        l.state,
+                        when,
+                        thousands(l.sent),
+                        thousands(l.failed),
+                        l.subject
+                    );
+                }
+            }
+        }
+        return Ok(Outcome::Success);
+    };
+    let issue = Issue::load(&issue::find(name, &config.newsletters)?)?;
+    let summary = line(&issue, ledger.as_ref())?;
+    let counts = ledger
+        .as_ref()
+        .map(|l| l.counts(&issue.slug))
+        .transpose()?
+        .unwrap_or_default();
+    let plan = if config.recipients.is_file() {
+        Some(queue::plan(&config.recipients, ledger.as_ref(), &issue.slug)?)
+    } else {
+        None
+    };
+    let detail = Detail {
+        issue: issue.slug.clone(),
+        state: summary.state,
+        subject: summary.subject,
+        send_at: summary.send_at,
+        pending: plan.as_ref().map_or(0, |p| p.to_send),
+        suppressed: plan.as_ref().map_or(0, |p| p.suppressed),
+        achieved_rate: ledger
+            .as_ref()
+            .map(|l| l.achieved_rate(&issue.slug))
+            .transpose()?
+            .flatten(),
+        undelivered: match &ledger {
+            Some(l) => l.undelivered(&issue.slug, if args.failed { None } else { Some(5) })?,
+            None => Vec::new(),
+        },
+        counts,
+    };
+    match args.format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&detail)?),
+        Format::Text if args.failed => {
+            for d in &detail.undelivered {
+                println!(
+                    "{}\tline {}\t{:?}\t{} attempts\t{}",
+                    d.email,
+                    d.line,
+                    d.status,
+                    d.attempts,
+                    d.last_reply.as_deref().unwrap_or("-")
+                );
+            }
+        }
+        Format::Text => print_detail(&detail),
+    }
+    Ok(Outcome::Success)
+}
+
+fn line(issue: &Issue, ledger: Option<&Ledger>) -> Result<IssueLine> {
+    let state = ledger.map(|l| l.issue_state(&issue.slug)).transpose()?.flatten();
+    let counts = ledger.map(|l| l.counts(&issue.slug)).transpose()?.unwrap_or_default();
+    let now = chrono::Utc::now();
+    let label = match (&state, issue.front.send_at) {
+        (Some(s), _) if s.complete => "complete",
+        (Some(_), _) => "sending",
+        (None, Some(t)) if t > now => "scheduled",
+        (None, Some(_)) => "due",
+        (None, None) => "draft",
+    };
+    Ok(IssueLine {
+        issue: issue.slug.clone(),
+        state: label,
+        send_at: issue.front.send_at.map(|t| t.to_rfc3339()),
+        subject: issue.subject().unwrap_or("(no subject)").to_owned(),
+        sent: counts.sent,
+        failed: counts.failed,
+    })
+}
+
+fn print_detail(d: &Detail) {
+    println!("{}: {} ({})", d.issue, d.subject, d.state);
+    if let Some(t) = &d.send_at {
+        println!("  scheduled for        {t}");
+    }
+    println!("  sent                 {}", thousands(d.counts.sent));
+    println!("  failed               {}", thousands(d.counts.failed));
+    println!("  pending              {}", thousands(d.pending));
+    println!(
+        "  deferred             {} (temporary failures, retried by the next run)",
+        thousands(d.counts.deferred)
+    );
+    println!("  suppressed           {}", thousands(d.suppressed));
+    println!(
+        "  possibly duplicated  {} (in flight when a run stopped, sent again)",
+        thousands(d.counts.possibly_duplicated)
+    );
+    if let Some(rate) = d.achieved_rate {
+        println!("  achieved rate        {rate:.1}/s");
+    }
+    if !d.undelivered.is_empty() {
+        println!("  last errors:");
+        for u in &d.undelivered {
+            println!(
+                "    {} (line {}): {}",
+                u.email,
+                u.line,
+                u.last_reply.as_deref().unwrap_or("in flight when a run stopped")
+            );
+        }
+    }
+}

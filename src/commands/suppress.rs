@@ -1,0 +1,108 @@
+//! `newsletter suppress add|remove|list|import`: addresses that never get the newsletter.
+
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use newsletter::ledger::Ledger;
+use newsletter::recipients::normalize_address;
+
+use crate::Outcome;
+use crate::cli::{Format, SuppressCommand};
+
+pub fn run(config_path: Option<&Path>, quiet: bool, command: SuppressCommand) -> Result<Outcome> {
+    let config = super::load_config(config_path)?;
+    let mut ledger = Ledger::open(&config.ledger)?;
+    match command {
+        SuppressCommand::Add { emails, reason } => {
+            let mut added = 0;
+            for email in &emails {
+                let email = normalize_address(email).map_err(|why| anyhow::anyhow!("`{email}`: {why}"))?;
+                added += u32::from(ledger.suppress(&email, &reason, "manual")?);
+            }
+            ledger.commit()?;
+            if !quiet {
+                println!(
+                    "Suppressed {added} address{} ({} already were)",
+                    plural(added),
+                    emails.len() as u32 - added
+                );
+            }
+        }
+        SuppressCommand::Remove { emails } => {
+            let mut removed = 0;
+            for email in &emails {
+                let email = normalize_address(email).map_err(|why| anyhow::anyhow!("`{email}`: {why}"))?;
+                removed += u32::from(ledger.unsuppress(&email)?);
+            }
+            ledger.commit()?;
+            if !quiet {
+                println!("Removed {removed} address{} from the suppression list", plural(removed));
+            }
+        }
+        SuppressCommand::List { format } => {
+            let list = ledger.suppressions()?;
+            match format {
+                Format::Json => println!("{}", serde_json::to_string_pretty(&list)?),
+                Format::Text => {
+                    for s in list {
+                        println!("{}\t{}\t{}\t{}", s.email, s.created_at, s.source, s.reason);
+                    }
+                }
+            }
+        }
+        SuppressCommand::Import { file, reason } => {
+            let (added, invalid) = import(&mut ledger, &file, &reason)?;
+            if !quiet {
+                println!(
+                    "Imported {} new address{} from {}; {} invalid row{} skipped",
+                    added,
+                    plural(added),
+                    file.display(),
+                    invalid,
+                    if invalid == 1 { "" } else { "s" }
+                );
+            }
+        }
+    }
+    Ok(Outcome::Success)
+}
+
+fn plural(n: u32) -> &'static str {
+    if n == 1 { "" } else { "es" }
+}
+
+/// Imports the `email` column of a CSV (such as the website's unsubscribe export); invalid
+/// rows are reported with their line and skipped.
+fn import(ledger: &mut Ledger, file: &Path, reason: &str) -> Result<(u32, u32)> {
+    let mut reader = csv::ReaderBuilder::new()
+        .flexible(true)
+        .from_path(file)
+        .with_context(|| format!("cannot open {}", file.display()))?;
+    let headers = reader
+        .headers()
+        .with_context(|| format!("{}:1: cannot read the header row", file.display()))?;
+    let Some(col) = headers
+        .iter()
+        .position(|h| h.trim_start_matches('\u{feff}').trim().eq_ignore_ascii_case("email"))
+    else {
+        bail!(
+            "{}:1: no `email` column; name the address column `email`",
+            file.display()
+        );
+    };
+    let source = format!("import: {}", file.display());
+    let (mut added, mut invalid) = (0, 0);
+    for record in reader.records() {
+        let record = record.with_context(|| format!("cannot read {}", file.display()))?;
+        let line = record.position().map_or(0, |p| p.line());
+        match normalize_address(record.get(col).unwrap_or_default()) {
+            Ok(email) => added += u32::from(ledger.suppress(&email, reason, &source)?),
+            Err(why) => {
+                invalid += 1;
+                eprintln!("skipped: {}:{line}: {why}", file.display());
+            }
+        }
+    }
+    ledger.commit()?;
+    Ok((added, invalid))
+}

@@ -1,0 +1,495 @@
+//! The ledger: an SQLite database (WAL) of who was sent which issue, in which state, with the
+//! server's last reply; the suppression list; and the runs. What makes a send resumable.
+//!
+//! A message is recorded `sending` and committed before it is handed to a connection, and
+//! `sent` only once the server accepted it. After a crash the rows still `sending` are the
+//! messages that were in flight: they are sent again and counted as possibly duplicated.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+
+use crate::deliver::run::{Event, Job, Observer};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS deliveries (
+    issue TEXT NOT NULL,
+    email TEXT NOT NULL,          -- lower case
+    line INTEGER NOT NULL,        -- CSV line at the last attempt
+    status TEXT NOT NULL CHECK (status IN ('sending', 'sent', 'deferred', 'failed')),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_reply TEXT,
+    message_id TEXT NOT NULL,
+    possibly_duplicated INTEGER NOT NULL DEFAULT 0,
+    first_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    sent_at TEXT,
+    PRIMARY KEY (issue, email)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS suppressions (
+    email TEXT PRIMARY KEY,       -- lower case
+    reason TEXT NOT NULL,
+    source TEXT NOT NULL,
+    created_at TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS issues (
+    issue TEXT PRIMARY KEY,
+    subject TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('sending', 'complete')),
+    started_at TEXT NOT NULL,
+    completed_at TEXT
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY,
+    issue TEXT NOT NULL,
+    started_at TEXT NOT NULL,
+    finished_at TEXT,
+    sent INTEGER NOT NULL DEFAULT 0,
+    failed INTEGER NOT NULL DEFAULT 0,
+    seconds REAL NOT NULL DEFAULT 0,
+    ended TEXT                    -- complete, interrupted, stopped: <why>, or NULL while running
+);
+";
+
+/// Where a recipient stands for one issue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Handed to the server; if still so at the next run, the run was cut short.
+    Sending,
+    Sent,
+    /// A temporary failure whose retries ran out: tried again by the next run.
+    Deferred,
+    /// A permanent failure: not tried again.
+    Failed,
+}
+
+impl Status {
+    fn parse(s: &str) -> Option<Status> {
+        Some(match s {
+            "sending" => Status::Sending,
+            "sent" => Status::Sent,
+            "deferred" => Status::Deferred,
+            "failed" => Status::Failed,
+            _ => return None,
+        })
+    }
+}
+
+/// Counts for `status`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Counts {
+    pub sent: u64,
+    pub failed: u64,
+    pub deferred: u64,
+    /// In flight when a run stopped; sent again by the next run.
+    pub sending: u64,
+    pub possibly_duplicated: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Delivery {
+    pub email: String,
+    pub line: u64,
+    pub status: Status,
+    pub attempts: u32,
+    pub last_reply: Option<String>,
+    pub updated_at: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct IssueState {
+    pub issue: String,
+    pub subject: String,
+    pub complete: bool,
+    pub started_at: String,
+    pub completed_at: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Suppression {
+    pub email: String,
+    pub reason: String,
+    pub source: String,
+    pub created_at: String,
+}
+
+pub struct Ledger {
+    conn: Connection,
+    path: PathBuf,
+    in_transaction: bool,
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+impl Ledger {
+    /// Opens (creating it and its folder if needed) the ledger at `path`.
+    pub fn open(path: &Path) -> Result<Ledger> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        let conn = Connection::open(path).with_context(|| format!("cannot open the ledger {}", path.display()))?;
+        // WAL: readers (status, the producer) never block the writer. NORMAL: a commit
+        // survives the process being killed; only a power cut may lose the last ones.
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        conn.execute_batch(SCHEMA)
+            .with_context(|| format!("cannot set up the ledger {}", path.display()))?;
+        Ok(Ledger {
+            conn,
+            path: path.to_path_buf(),
+            in_transaction: false,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// A second handle on the same database, for another thread.
+    pub fn reopen(&self) -> Result<Ledger> {
+        Ledger::open(&self.path)
+    }
+
+    pub fn status(&self, issue: &str, email: &str) -> Result<Option<Status>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT status FROM deliveries WHERE issue = ?1 AND email = ?2")?;
+        let status: Option<String> = stmt
+            .query_row(params![issue, email.to_lowercase()], |r| r.get(0))
+            .optional()?;
+        Ok(status.as_deref().and_then(Status::parse))
+    }
+
+    pub fn is_suppressed(&self, email: &str) -> Result<bool> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT 1 FROM suppressions WHERE email = ?1")?;
+        Ok(stmt.exists(params![email.to_lowercase()])?)
+    }
+
+    fn begin(&mut self) -> rusqlite::Result<()> {
+        if !self.in_transaction {
+            self.conn.execute_batch("BEGIN IMMEDIATE")?;
+            self.in_transaction = true;
+        }
+        Ok(())
+    }
+
+    /// Makes everything recorded so far durable.
+    pub fn commit(&mut self) -> rusqlite::Result<()> {
+        if self.in_transaction {
+            self.conn.execute_batch("COMMIT")?;
+            self.in_transaction = false;
+        }
+        Ok(())
+    }
+
+    pub fn record_sending(&mut self, issue: &str, job: &Job) -> rusqlite::Result<()> {
+        self.begin()?;
+        let now = now();
+        self.conn
+            .prepare_cached(
+                "INSERT INTO deliveries (issue, email, line, status, attempts, message_id, possibly_duplicated, first_at, updated_at)
+                 VALUES (?1, ?2, ?3, 'sending', 1, ?4, ?5, ?6, ?6)
+                 ON CONFLICT (issue, email) DO UPDATE SET
+                   status = 'sending', attempts = attempts + 1, line = ?3,
+                   possibly_duplicated = possibly_duplicated OR ?5, updated_at = ?6",
+            )?
+            .execute(params![issue, job.email.to_lowercase(), job.line as i64, job.message_id, job.resent_after_crash, now])?;
+        Ok(())
+    }
+
+    fn record_outcome(&mut self, issue: &str, job: &Job, status: &str, reply: &str) -> rusqlite::Result<()> {
+        self.begin()?;
+        let now = now();
+        self.conn
+            .prepare_cached(
+                "UPDATE deliveries SET status = ?3, last_reply = ?4, updated_at = ?5,
+                   sent_at = CASE WHEN ?3 = 'sent' THEN ?5 ELSE sent_at END
+                 WHERE issue = ?1 AND email = ?2",
+            )?
+            .execute(params![issue, job.email.to_lowercase(), status, reply, now])?;
+        Ok(())
+    }
+
+    pub fn start_issue(&mut self, issue: &str, subject: &str) -> Result<i64> {
+        self.commit()?;
+        self.conn.execute(
+            "INSERT INTO issues (issue, subject, state, started_at) VALUES (?1, ?2, 'sending', ?3)
+             ON CONFLICT (issue) DO UPDATE SET subject = ?2",
+            params![issue, subject, now()],
+        )?;
+        self.conn.execute(
+            "INSERT INTO runs (issue, started_at) VALUES (?1, ?2)",
+            params![issue, now()],
+        )?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// Records how a run ended; `complete` marks the issue's delivery done for cron.
+    pub fn finish_run(
+        &mut self,
+        run: i64,
+        sent: u64,
+        failed: u64,
+        seconds: f64,
+        ended: &str,
+        complete: bool,
+    ) -> Result<()> {
+        self.commit()?;
+        let issue: String = self
+            .conn
+            .query_row("SELECT issue FROM runs WHERE id = ?1", [run], |r| r.get(0))?;
+        self.conn.execute(
+            "UPDATE runs SET finished_at = ?2, sent = ?3, failed = ?4, seconds = ?5, ended = ?6 WHERE id = ?1",
+            params![run, now(), sent as i64, failed as i64, seconds, ended],
+        )?;
+        if complete {
+            self.conn.execute(
+                "UPDATE issues SET state = 'complete', completed_at = ?2 WHERE issue = ?1",
+                params![issue, now()],
+            )?;
+        }
+        Ok(())
+    }
+
+    pub fn issue_state(&self, issue: &str) -> Result<Option<IssueState>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT issue, subject, state, started_at, completed_at FROM issues WHERE issue = ?1",
+                [issue],
+                |r| {
+                    Ok(IssueState {
+                        issue: r.get(0)?,
+                        subject: r.get(1)?,
+                        complete: r.get::<_, String>(2)? == "complete",
+                        started_at: r.get(3)?,
+                        completed_at: r.get(4)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    pub fn counts(&self, issue: &str) -> Result<Counts> {
+        let mut counts = Counts::default();
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT status, count(*), sum(possibly_duplicated) FROM deliveries WHERE issue = ?1 GROUP BY status",
+        )?;
+        let rows = stmt.query_map([issue], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, i64>(1)? as u64,
+                r.get::<_, i64>(2)? as u64,
+            ))
+        })?;
+        for row in rows {
+            let (status, n, dup) = row?;
+            counts.possibly_duplicated += dup;
+            match Status::parse(&status) {
+                Some(Status::Sent) => counts.sent = n,
+                Some(Status::Failed) => counts.failed = n,
+                Some(Status::Deferred) => counts.deferred = n,
+                Some(Status::Sending) => counts.sending = n,
+                None => {}
+            }
+        }
+        Ok(counts)
+    }
+
+    /// Messages per second over every run of the issue, counting only time spent sending.
+    pub fn achieved_rate(&self, issue: &str) -> Result<Option<f64>> {
+        let (sent, seconds): (Option<f64>, Option<f64>) = self.conn.query_row(
+            "SELECT sum(sent), sum(seconds) FROM runs WHERE issue = ?1 AND finished_at IS NOT NULL",
+            [issue],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        Ok(match (sent, seconds) {
+            (Some(s), Some(t)) if t > 0.0 => Some(s / t),
+            _ => None,
+        })
+    }
+
+    /// Recipients who have not got the issue, most recent first.
+    pub fn undelivered(&self, issue: &str, limit: Option<usize>) -> Result<Vec<Delivery>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT email, line, status, attempts, last_reply, updated_at FROM deliveries
+             WHERE issue = ?1 AND status != 'sent' ORDER BY updated_at DESC, email LIMIT ?2",
+        )?;
+        let limit = limit.map_or(-1, |l| l as i64);
+        let rows = stmt.query_map(params![issue, limit], |r| {
+            Ok(Delivery {
+                email: r.get(0)?,
+                line: r.get::<_, i64>(1)? as u64,
+                status: Status::parse(&r.get::<_, String>(2)?).unwrap_or(Status::Deferred),
+                attempts: r.get(3)?,
+                last_reply: r.get(4)?,
+                updated_at: r.get(5)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    pub fn suppress(&mut self, email: &str, reason: &str, source: &str) -> Result<bool> {
+        self.begin()?;
+        let added = self.conn.prepare_cached(
+            "INSERT INTO suppressions (email, reason, source, created_at) VALUES (?1, ?2, ?3, ?4) ON CONFLICT (email) DO NOTHING",
+        )?
+        .execute(params![email.to_lowercase(), reason, source, now()])?;
+        Ok(added > 0)
+    }
+
+    pub fn unsuppress(&mut self, email: &str) -> Result<bool> {
+        self.begin()?;
+        Ok(self
+            .conn
+            .execute("DELETE FROM suppressions WHERE email = ?1", [email.to_lowercase()])?
+            > 0)
+    }
+
+    pub fn suppressions(&self) -> Result<Vec<Suppression>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT email, reason, source, created_at FROM suppressions ORDER BY email")?;
+        let rows = stmt.query_map([], |r| {
+            Ok(Suppression {
+                email: r.get(0)?,
+                reason: r.get(1)?,
+                source: r.get(2)?,
+                created_at: r.get(3)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+}
+
+/// Another run holds the lock; `main` maps this to its own exit code.
+#[derive(Debug, thiserror::Error)]
+#[error("another `newsletter send` is running (it holds {0}); this run stops without sending")]
+pub struct Locked(pub PathBuf);
+
+/// Takes the lock beside the ledger for as long as the returned file lives. The operating
+/// system releases it when the process ends, however it ends, so a stale lock never blocks.
+pub fn lock(ledger: &Path) -> Result<std::fs::File> {
+    let path = ledger.with_extension("lock");
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open the lock file {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Locked(path).into()),
+        Err(std::fs::TryLockError::Error(e)) => Err(anyhow::anyhow!("cannot lock {}: {e}", path.display())),
+    }
+}
+
+/// A permanent reply that means the mailbox does not exist: the address is suppressed so that
+/// no later issue is sent to it (repeated sends to dead mailboxes hurt the sender's reputation).
+pub fn mailbox_does_not_exist(reply: &str) -> bool {
+    let lower = reply.to_ascii_lowercase();
+    ["5.1.1", "5.1.10", "5.2.1"].iter().any(|code| {
+        lower
+            .match_indices(code)
+            .any(|(i, _)| !lower[i + code.len()..].starts_with(|c: char| c.is_ascii_digit()))
+    }) || (lower.contains("(550)")
+        && [
+            "does not exist",
+            "user unknown",
+            "unknown user",
+            "no such user",
+            "mailbox unavailable",
+        ]
+        .iter()
+        .any(|p| lower.contains(p)))
+}
+
+/// Records a run's events in the ledger, committing before each message goes out.
+pub struct Recorder<'a> {
+    pub ledger: &'a mut Ledger,
+    pub issue: &'a str,
+    pub error: Option<String>,
+    pub suppressed: u64,
+}
+
+impl Recorder<'_> {
+    fn record(&mut self, event: &Event<'_>) -> Result<()> {
+        match event {
+            Event::Sending { job } => self.ledger.record_sending(self.issue, job)?,
+            Event::Sent { job, reply } => self.ledger.record_outcome(self.issue, job, "sent", reply)?,
+            Event::Retrying { job, error, .. } => {
+                self.ledger
+                    .record_outcome(self.issue, job, "deferred", &error.reply())?
+            }
+            Event::Failed { job, error } => {
+                let reply = error.reply();
+                let status = if error.is_transient() { "deferred" } else { "failed" };
+                self.ledger.record_outcome(self.issue, job, status, &reply)?;
+                if !error.is_transient()
+                    && mailbox_does_not_exist(&reply)
+                    && self
+                        .ledger
+                        .suppress(&job.email, &reply, &format!("bounce: {}", self.issue))?
+                {
+                    self.suppressed += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Observer for Recorder<'_> {
+    fn event(&mut self, event: &Event<'_>) {
+        if self.error.is_none()
+            && let Err(e) = self.record(event)
+        {
+            self.error = Some(format!(
+                "cannot write the ledger {}: {e:#}",
+                self.ledger.path().display()
+            ));
+        }
+    }
+
+    fn checkpoint(&mut self) -> Result<(), String> {
+        if let Some(e) = &self.error {
+            return Err(e.clone());
+        }
+        self.ledger
+            .commit()
+            .map_err(|e| format!("cannot write the ledger {}: {e}", self.ledger.path().display()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nonexistent_mailboxes_are_recognised() {
+        assert!(mailbox_does_not_exist(
+            "permanent error (550): 5.1.1 <x@y>: Recipient address rejected: User unknown"
+        ));
+        assert!(mailbox_does_not_exist(
+            "permanent error (550): Requested action not taken: mailbox unavailable"
+        ));
+        assert!(mailbox_does_not_exist(
+            "permanent error (550): 5.2.1 The email account that you tried to reach is disabled"
+        ));
+        assert!(!mailbox_does_not_exist(
+            "permanent error (554): 5.7.1 Message rejected as spam"
+        ));
+        assert!(!mailbox_does_not_exist("permanent error (552): 5.1.15 whatever"));
+    }
+}

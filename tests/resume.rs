@@ -1,0 +1,344 @@
+//! Exactly-once delivery under cron: kill -9 and re-run, locks, schedules, list changes,
+//! suppression, Ctrl-C, a server down then up, and status. Real processes, real SQLite, real
+//! SMTP servers.
+
+mod support;
+
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use support::{Project, Reply, ScriptServer, Sink, Stage, csv, run, scheduled_issue};
+
+fn spawn(project: &Project, args: &[&str]) -> Child {
+    project
+        .std_command()
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn kill_9_at_several_points_then_rerun_delivers_everyone_once_or_twice() {
+    let sink = Sink::start();
+    let n = 3000;
+    let concurrency = 4;
+    let project = Project::new(
+        sink.port,
+        &csv(n),
+        &format!("throttle: {{ rate: 1500/s, concurrency: {concurrency} }}\n"),
+    );
+    let mut kills = 0;
+    for received_before_kill in [300, 1200, 2100] {
+        let mut child = spawn(&project, &["send", "small", "--yes", "-q"]);
+        wait_until("messages to arrive", || sink.count() >= received_before_kill);
+        child.kill().unwrap(); // SIGKILL: no chance to record anything more
+        child.wait().unwrap();
+        kills += 1;
+    }
+    let r = run(project.command().args(["send", "small", "--yes", "-q"]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+
+    let received = sink.received();
+    let missing: Vec<usize> = (0..n)
+        .filter(|i| !received.contains_key(&format!("user{i}@example.org")))
+        .collect();
+    assert!(missing.is_empty(), "never received: {missing:?}");
+    assert!(received.values().all(|&c| c <= 2), "someone got it three times");
+    let doubles = received.values().filter(|&&c| c == 2).count() as u64;
+    let status = project.status("small");
+    let reported = status["possibly_duplicated"].as_u64().unwrap();
+    eprintln!("{kills} kills: {doubles} recipients got the issue twice; status reports {reported} possibly duplicated");
+    assert!(doubles <= reported, "{doubles} doubles but status reports {reported}");
+    assert!(
+        reported <= concurrency * kills,
+        "{reported} possibly duplicated for {kills} kills at concurrency {concurrency}"
+    );
+    assert_eq!(status["sent"].as_u64().unwrap(), n as u64);
+    assert_eq!(status["state"], "complete");
+}
+
+#[test]
+fn a_second_concurrent_run_exits_at_once() {
+    let sink = Sink::start();
+    let project = Project::new(sink.port, &csv(40), "throttle: { rate: 20/s }\n");
+    let mut first = spawn(&project, &["send", "small", "--yes", "-q"]);
+    wait_until("the first run to send", || sink.count() > 0);
+    let started = Instant::now();
+    let r = run(project.command().args(["send", "small", "--yes"]));
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    assert!(started.elapsed() < Duration::from_secs(2), "it does not wait");
+    assert_eq!(r.stderr.lines().count(), 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("another `newsletter send` is running"),
+        "{}",
+        r.stderr
+    );
+    assert!(first.wait().unwrap().success());
+    assert_eq!(sink.messages().len(), 40);
+}
+
+#[test]
+fn a_lock_left_by_a_dead_process_does_not_block() {
+    let sink = Sink::start();
+    let project = Project::new(sink.port, &csv(200), "throttle: { rate: 50/s }\n");
+    let mut holder = spawn(&project, &["send", "small", "--yes", "-q"]);
+    wait_until("the run to hold the lock", || sink.count() > 0);
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    assert!(project.dir.path().join("state/newsletter.lock").exists());
+    let r = run(project
+        .command()
+        .args(["send", "small", "--yes", "-q"])
+        .env("NEWSLETTER_THROTTLE_RATE", "off"));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(sink.received().len(), 200);
+}
+
+#[test]
+fn cron_sends_what_is_due_once_and_nothing_else() {
+    let sink = Sink::start();
+    let project = Project::new(sink.port, &csv(5), "throttle: { rate: off }\n").with_issues(&[
+        ("2025-06", scheduled_issue(Some("2025-06-01T09:00:00Z"))),
+        ("2099-01", scheduled_issue(Some("2099-01-01T09:00:00Z"))),
+        ("draft", scheduled_issue(None)),
+    ]);
+    let r = run(project.command().arg("send"));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(sink.messages().len(), 5, "the past issue only");
+    let again = run(project.command().arg("send"));
+    assert_eq!(
+        (again.code, again.stdout.as_str(), again.stderr.as_str()),
+        (0, "", ""),
+        "nothing due: silent"
+    );
+    assert_eq!(sink.messages().len(), 5);
+
+    let r = run(project.command().args(["status", "--format", "json"]));
+    let list: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let states: Vec<(&str, &str)> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| (i["issue"].as_str().unwrap(), i["state"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        states,
+        [("2025-06", "complete"), ("2099-01", "scheduled"), ("draft", "draft")]
+    );
+}
+
+#[test]
+fn cron_with_nothing_due_prints_nothing() {
+    let project = Project::new(support::free_port(), &csv(3), "")
+        .with_issues(&[("later", scheduled_issue(Some("2099-01-01T00:00:00Z")))]);
+    let r = run(project.command().arg("send"));
+    assert_eq!((r.code, r.stdout.as_str(), r.stderr.as_str()), (0, "", ""));
+}
+
+#[test]
+fn rows_added_removed_or_unsubscribed_between_runs() {
+    let sink = Sink::start();
+    let project = Project::new(sink.port, &csv(6), "throttle: { rate: off }\n");
+    assert_eq!(run(project.command().args(["send", "small", "--yes", "-q"])).code, 0);
+    // user0 removed, user1 unsubscribed, user2..5 kept, new1 and new2 added.
+    project.write_csv(
+        "email,first_name,status\nuser1@example.org,U1,unsubscribed\nuser2@example.org,U2,\nuser3@example.org,U3,\n\
+         user4@example.org,U4,\nuser5@example.org,U5,\nnew1@example.org,N1,\nnew2@example.org,N2,\n",
+    );
+    let r = run(project.command().args(["send", "small", "--yes"]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("Sent 2 of 2"), "{}", r.stdout);
+    let received = sink.received();
+    assert_eq!(received.len(), 8);
+    assert!(received.values().all(|&c| c == 1), "{received:?}");
+}
+
+#[test]
+fn suppressed_addresses_are_never_sent_and_dead_mailboxes_are_suppressed() {
+    let server = ScriptServer::start(|stage, rcpt, _| match (stage, rcpt) {
+        (Stage::Rcpt, "user4@example.org") => Reply::Code(
+            550,
+            "5.1.1 <user4@example.org>: Recipient address rejected: User unknown",
+        ),
+        _ => Reply::Ok,
+    });
+    let project = Project::new(server.port, &csv(6), "throttle: { rate: off }\n");
+    let r = run(project
+        .command()
+        .args(["suppress", "add", "user0@example.org", "USER1@example.org"]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let export = project.dir.path().join("unsubscribes.csv");
+    std::fs::write(
+        &export,
+        "Email,Date\nuser2@example.org,2025-07-01\nnot an address,2025-07-02\n",
+    )
+    .unwrap();
+    let r = run(project.command().arg("suppress").arg("import").arg(&export));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("Imported 1 new address"), "{}", r.stdout);
+    assert!(r.stderr.contains("unsubscribes.csv:3:"), "{}", r.stderr);
+
+    let r = run(project.command().args(["send", "small", "--yes"]));
+    assert_eq!(r.code, 1, "user4 failed: {}", r.stderr);
+    assert_eq!(
+        (
+            server.count("user0@example.org"),
+            server.count("user1@example.org"),
+            server.count("user2@example.org")
+        ),
+        (0, 0, 0)
+    );
+    assert_eq!(
+        (server.count("user3@example.org"), server.count("user5@example.org")),
+        (1, 1)
+    );
+
+    let list = run(project.command().args(["suppress", "list", "--format", "json"]));
+    let list: serde_json::Value = serde_json::from_str(&list.stdout).unwrap();
+    let user4 = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["email"] == "user4@example.org")
+        .expect("auto-suppressed");
+    assert!(user4["reason"].as_str().unwrap().contains("5.1.1"));
+    assert_eq!(list.as_array().unwrap().len(), 4);
+
+    let r = run(project.command().args(["suppress", "remove", "user0@example.org"]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = run(project.command().args(["send", "small", "--yes", "-q"]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(server.count("user0@example.org"), 1);
+    assert_eq!(
+        server.seen(Stage::Rcpt, "user4@example.org"),
+        1,
+        "neither failed nor suppressed addresses are retried"
+    );
+}
+
+#[test]
+fn ctrl_c_finishes_in_flight_messages_and_the_next_run_resumes() {
+    let sink = Sink::start();
+    let project = Project::new(sink.port, &csv(100), "throttle: { rate: 25/s, concurrency: 4 }\n");
+    let child = spawn(&project, &["send", "small", "--yes"]);
+    wait_until("some messages", || sink.count() >= 10);
+    let kill = std::process::Command::new("kill")
+        .arg("-INT")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(
+            "Interrupted: in-flight messages finished and were recorded; run the same command again to resume."
+        ),
+        "{stderr}"
+    );
+    let before = sink.messages().len();
+    assert!(before < 100);
+    assert_eq!(
+        project.status("small")["sent"].as_u64().unwrap(),
+        before as u64,
+        "every accepted message was recorded"
+    );
+
+    let r = run(project
+        .command()
+        .args(["send", "small", "--yes", "-q"])
+        .env("NEWSLETTER_THROTTLE_RATE", "off"));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let received = sink.received();
+    assert_eq!(received.len(), 100);
+    assert!(received.values().all(|&c| c == 1), "no duplicates after Ctrl-C");
+    assert_eq!(project.status("small")["possibly_duplicated"], 0);
+}
+
+#[test]
+fn a_server_down_on_the_first_run_and_up_on_the_second() {
+    let port = support::free_port();
+    let project = Project::new(port, &csv(20), "throttle: { rate: off }\n");
+    let r = run(project.command().args(["send", "small", "--yes"]));
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("cannot connect"), "{}", r.stderr);
+    let sink = Sink::start_on(port);
+    let r = run(project.command().args(["send", "small", "--yes", "-q"]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(sink.received().len(), 20);
+}
+
+#[test]
+fn status_shows_counts_failures_and_json() {
+    let server = ScriptServer::start(|stage, rcpt, _| match (stage, rcpt) {
+        (Stage::Dot, "user1@example.org") => Reply::Code(554, "5.7.1 Message rejected"),
+        (Stage::Rcpt, "user2@example.org") => Reply::Code(451, "4.7.1 Greylisted, try later"),
+        _ => Reply::Ok,
+    });
+    let project = Project::new(
+        server.port,
+        &csv(5),
+        "throttle: { rate: off, retries: 1, retry_delay: 10ms }\n",
+    );
+    let r = run(project.command().args(["send", "small", "--yes", "-q"]));
+    assert_eq!(r.code, 1, "{}", r.stderr);
+
+    let status = project.status("small");
+    assert_eq!(status["sent"], 3);
+    assert_eq!(status["failed"], 1);
+    assert_eq!(status["deferred"], 1);
+    assert_eq!(
+        status["state"], "sending",
+        "a deferred recipient is left for the next run"
+    );
+    assert!(status["achieved_rate"].as_f64().unwrap() > 0.0);
+
+    let r = run(project.command().args(["status", "small"]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    for expected in [
+        "sent                 3",
+        "failed               1",
+        "deferred             1",
+        "pending              1",
+        "last errors:",
+    ] {
+        assert!(r.stdout.contains(expected), "missing {expected:?} in\n{}", r.stdout);
+    }
+    let r = run(project.command().args(["status", "small", "--failed"]));
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{}", r.stdout);
+    assert!(
+        r.stdout
+            .contains("user1@example.org\tline 3\tFailed\t1 attempts\tpermanent error (554): 5.7.1 Message rejected"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains(
+            "user2@example.org\tline 4\tDeferred\t2 attempts\ttransient error (451): 4.7.1 Greylisted, try later"
+        ),
+        "{}",
+        r.stdout
+    );
+}
+
+#[test]
+fn unsubscribe_url_is_signed_for_the_address() {
+    let project = Project::new(support::free_port(), &csv(1), "");
+    let r = run(project.command().args(["unsubscribe-url", "Alice@Example.org"]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let token = r.stdout.trim().split("token=").nth(1).unwrap();
+    let secret = newsletter::unsubscribe::Secret::new("test-secret");
+    assert_eq!(secret.verify(token).as_deref(), Some("alice@example.org"));
+}
