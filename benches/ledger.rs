@@ -1,0 +1,41 @@
+//! What the ledger costs per message: the `sending` row and its commit before transmission,
+//! and the `sent` row after, as a real send records them (on disk, WAL).
+
+use std::hint::black_box;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use lettre::address::Envelope;
+use newsletter::deliver::run::{Event, Job, Observer};
+use newsletter::ledger::{Ledger, Recorder};
+
+fn job(i: u64) -> Job {
+    let to = format!("reader{i}@example.org").parse().expect("valid address");
+    Job {
+        email: format!("reader{i}@example.org"),
+        line: i + 2,
+        message_id: format!("<bench.{i}@openinfra.dev>"),
+        envelope: Envelope::new(Some("newsletter@openinfra.dev".parse().expect("valid address")), vec![to]).expect("valid envelope"),
+        bytes: Vec::new(),
+        attempts: 1,
+        resent_after_crash: false,
+    }
+}
+
+fn benches(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let mut ledger = Ledger::open(&dir.path().join("newsletter.db")).expect("the ledger opens");
+    let mut recorder = Recorder { ledger: &mut ledger, issue: "bench", error: None, suppressed: 0 };
+    let mut i = 0u64;
+    c.bench_function("ledger: record one message (sending, commit, sent)", |b| {
+        b.iter(|| {
+            i += 1;
+            let job = job(i);
+            recorder.event(&Event::Sending { job: &job });
+            recorder.checkpoint().expect("commits");
+            recorder.event(&Event::Sent { job: black_box(&job), reply: "250 2.0.0 Ok: queued".into() });
+        })
+    });
+}
+
+criterion_group!(ledger, benches);
+criterion_main!(ledger);
