@@ -14,7 +14,11 @@ fn job(i: u64) -> Job {
         email: format!("reader{i}@example.org"),
         line: i + 2,
         message_id: format!("<bench.{i}@openinfra.dev>"),
-        envelope: Envelope::new(Some("newsletter@openinfra.dev".parse().expect("valid address")), vec![to]).expect("valid envelope"),
+        envelope: Envelope::new(
+            Some("newsletter@openinfra.dev".parse().expect("valid address")),
+            vec![to],
+        )
+        .expect("valid envelope"),
         bytes: Vec::new(),
         attempts: 1,
         resent_after_crash: false,
@@ -24,7 +28,12 @@ fn job(i: u64) -> Job {
 fn benches(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("a temporary folder");
     let mut ledger = Ledger::open(&dir.path().join("newsletter.db")).expect("the ledger opens");
-    let mut recorder = Recorder { ledger: &mut ledger, issue: "bench", error: None, suppressed: 0 };
+    let mut recorder = Recorder {
+        ledger: &mut ledger,
+        issue: "bench",
+        error: None,
+        suppressed: 0,
+    };
     let mut i = 0u64;
     c.bench_function("ledger: record one message (sending, commit, sent)", |b| {
         b.iter(|| {
@@ -32,7 +41,10 @@ fn benches(c: &mut Criterion) {
             let job = job(i);
             recorder.event(&Event::Sending { job: &job });
             recorder.checkpoint().expect("commits");
-            recorder.event(&Event::Sent { job: black_box(&job), reply: "250 2.0.0 Ok: queued".into() });
+            recorder.event(&Event::Sent {
+                job: black_box(&job),
+                reply: "250 2.0.0 Ok: queued".into(),
+            });
         })
     });
 }

@@ -38,8 +38,8 @@ pub enum ConnectError {
     PlaintextRemote { host: String },
     #[error("smtp.username is set but {PASSWORD_VAR} is not: set the password in the environment")]
     NoPassword,
-    #[error("cannot connect to {server}: {source}; check smtp.host and smtp.port")]
-    Connect { server: String, source: io::Error },
+    #[error("cannot connect to {server}: {detail}; check smtp.host and smtp.port")]
+    Connect { server: String, detail: String },
     #[error("{server} did not answer within {seconds}s; check smtp.host, smtp.port and the firewall")]
     Timeout { server: String, seconds: u64 },
     #[error(
@@ -140,84 +140,66 @@ impl Connector {
         self.timeout
     }
 
+    /// Runs one step of opening a connection within the timeout; `fail` says what failed.
+    async fn step<T, E: std::fmt::Display>(
+        &self,
+        future: impl std::future::Future<Output = Result<T, E>>,
+        fail: impl FnOnce(String, String) -> ConnectError,
+    ) -> Result<T, ConnectError> {
+        match tokio::time::timeout(self.timeout, future).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) => Err(fail(self.server(), e.to_string())),
+            Err(_) => Err(ConnectError::Timeout {
+                server: self.server(),
+                seconds: self.timeout.as_secs(),
+            }),
+        }
+    }
+
     /// Opens, secures and authenticates one connection.
     pub async fn connect(&self) -> Result<AsyncSmtpConnection, ConnectError> {
-        let server = self.server();
-        let timed_out = || ConnectError::Timeout {
-            server: server.clone(),
-            seconds: self.timeout.as_secs(),
-        };
-        let tcp = tokio::time::timeout(self.timeout, TcpStream::connect((self.host.as_str(), self.port)))
-            .await
-            .map_err(|_| timed_out())?
-            .map_err(|source| ConnectError::Connect {
-                server: server.clone(),
-                source,
-            })?;
+        let tls_error = |server, detail| ConnectError::Tls { server, detail };
+        let tcp = self
+            .step(TcpStream::connect((self.host.as_str(), self.port)), |server, detail| {
+                ConnectError::Connect { server, detail }
+            })
+            .await?;
         // Without it every message waits for the peer's delayed ACK (40 ms).
-        tcp.set_nodelay(true).map_err(|source| ConnectError::Connect {
-            server: server.clone(),
-            source,
+        tcp.set_nodelay(true).map_err(|e| ConnectError::Connect {
+            server: self.server(),
+            detail: e.to_string(),
         })?;
 
         let stream: Box<dyn AsyncTokioStream> = match &self.tls {
             Some(tls) => {
-                let name =
-                    rustls::pki_types::ServerName::try_from(self.host.clone()).map_err(|e| ConnectError::Tls {
-                        server: server.clone(),
-                        detail: e.to_string(),
-                    })?;
-                let tls_stream = tokio::time::timeout(self.timeout, tls.connect(name, tcp))
-                    .await
-                    .map_err(|_| timed_out())?
-                    .map_err(|e| ConnectError::Tls {
-                        server: server.clone(),
-                        detail: e.to_string(),
-                    })?;
-                Box::new(TlsStream(tls_stream))
+                let name = rustls::pki_types::ServerName::try_from(self.host.clone())
+                    .map_err(|e| tls_error(self.server(), e.to_string()))?;
+                Box::new(TlsStream(self.step(tls.connect(name, tcp), tls_error).await?))
             }
             None => Box::new(tcp),
         };
-        let mut conn = tokio::time::timeout(
-            self.timeout,
-            AsyncSmtpConnection::connect_with_transport(stream, &self.hello),
-        )
-        .await
-        .map_err(|_| timed_out())?
-        .map_err(|e| ConnectError::Greeting {
-            server: server.clone(),
-            detail: e.to_string(),
-        })?;
-
+        let mut conn = self
+            .step(
+                AsyncSmtpConnection::connect_with_transport(stream, &self.hello),
+                |server, detail| ConnectError::Greeting { server, detail },
+            )
+            .await?;
         if self.security == Security::Starttls {
             if !conn.can_starttls() {
                 conn.abort().await;
-                return Err(ConnectError::NoStarttls { server });
+                return Err(ConnectError::NoStarttls { server: self.server() });
             }
-            let params = TlsParameters::new(self.host.clone()).map_err(|e| ConnectError::Tls {
-                server: server.clone(),
-                detail: e.to_string(),
-            })?;
-            tokio::time::timeout(self.timeout, conn.starttls(params, &self.hello))
-                .await
-                .map_err(|_| timed_out())?
-                .map_err(|e| ConnectError::Tls {
-                    server: server.clone(),
-                    detail: e.to_string(),
-                })?;
+            let params = TlsParameters::new(self.host.clone()).map_err(|e| tls_error(self.server(), e.to_string()))?;
+            self.step(conn.starttls(params, &self.hello), tls_error).await?;
         }
         if let Some((user, credentials)) = &self.credentials {
-            tokio::time::timeout(
-                self.timeout,
-                conn.auth(&[Mechanism::Plain, Mechanism::Login], credentials),
-            )
-            .await
-            .map_err(|_| timed_out())?
-            .map_err(|e| ConnectError::Auth {
-                server: server.clone(),
+            let auth = conn.auth(&[Mechanism::Plain, Mechanism::Login], credentials);
+            self.step(auth, |server, detail| ConnectError::Auth {
+                server,
                 user: user.clone(),
-                detail: e.to_string(),
-            })?;
+                detail,
+            })
+            .await?;
         }
         Ok(conn)
     }
