@@ -196,6 +196,7 @@ fn a_refused_login_stops_before_anything_is_sent() {
         Options {
             starttls: false,
             auth: true,
+            pipelining: true,
         },
         |stage, _, _| match stage {
             Stage::Auth => Reply::Code(535, "5.7.8 Authentication credentials invalid"),
@@ -223,6 +224,7 @@ fn tls_problems_stop_before_anything_is_sent() {
         Options {
             starttls: false,
             auth: false,
+            pipelining: true,
         },
         |_, _, _| Reply::Ok,
     );
@@ -458,4 +460,25 @@ fn a_dkim_selector_without_a_key_stops_before_sending() {
         r.stderr
     );
     assert!(sink.messages().is_empty());
+}
+
+#[test]
+fn commands_are_pipelined_only_when_the_server_offers_it() {
+    for pipelining in [true, false] {
+        let server = ScriptServer::start_with(
+            Options {
+                starttls: false,
+                auth: false,
+                pipelining,
+            },
+            |_, _, _| Reply::Ok,
+        );
+        let project = Project::new(server.port, &csv(5), "throttle: { rate: off, concurrency: 1 }\n");
+        let r = run(project.command().args(["send", "small", "--yes", "-q"]));
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        for i in 0..5 {
+            assert_eq!(server.count(&format!("user{i}@example.org")), 1);
+        }
+        assert_eq!(server.pipelined(), if pipelining { 5 } else { 0 });
+    }
 }

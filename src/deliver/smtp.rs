@@ -14,7 +14,7 @@ use lettre::AsyncTransport;
 use lettre::address::Envelope;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{AsyncSmtpConnection, AsyncTokioStream, TlsParameters};
-use lettre::transport::smtp::commands::{Data, Mail, Rcpt};
+use lettre::transport::smtp::commands::{Data, Ehlo, Mail, Rcpt};
 use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
 use lettre::transport::smtp::response::Response;
 use thiserror::Error;
@@ -157,7 +157,7 @@ impl Connector {
     }
 
     /// Opens, secures and authenticates one connection.
-    pub async fn connect(&self) -> Result<AsyncSmtpConnection, ConnectError> {
+    pub async fn connect(&self) -> Result<Session, ConnectError> {
         let tls_error = |server, detail| ConnectError::Tls { server, detail };
         let tcp = self
             .step(TcpStream::connect((self.host.as_str(), self.port)), |server, detail| {
@@ -192,6 +192,15 @@ impl Connector {
             let params = TlsParameters::new(self.host.clone()).map_err(|e| tls_error(self.server(), e.to_string()))?;
             self.step(conn.starttls(params, &self.hello), tls_error).await?;
         }
+        // lettre does not keep whether the server offers PIPELINING; ask once per connection.
+        let ehlo = self
+            .step(conn.command(Ehlo::new(self.hello.clone())), |server, detail| {
+                ConnectError::Greeting { server, detail }
+            })
+            .await?;
+        let pipelining = ehlo
+            .message()
+            .any(|line| line.trim().eq_ignore_ascii_case("PIPELINING"));
         if let Some((user, credentials)) = &self.credentials {
             let auth = conn.auth(&[Mechanism::Plain, Mechanism::Login], credentials);
             self.step(auth, |server, detail| ConnectError::Auth {
@@ -201,7 +210,7 @@ impl Connector {
             })
             .await?;
         }
-        Ok(conn)
+        Ok(Session { conn, pipelining })
     }
 }
 
@@ -213,18 +222,25 @@ fn is_loopback(host: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
+/// An open, secured and authenticated connection.
+pub struct Session {
+    conn: AsyncSmtpConnection,
+    /// The server takes MAIL, RCPT and DATA in one write (RFC 2920).
+    pipelining: bool,
+}
+
 /// One sender's SMTP connection, opened on first use and again after it breaks. As a lettre
 /// `AsyncTransport`, the delivery loop can use it or any other transport alike.
 pub struct SmtpConnection {
     connector: Arc<Connector>,
-    conn: Mutex<Option<AsyncSmtpConnection>>,
+    session: Mutex<Option<Session>>,
 }
 
 impl SmtpConnection {
-    pub fn new(connector: Arc<Connector>, conn: Option<AsyncSmtpConnection>) -> SmtpConnection {
+    pub fn new(connector: Arc<Connector>, session: Option<Session>) -> SmtpConnection {
         SmtpConnection {
             connector,
-            conn: Mutex::new(conn),
+            session: Mutex::new(session),
         }
     }
 }
@@ -235,17 +251,17 @@ impl AsyncTransport for SmtpConnection {
     type Error = SendError;
 
     async fn send_raw(&self, envelope: &Envelope, email: &[u8]) -> Result<Response, SendError> {
-        let mut slot = self.conn.lock().await;
+        let mut slot = self.session.lock().await;
         if slot.is_none() {
-            let conn = self
+            let session = self
                 .connector
                 .connect()
                 .await
                 .map_err(|e| SendError::Connection { detail: e.to_string() })?;
-            *slot = Some(conn);
+            *slot = Some(session);
         }
-        let conn = slot.as_mut().expect("connected above");
-        let result = tokio::time::timeout(self.connector.timeout, transaction(conn, envelope, email)).await;
+        let session = slot.as_mut().expect("connected above");
+        let result = tokio::time::timeout(self.connector.timeout, transaction(session, envelope, email)).await;
         let outcome = match result {
             Ok(Ok(response)) => Ok(response),
             Ok(Err(e)) if e.is_permanent() => Err(SendError::Permanent { reply: e.to_string() }),
@@ -260,54 +276,72 @@ impl AsyncTransport for SmtpConnection {
                 detail: format!("no reply within {}s", self.connector.timeout.as_secs()),
             }),
         };
-        // lettre closes the connection after any failed command; a timed-out one is unusable.
+        // After a failure the connection may be out of step (a pipelined group, a timeout):
+        // close it; the next message opens a new one.
         if outcome.is_err()
-            && let Some(mut conn) = slot.take()
-            && !conn.has_broken()
+            && let Some(mut session) = slot.take()
+            && !session.conn.has_broken()
         {
-            conn.abort().await;
+            session.conn.abort().await;
         }
         outcome
     }
 
     async fn shutdown(&self) {
-        if let Some(mut conn) = self.conn.lock().await.take() {
-            let _ = tokio::time::timeout(Duration::from_secs(5), conn.quit()).await;
+        if let Some(mut session) = self.session.lock().await.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(5), session.conn.quit()).await;
         }
     }
 }
 
 /// One SMTP transaction: MAIL, RCPT, DATA and the message. lettre's `send` does the same but
-/// dot-stuffs the message byte by byte and writes the final dot separately; our messages
-/// need no stuffing (no body line starts with a dot: see `personalize::quoted_printable`), so
-/// the message and its final dot go out as one write.
+/// waits for each reply in turn, dot-stuffs the message byte by byte and writes the final dot
+/// separately. Here MAIL, RCPT and DATA go out in one write when the server offers PIPELINING
+/// (two round trips a message instead of four), and the message, which needs no stuffing (no
+/// line starts with a dot: see `personalize::quoted_printable`), goes out with its final dot.
 async fn transaction(
-    conn: &mut AsyncSmtpConnection,
+    session: &mut Session,
     envelope: &Envelope,
     email: &[u8],
 ) -> Result<Response, lettre::transport::smtp::Error> {
-    let payload = match std::str::from_utf8(email) {
-        Ok(text) if !email.starts_with(b".") && memchr::memmem::find(email, b"\n.").is_none() => text,
-        _ => return conn.send(envelope, email).await,
-    };
-    let mut mail_params = Vec::new();
+    let conn = &mut session.conn;
     let ascii_addresses = envelope
         .from()
         .into_iter()
         .chain(envelope.to())
         .all(|a| AsRef::<str>::as_ref(a).is_ascii());
-    if !ascii_addresses {
-        // lettre's send checks the SMTPUTF8 extension and says so.
-        return conn.send(envelope, email).await;
-    }
+    let payload = match std::str::from_utf8(email) {
+        Ok(text) if ascii_addresses && !email.starts_with(b".") && memchr::memmem::find(email, b"\n.").is_none() => {
+            text
+        }
+        // lettre's send stuffs dots, and checks SMTPUTF8 for non-ASCII addresses.
+        _ => return conn.send(envelope, email).await,
+    };
+    let mut mail_params = Vec::new();
     if !email.is_ascii() && conn.server_info().supports_feature(Extension::EightBitMime) {
         mail_params.push(MailParameter::Body(MailBodyParameter::EightBitMime));
     }
-    conn.command(Mail::new(envelope.from().cloned(), mail_params)).await?;
-    for to in envelope.to() {
-        conn.command(Rcpt::new(to.clone(), Vec::new())).await?;
+    let mail = Mail::new(envelope.from().cloned(), mail_params);
+    let rcpts = envelope.to().iter().map(|to| Rcpt::new(to.clone(), Vec::new()));
+    if session.pipelining {
+        let group: String = std::iter::once(mail.to_string())
+            .chain(rcpts.map(|r| r.to_string()))
+            .chain([Data.to_string()])
+            .collect();
+        // One reply per command, in order; the first refusal decides (the connection is
+        // closed after it, so the replies still unread do not matter).
+        conn.command(group).await?;
+        // Then the RCPT replies and DATA's 354.
+        for _ in 0..=envelope.to().len() {
+            conn.read_response().await?;
+        }
+    } else {
+        conn.command(mail).await?;
+        for rcpt in rcpts {
+            conn.command(rcpt).await?;
+        }
+        conn.command(Data).await?;
     }
-    conn.command(Data).await?;
     conn.command(Payload(payload)).await
 }
 

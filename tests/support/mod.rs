@@ -152,6 +152,8 @@ struct State {
     /// Times each (stage, recipient) was seen, to script "fail first, then succeed".
     seen: HashMap<(Stage, String), u32>,
     connections: u32,
+    /// Transactions whose RCPT arrived with the MAIL command.
+    pipelined: u32,
 }
 
 /// A small SMTP server whose replies a test scripts per stage, recipient and attempt.
@@ -163,6 +165,7 @@ pub struct ScriptServer {
 pub struct Options {
     pub starttls: bool,
     pub auth: bool,
+    pub pipelining: bool,
 }
 
 impl ScriptServer {
@@ -171,6 +174,7 @@ impl ScriptServer {
             Options {
                 starttls: true,
                 auth: false,
+                pipelining: true,
             },
             script,
         )
@@ -217,6 +221,10 @@ impl ScriptServer {
             .unwrap_or(0)
     }
 
+    pub fn pipelined(&self) -> u32 {
+        self.state.lock().unwrap().pipelined
+    }
+
     pub fn connections(&self) -> u32 {
         self.state.lock().unwrap().connections
     }
@@ -237,7 +245,10 @@ fn session(stream: TcpStream, state: &Mutex<State>, script: &Script, options: &O
         let cmd = line.trim_end().to_owned();
         let upper = cmd.to_ascii_uppercase();
         let reply = if upper.starts_with("EHLO") || upper.starts_with("HELO") {
-            let mut ext = vec!["250-script.test", "250-PIPELINING", "250-8BITMIME", "250-SMTPUTF8"];
+            let mut ext = vec!["250-script.test", "250-8BITMIME", "250-SMTPUTF8"];
+            if options.pipelining {
+                ext.push("250-PIPELINING");
+            }
             if options.starttls {
                 ext.push("250-STARTTLS");
             }
@@ -252,6 +263,10 @@ fn session(stream: TcpStream, state: &Mutex<State>, script: &Script, options: &O
                 None => return Ok(()),
             }
         } else if upper.starts_with("MAIL") {
+            // The next command already waiting: the client pipelined.
+            if !input.buffer().is_empty() {
+                state.lock().unwrap().pipelined += 1;
+            }
             "250 2.1.0 Ok".into()
         } else if upper.starts_with("RCPT") {
             rcpt = cmd.split(['<', '>']).nth(1).unwrap_or("").to_owned();
