@@ -205,6 +205,17 @@ where
         let slot = ready.as_ref().map(|(_, slot)| *slot);
         let next_retry = retries.peek().map(|Reverse(r)| r.due);
         let Some(tx) = work_tx.as_ref() else { break };
+        // A slot already due goes now: a timer, even an elapsed one, fires only on the
+        // runtime's next millisecond tick, which would cap a run at about 1,000 messages/s.
+        if let Some((_, due)) = &ready
+            && *due <= Instant::now()
+        {
+            let (job, _) = ready.take().expect("checked above");
+            if let Err(why) = dispatch(tx, job, observer, &mut in_flight, &mut since_pause).await {
+                outcome.stopped = Some(why);
+            }
+            continue;
+        }
         tokio::select! {
             biased;
             _ = &mut interrupt, if !stopping => {
