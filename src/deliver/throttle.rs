@@ -74,6 +74,9 @@ fn trim(x: f64) -> String {
     s.trim_end_matches('0').trim_end_matches('.').to_owned()
 }
 
+/// The resolution of tokio's timer: a message may go this much before its slot.
+pub const TIMER_RESOLUTION: Duration = Duration::from_millis(1);
+
 /// A token bucket in its GCRA form: each message is given the next free slot, one interval
 /// after the previous one; after an idle spell at most `burst` slots lie in the past. Over
 /// any long run the achieved rate is the configured one, and it never bursts above `burst`.
@@ -96,7 +99,9 @@ impl Throttle {
     pub fn reserve(&mut self) -> Instant {
         let now = Instant::now();
         let Some(interval) = self.interval else { return now };
-        let earliest = now.checked_sub(interval * (self.burst - 1)).unwrap_or(now);
+        // Slots lost to the timer's resolution are made up, so the long-run rate stays exact.
+        let tolerance = (interval * (self.burst - 1)).max(TIMER_RESOLUTION);
+        let earliest = now.checked_sub(tolerance).unwrap_or(now);
         let slot = self.next.map_or(earliest, |n| n.max(earliest));
         self.next = Some(slot + interval);
         slot
