@@ -367,3 +367,26 @@ fn help_documents_exit_codes() {
         r.stdout
     );
 }
+
+#[test]
+fn html_over_gmails_limit_is_a_warning() {
+    let out = TempDir::new().unwrap();
+    let mut issue = String::from(
+        "---\ntitle: Long\nseo:\n  url: https://openinfra.dev/blog/long\n  description: Long.\n---\n# News\n\n",
+    );
+    for i in 0..1500 {
+        issue.push_str(&format!(
+            "* Item {i} with [a link to somewhere](https://openinfra.dev/news/{i}) and some words.\n"
+        ));
+    }
+    let path = out.path().join("long.md");
+    std::fs::write(&path, issue).unwrap();
+    let r = run(newsletter(&out).arg("preview").arg(&path));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("Gmail clips messages over 102 KB, hiding the footer and its unsubscribe link [html-too-large]"),
+        "{}",
+        r.stderr
+    );
+}

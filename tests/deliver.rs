@@ -482,3 +482,20 @@ fn commands_are_pipelined_only_when_the_server_offers_it() {
         assert_eq!(server.pipelined(), if pipelining { 5 } else { 0 });
     }
 }
+
+#[test]
+fn batches_pause_between_them() {
+    let sink = Sink::start();
+    let project = Project::new(
+        sink.port,
+        &csv(5),
+        "throttle: { rate: off, concurrency: 2, batch_size: 2, batch_pause: 700ms }\n",
+    );
+    let started = Instant::now();
+    let r = run(project.command().args(["send", "small", "--yes", "-q"]));
+    let elapsed = started.elapsed();
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(sink.messages().len(), 5);
+    // 5 messages in batches of 2: two pauses.
+    assert!(elapsed >= Duration::from_millis(1400), "{elapsed:?}");
+}
