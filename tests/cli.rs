@@ -1,14 +1,13 @@
 //! The binary as a user runs it: preview, new, --as, --format json, and every error with its
 //! message and exit code.
 
-use std::path::{Path, PathBuf};
+mod support;
+
+use std::path::PathBuf;
 
 use assert_cmd::Command;
+use support::{root, run};
 use tempfile::TempDir;
-
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
 
 /// The binary in the checkout, writing into a temporary out folder, with a pinned date and
 /// a known unsubscribe secret.
@@ -20,21 +19,6 @@ fn newsletter(out: &TempDir) -> Command {
         .env("NEWSLETTER_UNSUBSCRIBE_SECRET", "test-secret")
         .env("SOURCE_DATE_EPOCH", "1751400000");
     cmd
-}
-
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-fn run(cmd: &mut Command) -> Run {
-    let out = cmd.output().unwrap();
-    Run {
-        code: out.status.code().unwrap(),
-        stdout: String::from_utf8(out.stdout).unwrap(),
-        stderr: String::from_utf8(out.stderr).unwrap(),
-    }
 }
 
 fn fixture(name: &str) -> PathBuf {
