@@ -103,6 +103,9 @@ pub struct Throttle {
     /// Stop the run after this many failures in a row: a server that rejects everything must
     /// not burn through the list.
     pub max_consecutive_failures: u32,
+    /// Attempts over all runs after which a recipient that still fails temporarily is given up
+    /// (counted as failed), so that cron can finish the issue.
+    pub max_attempts: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
@@ -148,6 +151,7 @@ impl Default for Throttle {
             retries: 3,
             retry_delay: Duration::from_secs(5),
             max_consecutive_failures: 20,
+            max_attempts: 20,
         }
     }
 }

@@ -218,6 +218,18 @@ impl Ledger {
         Ok(())
     }
 
+    /// Marks failed the recipients still deferred after `max_attempts` attempts; returns how many.
+    pub fn give_up(&mut self, issue: &str, max_attempts: u32) -> Result<u64> {
+        self.commit()?;
+        let n = self.conn.execute(
+            "UPDATE deliveries SET status = 'failed', updated_at = ?3,
+               last_reply = coalesce(last_reply, '') || ' (given up after ' || attempts || ' attempts)'
+             WHERE issue = ?1 AND status = 'deferred' AND attempts >= ?2",
+            params![issue, max_attempts, now()],
+        )?;
+        Ok(n as u64)
+    }
+
     pub fn start_issue(&mut self, issue: &str, subject: &str) -> Result<i64> {
         self.commit()?;
         self.conn.execute(

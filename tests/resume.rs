@@ -342,3 +342,42 @@ fn unsubscribe_url_is_signed_for_the_address() {
     let secret = newsletter::unsubscribe::Secret::new("test-secret");
     assert_eq!(secret.verify(token).as_deref(), Some("alice@example.org"));
 }
+
+#[test]
+fn a_recipient_failing_temporarily_run_after_run_is_given_up() {
+    let server = ScriptServer::start(|stage, rcpt, _| match (stage, rcpt) {
+        (Stage::Rcpt, "user1@example.org") => Reply::Code(451, "4.2.0 Mailbox busy"),
+        _ => Reply::Ok,
+    });
+    let project = Project::new(
+        server.port,
+        &csv(3),
+        "throttle: { rate: off, retries: 0, max_attempts: 2 }\n",
+    )
+    .with_issues(&[("2025-06", scheduled_issue(Some("2025-06-01T09:00:00Z")))]);
+    for attempt in 1..=2 {
+        let r = run(project.command().arg("send"));
+        assert_eq!(r.code, 1, "run {attempt}: {}", r.stderr);
+        assert_eq!(project.status("2025-06")["state"], "sending", "cron will try again");
+    }
+    let r = run(project.command().arg("send"));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("gave up on 1 recipient(s) still failing temporarily after 2 attempts"),
+        "{}",
+        r.stderr
+    );
+    let status = project.status("2025-06");
+    assert_eq!(
+        (
+            status["state"].as_str(),
+            status["sent"].as_u64(),
+            status["failed"].as_u64()
+        ),
+        (Some("complete"), Some(2), Some(1))
+    );
+    assert_eq!(server.seen(Stage::Rcpt, "user1@example.org"), 2);
+    let quiet = run(project.command().arg("send"));
+    assert_eq!((quiet.code, quiet.stdout.as_str(), quiet.stderr.as_str()), (0, "", ""));
+}

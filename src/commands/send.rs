@@ -145,6 +145,16 @@ fn send_issue(
         (None, true) => Some(Ledger::open(&config.ledger)?),
         _ => None,
     };
+    let mut ledger = ledger;
+    if let Some(ledger) = ledger.as_deref_mut() {
+        let max = config.throttle.max_attempts;
+        let given_up = ledger.give_up(&rendered.slug, max)?;
+        if given_up > 0 && !quiet {
+            eprintln!(
+                "gave up on {given_up} recipient(s) still failing temporarily after {max} attempts (throttle.max_attempts)"
+            );
+        }
+    }
     let plan = queue::plan(&list, ledger.as_deref().or(dry_ledger.as_ref()), &rendered.slug)?;
     if let Some(first) = &plan.first {
         // A template field the list lacks fails here, before anything is sent.
