@@ -37,7 +37,7 @@ impl Progress {
         let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
             let bar = ProgressBar::new(total);
             bar.set_style(
-                ProgressStyle::with_template("{bar:40.cyan/blue} {pos}/{len} sent {msg} {per_sec} ETA {eta}")
+                ProgressStyle::with_template("{bar:40.cyan/blue} {pos}/{len} sent, {msg}, ETA {eta}")
                     .expect("the template is valid"),
             );
             bar
@@ -59,7 +59,8 @@ impl Progress {
     fn tick(&mut self) {
         if let Some(bar) = &self.bar {
             bar.set_position(self.sent);
-            bar.set_message(format!("{} failed", self.failed));
+            let rate = self.sent as f64 / self.started.elapsed().as_secs_f64().max(0.001);
+            bar.set_message(format!("{} failed, {rate:.1}/s", self.failed));
         } else if !self.quiet && self.last_log.elapsed() >= LOG_EVERY {
             self.last_log = Instant::now();
             let rate = self.sent as f64 / self.started.elapsed().as_secs_f64().max(0.001);
