@@ -168,6 +168,12 @@ impl<'a> Personalizer<'a> {
     }
 
     pub fn message(&self, r: &Recipient) -> Result<Message, PersonalizeError> {
+        self.message_with(r, &self.parts(r)?)
+    }
+
+    /// The complete message for `r` around parts already personalized for it (`preview`
+    /// writes the parts too, and must not render them twice).
+    pub fn message_with(&self, r: &Recipient, parts: &Parts) -> Result<Message, PersonalizeError> {
         let fail = |reason: String| PersonalizeError::Recipient {
             email: r.email.clone(),
             line: r.line,
@@ -178,14 +184,14 @@ impl<'a> Personalizer<'a> {
             text,
             html,
             unsubscribe_url,
-        } = self.parts(r)?;
+        } = parts;
         let to_address = r.email.parse().map_err(|e| fail(format!("invalid address: {e}")))?;
         let to = Mailbox::new(r.display_name().map(|n| one_line(&n)), to_address);
         let message_id = self.message_id(&r.email);
         let mut builder = Message::builder()
             .from(self.from.clone())
             .to(to)
-            .subject(subject)
+            .subject(subject.as_str())
             .date(self.date)
             .message_id(Some(message_id.clone()))
             .raw_header(header("List-Id", self.list_id.clone()))
@@ -210,12 +216,12 @@ impl<'a> Personalizer<'a> {
     }
 }
 
-fn part(content_type: ContentType, body: String) -> SinglePart {
+fn part(content_type: ContentType, body: &str) -> SinglePart {
     SinglePart::builder()
         .header(content_type)
         .header(ContentTransferEncoding::QuotedPrintable)
         .body(Body::dangerous_pre_encoded(
-            quoted_printable(&body),
+            quoted_printable(body),
             ContentTransferEncoding::QuotedPrintable,
         ))
 }

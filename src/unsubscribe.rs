@@ -28,6 +28,12 @@ impl Secret {
         Secret(bytes.into())
     }
 
+    /// For previews and dry runs without the real secret: their links are for looking at,
+    /// never for sending.
+    pub fn placeholder() -> Secret {
+        Secret::new("placeholder: set NEWSLETTER_UNSUBSCRIBE_SECRET")
+    }
+
     pub fn from_env() -> Option<Secret> {
         std::env::var(SECRET_VAR)
             .ok()

@@ -54,11 +54,11 @@ pub fn run(config_path: Option<&Path>, quiet: bool, args: PreviewArgs) -> Result
             None,
             format!("{SECRET_VAR} is not set: the unsubscribe link in this preview is signed with a placeholder key"),
         ));
-        Secret::new("preview-only")
+        Secret::placeholder()
     });
     let personalizer = Personalizer::new(&rendered, &config, secret)?;
     let parts = personalizer.parts(&recipient)?;
-    let message = personalizer.message(&recipient)?;
+    let message = personalizer.message_with(&recipient, &parts)?;
 
     let dir = config.out.join(&rendered.slug);
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;

@@ -118,7 +118,7 @@ fn send_issue(
             eprintln!(
                 "warning: {SECRET_VAR} is not set: unsubscribe links in the dry run are signed with a placeholder key"
             );
-            Secret::new("dry-run-only")
+            Secret::placeholder()
         }
         (None, false) => bail!("{SECRET_VAR} is not set: unsubscribe links must be signed with the website's secret"),
     };

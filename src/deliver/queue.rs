@@ -145,12 +145,14 @@ impl Composer<'_> {
         if let Some(dkim) = self.dkim {
             message.sign(dkim);
         }
-        let to: Address = recipient.email.parse()?;
+        // The recipients and Message-ID as the message already has them: no second parse.
+        let to = message.envelope().to().to_vec();
+        let message_id = message.headers().get_raw("Message-ID").unwrap_or_default().to_owned();
         Ok(Job {
             email: recipient.email.clone(),
             line: recipient.line,
-            message_id: self.personalizer.message_id(&recipient.email),
-            envelope: Envelope::new(Some(self.return_path.clone()), vec![to])?,
+            message_id,
+            envelope: Envelope::new(Some(self.return_path.clone()), to)?,
             bytes: message.formatted(),
             attempts: 0,
             resent_after_crash,
