@@ -33,6 +33,10 @@ pub enum Command {
     /// writes out/ISSUE/email.html, email.txt and email.eml
     #[command(after_help = EXIT_CODES)]
     Preview(PreviewArgs),
+    /// Check an issue before it goes out: the offline checks (errors and warnings), then every
+    /// link and image online. Exits 1 when anything is broken
+    #[command(after_help = EXIT_CODES)]
+    Check(CheckArgs),
     /// Start a new issue: newsletters/YYYY-MM.md with the usual sections
     #[command(after_help = EXIT_CODES)]
     New(NewArgs),
@@ -51,6 +55,28 @@ pub enum Command {
         /// The address
         email: String,
     },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CheckArgs {
+    /// The issue: a name such as 2025-07 or a path
+    pub issue: String,
+
+    /// Skip the network: only the offline checks
+    #[arg(long)]
+    pub offline: bool,
+
+    /// Ask every site again instead of reusing results younger than check.cache_for
+    #[arg(long, conflicts_with = "offline")]
+    pub no_cache: bool,
+
+    /// The recipient list whose columns the issue's {{variables}} must name [default:
+    /// `recipients` of the configuration, when it exists]
+    #[arg(long, value_name = "FILE")]
+    pub recipients: Option<std::path::PathBuf>,
+
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
 }
 
 #[derive(Debug, clap::Args)]
@@ -118,6 +144,10 @@ pub struct SendArgs {
     /// With --test: these addresses instead of test_recipients
     #[arg(long, value_delimiter = ',', value_name = "EMAIL,...", requires = "test")]
     pub to: Vec<String>,
+
+    /// Send even though the offline checks found errors (see `newsletter check`)
+    #[arg(long, conflicts_with_all = ["dry_run", "test"])]
+    pub force: bool,
 
     /// Do not ask for confirmation (needed when not on a terminal)
     #[arg(long, short)]

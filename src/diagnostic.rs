@@ -22,6 +22,9 @@ pub enum Kind {
     HtmlTooLarge,
     MjmlWarning,
     PlaceholderSecret,
+    SubjectTooLong,
+    InvalidMailto,
+    UnknownTemplateVariable,
 }
 
 impl Kind {
@@ -39,6 +42,48 @@ impl Kind {
             Kind::HtmlTooLarge => "html-too-large",
             Kind::MjmlWarning => "mjml-warning",
             Kind::PlaceholderSecret => "placeholder-secret",
+            Kind::SubjectTooLong => "subject-too-long",
+            Kind::InvalidMailto => "invalid-mailto",
+            Kind::UnknownTemplateVariable => "unknown-template-variable",
+        }
+    }
+
+    /// Errors make the email wrong for every reader (a link that cannot work, a clipped
+    /// footer, a subject-less message, Markdown shown raw); `send` refuses them unless
+    /// `--force`. Warnings are worth fixing but the email still works.
+    pub fn severity(self) -> Severity {
+        match self {
+            Kind::MissingSubject
+            | Kind::UnparsedMarkdown
+            | Kind::UnresolvedLink
+            | Kind::HtmlTooLarge
+            | Kind::InvalidMailto
+            | Kind::UnknownTemplateVariable => Severity::Error,
+            Kind::UnknownFrontMatterKey
+            | Kind::MissingPreheader
+            | Kind::EmptyLinkText
+            | Kind::ImageWithoutAlt
+            | Kind::InsecureLink
+            | Kind::UnsafeHtmlDropped
+            | Kind::MjmlWarning
+            | Kind::PlaceholderSecret
+            | Kind::SubjectTooLong => Severity::Warning,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Warning,
+    Error,
+}
+
+impl Severity {
+    pub fn label(self) -> &'static str {
+        match self {
+            Severity::Warning => "warning",
+            Severity::Error => "error",
         }
     }
 }

@@ -57,6 +57,9 @@ pub struct Seo {
     pub description: Option<String>,
 }
 
+/// Past this many characters inboxes show only the start of a subject.
+pub const MAX_SUBJECT_CHARS: usize = 150;
+
 const KNOWN_KEYS: &[&str] = &[
     "title",
     "author",
@@ -103,7 +106,7 @@ impl Issue {
                 format!("front matter key `{key}` is not used by the newsletter (kept for the website)"),
             ));
         }
-        let issue = Issue {
+        let mut issue = Issue {
             path: path.to_path_buf(),
             slug,
             front,
@@ -111,17 +114,29 @@ impl Issue {
             body_line,
             warnings,
         };
-        if issue.subject().is_none() {
-            let w = Warning::new(
+        match issue.subject().map(|s| s.chars().count()) {
+            None => issue.warnings.push(Warning::new(
                 Kind::MissingSubject,
                 path,
                 Some(1),
                 "no subject: add `subject:` or `title:` to the front matter".into(),
-            );
-            return Ok(Issue {
-                warnings: [issue.warnings, vec![w]].concat(),
-                ..issue
-            });
+            )),
+            Some(n) if n > MAX_SUBJECT_CHARS => {
+                let key = if issue.front.subject.is_some() {
+                    "subject"
+                } else {
+                    "title"
+                };
+                issue.warnings.push(Warning::new(
+                    Kind::SubjectTooLong,
+                    path,
+                    key_line(yaml, key),
+                    format!(
+                        "the subject has {n} characters: over {MAX_SUBJECT_CHARS}, inboxes cut it off; shorten `{key}`"
+                    ),
+                ));
+            }
+            Some(_) => {}
         }
         Ok(issue)
     }

@@ -5,6 +5,7 @@
 //! MJML) -> [`compile`] (HTML and text) -> [`personalize`] (per recipient, from
 //! [`recipients`]) -> delivery.
 
+pub mod check;
 pub mod compile;
 pub mod config;
 pub mod deliver;
@@ -25,12 +26,19 @@ use crate::compile::Rendered;
 use crate::config::Config;
 use crate::issue::Issue;
 use crate::layout::Layout;
+use crate::sections::Sections;
 
 /// Renders an issue once: layout, sections, MJML, HTML and text.
 pub fn compose(issue: &Issue, config: &Config) -> Result<Rendered> {
+    compose_with_sections(issue, config).map(|(_, rendered)| rendered)
+}
+
+/// [`compose`], also returning the sections, whose links `check` visits.
+pub fn compose_with_sections(issue: &Issue, config: &Config) -> Result<(Sections, Rendered)> {
     let layout = Layout::load(issue.front.layout.as_deref(), &config.layouts)?;
     let mut warnings = issue.warnings.clone();
     let origin = config.site_origin.clone().or_else(|| issue.site_origin());
     let sections = sections::split(issue, &layout.registry, origin.as_deref(), &mut warnings);
-    compile::compile(issue, &sections, &layout, config, warnings)
+    let rendered = compile::compile(issue, &sections, &layout, config, warnings)?;
+    Ok((sections, rendered))
 }

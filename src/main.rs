@@ -24,6 +24,7 @@ fn main() -> ExitCode {
     init_tracing(cli.quiet);
     let result = match cli.command {
         Command::Preview(args) => commands::preview::run(cli.config.as_deref(), cli.quiet, args),
+        Command::Check(args) => commands::check::run(cli.config.as_deref(), cli.quiet, args),
         Command::New(args) => commands::new::run(cli.config.as_deref(), cli.quiet, args),
         Command::Send(args) => commands::send::run(cli.config.as_deref(), cli.quiet, args),
         Command::Status(args) => commands::status::run(cli.config.as_deref(), args),

@@ -287,6 +287,13 @@ impl Converter<'_, '_> {
             return format!("https://{rest}");
         }
         if has_scheme(url) {
+            if let Some(why) = mailto_problem(url) {
+                self.warn(
+                    Kind::InvalidMailto,
+                    line,
+                    format!("link {url} is not a valid mailto: link: {why}"),
+                );
+            }
             if url.len() >= 7 && url[..7].eq_ignore_ascii_case("http://") {
                 self.warn(
                     Kind::InsecureLink,
@@ -745,6 +752,24 @@ fn shows_url(text: &str, href: &str) -> bool {
         s.to_ascii_lowercase()
     };
     bare(text) == bare(href)
+}
+
+/// What is wrong with a `mailto:` link's addresses (RFC 6068), if it is one.
+fn mailto_problem(url: &str) -> Option<String> {
+    let rest = url
+        .get(..7)
+        .filter(|s| s.eq_ignore_ascii_case("mailto:"))
+        .map(|_| &url[7..])?;
+    let to = rest.split_once('?').map_or(rest, |(to, _)| to);
+    if to.is_empty() {
+        return Some("it names no address".into());
+    }
+    to.split(',').find_map(|addr| {
+        let addr = addr.replace("%40", "@").replace("%20", " ");
+        crate::recipients::normalize_address(&addr)
+            .err()
+            .map(|why| format!("`{}`: {why}", addr.trim()))
+    })
 }
 
 fn has_scheme(url: &str) -> bool {

@@ -240,7 +240,10 @@ pub fn normalize_address(raw: &str) -> std::result::Result<String, &'static str>
         return Err("the part before @ must have 1 to 64 characters");
     }
     let ascii_domain = idna::domain_to_ascii(domain).map_err(|_| "the domain is not a valid name")?;
-    if !ascii_domain.contains('.') || ascii_domain.starts_with('.') || ascii_domain.ends_with('.') {
+    if ascii_domain.ends_with('.') {
+        return Err("the domain ends with a dot");
+    }
+    if !ascii_domain.contains('.') || ascii_domain.starts_with('.') {
         return Err("the domain needs a dot, like example.org");
     }
     let normalized = format!("{local}@{ascii_domain}");

@@ -1,5 +1,6 @@
 //! One file per subcommand, each a small function over the library.
 
+pub mod check;
 pub mod new;
 pub mod preview;
 pub mod send;

@@ -7,12 +7,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use newsletter::check;
 use newsletter::compile::Rendered;
 use newsletter::config::Config;
 use newsletter::deliver::queue::{self, Composer, Plan};
 use newsletter::deliver::run::{self, Settings};
 use newsletter::deliver::smtp::{Connector, PASSWORD_VAR, SmtpConnection};
 use newsletter::deliver::throttle::{Rate, Throttle};
+use newsletter::diagnostic::Severity;
 use newsletter::issue::{self, Issue};
 use newsletter::ledger::{self, Ledger, Recorder};
 use newsletter::personalize::{self, DKIM_KEY_VAR, Personalizer};
@@ -79,6 +81,7 @@ fn cron(config: &Config, quiet: bool) -> Result<Outcome> {
         all: false,
         test: false,
         to: Vec::new(),
+        force: false,
         yes: true,
         recipients: None,
     };
@@ -102,10 +105,20 @@ fn send_issue(
 ) -> Result<Outcome> {
     let issue = Issue::load(path)?;
     let rendered = newsletter::compose(&issue, config)?;
-    if !quiet {
-        for w in &rendered.warnings {
-            eprintln!("warning: {w}");
-        }
+    let header = super::check::csv_header(config, args.recipients.as_deref())?;
+    let findings = check::offline(&issue, &rendered, header.as_deref());
+    for f in findings.iter().filter(|f| !quiet || f.severity == Severity::Error) {
+        eprintln!("{}: {}", f.severity.label(), f.warning);
+    }
+    let errors = check::errors(&findings);
+    // A test send is how a writer sees the problem in a real inbox: it goes out regardless.
+    if errors > 0 && !args.dry_run && !args.test && !args.force {
+        bail!(
+            "{}: not sent: the offline checks found {errors} error{} (above); fix {}, or send anyway with --force",
+            path.display(),
+            if errors == 1 { "" } else { "s" },
+            if errors == 1 { "it" } else { "them" }
+        );
     }
     let rate: Rate = config
         .throttle

@@ -2,6 +2,8 @@
 //! server for faults.
 #![allow(dead_code)] // each test file uses a part of this module
 
+pub mod http;
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};

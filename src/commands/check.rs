@@ -1,0 +1,196 @@
+//! `newsletter check ISSUE`: offline findings, then every link and image online, as a table
+//! grouped by section (or JSON).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Result;
+use newsletter::check::cache::Cache;
+use newsletter::check::links::{Checker, Outcome, Tally, Verdict};
+use newsletter::check::{self, Finding, Target};
+use newsletter::config::Config;
+use newsletter::issue::{self, Issue};
+use newsletter::recipients::Recipients;
+use serde::Serialize;
+
+use crate::Outcome as Exit;
+use crate::cli::{CheckArgs, Format};
+
+#[derive(Serialize)]
+struct Report<'a> {
+    issue: &'a Path,
+    offline: &'a [Finding],
+    /// Absent with `--offline`.
+    links: Option<Vec<Checked<'a>>>,
+    summary: Summary,
+}
+
+#[derive(Serialize)]
+struct Checked<'a> {
+    #[serde(flatten)]
+    target: &'a Target,
+    #[serde(flatten)]
+    outcome: &'a Outcome,
+}
+
+#[derive(Serialize)]
+struct Summary {
+    errors: usize,
+    warnings: usize,
+    urls: usize,
+    #[serde(flatten)]
+    links: Tally,
+    seconds: f64,
+}
+
+pub fn run(config_path: Option<&Path>, quiet: bool, args: CheckArgs) -> Result<Exit> {
+    let started = Instant::now();
+    let config = super::load_config(config_path)?;
+    let path = issue::find(&args.issue, &config.newsletters)?;
+    let issue = Issue::load(&path)?;
+    let (sections, rendered) = newsletter::compose_with_sections(&issue, &config)?;
+    let header = csv_header(&config, args.recipients.as_deref())?;
+    let findings = check::offline(&issue, &rendered, header.as_deref());
+
+    let targets = check::targets(&sections);
+    let outcomes = if args.offline {
+        None
+    } else {
+        Some(check_online(&config, &targets, args.no_cache)?)
+    };
+    let errors = check::errors(&findings);
+    let tally = outcomes.as_deref().map(Tally::of).unwrap_or_default();
+    let report = Report {
+        issue: &path,
+        offline: &findings,
+        links: outcomes.as_ref().map(|o| {
+            targets
+                .iter()
+                .zip(o)
+                .map(|(target, outcome)| Checked { target, outcome })
+                .collect()
+        }),
+        summary: Summary {
+            errors,
+            warnings: findings.len() - errors,
+            urls: targets.len(),
+            links: tally,
+            seconds: started.elapsed().as_secs_f64(),
+        },
+    };
+    match args.format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        Format::Text => print_text(&report, header.is_some(), quiet)?,
+    }
+    Ok(if errors > 0 || tally.broken > 0 {
+        Exit::Problems
+    } else {
+        Exit::Success
+    })
+}
+
+/// The columns of the recipient list, when there is one to compare the issue's variables with.
+pub fn csv_header(config: &Config, explicit: Option<&Path>) -> Result<Option<Vec<String>>> {
+    let list: PathBuf = match explicit {
+        Some(p) => p.to_owned(),
+        None if config.recipients.is_file() => config.recipients.clone(),
+        None => return Ok(None),
+    };
+    Ok(Some(Recipients::open(&list)?.headers().to_vec()))
+}
+
+fn check_online(config: &Config, targets: &[Target], refresh: bool) -> Result<Vec<Outcome>> {
+    let cache = Cache::open(&config.ledger, config.check.cache_for)?;
+    let checker = Arc::new(Checker::new(&config.check)?);
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    Ok(runtime.block_on(checker.check_all(targets, Some(&cache), refresh)))
+}
+
+fn print_text(report: &Report<'_>, had_header: bool, quiet: bool) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    for f in report.offline {
+        writeln!(out, "{:<7} {}", f.severity.label(), f.warning)?;
+    }
+    if !had_header && !quiet {
+        writeln!(
+            out,
+            "note    no recipient list (`recipients` of the configuration or --recipients): template variables not checked"
+        )?;
+    }
+    if let Some(links) = &report.links {
+        // Lines run through the file, so line order groups the rows by section.
+        let mut rows: Vec<_> = links
+            .iter()
+            .flat_map(|c| c.target.uses.iter().map(move |u| (u, c)))
+            .collect();
+        rows.sort_by_key(|(used, _)| used.line);
+        let mut section = None;
+        for (used, checked) in rows {
+            if quiet && checked.outcome.verdict == Verdict::Ok {
+                continue;
+            }
+            if section != Some(&used.section) {
+                section = Some(&used.section);
+                writeln!(out, "\n{}", used.section)?;
+            }
+            let text = truncate(if used.text.is_empty() { "(no text)" } else { &used.text }, 32);
+            let kind = if checked.target.image { "image " } else { "" };
+            writeln!(
+                out,
+                "  {:>4}  {text:<32}  {kind}{}  {}",
+                used.line,
+                checked.target.url,
+                result(checked.outcome)
+            )?;
+        }
+    }
+    let s = &report.summary;
+    let links = match &report.links {
+        Some(_) => format!(
+            "{} URLs: {} ok, {} warning{}, {} broken ({} from the cache)",
+            s.urls,
+            s.links.ok,
+            s.links.warning,
+            plural(s.links.warning),
+            s.links.broken,
+            s.links.cached
+        ),
+        None => format!("{} URLs not checked (--offline)", s.urls),
+    };
+    writeln!(
+        out,
+        "\n{}: {} error{}, {} warning{}; {links}; {:.1} s",
+        report.issue.display(),
+        s.errors,
+        plural(s.errors),
+        s.warnings,
+        plural(s.warnings),
+        s.seconds
+    )?;
+    Ok(())
+}
+
+fn result(o: &Outcome) -> String {
+    let label = match o.verdict {
+        Verdict::Ok => "ok",
+        Verdict::Warning => "WARNING",
+        Verdict::Broken => "BROKEN",
+    };
+    let redirect = o.final_url.as_deref().map(|u| format!(" -> {u}")).unwrap_or_default();
+    let cached = if o.cached { " (cached)" } else { "" };
+    format!("{label}: {}{redirect}{cached}", o.detail)
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.chars().count() > max {
+        s.chars().take(max - 1).chain(['…']).collect()
+    } else {
+        s.to_owned()
+    }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
