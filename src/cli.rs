@@ -179,6 +179,15 @@ pub struct PreviewArgs {
     /// Output format of the summary
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
+
+    /// Serve the preview on 127.0.0.1 and reload the browser when the issue, the layout or
+    /// the project registry changes
+    #[arg(long, conflicts_with = "format")]
+    pub serve: bool,
+
+    /// With --serve: the port [default: preview.port of the configuration, 8025]
+    #[arg(long, requires = "serve")]
+    pub port: Option<u16>,
 }
 
 #[derive(Debug, clap::Args)]

@@ -18,6 +18,7 @@ pub mod personalize;
 pub mod recipients;
 pub mod report;
 pub mod sections;
+pub mod serve;
 pub mod unsubscribe;
 
 use anyhow::Result;

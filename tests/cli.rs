@@ -248,17 +248,7 @@ fn new_scaffolds_an_issue_that_previews() {
 
 /// A copy of the bundled layout with one template changed.
 fn broken_layout(out: &TempDir, file: &str, from: &str, to: &str) -> PathBuf {
-    let dir = out.path().join("layouts/inside-openinfra");
-    std::fs::create_dir_all(dir.join("partials")).unwrap();
-    let src = root().join("layouts/inside-openinfra");
-    for f in ["email.mjml.hbs", "email.txt.hbs", "projects.yaml"] {
-        std::fs::copy(src.join(f), dir.join(f)).unwrap();
-    }
-    for entry in std::fs::read_dir(src.join("partials")).unwrap() {
-        let p = entry.unwrap().path();
-        std::fs::copy(&p, dir.join("partials").join(p.file_name().unwrap())).unwrap();
-    }
-    let target = dir.join(file);
+    let target = support::copy_layouts(out.path()).join("inside-openinfra").join(file);
     let text = std::fs::read_to_string(&target).unwrap();
     assert!(text.contains(from));
     std::fs::write(&target, text.replacen(from, to, 1)).unwrap();

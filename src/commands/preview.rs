@@ -1,15 +1,18 @@
 //! `newsletter preview ISSUE`: the issue as the email it will become.
 
 use std::io::Write;
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
+use lettre::Message;
 use newsletter::compile::{GMAIL_CLIP_BYTES, Rendered};
 use newsletter::config::Config;
 use newsletter::diagnostic::{Kind, Warning};
 use newsletter::issue::{self, Issue};
-use newsletter::personalize::Personalizer;
+use newsletter::personalize::{Parts, Personalizer};
 use newsletter::recipients::{self, Recipient};
+use newsletter::serve::Page;
 use newsletter::unsubscribe::{SECRET_VAR, Secret};
 use serde::Serialize;
 
@@ -43,22 +46,15 @@ struct Files {
 pub fn run(config_path: Option<&Path>, quiet: bool, args: PreviewArgs) -> Result<Outcome> {
     let config = super::load_config(config_path)?;
     let path = issue::find(&args.issue, &config.newsletters)?;
-    let issue = Issue::load(&path)?;
-    let mut rendered = newsletter::compose(&issue, &config)?;
-
     let (recipient, source) = pick_recipient(&config, &args)?;
-    let secret = Secret::from_env().unwrap_or_else(|| {
-        rendered.warnings.push(Warning::new(
-            Kind::PlaceholderSecret,
-            "",
-            None,
-            format!("{SECRET_VAR} is not set: the unsubscribe link in this preview is signed with a placeholder key"),
-        ));
-        Secret::placeholder()
-    });
-    let personalizer = Personalizer::new(&rendered, &config, secret)?;
-    let parts = personalizer.parts(&recipient)?;
-    let message = personalizer.message_with(&recipient, &parts)?;
+    if args.serve {
+        return serve(config, path, recipient, args.port, args.open);
+    }
+    let Preview {
+        rendered,
+        parts,
+        message,
+    } = build(&config, &path, &recipient)?;
 
     let dir = config.out.join(&rendered.slug);
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
@@ -91,8 +87,77 @@ pub fn run(config_path: Option<&Path>, quiet: bool, args: PreviewArgs) -> Result
         Format::Text => print_text(&summary, &rendered, &parts.text, quiet)?,
     }
     if args.open {
-        open_in_browser(&summary.files.html)?;
+        let html = std::fs::canonicalize(&summary.files.html)?;
+        open_in_browser(&html.to_string_lossy())?;
     }
+    Ok(Outcome::Success)
+}
+
+/// The issue rendered and personalized for one recipient.
+struct Preview {
+    rendered: Rendered,
+    parts: Parts,
+    message: Message,
+}
+
+fn build(config: &Config, path: &Path, recipient: &Recipient) -> Result<Preview> {
+    let issue = Issue::load(path)?;
+    let mut rendered = newsletter::compose(&issue, config)?;
+    let secret = Secret::from_env().unwrap_or_else(|| {
+        rendered.warnings.push(Warning::new(
+            Kind::PlaceholderSecret,
+            "",
+            None,
+            format!("{SECRET_VAR} is not set: the unsubscribe link in this preview is signed with a placeholder key"),
+        ));
+        Secret::placeholder()
+    });
+    let (parts, message) = {
+        let personalizer = Personalizer::new(&rendered, config, secret)?;
+        let parts = personalizer.parts(recipient)?;
+        let message = personalizer.message_with(recipient, &parts)?;
+        (parts, message)
+    };
+    Ok(Preview {
+        rendered,
+        parts,
+        message,
+    })
+}
+
+/// `--serve`: renders on every change to the issue or the layouts until stopped.
+fn serve(config: Config, path: PathBuf, recipient: Recipient, port: Option<u16>, open: bool) -> Result<Outcome> {
+    let port = port.unwrap_or(config.preview.port);
+    let listener = TcpListener::bind(("127.0.0.1", port))
+        .with_context(|| format!("cannot listen on 127.0.0.1:{port}: is another preview running? pass --port"))?;
+    let address = listener.local_addr()?;
+    println!(
+        "Serving {} at http://{address}/ ; it reloads when the issue or {} changes. Ctrl-C to stop.",
+        path.display(),
+        config.layouts.display()
+    );
+    std::io::stdout().flush()?;
+    if open {
+        open_in_browser(&format!("http://{address}/"))?;
+    }
+    let watch = vec![path.clone(), config.layouts.clone()];
+    newsletter::serve::serve(listener, watch, move || {
+        let Preview {
+            rendered,
+            parts,
+            message,
+        } = build(&config, &path, &recipient)?;
+        let eml = message.formatted();
+        let end = memchr::memmem::find(&eml, b"\r\n\r\n").unwrap_or(eml.len());
+        Ok(Page {
+            title: parts.subject,
+            html: parts.html,
+            text: parts.text,
+            headers: String::from_utf8_lossy(&eml[..end]).replace("\r\n", "\n"),
+            warnings: rendered.warnings.iter().map(ToString::to_string).collect(),
+        })
+    })
+    .with_context(|| format!("the preview server on {address} stopped"))?;
     Ok(Outcome::Success)
 }
 
@@ -191,21 +256,18 @@ fn print_text(s: &Summary<'_>, rendered: &Rendered, text: &str, quiet: bool) -> 
     Ok(())
 }
 
-fn open_in_browser(path: &Path) -> Result<()> {
-    let path = std::fs::canonicalize(path)?;
+/// Opens a file path or a URL.
+fn open_in_browser(target: &str) -> Result<()> {
     let browser = std::env::var("BROWSER").ok().filter(|b| !b.is_empty());
     let opener = browser
         .as_deref()
         .unwrap_or(if cfg!(target_os = "macos") { "open" } else { "xdg-open" });
     let status = std::process::Command::new(opener)
-        .arg(&path)
+        .arg(target)
         .status()
-        .with_context(|| format!("cannot start `{opener}` to open {}; set $BROWSER", path.display()))?;
+        .with_context(|| format!("cannot start `{opener}` to open {target}; set $BROWSER"))?;
     if !status.success() {
-        bail!(
-            "`{opener} {}` failed ({status}); set $BROWSER to your browser",
-            path.display()
-        );
+        bail!("`{opener} {target}` failed ({status}); set $BROWSER to your browser");
     }
     Ok(())
 }
