@@ -265,7 +265,7 @@ nav button { border: 0; border-radius: 4px; padding: 6px 10px; background: #4950
 nav button[aria-pressed="true"] { background: #0d6efd; }
 nav .title { margin-right: auto; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
 main { display: flex; justify-content: center; padding: 16px; }
-iframe { border: 0; background: #fff; height: calc(100vh - 90px); box-shadow: 0 1px 6px rgba(0,0,0,.2); }
+iframe { border: 0; background: #fff; height: calc(100vh - 90px); box-shadow: 0 1px 6px rgba(0,0,0,.2); overflow: hidden; }
 pre.part { background: #fff; padding: 16px; max-width: 80ch; white-space: pre-wrap; }
 #error { background: #f8d7da; color: #58151c; padding: 8px 12px; border-bottom: 2px solid #dc3545; }
 #error pre { white-space: pre-wrap; margin: 4px 0 0; }
@@ -292,6 +292,10 @@ function show(view) {
   localStorage.setItem("newsletter-view", view);
 }
 for (const b of document.querySelectorAll("nav button")) b.onclick = () => show(b.dataset.view);
+// The frame as tall as the email, so the page scrolls and the email keeps its whole width.
+const frame = document.getElementById("email");
+const fit = () => { frame.style.height = frame.contentDocument.documentElement.scrollHeight + "px"; };
+frame.addEventListener("load", () => { fit(); new ResizeObserver(fit).observe(frame.contentDocument.body); });
 show(localStorage.getItem("newsletter-view") || "600");
 const events = new EventSource("/events?since=" + document.body.dataset.version);
 events.addEventListener("reload", () => location.reload());
