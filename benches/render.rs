@@ -35,6 +35,22 @@ fn benches(c: &mut Criterion) {
         })
     });
 
+    // The same MJML that `preview` writes to email.mjml, compiled as in compile.rs: the figure
+    // scripts/bench sets against node's mjml.
+    let options = mrml::prelude::render::RenderOptions {
+        disable_comments: true,
+        ..Default::default()
+    };
+    group.bench_function("mrml only (MJML to HTML)", |b| {
+        b.iter(|| {
+            mrml::parse(black_box(&rendered.mjml))
+                .expect("parses")
+                .element
+                .render(&options)
+                .expect("renders")
+        })
+    });
+
     let personalizer = Personalizer::new(&rendered, &config, Secret::new("bench")).expect("templates parse");
     let recipient = Recipient::sample();
     group.bench_function("personalize one recipient (MIME bytes)", |b| {

@@ -30,7 +30,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Render an issue as the email it will become: prints a summary and the text part,
-    /// writes out/ISSUE/email.html, email.txt and email.eml
+    /// writes out/ISSUE/email.html, email.txt, email.eml and email.mjml
     #[command(after_help = EXIT_CODES)]
     Preview(PreviewArgs),
     /// Check an issue before it goes out: the offline checks (errors and warnings), then every

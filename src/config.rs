@@ -479,6 +479,13 @@ mod tests {
     }
 
     #[test]
+    fn the_example_file_holds_every_key_with_its_default() {
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("newsletter.example.yaml");
+        let c = Config::load(Some(&example), std::iter::empty()).unwrap();
+        assert_eq!(c, Config::default());
+    }
+
+    #[test]
     fn defaults_apply_to_missing_keys() {
         let c = load("reply_to: community@openinfra.dev\n", &[]).unwrap();
         assert_eq!(c.reply_to.as_deref(), Some("community@openinfra.dev"));

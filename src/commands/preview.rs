@@ -41,6 +41,8 @@ struct Files {
     html: PathBuf,
     text: PathBuf,
     eml: PathBuf,
+    /// The layout's output before mrml, to debug a layout or feed another MJML compiler.
+    mjml: PathBuf,
 }
 
 pub fn run(config_path: Option<&Path>, quiet: bool, args: PreviewArgs) -> Result<Outcome> {
@@ -62,10 +64,12 @@ pub fn run(config_path: Option<&Path>, quiet: bool, args: PreviewArgs) -> Result
         html: dir.join("email.html"),
         text: dir.join("email.txt"),
         eml: dir.join("email.eml"),
+        mjml: dir.join("email.mjml"),
     };
     write(&files.html, parts.html.as_bytes())?;
     write(&files.text, parts.text.as_bytes())?;
     write(&files.eml, &message.formatted())?;
+    write(&files.mjml, rendered.mjml.as_bytes())?;
 
     let summary = Summary {
         issue: &path,
@@ -233,10 +237,11 @@ fn print_text(s: &Summary<'_>, rendered: &Rendered, text: &str, quiet: bool) -> 
         }
         writeln!(
             out,
-            "Wrote:     {}, {}, {}",
+            "Wrote:     {}, {}, {}, {}",
             s.files.html.display(),
             s.files.text.display(),
-            s.files.eml.display()
+            s.files.eml.display(),
+            s.files.mjml.display()
         )?;
         writeln!(out, "\n{:-^72}\n{text}{:-^72}", " text part ", "")?;
     }
