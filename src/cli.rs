@@ -145,8 +145,9 @@ pub struct SendArgs {
     #[arg(long, value_delimiter = ',', value_name = "EMAIL,...", requires = "test")]
     pub to: Vec<String>,
 
-    /// Send even though the offline checks found errors (see `newsletter check`)
-    #[arg(long, conflicts_with_all = ["dry_run", "test"])]
+    /// Send even though the offline checks found errors (see `newsletter check`); for one
+    /// named issue only, never from cron
+    #[arg(long, requires = "issue", conflicts_with_all = ["dry_run", "test"])]
     pub force: bool,
 
     /// Do not ask for confirmation (needed when not on a terminal)
