@@ -90,7 +90,8 @@ pub struct Skipped {
 pub type Row = std::result::Result<Recipient, Skipped>;
 
 /// Streams a recipient CSV. Only the set of seen addresses (as 64-bit hashes) grows with the
-/// list, so a million rows take a few megabytes.
+/// list: about 19 MB at a million rows on a first pass, next to nothing on a later one (see
+/// [`KnownList`]).
 pub struct Recipients {
     path: PathBuf,
     reader: csv::Reader<Box<dyn Read + Send>>,
@@ -98,13 +99,58 @@ pub struct Recipients {
     email_col: usize,
     status_col: Option<usize>,
     seen: HashSet<u64>,
+    /// Addresses met more than once so far.
+    repeated: HashSet<u64>,
+    /// On a later pass over an unchanged file: the only addresses worth remembering.
+    only: Option<HashSet<u64>>,
+    stamp: Option<FileStamp>,
     record: csv::StringRecord,
+}
+
+/// What a whole pass learnt about a list, so that a later pass (the send after the plan)
+/// remembers only the addresses that repeat instead of every address.
+#[derive(Debug, Clone, Default)]
+pub struct KnownList {
+    repeated: HashSet<u64>,
+    stamp: Option<FileStamp>,
+}
+
+/// Size and modification time: a list edited between two passes is read as a new list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileStamp(u64, Option<std::time::SystemTime>);
+
+impl FileStamp {
+    fn of(path: &Path) -> Option<FileStamp> {
+        let meta = std::fs::metadata(path).ok()?;
+        Some(FileStamp(meta.len(), meta.modified().ok()))
+    }
 }
 
 impl Recipients {
     pub fn open(path: &Path) -> Result<Recipients> {
+        let stamp = FileStamp::of(path);
         let file = File::open(path).with_context(|| format!("cannot open recipient list {}", path.display()))?;
-        Recipients::from_reader(path, Box::new(BufReader::with_capacity(256 * 1024, file)))
+        let mut list = Recipients::from_reader(path, Box::new(BufReader::with_capacity(256 * 1024, file)))?;
+        list.stamp = stamp;
+        Ok(list)
+    }
+
+    /// Opens a list read whole before: when the file is unchanged, only its repeated addresses
+    /// are remembered. The rows and their outcomes are the same as with [`Recipients::open`].
+    pub fn open_known(path: &Path, known: KnownList) -> Result<Recipients> {
+        let mut list = Recipients::open(path)?;
+        if known.stamp.is_some() && known.stamp == list.stamp {
+            list.only = Some(known.repeated);
+        }
+        Ok(list)
+    }
+
+    /// After a whole pass: what [`Recipients::open_known`] needs.
+    pub fn into_known(self) -> KnownList {
+        KnownList {
+            repeated: self.repeated,
+            stamp: self.stamp,
+        }
     }
 
     pub fn from_reader(path: &Path, reader: Box<dyn Read + Send>) -> Result<Recipients> {
@@ -134,6 +180,9 @@ impl Recipients {
             email_col,
             status_col,
             seen: HashSet::new(),
+            repeated: HashSet::new(),
+            only: None,
+            stamp: None,
             record: csv::StringRecord::new(),
         })
     }
@@ -188,7 +237,10 @@ impl Recipients {
         }
         let mut hasher = DefaultHasher::new();
         email.to_lowercase().hash(&mut hasher);
-        if !self.seen.insert(hasher.finish()) {
+        let hash = hasher.finish();
+        let once_in_file = self.only.as_ref().is_some_and(|only| !only.contains(&hash));
+        if !once_in_file && !self.seen.insert(hash) {
+            self.repeated.insert(hash);
             return skip(SkipReason::Duplicate, format!("{email} appears earlier in the file"));
         }
         Ok(Recipient { line, email, fields })
@@ -285,6 +337,34 @@ pub fn first(path: &Path) -> Result<Option<Recipient>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn outcomes(list: &mut Recipients) -> Vec<(u64, bool)> {
+        list.by_ref()
+            .map(|r| r.unwrap())
+            .map(|r| r.map_or_else(|s| (s.line, false), |r| (r.line, true)))
+            .collect()
+    }
+
+    #[test]
+    fn a_second_pass_remembers_only_the_repeated_addresses() {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        let csv = "email\na@x.org\nb@x.org\nA@x.org\nc@x.org\na@x.org\n";
+        std::fs::write(file.path(), csv).unwrap();
+        let mut first = Recipients::open(file.path()).unwrap();
+        let expected = outcomes(&mut first);
+        assert_eq!(expected, [(2, true), (3, true), (4, false), (5, true), (6, false)]);
+        let known = first.into_known();
+
+        let mut second = Recipients::open_known(file.path(), known.clone()).unwrap();
+        assert_eq!(outcomes(&mut second), expected);
+        assert_eq!(second.seen.len(), 1, "only a@x.org was remembered");
+
+        // Edited in between: read as a new list, every address remembered.
+        std::fs::write(file.path(), format!("{csv}b@x.org\n")).unwrap();
+        let mut edited = Recipients::open_known(file.path(), known).unwrap();
+        assert_eq!(outcomes(&mut edited).last(), Some(&(7, false)));
+        assert_eq!(edited.seen.len(), 3);
+    }
 
     fn rows(csv: &str) -> Vec<Row> {
         Recipients::from_reader(

@@ -27,7 +27,7 @@ use crate::cli::SendArgs;
 
 /// Messages personalized ahead of the senders: enough to keep them busy, few enough that a
 /// long list never sits in memory.
-const QUEUE_DEPTH: usize = 64;
+const QUEUE_DEPTH: usize = 32;
 
 pub fn run(config_path: Option<&Path>, quiet: bool, args: SendArgs) -> Result<Outcome> {
     let config = super::load_config(config_path)?;
@@ -168,7 +168,7 @@ fn send_issue(
             );
         }
     }
-    let plan = queue::plan(&list, ledger.as_deref().or(dry_ledger.as_ref()), &rendered.slug)?;
+    let mut plan = queue::plan(&list, ledger.as_deref().or(dry_ledger.as_ref()), &rendered.slug)?;
     if let Some(first) = &plan.first {
         // A template field the list lacks fails here, before anything is sent.
         composer.job(first, false)?;
@@ -196,7 +196,8 @@ fn send_issue(
         return Ok(Outcome::Success);
     }
     confirm(&rendered, plan.to_send, rate, args.yes)?;
-    let recipients = queue::selected(&list, Some(ledger.reopen()?), rendered.slug.clone())?;
+    let known = std::mem::take(&mut plan.known);
+    let recipients = queue::selected(&list, known, Some(ledger.reopen()?), rendered.slug.clone())?;
     let delivery = Delivery {
         config,
         composer: &composer,
@@ -304,7 +305,8 @@ fn dry_run(
         .then(|| Ledger::open(&config.ledger))
         .transpose()?;
     let mut written = 0u64;
-    for (recipient, resend) in queue::selected(list, ledger, rendered.slug.clone())?.take(limit) {
+    let known = plan.known.clone();
+    for (recipient, resend) in queue::selected(list, known, ledger, rendered.slug.clone())?.take(limit) {
         let job = composer.job(&recipient, resend)?;
         written += 1;
         let file = dir.join(format!(

@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use super::run::Job;
 use crate::ledger::{Ledger, Status};
 use crate::personalize::Personalizer;
-use crate::recipients::{Recipient, Recipients, SkipReason, Skipped};
+use crate::recipients::{KnownList, Recipient, Recipients, SkipReason, Skipped};
 
 /// Rows of a list that are kept for the report; the rest are only counted.
 const SKIPPED_KEPT: usize = 1000;
@@ -51,10 +51,11 @@ pub fn decide(ledger: Option<&Ledger>, issue: &str, recipient: &Recipient) -> Re
 /// ledger handle, so that it can run on the producer's thread.
 pub fn selected(
     list: &Path,
+    known: KnownList,
     ledger: Option<Ledger>,
     issue: String,
 ) -> Result<impl Iterator<Item = (Recipient, bool)> + Send> {
-    Ok(Recipients::open(list)?.filter_map(move |row| {
+    Ok(Recipients::open_known(list, known)?.filter_map(move |row| {
         let recipient = row.ok()?.ok()?;
         match decide(ledger.as_ref(), &issue, &recipient) {
             Ok(Decision::Send { resend }) => Some((recipient, resend)),
@@ -83,6 +84,9 @@ pub struct Plan {
     /// The first valid recipient, to check personalization before anything is sent.
     #[serde(skip)]
     pub first: Option<Recipient>,
+    /// For the send's own pass over the list.
+    #[serde(skip)]
+    pub known: KnownList,
 }
 
 impl Plan {
@@ -120,7 +124,8 @@ impl Plan {
 /// Reads the whole list once, counting what a run would send and skip.
 pub fn plan(path: &Path, ledger: Option<&Ledger>, issue: &str) -> Result<Plan> {
     let mut plan = Plan::default();
-    for row in Recipients::open(path)? {
+    let mut rows = Recipients::open(path)?;
+    for row in rows.by_ref() {
         let row = row?;
         let decision = match &row {
             Ok(r) => Some(decide(ledger, issue, r)?),
@@ -128,6 +133,7 @@ pub fn plan(path: &Path, ledger: Option<&Ledger>, issue: &str) -> Result<Plan> {
         };
         plan.count(&row, decision);
     }
+    plan.known = rows.into_known();
     Ok(plan)
 }
 
