@@ -60,8 +60,8 @@ fn kill_9_at_several_points_then_rerun_delivers_everyone_once_or_twice() {
     eprintln!("{kills} kills: {doubles} recipients got the issue twice; status reports {reported} possibly duplicated");
     assert!(doubles <= reported, "{doubles} doubles but status reports {reported}");
     assert!(
-        reported <= concurrency * kills,
-        "{reported} possibly duplicated for {kills} kills at concurrency {concurrency}"
+        reported <= (concurrency + 1) * kills,
+        "{reported} possibly duplicated for {kills} kills at concurrency {concurrency} (one waits per run)"
     );
     assert_eq!(status["sent"].as_u64().unwrap(), n as u64);
     assert_eq!(status["state"], "complete");
