@@ -96,6 +96,12 @@ pub fn compile(
 ) -> Result<Rendered> {
     let subject = issue.subject().unwrap_or_default();
     let accent = layout.registry.accent.as_str();
+    let lead = sections.lead.as_ref().map(|c| layout.style(c)).transpose()?;
+    let contents = sections
+        .sections
+        .iter()
+        .map(|s| layout.style(&s.content))
+        .collect::<Result<Vec<_>>>()?;
     let view = View {
         subject,
         preheader: issue.preheader(),
@@ -103,11 +109,12 @@ pub fn compile(
         web_url: issue.web_url(),
         issue_date: issue.front.date.map(|d| d.format("%B %Y").to_string()),
         accent,
-        lead: sections.lead.as_ref().map(|content| LeadView { accent, content }),
+        lead: lead.as_ref().map(|content| LeadView { accent, content }),
         sections: sections
             .sections
             .iter()
-            .map(|s| {
+            .zip(&contents)
+            .map(|(s, content)| {
                 let heading = match &s.tagline {
                     Some(t) => format!("{}: {t}", s.title),
                     None => s.title.clone(),
@@ -118,7 +125,7 @@ pub fn compile(
                     project: s.project.as_ref(),
                     accent: s.project.as_ref().map_or(accent, |p| p.color.as_str()),
                     rule: "=".repeat(heading.chars().count().min(crate::markdown::TEXT_WIDTH)),
-                    content: &s.content,
+                    content,
                 }
             })
             .collect(),

@@ -74,7 +74,7 @@ fn preview_prints_summary_text_and_warnings_and_writes_three_files() {
     let html = std::fs::read_to_string(dir.join("email.html")).unwrap();
     let text = std::fs::read_to_string(dir.join("email.txt")).unwrap();
     let eml = std::fs::read_to_string(dir.join("email.eml")).unwrap();
-    assert!(html.starts_with("<!DOCTYPE html>"));
+    assert!(html.to_ascii_lowercase().starts_with("<!doctype html>"));
     assert!(
         html.contains("https://openinfra.dev/newsletter/unsubscribe?token="),
         "the preview is personalized"
