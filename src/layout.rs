@@ -13,6 +13,9 @@ use crate::markdown::{Block, Content};
 /// `layouts/inside-openinfra/` in the project overrides it.
 pub const DEFAULT_LAYOUT: &str = "inside-openinfra";
 
+/// The layout's CSS for the HTML made from Markdown; optional in a layout folder.
+const INLINE_CSS: &str = "inline.css";
+
 const BUNDLED: &[(&str, &str)] = &[
     (
         "email.mjml.hbs",
@@ -22,7 +25,7 @@ const BUNDLED: &[(&str, &str)] = &[
         "email.txt.hbs",
         include_str!("../layouts/inside-openinfra/email.txt.hbs"),
     ),
-    ("inline.css", include_str!("../layouts/inside-openinfra/inline.css")),
+    (INLINE_CSS, include_str!("../layouts/inside-openinfra/inline.css")),
     (
         "projects.yaml",
         include_str!("../layouts/inside-openinfra/projects.yaml"),
@@ -95,7 +98,7 @@ pub struct Layout {
     pub origin: PathBuf,
     pub registry: Registry,
     /// `inline.css`: the look of the HTML made from Markdown.
-    inline_css: String,
+    inline_css: Option<String>,
     mjml: Handlebars<'static>,
     text: Handlebars<'static>,
 }
@@ -138,8 +141,18 @@ impl Layout {
             let mut files = Vec::new();
             for (file, _) in BUNDLED {
                 let path = dir.join(file);
-                let text = std::fs::read_to_string(&path)
-                    .with_context(|| format!("layout {}: cannot read {}", dir.display(), path.display()))?;
+                // A layout copied before inline.css existed still styles its HTML with MJML's
+                // `mj-style inline`: it loads without one.
+                if *file == INLINE_CSS && !path.exists() {
+                    continue;
+                }
+                let text = std::fs::read_to_string(&path).with_context(|| {
+                    format!(
+                        "layout {}: cannot read {} (a layout folder needs the files of layouts/{DEFAULT_LAYOUT})",
+                        dir.display(),
+                        path.display()
+                    )
+                })?;
                 files.push((file.to_string(), text));
             }
             return Layout::from_files(name, &dir, files);
@@ -164,11 +177,11 @@ impl Layout {
         text.set_strict_mode(true);
         text.register_escape_fn(handlebars::no_escape);
         let mut registry = None;
-        let mut inline_css = String::new();
+        let mut inline_css = None;
         for (file, source) in files {
             let path = origin.join(&file);
-            if file == "inline.css" {
-                inline_css = source;
+            if file == INLINE_CSS {
+                inline_css = Some(source);
             } else if file == "projects.yaml" {
                 let parsed: Registry = serde_norway::from_str(&source)
                     .map_err(|e| anyhow::anyhow!("{}: {}; fix the project registry", location(&path, &e), e))?;
@@ -207,13 +220,16 @@ impl Layout {
     /// email clients that ignore `<style>`. Done on the Markdown's HTML alone rather than by
     /// MJML's `mj-style inline` over the whole document: a third of the work.
     pub fn style(&self, content: &Content) -> Result<Content> {
-        let inliner = css_inline::CSSInliner::options().load_remote_stylesheets(false).build();
         let mut styled = content.clone();
+        let Some(css) = &self.inline_css else {
+            return Ok(styled);
+        };
+        let inliner = css_inline::CSSInliner::options().load_remote_stylesheets(false).build();
         for block in &mut styled.blocks {
             if let Block::Html { html } = block {
                 *html = inliner
-                    .inline_fragment(html, &self.inline_css)
-                    .map_err(|e| anyhow::anyhow!("{}: {e}; fix the CSS", self.origin.join("inline.css").display()))?;
+                    .inline_fragment(html, css)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}; fix the CSS", self.origin.join(INLINE_CSS).display()))?;
             }
         }
         Ok(styled)
@@ -296,6 +312,41 @@ mod tests {
         assert_eq!(layout.registry.find("KATA CONTAINERS").unwrap().id, "kata-containers");
         assert_eq!(layout.registry.find("Kata").unwrap().id, "kata-containers");
         assert!(layout.registry.find("OpenInfra Foundation News").is_none());
+    }
+
+    #[test]
+    fn a_layout_folder_without_inline_css_leaves_the_html_unstyled_and_other_files_are_required() {
+        let dir = tempfile::tempdir().unwrap();
+        for (file, text) in BUNDLED.iter().filter(|(f, _)| *f != INLINE_CSS) {
+            let path = dir.path().join(file);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        }
+        let content = Content {
+            blocks: vec![Block::Html {
+                html: "<p>Hi</p>".into(),
+            }],
+            ..Content::default()
+        };
+        let plain = Layout::load(Some(dir.path().to_str().unwrap()), Path::new("layouts")).unwrap();
+        assert_eq!(plain.style(&content).unwrap().blocks, content.blocks);
+        let bundled = Layout::load(None, Path::new("does-not-exist")).unwrap();
+        assert_eq!(
+            bundled.style(&content).unwrap().blocks,
+            vec![Block::Html {
+                html: r#"<p style="margin: 0 0 16px 0;">Hi</p>"#.into()
+            }]
+        );
+
+        std::fs::remove_file(dir.path().join("projects.yaml")).unwrap();
+        let err = Layout::load(Some(dir.path().to_str().unwrap()), Path::new("layouts"))
+            .err()
+            .unwrap();
+        assert!(
+            format!("{err:#}")
+                .contains("projects.yaml (a layout folder needs the files of layouts/inside-openinfra): No such file"),
+            "{err:#}"
+        );
     }
 
     #[test]
