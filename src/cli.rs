@@ -50,6 +50,13 @@ pub enum Command {
     /// Manage the addresses that never get the newsletter
     #[command(subcommand)]
     Suppress(SuppressCommand),
+    /// Print the DNS TXT records to publish for the configured DKIM keys (dkim.selector,
+    /// dkim.ed25519_selector; keys from the environment)
+    #[command(after_help = EXIT_CODES)]
+    Dkim {
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
     /// Print the signed one-click unsubscribe URL of an address
     UnsubscribeUrl {
         /// The address
@@ -157,6 +164,11 @@ pub struct SendArgs {
     /// The recipient list [default: `recipients` of the configuration]
     #[arg(long, value_name = "FILE")]
     pub recipients: Option<PathBuf>,
+
+    /// Give recipients who failed permanently in an earlier run (and are not suppressed) one
+    /// more attempt, e.g. after a relay rule that refused them was fixed
+    #[arg(long, requires = "issue", conflicts_with = "test")]
+    pub retry_failed: bool,
 }
 
 #[derive(Debug, clap::Args)]

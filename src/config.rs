@@ -13,6 +13,9 @@ pub const SECRET_VARS: &[&str] = &[
     "NEWSLETTER_SMTP_PASSWORD",
     "NEWSLETTER_UNSUBSCRIBE_SECRET",
     "NEWSLETTER_DKIM_PRIVATE_KEY",
+    "NEWSLETTER_DKIM_ED25519_PRIVATE_KEY",
+    "NEWSLETTER_SMTP_OAUTH_TOKEN",
+    "NEWSLETTER_SMTP_OAUTH_CLIENT_SECRET",
 ];
 
 /// Variables the tool reads that are not configuration keys.
@@ -48,6 +51,10 @@ pub struct Config {
     pub unsubscribe: Unsubscribe,
     /// The envelope sender (MAIL FROM), where bounces go; by default `from.address`.
     pub return_path: Option<String>,
+    /// The Feedback-ID header of every real message, which Gmail's feedback loop reports
+    /// complaints by: `{issue}`, `{list}` (the List-Id's id) and `{sender}` (the domain of from.address)
+    /// are filled in; null for none.
+    pub feedback_id: Option<String>,
     pub smtp: Smtp,
     pub throttle: Throttle,
     pub dkim: Dkim,
@@ -141,6 +148,34 @@ pub struct Smtp {
     /// Limit for connecting, and for each command's reply.
     #[serde(with = "duration")]
     pub timeout: Duration,
+    /// A PEM bundle of CA certificates trusted besides the built-in roots and the system's
+    /// store (a relay with a private CA, a network that inspects TLS).
+    pub ca_file: Option<PathBuf>,
+    /// Trust only `ca_file`, neither the built-in roots nor the system's store.
+    pub ca_only: bool,
+    /// How to log in when `username` is set: `password` (AUTH PLAIN or LOGIN with
+    /// NEWSLETTER_SMTP_PASSWORD) or `xoauth2` (an OAuth 2.0 access token).
+    pub auth: AuthMethod,
+    pub oauth: OAuth,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMethod {
+    #[default]
+    Password,
+    Xoauth2,
+}
+
+/// Where `auth: xoauth2` gets its access token: NEWSLETTER_SMTP_OAUTH_TOKEN when set, else
+/// the client-credentials grant at `token_url` with NEWSLETTER_SMTP_OAUTH_CLIENT_SECRET.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct OAuth {
+    pub token_url: Option<String>,
+    pub client_id: Option<String>,
+    /// e.g. `https://outlook.office365.com/.default` for Microsoft 365.
+    pub scope: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -172,11 +207,16 @@ pub struct Throttle {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct Dkim {
-    /// The selector of the DKIM DNS record; signing is on when it is set. The private key (PEM)
-    /// comes only from NEWSLETTER_DKIM_PRIVATE_KEY.
+    /// The selector of the DKIM DNS record; signing is on when it is set. The private key
+    /// comes only from NEWSLETTER_DKIM_PRIVATE_KEY: RSA in PKCS#1 or PKCS#8 PEM (or Ed25519
+    /// with `algorithm: ed25519`).
     pub selector: Option<String>,
+    /// A second signature with Ed25519 (RFC 8463) under this selector; the key (base64 of the
+    /// 32-byte seed, or PKCS#8 PEM) comes only from NEWSLETTER_DKIM_ED25519_PRIVATE_KEY.
+    pub ed25519_selector: Option<String>,
     /// The signing domain; by default that of `from.address`.
     pub domain: Option<String>,
+    /// The type of the key under `selector`.
     pub algorithm: DkimAlgorithm,
 }
 
@@ -197,6 +237,10 @@ impl Default for Smtp {
             username: None,
             hello_name: None,
             timeout: Duration::from_secs(30),
+            ca_file: None,
+            ca_only: false,
+            auth: AuthMethod::Password,
+            oauth: OAuth::default(),
         }
     }
 }
@@ -296,6 +340,7 @@ impl Default for Config {
             ledger: "state/newsletter.db".into(),
             unsubscribe: Unsubscribe::default(),
             return_path: None,
+            feedback_id: Some("{issue}:{list}:newsletter:{sender}".into()),
             smtp: Smtp::default(),
             throttle: Throttle::default(),
             dkim: Dkim::default(),

@@ -11,6 +11,7 @@ use anyhow::{Context, Result};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
+use crate::deliver::reply::mailbox_does_not_exist;
 use crate::deliver::run::{Event, Job, Observer};
 
 const SCHEMA: &str = "
@@ -202,6 +203,19 @@ impl Ledger {
                    possibly_duplicated = possibly_duplicated OR ?5, updated_at = ?6",
             )?
             .execute(params![issue, job.email.to_lowercase(), job.line as i64, job.message_id, job.resent_after_crash, now])?;
+        Ok(())
+    }
+
+    /// The message did not go out, for reasons that are not the recipient's: pending again,
+    /// with the attempt not counted.
+    fn record_unsent(&mut self, issue: &str, job: &Job, reply: &str) -> rusqlite::Result<()> {
+        self.begin()?;
+        self.conn
+            .prepare_cached(
+                "UPDATE deliveries SET status = 'deferred', attempts = max(attempts - 1, 0), last_reply = ?3, updated_at = ?4
+                 WHERE issue = ?1 AND email = ?2",
+            )?
+            .execute(params![issue, job.email.to_lowercase(), reply, now()])?;
         Ok(())
     }
 
@@ -407,26 +421,6 @@ pub fn lock(ledger: &Path) -> Result<std::fs::File> {
     }
 }
 
-/// A permanent reply that means the mailbox does not exist: the address is suppressed so that
-/// no later issue is sent to it (repeated sends to dead mailboxes hurt the sender's reputation).
-pub fn mailbox_does_not_exist(reply: &str) -> bool {
-    let lower = reply.to_ascii_lowercase();
-    ["5.1.1", "5.1.10", "5.2.1"].iter().any(|code| {
-        lower
-            .match_indices(code)
-            .any(|(i, _)| !lower[i + code.len()..].starts_with(|c: char| c.is_ascii_digit()))
-    }) || (lower.contains("(550)")
-        && [
-            "does not exist",
-            "user unknown",
-            "unknown user",
-            "no such user",
-            "mailbox unavailable",
-        ]
-        .iter()
-        .any(|p| lower.contains(p)))
-}
-
 /// Records a run's events in the ledger, committing before each message goes out.
 pub struct Recorder<'a> {
     pub ledger: &'a mut Ledger,
@@ -444,6 +438,8 @@ impl Recorder<'_> {
                 self.ledger
                     .record_outcome(self.issue, job, "deferred", &error.reply())?
             }
+            Event::Requeued { job, error } => self.ledger.record_unsent(self.issue, job, &error.reply())?,
+            Event::ConnectionsLowered { .. } => {}
             Event::Failed { job, error } => {
                 let reply = error.reply();
                 let status = if error.is_transient() { "deferred" } else { "failed" };
@@ -481,27 +477,5 @@ impl Observer for Recorder<'_> {
         self.ledger
             .commit()
             .map_err(|e| format!("cannot write the ledger {}: {e}", self.ledger.path().display()))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn nonexistent_mailboxes_are_recognised() {
-        assert!(mailbox_does_not_exist(
-            "permanent error (550): 5.1.1 <x@y>: Recipient address rejected: User unknown"
-        ));
-        assert!(mailbox_does_not_exist(
-            "permanent error (550): Requested action not taken: mailbox unavailable"
-        ));
-        assert!(mailbox_does_not_exist(
-            "permanent error (550): 5.2.1 The email account that you tried to reach is disabled"
-        ));
-        assert!(!mailbox_does_not_exist(
-            "permanent error (554): 5.7.1 Message rejected as spam"
-        ));
-        assert!(!mailbox_does_not_exist("permanent error (552): 5.1.15 whatever"));
     }
 }

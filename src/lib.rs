@@ -10,6 +10,7 @@ pub mod compile;
 pub mod config;
 pub mod deliver;
 pub mod diagnostic;
+pub mod dkim;
 pub mod issue;
 pub mod layout;
 pub mod ledger;

@@ -29,6 +29,7 @@ fn main() -> ExitCode {
         Command::Send(args) => commands::send::run(cli.config.as_deref(), cli.quiet, args),
         Command::Status(args) => commands::status::run(cli.config.as_deref(), args),
         Command::Suppress(command) => commands::suppress::run(cli.config.as_deref(), cli.quiet, command),
+        Command::Dkim { format } => commands::dkim::run(cli.config.as_deref(), format),
         Command::UnsubscribeUrl { email } => commands::unsubscribe_url(cli.config.as_deref(), &email),
     };
     match result {

@@ -53,6 +53,10 @@ pub struct Personalizer<'a> {
     domain: String,
     date: SystemTime,
     subject_prefix: String,
+    /// Tells a test send's Message-IDs from the real send's, so a reader who gets both does
+    /// not have the real one dropped as a duplicate.
+    message_id_kind: &'static str,
+    feedback_id: Option<String>,
 }
 
 impl<'a> Personalizer<'a> {
@@ -109,12 +113,22 @@ impl<'a> Personalizer<'a> {
             secret,
             date: message_date(),
             subject_prefix: String::new(),
+            message_id_kind: "",
+            feedback_id: config.feedback_id.as_ref().map(|template| {
+                template
+                    .replace("{issue}", &rendered.slug)
+                    .replace("{list}", list_id_value(&config.list_id))
+                    .replace("{sender}", config.from.address.rsplit_once('@').map_or("", |(_, d)| d))
+            }),
         })
     }
 
-    /// Prefixes every subject, e.g. `[TEST] ` for test sends.
-    pub fn with_subject_prefix(mut self, prefix: &str) -> Self {
-        self.subject_prefix = prefix.to_owned();
+    /// A test send: `[TEST] ` before every subject, Message-IDs of its own, and no
+    /// Feedback-ID (a test is not a campaign).
+    pub fn for_test_send(mut self) -> Self {
+        self.subject_prefix = "[TEST] ".to_owned();
+        self.message_id_kind = "test";
+        self.feedback_id = None;
         self
     }
 
@@ -128,12 +142,14 @@ impl<'a> Personalizer<'a> {
     /// recognisably the same message.
     pub fn message_id(&self, email: &str) -> String {
         let digest = Sha256::digest(format!(
-            "{}\0{}\0{}",
+            "{}\0{}\0{}{}",
             self.list_id,
             self.rendered.slug,
-            email.to_lowercase()
+            email.to_lowercase(),
+            self.message_id_kind
         ));
-        format!("<{}.{}@{}>", self.rendered.slug, hex(&digest[..12]), self.domain)
+        let kind = if self.message_id_kind.is_empty() { "" } else { ".test" };
+        format!("<{}{kind}.{}@{}>", self.rendered.slug, hex(&digest[..12]), self.domain)
     }
 
     pub fn unsubscribe_url(&self, email: &str) -> String {
@@ -205,6 +221,9 @@ impl<'a> Personalizer<'a> {
             .raw_header(header("List-Unsubscribe-Post", "List-Unsubscribe=One-Click".into()));
         if let Some(reply_to) = &self.reply_to {
             builder = builder.reply_to(reply_to.clone());
+        }
+        if let Some(feedback_id) = &self.feedback_id {
+            builder = builder.raw_header(header("Feedback-ID", feedback_id.clone()));
         }
         // Text first, HTML last: clients show the last alternative they understand.
         let boundary = format!("=_{}", &hex(&Sha256::digest(message_id.as_bytes()))[..24]);
@@ -305,6 +324,14 @@ fn plain_prefix(s: &[u8]) -> usize {
     n
 }
 
+/// `newsletter.openinfra.dev` of `Inside Open Infrastructure <newsletter.openinfra.dev>`.
+fn list_id_value(list_id: &str) -> &str {
+    list_id
+        .rsplit_once('<')
+        .map_or(list_id, |(_, id)| id.trim_end_matches('>'))
+        .trim()
+}
+
 fn header(name: &'static str, value: String) -> HeaderValue {
     HeaderValue::new(HeaderName::new_from_ascii_str(name), value)
 }
@@ -328,7 +355,7 @@ fn missing_field_reason(e: &handlebars::RenderError) -> String {
 }
 
 /// `SOURCE_DATE_EPOCH` pins the Date header (reproducible output in tests); otherwise now.
-fn message_date() -> SystemTime {
+pub fn message_date() -> SystemTime {
     std::env::var("SOURCE_DATE_EPOCH")
         .ok()
         .and_then(|s| s.parse::<u64>().ok())
@@ -339,65 +366,6 @@ fn message_date() -> SystemTime {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-pub const DKIM_KEY_VAR: &str = "NEWSLETTER_DKIM_PRIVATE_KEY";
-
-/// The headers DKIM signs: the ones Gmail and Yahoo require to be covered for one-click
-/// unsubscribe, and the ones a forger would change.
-const DKIM_HEADERS: &[&str] = &[
-    "From",
-    "To",
-    "Subject",
-    "Date",
-    "Message-ID",
-    "Reply-To",
-    "List-Id",
-    "List-Unsubscribe",
-    "List-Unsubscribe-Post",
-    "MIME-Version",
-    "Content-Type",
-];
-
-/// DKIM signing settings when `dkim.selector` is set. The key is an RSA key in PKCS#1 PEM
-/// (`-----BEGIN RSA PRIVATE KEY-----`) or an Ed25519 key as base64 of its 32 bytes.
-pub fn dkim_config(config: &Config, key: Option<String>) -> anyhow::Result<Option<lettre::message::dkim::DkimConfig>> {
-    use lettre::message::dkim::{
-        DkimCanonicalization, DkimCanonicalizationType, DkimConfig, DkimSigningAlgorithm, DkimSigningKey,
-    };
-    let Some(selector) = &config.dkim.selector else {
-        return Ok(None);
-    };
-    let key = key.ok_or_else(|| {
-        anyhow::anyhow!("dkim.selector is set but {DKIM_KEY_VAR} is not: put the private key in the environment")
-    })?;
-    let algorithm = match config.dkim.algorithm {
-        crate::config::DkimAlgorithm::Rsa => DkimSigningAlgorithm::Rsa,
-        crate::config::DkimAlgorithm::Ed25519 => DkimSigningAlgorithm::Ed25519,
-    };
-    let signing_key = DkimSigningKey::new(key.trim(), algorithm)
-        .map_err(|e| anyhow::anyhow!("{DKIM_KEY_VAR} is not a valid {:?} key ({e}): RSA keys are PKCS#1 PEM, Ed25519 keys base64 of the 32 key bytes", config.dkim.algorithm))?;
-    let domain = match &config.dkim.domain {
-        Some(d) => d.clone(),
-        None => config
-            .from
-            .address
-            .rsplit_once('@')
-            .map(|(_, d)| d.to_owned())
-            .unwrap_or_default(),
-    };
-    let headers = DKIM_HEADERS.iter().map(|h| HeaderName::new_from_ascii_str(h)).collect();
-    let relaxed = DkimCanonicalization {
-        header: DkimCanonicalizationType::Relaxed,
-        body: DkimCanonicalizationType::Relaxed,
-    };
-    Ok(Some(DkimConfig::new(
-        selector.clone(),
-        domain,
-        signing_key,
-        headers,
-        relaxed,
-    )))
 }
 
 #[cfg(test)]

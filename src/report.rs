@@ -27,6 +27,8 @@ pub struct Progress {
     sent: u64,
     failed: u64,
     retried: u64,
+    /// The server turned a connection away and the run uses fewer.
+    lowered: bool,
     pub failures: Vec<Failure>,
     started: Instant,
     last_log: Instant,
@@ -50,6 +52,7 @@ impl Progress {
             sent: 0,
             failed: 0,
             retried: 0,
+            lowered: false,
             failures: Vec::new(),
             started: now,
             last_log: now,
@@ -81,6 +84,15 @@ impl Progress {
         }
     }
 
+    /// A line for the user, above the bar when there is one.
+    fn say(&self, line: &str) {
+        match &self.bar {
+            Some(bar) => bar.println(format!("warning: {line}")),
+            None if !self.quiet => eprintln!("warning: {line}"),
+            None => {}
+        }
+    }
+
     pub fn finish(&self) {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
@@ -91,7 +103,18 @@ impl Progress {
 impl Observer for Progress {
     fn event(&mut self, event: &Event<'_>) {
         match event {
-            Event::Sending { .. } => return,
+            Event::Sending { .. } | Event::Requeued { .. } => return,
+            Event::ConnectionsLowered { connections, error } => {
+                // Said once: the rest of the run adapts without further words.
+                if !self.lowered {
+                    self.lowered = true;
+                    self.say(&format!(
+                        "the server turned a connection away ({error}): sending over {connections} connection{} for now, more again while replies are good",
+                        if *connections == 1 { "" } else { "s" }
+                    ));
+                }
+                return;
+            }
             Event::Sent { .. } => self.sent += 1,
             Event::Retrying { job, error, delay } => {
                 self.retried += 1;

@@ -196,7 +196,7 @@ fn a_refused_login_stops_before_anything_is_sent() {
         Options {
             starttls: false,
             auth: true,
-            pipelining: true,
+            ..Options::default()
         },
         |stage, _, _| match stage {
             Stage::Auth => Reply::Code(535, "5.7.8 Authentication credentials invalid"),
@@ -223,8 +223,7 @@ fn tls_problems_stop_before_anything_is_sent() {
     let server = ScriptServer::start_with(
         Options {
             starttls: false,
-            auth: false,
-            pipelining: true,
+            ..Options::default()
         },
         |_, _, _| Reply::Ok,
     );
@@ -259,9 +258,16 @@ fn tls_problems_stop_before_anything_is_sent() {
 }
 
 #[test]
-fn a_server_that_rejects_everything_stops_the_run() {
-    let server = ScriptServer::start(|stage, _, _| match stage {
-        Stage::Rcpt => Reply::Code(554, "5.7.1 Relay access denied"),
+fn a_server_that_rejects_every_recipient_differently_stops_the_run() {
+    // Each refusal differs, so it is the recipients', not the relay's (see tests/resume.rs).
+    let server = ScriptServer::start(|stage, rcpt, _| match stage {
+        Stage::Rcpt => {
+            let local = rcpt.split('@').next().unwrap_or_default();
+            Reply::Code(
+                554,
+                Box::leak(format!("5.7.1 refused by the rule for {local}").into_boxed_str()),
+            )
+        }
         _ => Reply::Ok,
     });
     let project = Project::new(
@@ -272,15 +278,18 @@ fn a_server_that_rejects_everything_stops_the_run() {
     let r = run(project.command().args(["send", "small", "--yes"]));
     assert_eq!(r.code, 2);
     assert!(
-        r.stderr
-            .contains("stopped after 5 failures in a row; the last: permanent error (554): 5.7.1 Relay access denied"),
+        r.stderr.contains(
+            "stopped after 5 failures in a row; the last: permanent error (554): 5.7.1 refused by the rule for user"
+        ),
         "{}",
         r.stderr
     );
     let tried: u32 = (0..200)
         .map(|i| server.seen(Stage::Rcpt, &format!("user{i}@example.org")))
         .sum();
-    assert!(tried <= 5 + 2, "only the failures and those in flight: {tried}");
+    // The failures, the last refusal (held back until the next reply shows it is not the
+    // relay's), and those in flight (concurrency + 1).
+    assert!(tried <= 5 + 1 + 3, "only the failures and those in flight: {tried}");
 }
 
 #[test]
@@ -384,67 +393,6 @@ fn the_throttle_spaces_messages() {
 }
 
 #[test]
-fn dkim_signs_the_headers_bulk_senders_must_sign() {
-    let sink = Sink::start();
-    let rsa = std::fs::read_to_string(support::root().join("tests/fixtures/dkim-test-rsa.pem")).unwrap();
-    // An Ed25519 key is 32 bytes, given as base64; these are only for this test.
-    let ed25519 = "nWGxne/9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A=";
-    for (algorithm, key) in [("rsa", rsa.as_str()), ("ed25519", ed25519)] {
-        let config = format!("throttle: {{ rate: off }}\ndkim: {{ selector: nl2025, algorithm: {algorithm} }}\n");
-        let project = Project::new(sink.port, &csv(1), &config);
-        let r = run(project
-            .command()
-            .args(["send", "small", "--yes"])
-            .env("NEWSLETTER_DKIM_PRIVATE_KEY", key));
-        assert_eq!(r.code, 0, "{}", r.stderr);
-        assert!(
-            !r.stderr.contains(key.lines().nth(1).unwrap_or(key)),
-            "the key is never printed"
-        );
-    }
-    let messages = sink.messages();
-    assert_eq!(messages.len(), 2);
-    for (_, text) in &messages {
-        let unfolded = text
-            .replace("\r\n ", " ")
-            .replace("\r\n\t", " ")
-            .replace("\n ", " ")
-            .replace("\n\t", " ");
-        let signature = unfolded
-            .lines()
-            .find(|l| l.starts_with("DKIM-Signature:"))
-            .expect("signed");
-        assert!(
-            signature.contains("d=openinfra.dev") && signature.contains("s=nl2025"),
-            "{signature}"
-        );
-        let signed: Vec<String> = signature
-            .split("h=")
-            .nth(1)
-            .unwrap()
-            .split(';')
-            .next()
-            .unwrap()
-            .split(':')
-            .map(|h| h.trim().to_ascii_lowercase())
-            .collect();
-        for header in [
-            "from",
-            "to",
-            "subject",
-            "date",
-            "message-id",
-            "list-unsubscribe",
-            "list-unsubscribe-post",
-        ] {
-            assert!(signed.iter().any(|h| h == header), "{header} not signed: {signature}");
-        }
-    }
-    assert!(messages.iter().any(|(_, t)| t.contains("a=rsa-sha256")));
-    assert!(messages.iter().any(|(_, t)| t.contains("a=ed25519-sha256")));
-}
-
-#[test]
 fn a_dkim_selector_without_a_key_stops_before_sending() {
     let sink = Sink::start();
     let project = Project::new(sink.port, &csv(1), "dkim: { selector: nl2025 }\n");
@@ -468,8 +416,8 @@ fn commands_are_pipelined_only_when_the_server_offers_it() {
         let server = ScriptServer::start_with(
             Options {
                 starttls: false,
-                auth: false,
                 pipelining,
+                ..Options::default()
             },
             |_, _, _| Reply::Ok,
         );
@@ -498,4 +446,98 @@ fn batches_pause_between_them() {
     assert_eq!(sink.messages().len(), 5);
     // 5 messages in batches of 2: two pauses.
     assert!(elapsed >= Duration::from_millis(1400), "{elapsed:?}");
+}
+
+#[test]
+fn a_relay_capping_connections_gets_fewer_and_everyone_once() {
+    let server = ScriptServer::start_with(
+        Options {
+            max_connections: Some(2),
+            ..Options::default()
+        },
+        |_, _, _| Reply::Ok,
+    );
+    let project = Project::new(
+        server.port,
+        &csv(300),
+        "throttle: { rate: off, concurrency: 4, retries: 1, retry_delay: 50ms }\n",
+    );
+    let r = run(project.command().args(["send", "small", "--yes"]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    for i in 0..300 {
+        assert_eq!(server.count(&format!("user{i}@example.org")), 1, "user{i}");
+    }
+    assert_eq!(server.most_open(), 2);
+    let said = r.stderr.matches("the server turned a connection away").count();
+    assert_eq!(said, 1, "said once: {}", r.stderr);
+    assert!(r.stderr.contains("too many connections"), "{}", r.stderr);
+    // Two connections were refused at the start, and after every good stretch one more try:
+    // far fewer refusals than messages.
+    assert!(server.connections() < 2 + 10, "{} connections", server.connections());
+}
+
+#[test]
+fn a_non_ascii_local_part_needs_smtputf8() {
+    let csv = "email,first_name\n김민수@example.kr,민수\nplain@example.org,Pat\n";
+    for smtputf8 in [false, true] {
+        let server = ScriptServer::start_with(
+            Options {
+                smtputf8,
+                ..Options::default()
+            },
+            |_, _, _| Reply::Ok,
+        );
+        let project = Project::new(server.port, csv, "throttle: { rate: off }\n");
+        let r = run(project.command().args(["send", "small", "--yes"]));
+        assert_eq!(server.count("plain@example.org"), 1);
+        if smtputf8 {
+            assert_eq!(r.code, 0, "{}", r.stderr);
+            assert_eq!(server.count("김민수@example.kr"), 1);
+        } else {
+            assert_eq!(r.code, 1, "{}", r.stderr);
+            assert_eq!(server.count("김민수@example.kr"), 0);
+            assert!(
+                r.stderr.contains("failed: line 2 김민수@example.kr: the address has non-ASCII characters before the @, and the server does not accept such addresses (it does not offer SMTPUTF8"),
+                "{}",
+                r.stderr
+            );
+            assert!(!r.stderr.contains("internal client error"), "{}", r.stderr);
+        }
+    }
+}
+
+#[test]
+fn a_test_send_has_its_own_message_id_and_real_mail_a_feedback_id() {
+    let sink = Sink::start();
+    let project = Project::new(
+        sink.port,
+        "email,first_name\nstaff@openinfra.dev,Sam\n",
+        "throttle: { rate: off }\n",
+    );
+    let r = run(project
+        .command()
+        .args(["send", "small", "--test", "--to", "staff@openinfra.dev"]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = run(project.command().args(["send", "small", "--yes"]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let messages = sink.messages();
+    assert_eq!(messages.len(), 2);
+    let header = |text: &str, name: &str| {
+        text.lines()
+            .find(|l| {
+                l.to_ascii_lowercase()
+                    .starts_with(&format!("{}:", name.to_ascii_lowercase()))
+            })
+            .map(|l| l.split_once(':').unwrap().1.trim().to_owned())
+    };
+    let (test, real): (Vec<_>, Vec<_>) = messages.iter().partition(|(_, t)| t.contains("Subject: [TEST]"));
+    let (test, real) = (&test[0].1, &real[0].1);
+    let (test_id, real_id) = (header(test, "Message-ID").unwrap(), header(real, "Message-ID").unwrap());
+    assert_ne!(test_id, real_id);
+    assert!(test_id.starts_with("<small.test."), "{test_id}");
+    assert_eq!(
+        header(real, "Feedback-ID").as_deref(),
+        Some("small:newsletter.openinfra.dev:newsletter:openinfra.dev")
+    );
+    assert_eq!(header(test, "Feedback-ID"), None, "a test is not a campaign");
 }

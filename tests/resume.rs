@@ -381,3 +381,65 @@ fn a_recipient_failing_temporarily_run_after_run_is_given_up() {
     let quiet = run(project.command().arg("send"));
     assert_eq!((quiet.code, quiet.stdout.as_str(), quiet.stderr.as_str()), (0, "", ""));
 }
+
+/// A relay refusing the sender (5xx to MAIL FROM) or every message (5xx to DATA or to the
+/// final dot), then the same ledger pointed at a working server: everyone gets it once.
+#[test]
+fn a_relay_that_refuses_every_message_leaves_everyone_pending_for_the_next_run() {
+    for fault in [["-f", "MAIL"], ["-f", "DATA"], ["-f", "."]] {
+        let port = support::free_port();
+        let refusing = Sink::start_with(port, &fault);
+        let project = Project::new(port, &csv(40), "throttle: { rate: off, concurrency: 4 }\n");
+        let r = run(project.command().args(["send", "small", "--yes"]));
+        assert_eq!(r.code, 2, "{fault:?}: {}", r.stderr);
+        assert_eq!(r.stderr.lines().count(), 1, "{}", r.stderr);
+        let expected = if fault[1] == "MAIL" {
+            "the relay refused the sender"
+        } else {
+            "the relay gave 3 different recipients in a row the same refusal"
+        };
+        assert!(r.stderr.contains(expected), "{fault:?}: {}", r.stderr);
+        assert!(r.stderr.contains("stay pending"), "{}", r.stderr);
+        // (smtp-sink may keep a dump of a message it then refused: it was not delivered.)
+        let status = project.status("small");
+        assert_eq!(status["failed"], 0, "{fault:?}: {status}");
+        assert_eq!(status["sent"], 0, "{status}");
+        drop(refusing);
+
+        // The relay fixed: the same ledger, a working server on the same port.
+        let sink = Sink::start_on(port);
+        let r = run(project.command().args(["send", "small", "--yes"]));
+        assert_eq!(r.code, 0, "{fault:?}: {}", r.stderr);
+        let received = sink.received();
+        assert_eq!(received.len(), 40, "{fault:?}");
+        assert!(received.values().all(|n| *n == 1), "{fault:?}: {received:?}");
+        assert_eq!(project.status("small")["sent"], 40);
+    }
+}
+
+#[test]
+fn retry_failed_gives_permanent_failures_one_more_attempt() {
+    let server = ScriptServer::start(|stage, rcpt, _| match (stage, rcpt) {
+        (Stage::Rcpt, "user1@example.org") => Reply::Code(550, "5.7.1 Sender not allowed to this recipient"),
+        (Stage::Rcpt, "user3@example.org") => Reply::Code(550, "5.1.1 Mailbox does not exist"),
+        _ => Reply::Ok,
+    });
+    let project = Project::new(server.port, &csv(5), "throttle: { rate: off, concurrency: 1 }\n");
+    let r = run(project.command().args(["send", "small", "--yes"]));
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert_eq!(project.status("small")["failed"], 2);
+    // Without the flag nothing more happens; with it, user1 is tried again (user3 was
+    // suppressed as a dead mailbox and stays out).
+    let r = run(project.command().args(["send", "small", "--yes"]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(server.seen(Stage::Rcpt, "user1@example.org"), 1);
+    let r = run(project.command().args(["send", "small", "--yes", "--retry-failed"]));
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert_eq!(server.seen(Stage::Rcpt, "user1@example.org"), 2);
+    assert_eq!(server.seen(Stage::Rcpt, "user3@example.org"), 1);
+    for i in [0, 2, 4] {
+        assert_eq!(server.count(&format!("user{i}@example.org")), 1, "user{i}");
+    }
+    let r = run(project.command().args(["send", "--retry-failed", "--yes"]));
+    assert_eq!(r.code, 2, "needs an issue: {}", r.stderr);
+}

@@ -1,6 +1,7 @@
 //! One file per subcommand, each a small function over the library.
 
 pub mod check;
+pub mod dkim;
 pub mod new;
 pub mod preview;
 pub mod send;

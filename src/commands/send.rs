@@ -10,14 +10,15 @@ use anyhow::{Context, Result, bail};
 use newsletter::check;
 use newsletter::compile::Rendered;
 use newsletter::config::Config;
-use newsletter::deliver::queue::{self, Composer, Plan};
+use newsletter::deliver::queue::{self, Composer, Plan, Selection};
 use newsletter::deliver::run::{self, Settings};
-use newsletter::deliver::smtp::{Connector, PASSWORD_VAR, SmtpConnection};
+use newsletter::deliver::smtp::{Connector, SmtpConnection};
 use newsletter::deliver::throttle::{Rate, Throttle};
 use newsletter::diagnostic::Severity;
+use newsletter::dkim::Signer;
 use newsletter::issue::{self, Issue};
 use newsletter::ledger::{self, Ledger, Recorder};
-use newsletter::personalize::{self, DKIM_KEY_VAR, Personalizer};
+use newsletter::personalize::Personalizer;
 use newsletter::recipients::{self, Recipient};
 use newsletter::report::{self, Progress, duration, thousands};
 use newsletter::unsubscribe::{SECRET_VAR, Secret};
@@ -84,6 +85,7 @@ fn cron(config: &Config, quiet: bool) -> Result<Outcome> {
         force: false,
         yes: true,
         recipients: None,
+        retry_failed: false,
     };
     for (_, path) in due {
         let ledger = ledger.as_mut().expect("opened for every due issue");
@@ -137,9 +139,9 @@ fn send_issue(
     };
     let mut personalizer = Personalizer::new(&rendered, config, secret)?;
     if args.test {
-        personalizer = personalizer.with_subject_prefix("[TEST] ");
+        personalizer = personalizer.for_test_send();
     }
-    let dkim = personalize::dkim_config(config, std::env::var(DKIM_KEY_VAR).ok())?;
+    let dkim = Signer::from_config(config, |var| std::env::var(var).ok())?;
     let return_path = config.return_path.as_deref().unwrap_or(&config.from.address);
     let composer = Composer {
         personalizer: &personalizer,
@@ -168,7 +170,11 @@ fn send_issue(
             );
         }
     }
-    let mut plan = queue::plan(&list, ledger.as_deref().or(dry_ledger.as_ref()), &rendered.slug)?;
+    let selection = Selection {
+        issue: rendered.slug.clone(),
+        retry_failed: args.retry_failed,
+    };
+    let mut plan = queue::plan(&list, ledger.as_deref().or(dry_ledger.as_ref()), selection)?;
     if let Some(first) = &plan.first {
         // A template field the list lacks fails here, before anything is sent.
         composer.job(first, false)?;
@@ -197,7 +203,7 @@ fn send_issue(
     }
     confirm(&rendered, plan.to_send, rate, args.yes)?;
     let known = std::mem::take(&mut plan.known);
-    let recipients = queue::selected(&list, known, Some(ledger.reopen()?), rendered.slug.clone())?;
+    let recipients = queue::selected(&list, known, Some(ledger.reopen()?), plan.selection.clone())?;
     let delivery = Delivery {
         config,
         composer: &composer,
@@ -306,7 +312,7 @@ fn dry_run(
         .transpose()?;
     let mut written = 0u64;
     let known = plan.known.clone();
-    for (recipient, resend) in queue::selected(list, known, ledger, rendered.slug.clone())?.take(limit) {
+    for (recipient, resend) in queue::selected(list, known, ledger, plan.selection.clone())?.take(limit) {
         let job = composer.job(&recipient, resend)?;
         written += 1;
         let file = dir.join(format!(
@@ -395,7 +401,7 @@ struct Delivery<'a> {
 impl Delivery<'_> {
     fn run(self, recipients: impl Iterator<Item = (Recipient, bool)> + Send) -> Result<Outcome> {
         let config = self.config;
-        let connector = Arc::new(Connector::new(&config.smtp, std::env::var(PASSWORD_VAR).ok())?);
+        let connector = Arc::new(Connector::new(&config.smtp, |var| std::env::var(var).ok())?);
         // One thread drives every connection; the producer personalizes on another.
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         // Refused, TLS and login failures stop the run here, before any message.

@@ -79,7 +79,14 @@ pub fn run(config_path: Option<&Path>, args: StatusArgs) -> Result<Outcome> {
         .transpose()?
         .unwrap_or_default();
     let plan = if config.recipients.is_file() {
-        Some(queue::plan(&config.recipients, ledger.as_ref(), &issue.slug)?)
+        Some(queue::plan(
+            &config.recipients,
+            ledger.as_ref(),
+            queue::Selection {
+                issue: issue.slug.clone(),
+                retry_failed: false,
+            },
+        )?)
     } else {
         None
     };

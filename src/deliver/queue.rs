@@ -7,11 +7,11 @@ use std::path::Path;
 use anyhow::Result;
 use lettre::Address;
 use lettre::address::Envelope;
-use lettre::message::dkim::DkimConfig;
 use serde::Serialize;
 use tokio::sync::mpsc;
 
 use super::run::Job;
+use crate::dkim::Signer;
 use crate::ledger::{Ledger, Status};
 use crate::personalize::Personalizer;
 use crate::recipients::{KnownList, Recipient, Recipients, SkipReason, Skipped};
@@ -32,15 +32,24 @@ pub enum Decision {
     Suppressed,
 }
 
-pub fn decide(ledger: Option<&Ledger>, issue: &str, recipient: &Recipient) -> Result<Decision> {
+/// Which recipients of the list a run takes, given the ledger.
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    pub issue: String,
+    /// `send --retry-failed`: recipients who failed permanently get one more attempt.
+    pub retry_failed: bool,
+}
+
+pub fn decide(ledger: Option<&Ledger>, selection: &Selection, recipient: &Recipient) -> Result<Decision> {
     let Some(ledger) = ledger else {
         return Ok(Decision::Send { resend: false });
     };
     if ledger.is_suppressed(&recipient.email)? {
         return Ok(Decision::Suppressed);
     }
-    Ok(match ledger.status(issue, &recipient.email)? {
+    Ok(match ledger.status(&selection.issue, &recipient.email)? {
         Some(Status::Sent) => Decision::AlreadySent,
+        Some(Status::Failed) if selection.retry_failed => Decision::Send { resend: false },
         Some(Status::Failed) => Decision::AlreadyFailed,
         Some(Status::Sending) => Decision::Send { resend: true },
         Some(Status::Deferred) | None => Decision::Send { resend: false },
@@ -53,11 +62,11 @@ pub fn selected(
     list: &Path,
     known: KnownList,
     ledger: Option<Ledger>,
-    issue: String,
+    selection: Selection,
 ) -> Result<impl Iterator<Item = (Recipient, bool)> + Send> {
     Ok(Recipients::open_known(list, known)?.filter_map(move |row| {
         let recipient = row.ok()?.ok()?;
-        match decide(ledger.as_ref(), &issue, &recipient) {
+        match decide(ledger.as_ref(), &selection, &recipient) {
             Ok(Decision::Send { resend }) => Some((recipient, resend)),
             Ok(_) => None,
             Err(e) => {
@@ -87,6 +96,8 @@ pub struct Plan {
     /// For the send's own pass over the list.
     #[serde(skip)]
     pub known: KnownList,
+    #[serde(skip)]
+    pub selection: Selection,
 }
 
 impl Plan {
@@ -122,13 +133,16 @@ impl Plan {
 }
 
 /// Reads the whole list once, counting what a run would send and skip.
-pub fn plan(path: &Path, ledger: Option<&Ledger>, issue: &str) -> Result<Plan> {
-    let mut plan = Plan::default();
+pub fn plan(path: &Path, ledger: Option<&Ledger>, selection: Selection) -> Result<Plan> {
+    let mut plan = Plan {
+        selection,
+        ..Plan::default()
+    };
     let mut rows = Recipients::open(path)?;
     for row in rows.by_ref() {
         let row = row?;
         let decision = match &row {
-            Ok(r) => Some(decide(ledger, issue, r)?),
+            Ok(r) => Some(decide(ledger, &plan.selection, r)?),
             Err(_) => None,
         };
         plan.count(&row, decision);
@@ -140,17 +154,14 @@ pub fn plan(path: &Path, ledger: Option<&Ledger>, issue: &str) -> Result<Plan> {
 /// Builds the message for one recipient: personalized, DKIM-signed when configured.
 pub struct Composer<'a> {
     pub personalizer: &'a Personalizer<'a>,
-    pub dkim: Option<&'a DkimConfig>,
+    pub dkim: Option<&'a Signer>,
     /// MAIL FROM: where bounces go.
     pub return_path: Address,
 }
 
 impl Composer<'_> {
     pub fn job(&self, recipient: &Recipient, resent_after_crash: bool) -> Result<Job> {
-        let mut message = self.personalizer.message(recipient)?;
-        if let Some(dkim) = self.dkim {
-            message.sign(dkim);
-        }
+        let message = self.personalizer.message(recipient)?;
         // The recipients and Message-ID as the message already has them: no second parse.
         let to = message.envelope().to().to_vec();
         let message_id = message.headers().get_raw("Message-ID").unwrap_or_default().to_owned();
@@ -159,7 +170,10 @@ impl Composer<'_> {
             line: recipient.line,
             message_id,
             envelope: Envelope::new(Some(self.return_path.clone()), to)?,
-            bytes: message.formatted(),
+            bytes: match self.dkim {
+                Some(signer) => signer.sign(&message.formatted()),
+                None => message.formatted(),
+            },
             attempts: 0,
             resent_after_crash,
         })

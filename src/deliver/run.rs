@@ -5,15 +5,17 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use lettre::AsyncTransport;
 use lettre::address::Envelope;
 use lettre::transport::smtp::response::Response;
-use tokio::sync::{Mutex, mpsc};
+use tokio::sync::{Mutex, Notify, mpsc};
 use tokio::time::Instant;
 
-use super::smtp::SendError;
+use super::reply::{mailbox_does_not_exist, without_recipient};
+use super::smtp::{SendError, Stage};
 use super::throttle::{TIMER_RESOLUTION, Throttle};
 
 /// One personalized message, ready to go.
@@ -51,6 +53,17 @@ pub enum Event<'a> {
     /// Given up: a permanent failure, or temporary ones until the attempts ran out.
     Failed {
         job: &'a Job,
+        error: &'a SendError,
+    },
+    /// Not delivered because the relay refused the sender or the message, not the recipient:
+    /// pending again, for the run after the relay is fixed.
+    Requeued {
+        job: &'a Job,
+        error: &'a SendError,
+    },
+    /// The server turned away a connection: fewer are used from now on.
+    ConnectionsLowered {
+        connections: usize,
         error: &'a SendError,
     },
 }
@@ -111,6 +124,8 @@ pub struct Outcome {
     pub interrupted: bool,
     /// Why the run stopped before the end of the list, if it did.
     pub stopped: Option<String>,
+    /// Left pending because the relay refused the sender or the message (see `Event::Requeued`).
+    pub requeued: u64,
     pub elapsed: Duration,
 }
 
@@ -137,8 +152,155 @@ impl Ord for Retry {
     }
 }
 
+/// The same permanent refusal (the address taken out) for this many different recipients in
+/// a row is the relay refusing the message or the sender, not the recipients.
+const RELAY_REFUSAL_AFTER: usize = 3;
+
+/// Replies without trouble after which one more connection is tried, once the server has
+/// turned one away; doubled after each further refusal.
+const RAISE_AFTER: u64 = 100;
+
+/// Permanent refusals that may turn out to be the relay's, held back until the next reply
+/// tells which.
+#[derive(Default)]
+struct Suspects {
+    reply: String,
+    jobs: Vec<(Job, SendError)>,
+}
+
+/// The delivery loop's record of what happened, shared by its event handlers.
+struct Tally<'a> {
+    outcome: Outcome,
+    settings: &'a Settings,
+    observer: &'a mut dyn Observer,
+    consecutive_failures: u32,
+    suspects: Suspects,
+    /// The relay refused the sender or the message: every permanent failure from now on is
+    /// put back rather than recorded against a recipient.
+    relay_refused: bool,
+}
+
+impl Tally<'_> {
+    fn sent(&mut self, job: &Job, response: &Response) {
+        self.settle_suspects();
+        self.consecutive_failures = 0;
+        self.outcome.sent += 1;
+        let reply = response.message().collect::<Vec<_>>().join(" ");
+        self.observer.event(&Event::Sent {
+            job,
+            reply: format!("{} {reply}", response.code()),
+        });
+    }
+
+    fn failed(&mut self, job: &Job, error: &SendError) {
+        self.consecutive_failures += 1;
+        self.outcome.failed += 1;
+        self.outcome.deferred += u64::from(error.is_transient());
+        self.observer.event(&Event::Failed { job, error });
+        if self.consecutive_failures >= self.settings.max_consecutive_failures && self.outcome.stopped.is_none() {
+            self.outcome.stopped = Some(format!(
+                "stopped after {} failures in a row; the last: {error}",
+                self.consecutive_failures
+            ));
+        }
+    }
+
+    fn requeue(&mut self, job: &Job, error: &SendError) {
+        self.outcome.requeued += 1;
+        self.observer.event(&Event::Requeued { job, error });
+    }
+
+    /// The suspects were refused one by one after all: record them as failed.
+    fn settle_suspects(&mut self) {
+        for (job, error) in std::mem::take(&mut self.suspects.jobs) {
+            self.failed(&job, &error);
+        }
+    }
+
+    /// A permanent refusal: the recipient's, or the relay's when it refuses the sender or
+    /// gives several recipients in a row the same refusal.
+    fn refused(&mut self, job: Job, error: SendError) {
+        let SendError::Permanent { reply, stage } = &error else {
+            return self.failed(&job, &error);
+        };
+        if self.relay_refused {
+            return self.requeue(&job, &error);
+        }
+        if *stage == Stage::Local || mailbox_does_not_exist(reply) {
+            self.settle_suspects();
+            return self.failed(&job, &error);
+        }
+        let what = if *stage == Stage::Sender {
+            "the relay refused the sender".to_owned()
+        } else {
+            let same = without_recipient(reply, &job.email);
+            if self.suspects.reply != same {
+                self.settle_suspects();
+                self.suspects.reply = same;
+            }
+            if self.suspects.jobs.len() + 1 < RELAY_REFUSAL_AFTER {
+                self.suspects.jobs.push((job, error));
+                return;
+            }
+            format!("the relay gave {RELAY_REFUSAL_AFTER} different recipients in a row the same refusal")
+        };
+        self.relay_refused = true;
+        self.outcome.stopped = Some(format!(
+            "{what}, so the run stopped and those recipients stay pending (nothing was recorded against them): {reply}; fix the relay or the sender (from.address, return_path, smtp.username) and run the same command again"
+        ));
+        self.requeue(&job, &error);
+        for (job, error) in std::mem::take(&mut self.suspects.jobs) {
+            self.requeue(&job, &error);
+        }
+    }
+}
+
+/// How many senders may hold a connection; lowered when the server turns connections away,
+/// raised again slowly while replies are good.
+struct Connections {
+    allowed: Arc<AtomicUsize>,
+    raised: Arc<Notify>,
+    most: usize,
+    good: u64,
+    raise_after: u64,
+}
+
+impl Connections {
+    fn lower(&mut self) -> Option<usize> {
+        let now = self.allowed.load(Ordering::Relaxed);
+        if now <= 1 {
+            return None;
+        }
+        self.allowed.store(now - 1, Ordering::Relaxed);
+        self.good = 0;
+        if now < self.most {
+            self.raise_after *= 2;
+        }
+        Some(now - 1)
+    }
+
+    fn good_reply(&mut self) {
+        let now = self.allowed.load(Ordering::Relaxed);
+        if now >= self.most {
+            return;
+        }
+        self.good += 1;
+        if self.good >= self.raise_after {
+            self.good = 0;
+            self.allowed.store(now + 1, Ordering::Relaxed);
+            self.raised.notify_waiters();
+        }
+    }
+
+    /// Lets every waiting sender go, to see that the work has ended.
+    fn release(&self) {
+        self.allowed.store(usize::MAX, Ordering::Relaxed);
+        self.raised.notify_waiters();
+    }
+}
+
 /// Sends every job from `jobs` through `transports` (one sender each, so the number of
-/// transports is the concurrency) and reports each step to `observer`.
+/// transports is the most connections used) and reports each step to `observer`.
 pub async fn deliver<T>(
     mut jobs: mpsc::Receiver<Job>,
     transports: Vec<T>,
@@ -160,12 +322,30 @@ where
     let (work_tx, work_rx) = mpsc::channel::<Job>(in_flight_limit);
     let work_rx = Arc::new(Mutex::new(work_rx));
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(Job, Result<Response, SendError>)>();
+    let mut connections = Connections {
+        allowed: Arc::new(AtomicUsize::new(concurrency)),
+        raised: Arc::new(Notify::new()),
+        most: concurrency,
+        good: 0,
+        raise_after: RAISE_AFTER,
+    };
     let mut senders = Vec::new();
-    for transport in transports {
+    for (index, transport) in transports.into_iter().enumerate() {
         let work_rx = Arc::clone(&work_rx);
         let done_tx = done_tx.clone();
+        let allowed = Arc::clone(&connections.allowed);
+        let raised = Arc::clone(&connections.raised);
         senders.push(tokio::spawn(async move {
             loop {
+                // Beyond the number allowed: close the connection, wait to be needed again.
+                while index >= allowed.load(Ordering::Relaxed) {
+                    let wake = raised.notified();
+                    transport.shutdown().await;
+                    if index < allowed.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    wake.await;
+                }
                 let Some(job) = work_rx.lock().await.recv().await else {
                     break;
                 };
@@ -179,12 +359,18 @@ where
     }
     drop(done_tx);
 
-    let mut outcome = Outcome::default();
+    let mut tally = Tally {
+        outcome: Outcome::default(),
+        settings,
+        observer,
+        consecutive_failures: 0,
+        suspects: Suspects::default(),
+        relay_refused: false,
+    };
     let mut retries: BinaryHeap<Reverse<Retry>> = BinaryHeap::new();
     let mut seq = 0u64;
     let mut in_flight = 0usize;
     let mut jobs_open = true;
-    let mut consecutive_failures = 0u32;
     let mut since_pause = 0u64;
     let mut work_tx = Some(work_tx);
     // The next message, waiting for its throttle slot.
@@ -198,7 +384,7 @@ where
             since_pause = 0;
             continue;
         }
-        let stopping = outcome.stopped.is_some();
+        let stopping = tally.outcome.stopped.is_some();
         if stopping {
             ready = None; // never marked: the next run sends it
         }
@@ -217,50 +403,49 @@ where
             && *due <= Instant::now() + TIMER_RESOLUTION
         {
             let (job, _) = ready.take().expect("checked above");
-            if let Err(why) = dispatch(tx, job, observer, &mut in_flight, &mut since_pause).await {
-                outcome.stopped = Some(why);
+            if let Err(why) = dispatch(tx, job, tally.observer, &mut in_flight, &mut since_pause).await {
+                tally.outcome.stopped = Some(why);
             }
             continue;
         }
         tokio::select! {
             biased;
             _ = &mut interrupt, if !stopping => {
-                outcome.interrupted = true;
-                outcome.stopped = Some("interrupted".into());
+                tally.outcome.interrupted = true;
+                tally.outcome.stopped = Some("interrupted".into());
             }
-            Some((job, result)) = done_rx.recv() => {
+            Some((mut job, result)) = done_rx.recv() => {
                 in_flight -= 1;
                 match result {
                     Ok(response) => {
-                        consecutive_failures = 0;
-                        outcome.sent += 1;
-                        let reply = response.message().collect::<Vec<_>>().join(" ");
-                        observer.event(&Event::Sent { job: &job, reply: format!("{} {reply}", response.code()) });
+                        connections.good_reply();
+                        tally.sent(&job, &response);
                     }
-                    Err(error) if error.is_transient() && job.attempts <= settings.retries => {
-                        let delay = settings.retry_delay * 2u32.saturating_pow(job.attempts.saturating_sub(1));
-                        observer.event(&Event::Retrying { job: &job, error: &error, delay });
+                    Err(error @ SendError::Busy { .. }) if !stopping && connections.lower().is_some() => {
+                        let connections = connections.allowed.load(Ordering::Relaxed);
+                        tally.observer.event(&Event::ConnectionsLowered { connections, error: &error });
+                        // Not the recipient's failure: the attempt does not count.
+                        job.attempts -= 1;
+                        let delay = settings.retry_delay.min(Duration::from_secs(1));
+                        tally.observer.event(&Event::Retrying { job: &job, error: &error, delay });
                         seq += 1;
                         retries.push(Reverse(Retry { due: Instant::now() + delay, seq, job }));
                     }
-                    Err(error) => {
-                        consecutive_failures += 1;
-                        outcome.failed += 1;
-                        outcome.deferred += u64::from(error.is_transient());
-                        observer.event(&Event::Failed { job: &job, error: &error });
-                        if consecutive_failures >= settings.max_consecutive_failures && outcome.stopped.is_none() {
-                            outcome.stopped = Some(format!(
-                                "stopped after {consecutive_failures} failures in a row; the last: {error}"
-                            ));
-                        }
+                    Err(error) if error.is_transient() && job.attempts <= settings.retries => {
+                        let delay = settings.retry_delay * 2u32.saturating_pow(job.attempts.saturating_sub(1));
+                        tally.observer.event(&Event::Retrying { job: &job, error: &error, delay });
+                        seq += 1;
+                        retries.push(Reverse(Retry { due: Instant::now() + delay, seq, job }));
                     }
+                    Err(error) if error.is_transient() => tally.failed(&job, &error),
+                    Err(error) => tally.refused(job, error),
                 }
             }
             _ = tokio::time::sleep_until(slot.unwrap_or_else(Instant::now)), if slot.is_some() => {
                 if let Some((job, _)) = ready.take()
-                    && let Err(why) = dispatch(tx, job, observer, &mut in_flight, &mut since_pause).await
+                    && let Err(why) = dispatch(tx, job, tally.observer, &mut in_flight, &mut since_pause).await
                 {
-                    outcome.stopped = Some(why);
+                    tally.outcome.stopped = Some(why);
                 }
             }
             _ = tokio::time::sleep_until(next_retry.unwrap_or_else(Instant::now)), if can_take && next_retry.is_some() => {
@@ -275,14 +460,17 @@ where
                 }
             }
         }
-        if in_flight == 0 && outcome.stopped.is_some() {
+        if in_flight == 0 && tally.outcome.stopped.is_some() {
             work_tx = None;
         }
     }
+    tally.settle_suspects();
     drop(work_tx);
+    connections.release();
     for sender in senders {
         let _ = sender.await;
     }
+    let mut outcome = tally.outcome;
     outcome.elapsed = started.elapsed();
     outcome
 }

@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test file uses a part of this module
 
 pub mod http;
+pub mod smtpd;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
@@ -70,6 +71,11 @@ impl Sink {
     }
 
     pub fn start_on(port: u16) -> Sink {
+        Sink::start_with(port, &[])
+    }
+
+    /// With smtp-sink's fault options, e.g. `-f MAIL` (5xx to every MAIL FROM).
+    pub fn start_with(port: u16, faults: &[&str]) -> Sink {
         let dir = TempDir::new().unwrap();
         // smtp-sink drops to `nobody` when run as root, which must be able to write the dumps.
         Command::new("chmod").arg("777").arg(dir.path()).status().unwrap();
@@ -78,6 +84,7 @@ impl Sink {
             cmd.args(["-u", "nobody"]);
         }
         let child = cmd
+            .args(faults)
             .arg("-d")
             .arg(format!("{}/%M.", dir.path().display()))
             .arg(format!("127.0.0.1:{port}"))
@@ -173,6 +180,9 @@ struct State {
     /// Times each (stage, recipient) was seen, to script "fail first, then succeed".
     seen: HashMap<(Stage, String), u32>,
     connections: u32,
+    /// Connections open now, and the most open at once.
+    open: u32,
+    most_open: u32,
     /// Transactions whose RCPT arrived with the MAIL command.
     pipelined: u32,
 }
@@ -187,18 +197,27 @@ pub struct Options {
     pub starttls: bool,
     pub auth: bool,
     pub pipelining: bool,
+    pub smtputf8: bool,
+    /// Connections served at once; one more is greeted with 421 and closed (Postfix's
+    /// smtpd_client_connection_count_limit).
+    pub max_connections: Option<u32>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            starttls: true,
+            auth: false,
+            pipelining: true,
+            smtputf8: true,
+            max_connections: None,
+        }
+    }
 }
 
 impl ScriptServer {
     pub fn start(script: impl Fn(Stage, &str, u32) -> Reply + Send + Sync + 'static) -> ScriptServer {
-        ScriptServer::start_with(
-            Options {
-                starttls: true,
-                auth: false,
-                pipelining: true,
-            },
-            script,
-        )
+        ScriptServer::start_with(Options::default(), script)
     }
 
     pub fn start_with(
@@ -249,10 +268,35 @@ impl ScriptServer {
     pub fn connections(&self) -> u32 {
         self.state.lock().unwrap().connections
     }
+
+    /// The most connections that were open at once (those turned away not counted).
+    pub fn most_open(&self) -> u32 {
+        self.state.lock().unwrap().most_open
+    }
 }
 
 fn session(stream: TcpStream, state: &Mutex<State>, script: &Script, options: &Options) -> std::io::Result<()> {
-    state.lock().unwrap().connections += 1;
+    {
+        let mut s = state.lock().unwrap();
+        s.connections += 1;
+        if options.max_connections.is_some_and(|max| s.open >= max) {
+            drop(s);
+            let mut out = stream;
+            writeln_crlf(
+                &mut out,
+                "421 4.7.0 script.test Error: too many connections from 127.0.0.1",
+            )?;
+            return Ok(());
+        }
+        s.open += 1;
+        s.most_open = s.most_open.max(s.open);
+    }
+    let result = transactions(stream, state, script, options);
+    state.lock().unwrap().open -= 1;
+    result
+}
+
+fn transactions(stream: TcpStream, state: &Mutex<State>, script: &Script, options: &Options) -> std::io::Result<()> {
     let mut out = stream.try_clone()?;
     let mut input = BufReader::new(stream);
     writeln_crlf(&mut out, "220 script.test ESMTP")?;
@@ -266,7 +310,10 @@ fn session(stream: TcpStream, state: &Mutex<State>, script: &Script, options: &O
         let cmd = line.trim_end().to_owned();
         let upper = cmd.to_ascii_uppercase();
         let reply = if upper.starts_with("EHLO") || upper.starts_with("HELO") {
-            let mut ext = vec!["250-script.test", "250-8BITMIME", "250-SMTPUTF8"];
+            let mut ext = vec!["250-script.test", "250-8BITMIME"];
+            if options.smtputf8 {
+                ext.push("250-SMTPUTF8");
+            }
             if options.pipelining {
                 ext.push("250-PIPELINING");
             }
@@ -413,6 +460,24 @@ impl Project {
             text.replace(&fixtures, &format!("newsletters: {}", dir.display())),
         )
         .unwrap();
+        self
+    }
+
+    /// Replaces the `smtp:` settings (a YAML flow mapping such as `{ host: localhost, ... }`).
+    pub fn with_smtp(self, smtp: &str) -> Project {
+        let config = self.dir.path().join("newsletter.yaml");
+        let text = std::fs::read_to_string(&config).unwrap();
+        let text: Vec<String> = text
+            .lines()
+            .map(|l| {
+                if l.starts_with("smtp: ") {
+                    format!("smtp: {smtp}")
+                } else {
+                    l.to_owned()
+                }
+            })
+            .collect();
+        std::fs::write(&config, text.join("\n") + "\n").unwrap();
         self
     }
 
