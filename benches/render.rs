@@ -6,6 +6,7 @@ use std::path::Path;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use newsletter::config::Config;
+use newsletter::dkim::{self, Signer};
 use newsletter::issue::Issue;
 use newsletter::personalize::Personalizer;
 use newsletter::recipients::Recipient;
@@ -60,6 +61,27 @@ fn benches(c: &mut Criterion) {
                 .expect("personalizes")
                 .formatted()
         })
+    });
+
+    // Signing one personalized message with both keys: the other per-recipient cost of a
+    // signed send.
+    let key = |var: &str| {
+        let file = match var {
+            dkim::KEY_VAR => "dkim-test-rsa.pem",
+            dkim::ED25519_KEY_VAR => "dkim-test-ed25519.pem",
+            _ => return None,
+        };
+        std::fs::read_to_string(root.join("tests/fixtures").join(file)).ok()
+    };
+    let mut signed = config.clone();
+    signed.dkim.selector = Some("rsa2026".into());
+    signed.dkim.ed25519_selector = Some("ed2026".into());
+    let signer = Signer::from_config(&signed, key)
+        .expect("the test keys load")
+        .expect("signing is configured");
+    let bytes = personalizer.message(&recipient).expect("personalizes").formatted();
+    group.bench_function("dkim sign (rsa-sha256 and ed25519-sha256)", |b| {
+        b.iter(|| signer.sign(black_box(&bytes)))
     });
     group.finish();
 }
