@@ -329,3 +329,21 @@ fn an_expiring_xoauth2_token_is_replaced_before_a_new_connection_uses_it() {
     );
     assert!(!r.stderr.contains("stale"), "{}", r.stderr);
 }
+
+#[test]
+fn the_system_store_is_trusted_and_ssl_cert_file_names_it() {
+    // No ca_file: the private CA is trusted because SSL_CERT_FILE names it as the system's
+    // store, as `update-ca-certificates` would have added it.
+    let pki = Pki::new();
+    let server = Smtpd::start("tls", Some(&pki.issue("server", &["localhost"], 2)), &[]);
+    let smtp = format!(
+        "{{ host: localhost, port: {}, security: tls, timeout: 10s }}",
+        server.port
+    );
+    let r = run(project(smtp, "")
+        .command()
+        .args(["send", "small", "--yes"])
+        .env("SSL_CERT_FILE", pki.ca()));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(server.received().len(), 5);
+}
