@@ -276,8 +276,14 @@ impl Converter<'_, '_> {
         alt.to_owned()
     }
 
-    /// Resolves a link or image target: site-relative paths against the site origin.
+    /// Resolves a link or image target (site-relative paths against the site origin) into the
+    /// URL that is sent: percent-encoded (RFC 3986), the host in ASCII.
     fn resolve(&mut self, url: &str, range: &Range<usize>) -> String {
+        let resolved = self.resolve_raw(url, range);
+        encode_url(&resolved)
+    }
+
+    fn resolve_raw(&mut self, url: &str, range: &Range<usize>) -> String {
         let line = self.line(range);
         let url = url.trim();
         if url.starts_with("{{") {
@@ -772,6 +778,71 @@ fn mailto_problem(url: &str) -> Option<String> {
     })
 }
 
+/// `url` as a valid URI (RFC 3986): characters a URI may not hold (spaces, non-ASCII as UTF-8
+/// bytes, quotes, brackets) percent-encoded, a `%` not starting an escape encoded too, a
+/// non-ASCII host in its ASCII (punycode) form. `{{placeholders}}` stay as they are: they are
+/// filled per recipient.
+pub fn encode_url(url: &str) -> String {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let allowed = |b: u8| b.is_ascii_alphanumeric() || b"-._~:/?#[]@!$&'()*+,;=".contains(&b);
+    let url = ascii_host(url);
+    let bytes = url.as_bytes();
+    let mut out = String::with_capacity(url.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i..].starts_with(b"{{")
+            && let Some(end) = url[i..].find("}}")
+        {
+            out.push_str(&url[i..i + end + 2]);
+            i += end + 2;
+            continue;
+        }
+        let b = bytes[i];
+        let escape = b == b'%'
+            && bytes
+                .get(i + 1..i + 3)
+                .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit));
+        if allowed(b) || escape {
+            out.push(char::from(b));
+        } else {
+            out.extend([
+                '%',
+                char::from(HEX[usize::from(b >> 4)]),
+                char::from(HEX[usize::from(b & 15)]),
+            ]);
+        }
+        i += 1;
+    }
+    out
+}
+
+/// The URL with a non-ASCII host name (`https://bücher.example/`) in punycode.
+fn ascii_host(url: &str) -> std::borrow::Cow<'_, str> {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.into();
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(end);
+    let (userinfo, host_port) = authority.rsplit_once('@').map_or(("", authority), |(u, h)| (u, h));
+    let (host, port) = match host_port.rsplit_once(':') {
+        Some((h, p)) if p.bytes().all(|b| b.is_ascii_digit()) => (h, Some(p)),
+        _ => (host_port, None),
+    };
+    if host.is_ascii() {
+        return url.into();
+    }
+    let Ok(ascii) = idna::domain_to_ascii(host) else {
+        return url.into();
+    };
+    let userinfo = if userinfo.is_empty() {
+        String::new()
+    } else {
+        format!("{userinfo}@")
+    };
+    let port = port.map(|p| format!(":{p}")).unwrap_or_default();
+    format!("{scheme}://{userinfo}{ascii}{port}{path}").into()
+}
+
 fn has_scheme(url: &str) -> bool {
     match url.find(':') {
         Some(i) if i > 0 => {
@@ -784,7 +855,9 @@ fn has_scheme(url: &str) -> bool {
 }
 
 /// Escapes text for HTML content and quoted attributes. Unlike Handlebars' default it leaves
-/// `=` alone, so URLs in the HTML stay readable (`?token=...`).
+/// `=` alone, so URLs in the HTML stay readable (`?token=...`). Unusual spaces and invisible
+/// characters (U+202F in macOS screenshot names, U+00A0) become numeric references: mrml
+/// writes them into attributes as Rust escapes (`\u{202f}`), which no client reads.
 pub fn escape_into(s: &str, out: &mut String) {
     for ch in s.chars() {
         match ch {
@@ -793,6 +866,10 @@ pub fn escape_into(s: &str, out: &mut String) {
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&#39;"),
+            _ if !ch.is_ascii() && ch.escape_debug().nth(1).is_some() => {
+                use std::fmt::Write;
+                let _ = write!(out, "&#x{:X};", u32::from(ch));
+            }
             _ => out.push(ch),
         }
     }
@@ -1137,6 +1214,35 @@ mod tests {
     fn a_link_inside_a_sentence_is_not_a_button() {
         let (c, _) = convert_md("See [READ MORE](https://x.org) for more\n");
         assert!(matches!(&c.blocks[0], Block::Html { .. }));
+    }
+
+    #[test]
+    fn urls_are_sent_percent_encoded() {
+        assert_eq!(
+            encode_url("https://openinfra.dev/img/screenshot-2025-12-16-at-9.44.38\u{202f}am.png"),
+            "https://openinfra.dev/img/screenshot-2025-12-16-at-9.44.38%E2%80%AFam.png"
+        );
+        assert_eq!(encode_url("https://x.org/a b.png"), "https://x.org/a%20b.png");
+        assert_eq!(
+            encode_url("https://x.org/caf%C3%A9?q=1&r=a|b"),
+            "https://x.org/caf%C3%A9?q=1&r=a%7Cb"
+        );
+        assert_eq!(encode_url("https://x.org/100%"), "https://x.org/100%25");
+        assert_eq!(
+            encode_url("https://bücher.example:8443/ü"),
+            "https://xn--bcher-kva.example:8443/%C3%BC"
+        );
+        assert_eq!(
+            encode_url("https://x.org/?e={{email}}&n=\"x\""),
+            "https://x.org/?e={{email}}&n=%22x%22"
+        );
+        let (content, w) = convert_md("![shot](</img/screenshot at 9.44\u{202f}am.png>)\n\n[link](https://x.org/ü)\n");
+        assert!(w.is_empty(), "{w:?}");
+        let html = html(&content);
+        assert!(html.contains("/img/screenshot%20at%209.44%E2%80%AFam.png"), "{html}");
+        assert!(html.contains("https://x.org/%C3%BC"), "{html}");
+        assert!(content.text.contains("https://x.org/%C3%BC"), "{}", content.text);
+        assert_eq!(escape("9.44.38\u{202f}am café\u{a0}!"), "9.44.38&#x202F;am café&#xA0;!");
     }
 
     #[test]

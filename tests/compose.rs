@@ -209,3 +209,59 @@ fn a_missing_field_names_the_field_and_the_recipient() {
         "recipient alice@example.org (line 2): the issue uses {{first_name}} but this recipient has no `first_name` field: add the column to the CSV or remove it from the issue"
     );
 }
+
+/// Every `href` and `src` of the HTML, and every URL of the text part, is a valid URI
+/// (RFC 3986): no space, no non-ASCII, no Rust escape.
+#[test]
+fn every_url_sent_is_percent_encoded() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let config = Config {
+        layouts: root.join("layouts"),
+        ..Config::default()
+    };
+    let valid = |url: &str| {
+        !url.is_empty()
+            && url
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._~:/?#[]@!$&'()*+,;=%".contains(&b))
+    };
+    for path in [
+        root.join("newsletters/2025-07.md"),
+        root.join("newsletters/2025-01.md"),
+        root.join("tests/fixtures/non-ascii-urls.md"),
+    ] {
+        let issue = Issue::load(&path).unwrap();
+        let rendered = newsletter::compose(&issue, &config).unwrap();
+        let personalizer = Personalizer::new(&rendered, &config, Secret::new("k")).unwrap();
+        let parts = personalizer.parts(&recipient(&[("first_name", "Zoë")])).unwrap();
+        let html = parts.html.replace("&amp;", "&");
+        let mut urls = 0;
+        for attr in ["href=\"", "src=\""] {
+            for piece in html.split(attr).skip(1) {
+                let url = piece.split('"').next().unwrap();
+                assert!(valid(url), "{}: {attr}{url}", path.display());
+                urls += 1;
+            }
+        }
+        assert!(urls > 5, "{}", path.display());
+        for url in parts
+            .text
+            .split_whitespace()
+            .filter(|w| w.contains("://") || w.starts_with("mailto:"))
+        {
+            let url = url.trim_matches(|c| "()<>[],.".contains(c));
+            assert!(valid(url), "{}: text part: {url}", path.display());
+        }
+        assert!(!html.contains("\\u{"), "{}", path.display());
+    }
+    let issue = Issue::load(&root.join("tests/fixtures/non-ascii-urls.md")).unwrap();
+    let html = newsletter::compose(&issue, &config).unwrap().html;
+    for expected in [
+        "https://openinfra.dev/img/screenshot-2025-12-16-at-9.44.38%E2%80%AFam.png",
+        "https://openinfra.dev/files/annual%20report%202025.pdf",
+        "https://openinfra.dev/caf%C3%A9/r%C3%A9sum%C3%A9?q=a%20b%7Cc",
+        "mailto:%C3%A9quipe@openinfra.dev",
+    ] {
+        assert!(html.contains(expected), "{expected}");
+    }
+}
