@@ -111,7 +111,12 @@ fn matching_end(events: &[Spanned<'_>], start: usize) -> usize {
 
 enum Container {
     List(Option<u64>),
-    Item { marker: String, first: bool },
+    /// `loose`: its content is paragraphs (a blank line in the source), set apart in the text.
+    Item {
+        marker: String,
+        first: bool,
+        loose: bool,
+    },
     Quote,
 }
 
@@ -425,6 +430,8 @@ impl Converter<'_, '_> {
             }
             Tag::CodeBlock(_) => self.html.push_str("<pre><code>"),
             Tag::List(start) => {
+                // In a tight item, the item's own text comes before its nested list.
+                self.end_leaf();
                 match start {
                     Some(n) if *n != 1 => self.html.push_str(&format!("<ol start=\"{n}\">\n")),
                     Some(_) => self.html.push_str("<ol>\n"),
@@ -445,7 +452,11 @@ impl Converter<'_, '_> {
                     }
                     _ => "* ".to_owned(),
                 };
-                self.containers.push(Container::Item { marker, first: true });
+                self.containers.push(Container::Item {
+                    marker,
+                    first: true,
+                    loose: false,
+                });
             }
             Tag::Table(_) => {
                 self.count_item();
@@ -496,9 +507,17 @@ impl Converter<'_, '_> {
             TagEnd::Paragraph => {
                 self.html.push_str("</p>\n");
                 self.end_leaf();
+                // A paragraph in a (loose) list item is set apart like any other paragraph.
+                if let Some(Container::Item { loose, .. }) = self.containers.last_mut() {
+                    *loose = true;
+                    self.text.push('\n');
+                }
             }
             TagEnd::Heading(level) => {
                 self.html.push_str(&format!("</{}>\n", heading_tag(level)));
+                // Marked as in the source, so that the text part shows a heading, not a paragraph.
+                let marker = "#".repeat(heading_tag(level)[1..].parse().unwrap_or(2));
+                self.inline.insert_str(0, &format!("{marker} "));
                 self.end_leaf();
             }
             TagEnd::BlockQuote(_) => {
@@ -517,7 +536,8 @@ impl Converter<'_, '_> {
             TagEnd::List(ordered) => {
                 self.html.push_str(if ordered { "</ol>\n" } else { "</ul>\n" });
                 self.containers.pop();
-                if self.list_depth() == 0 {
+                let in_loose_item = matches!(self.containers.last(), Some(Container::Item { loose: true, .. }));
+                if self.list_depth() == 0 || in_loose_item {
                     self.text.push('\n');
                 }
             }
@@ -636,7 +656,9 @@ impl Converter<'_, '_> {
             match c {
                 Container::Quote => p.push_str("> "),
                 Container::List(_) => {}
-                Container::Item { marker, first: pending } => {
+                Container::Item {
+                    marker, first: pending, ..
+                } => {
                     if first && *pending && Some(idx) == last_item {
                         p.push_str(marker);
                         *pending = false;
@@ -1093,6 +1115,9 @@ mod tests {
         let h = html(&c);
         assert!(h.contains("<li>two"), "{h}");
         assert!(h.contains("<ul>\n<li>two.a</li>"), "{h}");
+        // A blank line in the source makes the list loose: its items are set apart.
+        assert_eq!(c.text, "* one\n\n* two\n\n  * two.a\n  * two.b\n\n* three");
+        let (c, _) = convert_md("* one\n* two\n  * two.a\n  * two.b\n* three\n");
         assert_eq!(c.text, "* one\n* two\n  * two.a\n  * two.b\n* three");
     }
 

@@ -265,3 +265,18 @@ fn every_url_sent_is_percent_encoded() {
         assert!(html.contains(expected), "{expected}");
     }
 }
+
+/// The text part of every list shape keeps every item, its number and its nesting.
+#[test]
+fn every_list_shape_keeps_its_items_in_the_text_part() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let config = Config {
+        layouts: root.join("layouts"),
+        ..Config::default()
+    };
+    let issue = Issue::load(&root.join("tests/fixtures/lists.md")).unwrap();
+    let rendered = newsletter::compose(&issue, &config).unwrap();
+    let start = rendered.text.find("## A heading inside").unwrap();
+    let end = rendered.text.find("* bullet again").unwrap() + "* bullet again".len();
+    insta::assert_snapshot!("lists.txt", &rendered.text[start..end]);
+}
