@@ -402,7 +402,7 @@ impl Config {
                 let names: Vec<String> = keys.iter().map(|(k, _)| env_name(k)).collect();
                 tracing::warn!(
                     "{var} is not a configuration variable{}",
-                    suggestion(&var, names.iter().map(String::as_str))
+                    crate::suggest::did_you_mean(&var, names.iter().map(String::as_str))
                 );
                 continue;
             };
@@ -441,29 +441,7 @@ fn unknown_field_hint(msg: &str) -> String {
         return String::new();
     };
     let candidates: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
-    suggestion(field, candidates.into_iter())
-}
-
-fn suggestion<'a>(wrong: &str, candidates: impl Iterator<Item = &'a str>) -> String {
-    candidates
-        .map(|c| (edit_distance(&wrong.to_ascii_lowercase(), &c.to_ascii_lowercase()), c))
-        .filter(|(d, c)| *d <= (c.len() / 3).max(2))
-        .min()
-        .map(|(_, c)| format!("; did you mean `{c}`?"))
-        .unwrap_or_default()
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            cur.push((prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1));
-        }
-        prev = cur;
-    }
-    prev[b.len()]
+    crate::suggest::did_you_mean(field, candidates.into_iter())
 }
 
 /// Every configuration key (`smtp.host`) with its default value.

@@ -20,6 +20,7 @@ pub mod recipients;
 pub mod report;
 pub mod sections;
 pub mod serve;
+pub mod suggest;
 pub mod unsubscribe;
 
 use anyhow::Result;
@@ -39,6 +40,7 @@ pub fn compose(issue: &Issue, config: &Config) -> Result<Rendered> {
 pub fn compose_with_sections(issue: &Issue, config: &Config) -> Result<(Sections, Rendered)> {
     let layout = Layout::load(issue.front.layout.as_deref(), &config.layouts)?;
     let mut warnings = issue.warnings.clone();
+    warnings.extend(layout.warnings.iter().cloned());
     let origin = config.site_origin.clone().or_else(|| issue.site_origin());
     let sections = sections::split(issue, &layout.registry, origin.as_deref(), &mut warnings);
     let rendered = compile::compile(issue, &sections, &layout, config, warnings)?;

@@ -268,8 +268,10 @@ fn an_mjml_error_names_the_template() {
         .args(["preview", "2025-07"])
         .env("NEWSLETTER_LAYOUTS", &layouts));
     assert_eq!(r.code, 2);
+    // An unclosed quote swallows the rest of the tag: found before mrml runs, with its line.
     assert!(
-        r.stderr.contains("partials/project.mjml.hbs: invalid MJML: "),
+        r.stderr
+            .contains("partials/project.mjml.hbs:4: <mj-text> is never ended with `>`"),
         "{}",
         r.stderr
     );
@@ -363,4 +365,56 @@ fn html_over_gmails_limit_is_a_warning() {
         "{}",
         r.stderr
     );
+}
+
+#[test]
+fn mjml_and_handlebars_mistakes_in_a_layout_name_the_file_and_line() {
+    for (file, from, to, exit, expected) in [
+        (
+            "partials/project.mjml.hbs",
+            "<mj-column>",
+            "<mj-colum>",
+            2,
+            "partials/project.mjml.hbs:2: <mj-colum> is not an MJML element: did you mean `mj-column`?",
+        ),
+        (
+            "partials/project.mjml.hbs",
+            "</mj-column>",
+            "",
+            2,
+            "partials/project.mjml.hbs:7: </mj-section> closes <mj-column>, opened at line 2",
+        ),
+        (
+            "partials/footer.mjml.hbs",
+            "</mj-section>",
+            "",
+            2,
+            "partials/footer.mjml.hbs:1: <mj-section> is never closed in this file",
+        ),
+        (
+            "partials/project.mjml.hbs",
+            "{{#if tagline}}",
+            "{{#if tagline}}{{#if x}}",
+            2,
+            "partials/project.mjml.hbs:5: {{#if}} is never closed: add {{/if}}",
+        ),
+        (
+            "partials/project.mjml.hbs",
+            "font-weight=\"bold\"",
+            "font-wieght=\"bold\"",
+            0,
+            "partials/project.mjml.hbs:4: <mj-text> has no attribute `font-wieght`, so it is ignored; did you mean `font-weight`?",
+        ),
+    ] {
+        let out = TempDir::new().unwrap();
+        let layouts = broken_layout(&out, file, from, to);
+        let r = run(newsletter(&out)
+            .args(["preview", "2025-07"])
+            .env("NEWSLETTER_LAYOUTS", &layouts));
+        assert_eq!(r.code, exit, "{to}: {}", r.stderr);
+        assert!(r.stderr.contains(expected), "{to}: {}", r.stderr);
+        if exit == 2 {
+            assert_eq!(r.stderr.lines().count(), 1, "{}", r.stderr);
+        }
+    }
 }

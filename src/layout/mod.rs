@@ -7,7 +7,10 @@ use anyhow::{Context, Result, bail};
 use handlebars::Handlebars;
 use serde::{Deserialize, Serialize};
 
+use crate::diagnostic::Warning;
 use crate::markdown::{Block, Content};
+
+mod lint;
 
 /// The layout shipped inside the binary, so `newsletter` works outside a checkout. A folder
 /// `layouts/inside-openinfra/` in the project overrides it.
@@ -19,40 +22,40 @@ const INLINE_CSS: &str = "inline.css";
 const BUNDLED: &[(&str, &str)] = &[
     (
         "email.mjml.hbs",
-        include_str!("../layouts/inside-openinfra/email.mjml.hbs"),
+        include_str!("../../layouts/inside-openinfra/email.mjml.hbs"),
     ),
     (
         "email.txt.hbs",
-        include_str!("../layouts/inside-openinfra/email.txt.hbs"),
+        include_str!("../../layouts/inside-openinfra/email.txt.hbs"),
     ),
-    (INLINE_CSS, include_str!("../layouts/inside-openinfra/inline.css")),
+    (INLINE_CSS, include_str!("../../layouts/inside-openinfra/inline.css")),
     (
         "projects.yaml",
-        include_str!("../layouts/inside-openinfra/projects.yaml"),
+        include_str!("../../layouts/inside-openinfra/projects.yaml"),
     ),
     (
         "partials/header.mjml.hbs",
-        include_str!("../layouts/inside-openinfra/partials/header.mjml.hbs"),
+        include_str!("../../layouts/inside-openinfra/partials/header.mjml.hbs"),
     ),
     (
         "partials/lead.mjml.hbs",
-        include_str!("../layouts/inside-openinfra/partials/lead.mjml.hbs"),
+        include_str!("../../layouts/inside-openinfra/partials/lead.mjml.hbs"),
     ),
     (
         "partials/project.mjml.hbs",
-        include_str!("../layouts/inside-openinfra/partials/project.mjml.hbs"),
+        include_str!("../../layouts/inside-openinfra/partials/project.mjml.hbs"),
     ),
     (
         "partials/section.mjml.hbs",
-        include_str!("../layouts/inside-openinfra/partials/section.mjml.hbs"),
+        include_str!("../../layouts/inside-openinfra/partials/section.mjml.hbs"),
     ),
     (
         "partials/blocks.mjml.hbs",
-        include_str!("../layouts/inside-openinfra/partials/blocks.mjml.hbs"),
+        include_str!("../../layouts/inside-openinfra/partials/blocks.mjml.hbs"),
     ),
     (
         "partials/footer.mjml.hbs",
-        include_str!("../layouts/inside-openinfra/partials/footer.mjml.hbs"),
+        include_str!("../../layouts/inside-openinfra/partials/footer.mjml.hbs"),
     ),
 ];
 
@@ -101,6 +104,8 @@ pub struct Layout {
     inline_css: Option<String>,
     mjml: Handlebars<'static>,
     text: Handlebars<'static>,
+    /// What the MJML check found that does not stop the layout (unknown attributes).
+    pub warnings: Vec<Warning>,
 }
 
 /// Marks where each template's output starts and ends in the rendered MJML, so that an mrml
@@ -178,8 +183,12 @@ impl Layout {
         text.register_escape_fn(handlebars::no_escape);
         let mut registry = None;
         let mut inline_css = None;
+        let mut warnings = Vec::new();
         for (file, source) in files {
             let path = origin.join(&file);
+            if file.ends_with(".mjml.hbs") {
+                warnings.extend(lint::mjml_template(&path, &source)?);
+            }
             if file == INLINE_CSS {
                 inline_css = Some(source);
             } else if file == "projects.yaml" {
@@ -189,7 +198,7 @@ impl Layout {
             } else if let Some(partial) = file.strip_prefix("partials/") {
                 let stem = partial.trim_end_matches(".mjml.hbs");
                 mjml.register_partial(stem, mark(&path, &source))
-                    .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+                    .map_err(|e| template_error(&path, &e))?;
             } else {
                 let target = if file.ends_with(".txt.hbs") {
                     &mut text
@@ -203,7 +212,7 @@ impl Layout {
                 };
                 target
                     .register_template_string(&file, source)
-                    .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+                    .map_err(|e| template_error(&path, &e))?;
             }
         }
         Ok(Layout {
@@ -213,6 +222,7 @@ impl Layout {
             inline_css,
             mjml,
             text,
+            warnings,
         })
     }
 
@@ -256,6 +266,16 @@ fn location(path: &Path, err: &serde_norway::Error) -> String {
         Some(l) => format!("{}:{}:{}", path.display(), l.line(), l.column()),
         None => path.display().to_string(),
     }
+}
+
+/// A template that does not parse, on one line (Handlebars' own message spans several, with a
+/// picture of the source).
+fn template_error(path: &Path, e: &handlebars::TemplateError) -> anyhow::Error {
+    let at = e
+        .pos()
+        .map(|(line, column)| format!(":{line}:{column}"))
+        .unwrap_or_default();
+    anyhow::anyhow!("{}{at}: {}; fix the template", path.display(), e.reason())
 }
 
 fn render_error(origin: &Path, e: handlebars::RenderError) -> anyhow::Error {
