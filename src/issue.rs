@@ -77,7 +77,18 @@ const KNOWN_KEYS: &[&str] = &[
 impl Issue {
     /// Reads and parses an issue file.
     pub fn load(path: &Path) -> Result<Issue> {
-        let source = std::fs::read_to_string(path).with_context(|| format!("cannot read issue {}", path.display()))?;
+        let bytes = std::fs::read(path).with_context(|| format!("cannot read issue {}", path.display()))?;
+        let source = String::from_utf8(bytes).map_err(|e| {
+            let bytes = e.as_bytes();
+            let at = e.utf8_error().valid_up_to();
+            let line = bytes[..at].iter().filter(|b| **b == b'\n').count() + 1;
+            let column = at - bytes[..at].iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1) + 1;
+            anyhow::anyhow!(
+                "{}:{line}:{column}: not UTF-8 text (byte 0x{:02X}): save the file as UTF-8",
+                path.display(),
+                bytes[at]
+            )
+        })?;
         Issue::parse(path, &source)
     }
 
@@ -88,15 +99,21 @@ impl Issue {
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_else(|| "issue".to_owned());
         let Some((yaml, body, body_line)) = split_front_matter(source) else {
+            if source.lines().next().is_some_and(|l| l.trim_end() == "---") {
+                bail!(
+                    "{}:1: the front matter opened here is never closed: add a line `---` after its last field",
+                    path.display()
+                );
+            }
             bail!(
                 "{}:1: no front matter: the file must start with a line `---`, the YAML fields, and another `---`",
                 path.display()
             );
         };
         // The YAML keeps the newline after the opening `---`, so its line numbers are the file's.
-        let front: FrontMatter = serde_norway::from_str(yaml).map_err(|e| yaml_error(path, &e))?;
+        let front: FrontMatter = serde_norway::from_str(yaml).map_err(|e| yaml_error(path, yaml, &e))?;
         let keys: BTreeMap<String, serde::de::IgnoredAny> =
-            serde_norway::from_str(yaml).map_err(|e| yaml_error(path, &e))?;
+            serde_norway::from_str(yaml).map_err(|e| yaml_error(path, yaml, &e))?;
         let mut warnings = Vec::new();
         for key in keys.keys().filter(|k| !KNOWN_KEYS.contains(&k.as_str())) {
             warnings.push(Warning::new(
@@ -190,17 +207,32 @@ fn split_front_matter(source: &str) -> Option<(&str, &str, usize)> {
     None
 }
 
-fn yaml_error(path: &Path, err: &serde_norway::Error) -> anyhow::Error {
-    match err.location() {
-        Some(loc) => anyhow::anyhow!(
-            "{}:{}:{}: invalid front matter: {}; fix the YAML between the `---` lines",
-            path.display(),
-            loc.line(),
-            loc.column(),
-            strip_location(&err.to_string())
-        ),
-        None => anyhow::anyhow!("{}: invalid front matter: {err}", path.display()),
-    }
+/// The format `date` and `send_at` take.
+pub const DATE_FORMAT: &str = "RFC 3339 with a time zone, e.g. 2025-08-01T15:00:00Z or 2025-08-01T09:00:00-06:00";
+
+fn yaml_error(path: &Path, yaml: &str, err: &serde_norway::Error) -> anyhow::Error {
+    let Some(loc) = err.location() else {
+        return anyhow::anyhow!("{}: invalid front matter: {err}", path.display());
+    };
+    let text = yaml.lines().nth(loc.line() - 1).unwrap_or_default();
+    // What to do, where the parser's words do not say it.
+    let hint = if ["date", "send_at"]
+        .iter()
+        .any(|k| key_line(yaml, k) == Some(loc.line()))
+    {
+        format!("; write the time as {DATE_FORMAT}")
+    } else if text.starts_with(|c: char| c.is_whitespace()) && text.trim_start_matches(' ').starts_with('\t') {
+        "; YAML indents with spaces, not tabs: replace the tab with spaces".to_owned()
+    } else {
+        "; fix the YAML between the `---` lines".to_owned()
+    };
+    anyhow::anyhow!(
+        "{}:{}:{}: invalid front matter: {}{hint}",
+        path.display(),
+        loc.line(),
+        loc.column(),
+        strip_location(&err.to_string())
+    )
 }
 
 /// serde_norway appends " at line X column Y"; we print the location in front instead.
@@ -304,6 +336,46 @@ mod tests {
             .to_string();
         assert!(err.starts_with("newsletters/t.md:3:"), "{err}");
         assert!(err.contains("invalid front matter"), "{err}");
+        assert!(
+            err.ends_with(
+                "write the time as RFC 3339 with a time zone, e.g. 2025-08-01T15:00:00Z or 2025-08-01T09:00:00-06:00"
+            ),
+            "{err}"
+        );
+        // A time without a zone is as ambiguous as no time: it must say which.
+        let err = parse("---\ntitle: T\nsend_at: 2026-11-25 09:00\n---\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("newsletters/t.md:3:") && err.contains("RFC 3339 with a time zone"),
+            "{err}"
+        );
+        let err = parse("---\ntitle: T\ndate: 1st of July\n---\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("RFC 3339 with a time zone"), "{err}");
+    }
+
+    #[test]
+    fn an_unclosed_front_matter_a_tab_and_non_utf8_say_what_to_do() {
+        let err = parse("---\ntitle: T\n\nBody\n").unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "newsletters/t.md:1: the front matter opened here is never closed: add a line `---` after its last field"
+        );
+        let err = parse("---\nseo:\n\turl: x\n---\n").unwrap_err().to_string();
+        assert!(
+            err.starts_with("newsletters/t.md:3:") && err.ends_with("replace the tab with spaces"),
+            "{err}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("latin1.md");
+        std::fs::write(&file, b"---\ntitle: Caf\xe9\n---\n").unwrap();
+        let err = Issue::load(&file).unwrap_err().to_string();
+        assert!(
+            err.ends_with("latin1.md:2:11: not UTF-8 text (byte 0xE9): save the file as UTF-8"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -105,6 +105,8 @@ pub struct IssueState {
     pub issue: String,
     pub subject: String,
     pub complete: bool,
+    /// Its last run has not finished: it is running now, or was killed.
+    pub running: bool,
     pub started_at: String,
     pub completed_at: Option<String>,
 }
@@ -289,7 +291,10 @@ impl Ledger {
         Ok(self
             .conn
             .query_row(
-                "SELECT issue, subject, state, started_at, completed_at FROM issues WHERE issue = ?1",
+                "SELECT issue, subject, state, started_at, completed_at,
+                   EXISTS (SELECT 1 FROM runs WHERE runs.issue = issues.issue AND finished_at IS NULL
+                           AND id = (SELECT max(id) FROM runs r WHERE r.issue = issues.issue))
+                 FROM issues WHERE issue = ?1",
                 [issue],
                 |r| {
                     Ok(IssueState {
@@ -298,6 +303,7 @@ impl Ledger {
                         complete: r.get::<_, String>(2)? == "complete",
                         started_at: r.get(3)?,
                         completed_at: r.get(4)?,
+                        running: r.get(5)?,
                     })
                 },
             )
@@ -400,6 +406,15 @@ impl Ledger {
 #[derive(Debug, thiserror::Error)]
 #[error("another `newsletter send` is running (it holds {0}); this run stops without sending")]
 pub struct Locked(pub PathBuf);
+
+/// Whether a send holds the lock beside `ledger` now.
+pub fn is_running(ledger: &Path) -> bool {
+    let path = ledger.with_extension("lock");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .is_ok_and(|file| matches!(file.try_lock(), Err(std::fs::TryLockError::WouldBlock)))
+}
 
 /// Takes the lock beside the ledger for as long as the returned file lives. The operating
 /// system releases it when the process ends, however it ends, so a stale lock never blocks.

@@ -123,6 +123,11 @@ impl<'a> Personalizer<'a> {
         })
     }
 
+    /// The issue this personalizes.
+    pub fn rendered(&self) -> &Rendered {
+        self.rendered
+    }
+
     /// A test send: `[TEST] ` before every subject, Message-IDs of its own, and no
     /// Feedback-ID (a test is not a campaign).
     pub fn for_test_send(mut self) -> Self {

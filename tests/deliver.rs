@@ -115,13 +115,13 @@ fn permanent_failures_are_reported_and_the_send_goes_on() {
     assert_eq!(r.code, 1, "some recipients failed: {}", r.stderr);
     assert!(
         r.stderr
-            .contains("failed: line 3 user1@example.org: permanent error (550): 5.1.1 Mailbox does not exist"),
+            .contains("recipients.csv:3 user1@example.org: permanent error (550): 5.1.1 Mailbox does not exist"),
         "{}",
         r.stderr
     );
     assert!(
         r.stderr
-            .contains("failed: line 5 user3@example.org: permanent error (554): 5.7.1 Message rejected as spam"),
+            .contains("recipients.csv:5 user3@example.org: permanent error (554): 5.7.1 Message rejected as spam"),
         "{}",
         r.stderr
     );
@@ -497,7 +497,7 @@ fn a_non_ascii_local_part_needs_smtputf8() {
             assert_eq!(r.code, 1, "{}", r.stderr);
             assert_eq!(server.count("김민수@example.kr"), 0);
             assert!(
-                r.stderr.contains("failed: line 2 김민수@example.kr: the address has non-ASCII characters before the @, and the server does not accept such addresses (it does not offer SMTPUTF8"),
+                r.stderr.contains("recipients.csv:2 김민수@example.kr: the address has non-ASCII characters before the @, and the server does not accept such addresses (it does not offer SMTPUTF8"),
                 "{}",
                 r.stderr
             );

@@ -443,3 +443,107 @@ fn retry_failed_gives_permanent_failures_one_more_attempt() {
     let r = run(project.command().args(["send", "--retry-failed", "--yes"]));
     assert_eq!(r.code, 2, "needs an issue: {}", r.stderr);
 }
+
+#[test]
+fn cron_refuses_an_unreadable_send_at_and_names_each_issue_it_sends() {
+    let sink = Sink::start();
+    let project = Project::new(sink.port, &csv(2), "throttle: { rate: off }\n").with_issues(&[
+        ("2025-05", scheduled_issue(Some("2025-05-01T09:00:00Z"))),
+        ("2025-06", scheduled_issue(Some("2025-06-01T09:00:00Z"))),
+        ("2025-07", scheduled_issue(Some("2025-07-01 09:00"))),
+    ]);
+    let r = run(project.command().arg("send"));
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert_eq!(r.stderr.lines().count(), 1, "{}", r.stderr);
+    assert!(r.stderr.contains("2025-07.md:2:"), "file and line: {}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("RFC 3339 with a time zone, e.g. 2025-08-01T15:00:00Z"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(sink.count(), 0, "nothing sent while an issue cannot be read");
+    let status = run(project.command().arg("status"));
+    assert!(
+        status
+            .stdout
+            .lines()
+            .any(|l| l.starts_with("2025-07") && l.contains("error") && l.contains("RFC 3339")),
+        "{}",
+        status.stdout
+    );
+
+    let fixed = scheduled_issue(Some("2099-07-01T09:00:00Z"));
+    std::fs::write(project.dir.path().join("newsletters/2025-07.md"), fixed).unwrap();
+    let r = run(project.command().arg("send"));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{}", r.stdout);
+    assert!(lines[0].starts_with("2025-05: Sent 2 of 2"), "{}", r.stdout);
+    assert!(lines[1].starts_with("2025-06: Sent 2 of 2"), "{}", r.stdout);
+}
+
+#[test]
+fn status_tells_partial_sends_and_says_when_nobody_failed() {
+    let sink = Sink::start();
+    let project = Project::new(sink.port, &csv(5), "throttle: { rate: off }\n");
+    let two = project.dir.path().join("two.csv");
+    std::fs::write(&two, csv(2)).unwrap();
+    let r = run(project
+        .command()
+        .args(["send", "small", "--yes", "--recipients"])
+        .arg(&two));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let detail = run(project.command().args(["status", "small"]));
+    assert!(
+        detail
+            .stdout
+            .starts_with("small: Small issue for {{first_name}} (partial)"),
+        "{}",
+        detail.stdout
+    );
+    assert!(detail.stdout.contains("3 reader(s) of"), "{}", detail.stdout);
+    let failed = run(project.command().args(["status", "small", "--failed"]));
+    assert_eq!(
+        failed.stdout.trim(),
+        "Nobody failed: every recipient of small in the ledger was sent it (2 sent)."
+    );
+    let r = run(project.command().args(["send", "small", "--yes"]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let detail = run(project.command().args(["status", "small"]));
+    assert!(detail.stdout.contains("(complete)"), "{}", detail.stdout);
+}
+
+#[test]
+fn status_says_running_while_a_send_holds_the_lock() {
+    let sink = Sink::start();
+    let project = Project::new(sink.port, &csv(40), "throttle: { rate: 20/s }\n");
+    // An earlier run completed the issue for a smaller list; this one runs now.
+    let two = project.dir.path().join("two.csv");
+    std::fs::write(&two, csv(2)).unwrap();
+    assert_eq!(
+        run(project
+            .command()
+            .args(["send", "small", "--yes", "--recipients"])
+            .arg(&two))
+        .code,
+        0
+    );
+    let mut child = spawn(&project, &["send", "small", "--yes"]);
+    wait_until("the send to start", || sink.count() >= 4);
+    let state = || {
+        let r = run(project.command().args(["status", "--format", "json"]));
+        let list: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+        let small = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["issue"] == "small")
+            .unwrap()
+            .clone();
+        small["state"].as_str().unwrap().to_owned()
+    };
+    assert_eq!(state(), "running");
+    assert!(child.wait().unwrap().success());
+    assert_eq!(state(), "complete");
+}

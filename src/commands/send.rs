@@ -54,11 +54,13 @@ fn cron(config: &Config, quiet: bool) -> Result<Outcome> {
     let now = chrono::Utc::now();
     let mut due = Vec::new();
     let mut ledger: Option<Ledger> = None;
-    for (name, path) in issue::list(&config.newsletters) {
+    let mut broken = Vec::new();
+    for (_, path) in issue::list(&config.newsletters) {
         let issue = match Issue::load(&path) {
             Ok(issue) => issue,
             Err(e) => {
-                eprintln!("warning: skipped {name}: {e:#}");
+                // Its send_at cannot be known: never skip it quietly.
+                broken.push(format!("{e:#}"));
                 continue;
             }
         };
@@ -73,6 +75,15 @@ fn cron(config: &Config, quiet: bool) -> Result<Outcome> {
             continue;
         }
         due.push((send_at, path));
+    }
+    if !broken.is_empty() {
+        bail!(
+            "nothing sent: {} issue{} cannot be read, so cron cannot tell whether {} due: {}",
+            broken.len(),
+            if broken.len() == 1 { "" } else { "s" },
+            if broken.len() == 1 { "it is" } else { "they are" },
+            broken.join("; ")
+        );
     }
     due.sort();
     let mut worst = Outcome::Success;
@@ -210,6 +221,7 @@ fn send_issue(
         rate,
         quiet,
         total: plan.to_send,
+        list: Some(&list),
         ledger: Some((ledger, &rendered)),
     };
     let result = delivery.run(recipients)?;
@@ -261,6 +273,7 @@ fn test_send(config: &Config, args: &SendArgs, composer: &Composer<'_>, rate: Ra
         rate,
         quiet,
         total: list.len() as u64,
+        list: None,
         ledger: None,
     };
     delivery.run(list.into_iter())
@@ -395,6 +408,8 @@ struct Delivery<'a> {
     rate: Rate,
     quiet: bool,
     total: u64,
+    /// The recipient list, to name with the line of a failed recipient (none for test sends).
+    list: Option<&'a Path>,
     ledger: Option<(&'a mut Ledger, &'a Rendered)>,
 }
 
@@ -451,11 +466,16 @@ impl Delivery<'_> {
         let (suppressed, ledger_error) = recorder.map_or((0, None), |r| (r.suppressed, r.error));
 
         let failed = outcome.failed + unpersonalized.len() as u64;
+        let issue = &self.composer.personalizer.rendered().slug;
+        let at = |line: u64| match self.list {
+            Some(list) => format!("{}:{line} ", list.display()),
+            None => String::new(),
+        };
         for f in &progress.failures {
-            eprintln!("failed: line {} {}: {}", f.line, f.email, f.reply);
+            eprintln!("failed: {issue}: {}{}: {}", at(f.line), f.email, f.reply);
         }
         for (r, why) in &unpersonalized {
-            eprintln!("failed: line {} {}: {why}", r.line, r.email);
+            eprintln!("failed: {issue}: {}{}: {why}", at(r.line), r.email);
         }
         if let Some((ledger, _, run)) = ledger_run {
             let complete = !outcome.interrupted
@@ -480,7 +500,7 @@ impl Delivery<'_> {
         if !self.quiet || failed > 0 {
             let secs = outcome.elapsed.as_secs_f64().max(0.001);
             println!(
-                "Sent {} of {} in {} ({:.1}/s); {} failed{}.",
+                "{issue}: Sent {} of {} in {} ({:.1}/s); {} failed{}.",
                 thousands(outcome.sent),
                 thousands(self.total),
                 report::duration(outcome.elapsed),
@@ -503,7 +523,7 @@ impl Delivery<'_> {
             return Ok(Outcome::Interrupted);
         }
         if let Some(why) = outcome.stopped {
-            bail!("{why}");
+            bail!("{issue}: {why}");
         }
         Ok(if failed > 0 {
             Outcome::Problems

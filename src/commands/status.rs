@@ -5,7 +5,7 @@ use std::path::Path;
 use anyhow::Result;
 use newsletter::deliver::queue;
 use newsletter::issue::{self, Issue};
-use newsletter::ledger::{Counts, Delivery, Ledger};
+use newsletter::ledger::{self, Counts, Delivery, Ledger};
 use newsletter::report::thousands;
 use serde::Serialize;
 
@@ -15,12 +15,15 @@ use crate::cli::{Format, StatusArgs};
 #[derive(Serialize)]
 struct IssueLine {
     issue: String,
-    /// draft, scheduled, due, sending or complete
+    /// draft, scheduled, due, sending, running (a send holds the lock now), complete, or
+    /// error (the file cannot be read: `error` says why)
     state: &'static str,
     send_at: Option<String>,
     subject: String,
     sent: u64,
     failed: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -46,16 +49,32 @@ pub fn run(config_path: Option<&Path>, args: StatusArgs) -> Result<Outcome> {
         .is_file()
         .then(|| Ledger::open(&config.ledger))
         .transpose()?;
+    let running = ledger::is_running(&config.ledger);
     let Some(name) = &args.issue else {
         let lines = issue::list(&config.newsletters)
             .into_iter()
-            .filter_map(|(_, path)| Issue::load(&path).ok())
-            .map(|issue| line(&issue, ledger.as_ref()))
+            .map(|(name, path)| match Issue::load(&path) {
+                Ok(issue) => line(&issue, ledger.as_ref(), running),
+                // An issue that cannot be read is shown, never dropped: cron will not send it.
+                Err(e) => Ok(IssueLine {
+                    issue: name,
+                    state: "error",
+                    send_at: None,
+                    subject: String::new(),
+                    sent: 0,
+                    failed: 0,
+                    error: Some(format!("{e:#}")),
+                }),
+            })
             .collect::<Result<Vec<_>>>()?;
         match args.format {
             Format::Json => println!("{}", serde_json::to_string_pretty(&lines)?),
             Format::Text => {
                 for l in &lines {
+                    if let Some(e) = &l.error {
+                        println!("{:<10} {:<10} {e}", l.issue, l.state);
+                        continue;
+                    }
                     let when = l.send_at.as_deref().map(|t| format!(" {t}")).unwrap_or_default();
                     println!(
                         "{:<10} {:<10}{:<27} sent {:>7}  failed {:>5}  {}",
@@ -72,7 +91,7 @@ pub fn run(config_path: Option<&Path>, args: StatusArgs) -> Result<Outcome> {
         return Ok(Outcome::Success);
     };
     let issue = Issue::load(&issue::find(name, &config.newsletters)?)?;
-    let summary = line(&issue, ledger.as_ref())?;
+    let summary = line(&issue, ledger.as_ref(), running)?;
     let counts = ledger
         .as_ref()
         .map(|l| l.counts(&issue.slug))
@@ -90,12 +109,19 @@ pub fn run(config_path: Option<&Path>, args: StatusArgs) -> Result<Outcome> {
     } else {
         None
     };
+    let pending = plan.as_ref().map_or(0, |p| p.to_send);
     let detail = Detail {
         issue: issue.slug.clone(),
-        state: summary.state,
+        // Complete for the lists sent so far, but the list has readers who never got it (rows
+        // added since, or a send with --recipients).
+        state: if summary.state == "complete" && pending > 0 {
+            "partial"
+        } else {
+            summary.state
+        },
         subject: summary.subject,
         send_at: summary.send_at,
-        pending: plan.as_ref().map_or(0, |p| p.to_send),
+        pending,
         suppressed: plan.as_ref().map_or(0, |p| p.suppressed),
         achieved_rate: ledger
             .as_ref()
@@ -111,6 +137,13 @@ pub fn run(config_path: Option<&Path>, args: StatusArgs) -> Result<Outcome> {
     match args.format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&detail)?),
         Format::Text if args.failed => {
+            if detail.undelivered.is_empty() {
+                println!(
+                    "Nobody failed: every recipient of {} in the ledger was sent it ({} sent).",
+                    detail.issue,
+                    thousands(detail.counts.sent)
+                );
+            }
             for d in &detail.undelivered {
                 println!(
                     "{}\tline {}\t{:?}\t{} attempts\t{}",
@@ -122,16 +155,17 @@ pub fn run(config_path: Option<&Path>, args: StatusArgs) -> Result<Outcome> {
                 );
             }
         }
-        Format::Text => print_detail(&detail),
+        Format::Text => print_detail(&detail, &config.recipients),
     }
     Ok(Outcome::Success)
 }
 
-fn line(issue: &Issue, ledger: Option<&Ledger>) -> Result<IssueLine> {
+fn line(issue: &Issue, ledger: Option<&Ledger>, running: bool) -> Result<IssueLine> {
     let state = ledger.map(|l| l.issue_state(&issue.slug)).transpose()?.flatten();
     let counts = ledger.map(|l| l.counts(&issue.slug)).transpose()?.unwrap_or_default();
     let now = chrono::Utc::now();
     let label = match (&state, issue.front.send_at) {
+        (Some(s), _) if running && s.running => "running",
         (Some(s), _) if s.complete => "complete",
         (Some(_), _) => "sending",
         (None, Some(t)) if t > now => "scheduled",
@@ -145,11 +179,20 @@ fn line(issue: &Issue, ledger: Option<&Ledger>) -> Result<IssueLine> {
         subject: issue.subject().unwrap_or("(no subject)").to_owned(),
         sent: counts.sent,
         failed: counts.failed,
+        error: None,
     })
 }
 
-fn print_detail(d: &Detail) {
+fn print_detail(d: &Detail, list: &Path) {
     println!("{}: {} ({})", d.issue, d.subject, d.state);
+    if d.state == "partial" {
+        println!(
+            "  note: {} reader(s) of {} never got it (rows added since, or the send used --recipients): `newsletter send {}` sends to them",
+            thousands(d.pending),
+            list.display(),
+            d.issue
+        );
+    }
     if let Some(t) = &d.send_at {
         println!("  scheduled for        {t}");
     }
