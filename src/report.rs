@@ -135,6 +135,11 @@ impl Observer for Progress {
     }
 }
 
+/// `1 warning`, `2 warnings`.
+pub fn count(n: usize, noun: &str) -> String {
+    format!("{n} {noun}{}", if n == 1 { "" } else { "s" })
+}
+
 /// `1h 31m`, `4m 05s`, `42s`.
 pub fn duration(d: Duration) -> String {
     let s = d.as_secs();

@@ -99,7 +99,11 @@ fn update(shared: &Shared, result: anyhow::Result<Page>) {
     state.version += 1;
     match result {
         Ok(page) => {
-            eprintln!("rendered {} ({} warnings)", page.title, page.warnings.len());
+            eprintln!(
+                "rendered {} ({})",
+                page.title,
+                crate::report::count(page.warnings.len(), "warning")
+            );
             state.page = Some(page);
             state.error = None;
         }
@@ -238,8 +242,8 @@ fn shell(state: &State) -> String {
         }
         let items: String = p.warnings.iter().map(|w| format!("<li>{}</li>", escape(w))).collect();
         format!(
-            "<details id=\"warnings\"><summary>{} warnings</summary><ul>{items}</ul></details>",
-            p.warnings.len()
+            "<details id=\"warnings\"><summary>{}</summary><ul>{items}</ul></details>",
+            crate::report::count(p.warnings.len(), "warning")
         )
     });
     let (text, headers) = state.page.as_ref().map_or((String::new(), String::new()), |p| {

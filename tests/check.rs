@@ -297,3 +297,28 @@ fn send_refuses_an_issue_with_errors_unless_forced_but_test_sends_go_out() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(sink.count(), 4);
 }
+
+#[test]
+fn with_no_site_reachable_check_says_the_network_looks_down() {
+    // Nothing listens on these ports: every connection is refused, as with no network.
+    let issue = format!(
+        "---\ntitle: Offline\npreheader: p\n---\nLead.\n\n# Events\n\n* [a](https://127.0.0.1:{a}/a) and [b](https://127.0.0.1:{b}/b)\n",
+        a = support::free_port(),
+        b = support::free_port()
+    );
+    let project = Project::new(1, &csv(1), CHECK).with_issues(&[("offline", issue)]);
+    let r = run(project.command().args(["check", "offline", "--no-cache"]));
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .starts_with("error: the network looks unreachable: none of the 2 URLs could be connected to"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("or run `newsletter check offline --offline`"),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.stdout.contains("BROKEN"), "{}", r.stdout);
+}

@@ -56,6 +56,11 @@ impl Outcome {
         }
     }
 
+    /// No connection could be made at all (no DNS answer, refused, no route).
+    pub fn no_connection(&self) -> bool {
+        self.status.is_none() && self.detail.starts_with("cannot connect")
+    }
+
     /// Only what a server said is worth keeping: a timeout or a refused connection may be
     /// gone in a minute.
     fn cacheable(&self) -> bool {

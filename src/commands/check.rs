@@ -11,6 +11,7 @@ use newsletter::check::cache::Cache;
 use newsletter::check::links::{Checker, Outcome, Tally, Verdict};
 use newsletter::check::{self, Finding, Target};
 use newsletter::config::Config;
+use newsletter::diagnostic::Severity;
 use newsletter::issue::{self, Issue};
 use newsletter::recipients::Recipients;
 use serde::Serialize;
@@ -80,6 +81,22 @@ pub fn run(config_path: Option<&Path>, quiet: bool, args: CheckArgs) -> Result<E
             seconds: started.elapsed().as_secs_f64(),
         },
     };
+    // Every site failing alike says more about this machine than about the links.
+    if let Some(outcomes) = outcomes.as_deref()
+        && outcomes.len() > 1
+        && outcomes.iter().all(|o| o.no_connection() && !o.cached)
+    {
+        let offline = Report { links: None, ..report };
+        if args.format == Format::Text {
+            print_text(&offline, header.is_some(), quiet)?;
+        }
+        anyhow::bail!(
+            "the network looks unreachable: none of the {} URLs could be connected to (the first: {}); check this machine's connection, or run `newsletter check {} --offline`",
+            outcomes.len(),
+            outcomes[0].detail,
+            args.issue
+        );
+    }
     match args.format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
         Format::Text => print_text(&report, header.is_some(), quiet)?,
@@ -110,7 +127,11 @@ fn check_online(config: &Config, targets: &[Target], refresh: bool) -> Result<Ve
 
 fn print_text(report: &Report<'_>, had_header: bool, quiet: bool) -> Result<()> {
     let mut out = std::io::stdout().lock();
-    for f in report.offline {
+    for f in report
+        .offline
+        .iter()
+        .filter(|f| !quiet || f.severity == Severity::Error)
+    {
         writeln!(out, "{:<7} {}", f.severity.label(), f.warning)?;
     }
     if !had_header && !quiet {

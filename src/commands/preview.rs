@@ -8,7 +8,7 @@ use anyhow::{Context, Result, bail};
 use lettre::Message;
 use newsletter::compile::{GMAIL_CLIP_BYTES, Rendered};
 use newsletter::config::Config;
-use newsletter::diagnostic::{Kind, Warning};
+use newsletter::diagnostic::{Kind, Severity, Warning};
 use newsletter::issue::{self, Issue};
 use newsletter::personalize::{Parts, Personalizer};
 use newsletter::recipients::{self, Recipient};
@@ -247,32 +247,42 @@ fn print_text(s: &Summary<'_>, rendered: &Rendered, text: &str, quiet: bool) -> 
     }
     out.flush()?;
     let mut err = std::io::stderr().lock();
-    for w in s.warnings {
-        writeln!(err, "warning: {w}")?;
+    // -q: errors only.
+    let shown: Vec<_> = s
+        .warnings
+        .iter()
+        .filter(|w| !quiet || w.kind.severity() == Severity::Error)
+        .collect();
+    for w in &shown {
+        writeln!(err, "{}: {w}", w.kind.severity().label())?;
     }
-    if !s.warnings.is_empty() {
-        writeln!(
-            err,
-            "{} warning{}",
-            s.warnings.len(),
-            if s.warnings.len() == 1 { "" } else { "s" }
-        )?;
+    if !shown.is_empty() && !quiet {
+        writeln!(err, "{}", newsletter::report::count(shown.len(), "warning"))?;
     }
     Ok(())
 }
 
-/// Opens a file path or a URL.
+/// Opens a file path or a URL with `$BROWSER`, as the convention has it: a command with its
+/// arguments, `%s` standing for the target (else it comes last), several commands separated
+/// by `:` tried in turn. Without it, the desktop's opener.
 fn open_in_browser(target: &str) -> Result<()> {
-    let browser = std::env::var("BROWSER").ok().filter(|b| !b.is_empty());
-    let opener = browser
-        .as_deref()
-        .unwrap_or(if cfg!(target_os = "macos") { "open" } else { "xdg-open" });
-    let status = std::process::Command::new(opener)
-        .arg(target)
-        .status()
-        .with_context(|| format!("cannot start `{opener}` to open {target}; set $BROWSER"))?;
-    if !status.success() {
-        bail!("`{opener} {target}` failed ({status}); set $BROWSER to your browser");
+    let default = if cfg!(target_os = "macos") { "open" } else { "xdg-open" };
+    let browser = std::env::var("BROWSER").ok().filter(|b| !b.trim().is_empty());
+    let commands: Vec<&str> = browser.as_deref().map_or(vec![default], |b| b.split(':').collect());
+    let mut last = String::new();
+    for command in commands {
+        let mut words: Vec<String> = command.split_whitespace().map(|w| w.replace("%s", target)).collect();
+        if !command.contains("%s") {
+            words.push(target.to_owned());
+        }
+        let Some((program, args)) = words.split_first() else {
+            continue;
+        };
+        match std::process::Command::new(program).args(args).status() {
+            Ok(status) if status.success() => return Ok(()),
+            Ok(status) => last = format!("`{}` failed ({status})", words.join(" ")),
+            Err(e) => last = format!("cannot start `{program}`: {e}"),
+        }
     }
-    Ok(())
+    bail!("{last}; set $BROWSER to your browser (arguments allowed, %s for the file)")
 }
