@@ -6,6 +6,7 @@ use std::fs::File;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
@@ -13,6 +14,14 @@ use serde::Serialize;
 /// RFC 5321 limits: 64 octets of local part, 254 of address.
 const MAX_LOCAL: usize = 64;
 const MAX_ADDRESS: usize = 254;
+
+/// The longest value a column may hold; a longer one skips its row. Names, companies and
+/// even notes fit many times over; a megabyte of text in a field is a damaged export.
+pub const MAX_FIELD_BYTES: usize = 64 * 1024;
+
+/// Lines longer than this are cut before the CSV parser sees them, so that a runaway field
+/// (a missing quote, a binary file) never takes more memory than this; their row is skipped.
+const MAX_LINE_BYTES: usize = 1024 * 1024;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Recipient {
@@ -64,6 +73,8 @@ pub enum SkipReason {
     Bounced,
     /// A value with a line break or control character, which must never reach a header.
     UnsafeValue,
+    /// A value over [`MAX_FIELD_BYTES`].
+    TooLong,
 }
 
 impl SkipReason {
@@ -75,6 +86,7 @@ impl SkipReason {
             SkipReason::Unsubscribed => "unsubscribed",
             SkipReason::Bounced => "bounced",
             SkipReason::UnsafeValue => "line break in a field",
+            SkipReason::TooLong => "field too long",
         }
     }
 }
@@ -94,7 +106,8 @@ pub type Row = std::result::Result<Recipient, Skipped>;
 /// [`KnownList`]).
 pub struct Recipients {
     path: PathBuf,
-    reader: csv::Reader<Box<dyn Read + Send>>,
+    reader: csv::Reader<Tracked>,
+    lines: Arc<Mutex<Lines>>,
     headers: Vec<String>,
     email_col: usize,
     status_col: Option<usize>,
@@ -154,7 +167,14 @@ impl Recipients {
     }
 
     pub fn from_reader(path: &Path, reader: Box<dyn Read + Send>) -> Result<Recipients> {
-        let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(reader);
+        let lines = Arc::new(Mutex::new(Lines::default()));
+        let tracked = Tracked {
+            inner: reader,
+            lines: Arc::clone(&lines),
+            pending: Vec::new(),
+            raw: vec![0; 64 * 1024],
+        };
+        let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(tracked);
         let headers: Vec<String> = reader
             .headers()
             .with_context(|| format!("{}:1: cannot read the header row", path.display()))?
@@ -176,6 +196,7 @@ impl Recipients {
         Ok(Recipients {
             path: path.to_path_buf(),
             reader,
+            lines,
             headers,
             email_col,
             status_col,
@@ -196,8 +217,32 @@ impl Recipients {
         &self.path
     }
 
-    fn row(&mut self, line: u64) -> Row {
+    fn row(&mut self, line: u64, cut: bool) -> Row {
         let skip = |reason, detail: String| Err(Skipped { line, reason, detail });
+        if cut {
+            return skip(
+                SkipReason::TooLong,
+                format!(
+                    "the row is longer than {} MB: a damaged export or a missing quote?",
+                    MAX_LINE_BYTES >> 20
+                ),
+            );
+        }
+        if let Some((name, value)) = self
+            .headers
+            .iter()
+            .zip(self.record.iter())
+            .find(|(_, v)| v.len() > MAX_FIELD_BYTES)
+        {
+            return skip(
+                SkipReason::TooLong,
+                format!(
+                    "column `{name}` holds {} KB; a field may hold {} KB",
+                    value.len() >> 10,
+                    MAX_FIELD_BYTES >> 10
+                ),
+            );
+        }
         if self.record.len() != self.headers.len() {
             return skip(
                 SkipReason::WrongFieldCount,
@@ -254,11 +299,18 @@ impl Iterator for Recipients {
         match self.reader.read_record(&mut self.record) {
             Ok(false) => None,
             Ok(true) => {
-                let line = self.record.position().map_or(0, |p| p.line());
-                Some(Ok(self.row(line)))
+                let start = self.record.position().map_or(0, |p| p.byte());
+                let inner_breaks = self
+                    .record
+                    .iter()
+                    .map(|f| memchr::memchr_iter(b'\n', f.as_bytes()).count())
+                    .sum();
+                let (line, cut) = lock(&self.lines).record(start, inner_breaks);
+                Some(Ok(self.row(line, cut)))
             }
             Err(e) => {
-                let line = e.position().map_or(0, |p| p.line());
+                let start = e.position().map_or(0, |p| p.byte());
+                let (line, _) = lock(&self.lines).record(start, 0);
                 match e.kind() {
                     // Invalid UTF-8 spoils one row, not the file.
                     csv::ErrorKind::Utf8 { .. } => Some(Ok(Err(Skipped {
@@ -273,6 +325,116 @@ impl Iterator for Recipients {
                 }
             }
         }
+    }
+}
+
+fn lock(lines: &Mutex<Lines>) -> std::sync::MutexGuard<'_, Lines> {
+    lines.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The list's bytes on their way to the CSV parser, with their lines counted: the parser's
+/// own line numbers are one short on CRLF files and point at the first of any blank lines
+/// before a row. Lines over [`MAX_LINE_BYTES`] are cut here.
+struct Tracked {
+    inner: Box<dyn Read + Send>,
+    lines: Arc<Mutex<Lines>>,
+    /// Bytes ready for the parser.
+    pending: Vec<u8>,
+    /// Bytes read, before filtering.
+    raw: Vec<u8>,
+}
+
+#[derive(Default)]
+struct Lines {
+    /// The bytes given to the parser that it may not have consumed yet, from offset `base`.
+    window: std::collections::VecDeque<u8>,
+    base: u64,
+    /// Line breaks before `base`.
+    breaks_before_base: u64,
+    /// Length of the line being passed, and whether its double quotes are unbalanced so far.
+    line_len: usize,
+    open_quote: bool,
+    /// Cutting the rest of an overlong line.
+    cutting: bool,
+    /// 1-based lines that were cut (few: each is a damaged row).
+    cut: Vec<u64>,
+    /// Line breaks passed in all.
+    breaks: u64,
+}
+
+impl Lines {
+    /// Filters `input` (lines cut), appending what the parser gets to `out`.
+    fn pass(&mut self, input: &[u8], out: &mut Vec<u8>) {
+        let mut rest = input;
+        while !rest.is_empty() {
+            let end = memchr::memchr(b'\n', rest).map_or(rest.len(), |i| i + 1);
+            let (line, after) = rest.split_at(end);
+            rest = after;
+            let ends = line.ends_with(b"\n");
+            let body = if ends { &line[..line.len() - 1] } else { line };
+            if !self.cutting {
+                let room = MAX_LINE_BYTES.saturating_sub(self.line_len);
+                let kept = &body[..body.len().min(room)];
+                out.extend_from_slice(kept);
+                self.line_len += kept.len();
+                self.open_quote ^= memchr::memchr_iter(b'"', kept).count() % 2 == 1;
+                if kept.len() < body.len() {
+                    self.cutting = true;
+                    self.cut.push(self.breaks + 1);
+                }
+            }
+            if ends {
+                // A cut line with an open quote is closed, so that it does not swallow the rows after it.
+                if self.cutting && self.open_quote {
+                    out.push(b'"');
+                }
+                out.push(b'\n');
+                self.breaks += 1;
+                self.line_len = 0;
+                if self.cutting {
+                    self.open_quote = false;
+                }
+                self.cutting = false;
+            }
+        }
+    }
+
+    /// The 1-based line of the record the parser found at `start` (the end of the record
+    /// before it), and whether any of its lines was cut. Forgets the bytes before `start`.
+    fn record(&mut self, start: u64, inner_breaks: usize) -> (u64, bool) {
+        let consumed = usize::try_from(start.saturating_sub(self.base))
+            .unwrap_or(usize::MAX)
+            .min(self.window.len());
+        self.breaks_before_base += self.window.drain(..consumed).filter(|b| *b == b'\n').count() as u64;
+        self.base += consumed as u64;
+        // Blank lines (and the \n of a CRLF) before the record belong to no row.
+        let blank_breaks = self
+            .window
+            .iter()
+            .take_while(|b| matches!(b, b'\r' | b'\n'))
+            .filter(|b| **b == b'\n')
+            .count() as u64;
+        let line = self.breaks_before_base + blank_breaks + 1;
+        let last = line + inner_breaks as u64;
+        let cut = self.cut.iter().any(|l| (line..=last).contains(l));
+        (line, cut)
+    }
+}
+
+impl Read for Tracked {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.pending.is_empty() {
+            let n = self.inner.read(&mut self.raw)?;
+            if n == 0 {
+                return Ok(0);
+            }
+            lock(&self.lines).pass(&self.raw[..n], &mut self.pending);
+        }
+        let n = buf.len().min(self.pending.len());
+        buf[..n].copy_from_slice(&self.pending[..n]);
+        self.pending.drain(..n);
+        lock(&self.lines).window.extend(&buf[..n]);
+        Ok(n)
     }
 }
 
@@ -424,6 +586,53 @@ mod tests {
     fn line_breaks_in_fields_never_pass() {
         let r = rows("email,name\na@example.org,\"Eve\r\nBcc: victim@example.org\"\n");
         assert_eq!(r[0].as_ref().unwrap_err().reason, SkipReason::UnsafeValue);
+    }
+
+    #[test]
+    fn lines_are_counted_as_an_editor_counts_them() {
+        let lines = |csv: &str| -> Vec<u64> {
+            rows(csv)
+                .iter()
+                .map(|r| r.as_ref().map_or_else(|s| s.line, |r| r.line))
+                .collect()
+        };
+        assert_eq!(
+            lines("email\r\na@x.org\r\nb@x.org\r\n\r\n\r\nfoo@\r\nc@x.org\r\n"),
+            [2, 3, 6, 7]
+        );
+        assert_eq!(lines("email\na@x.org\n\n\nfoo@\n"), [2, 5]);
+        assert_eq!(lines("email,note\na@x.org,\"two\nlines\"\nb@x.org,x\n"), [2, 4]);
+        let r = rows("email\r\na@x.org\r\n\r\nfoo@\r\n");
+        assert_eq!(r[1].as_ref().unwrap_err().line, 4);
+    }
+
+    #[test]
+    fn overlong_fields_skip_their_row_only() {
+        let big = "x".repeat(MAX_FIELD_BYTES + 1);
+        let huge = "y".repeat(MAX_LINE_BYTES + 10);
+        let r = rows(&format!(
+            "email,name\na@x.org,{big}\nb@x.org,\"{huge}\nc@x.org,Carol\nd@x.org,{huge}\ne@x.org,Eve\n"
+        ));
+        let got: Vec<(u64, Option<SkipReason>)> = r
+            .iter()
+            .map(|r| r.as_ref().map_or_else(|s| (s.line, Some(s.reason)), |r| (r.line, None)))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (2, Some(SkipReason::TooLong)),
+                (3, Some(SkipReason::TooLong)),
+                (4, None),
+                (5, Some(SkipReason::TooLong)),
+                (6, None)
+            ]
+        );
+        assert!(
+            r[0].as_ref()
+                .unwrap_err()
+                .detail
+                .contains("column `name` holds 64 KB; a field may hold 64 KB")
+        );
     }
 
     #[test]
