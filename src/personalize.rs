@@ -179,7 +179,11 @@ impl<'a> Personalizer<'a> {
             |hbs: &Handlebars<'_>, name: &str| hbs.render(name, &data).map_err(|e| fail(missing_field_reason(&e)));
         let html = render(&self.html, HTML)?;
         let text = render(&self.plain, TEXT)?;
-        let subject = format!("{}{}", self.subject_prefix, one_line(&render(&self.plain, SUBJECT)?));
+        let subject = format!(
+            "{}{}",
+            self.subject_prefix,
+            header_value(&render(&self.plain, SUBJECT)?, MAX_SUBJECT)
+        );
         Ok(Parts {
             subject,
             text,
@@ -207,7 +211,7 @@ impl<'a> Personalizer<'a> {
             unsubscribe_url,
         } = parts;
         let to_address = r.email.parse().map_err(|e| fail(format!("invalid address: {e}")))?;
-        let to = Mailbox::new(r.display_name().map(|n| one_line(&n)), to_address);
+        let to = Mailbox::new(r.display_name().map(|n| header_value(&n, MAX_NAME)), to_address);
         let message_id = self.message_id(&r.email);
         let mut builder = Message::builder()
             .from(self.from.clone())
@@ -341,12 +345,24 @@ fn header(name: &'static str, value: String) -> HeaderValue {
     HeaderValue::new(HeaderName::new_from_ascii_str(name), value)
 }
 
-/// Line breaks in a value must never reach a header: they are folded into spaces.
-fn one_line(s: &str) -> String {
-    s.split(['\r', '\n'])
+/// Characters of a recipient's name and of a personalized subject that reach the headers.
+/// A header line may not pass 998 octets (RFC 5322 2.1.1), and a word without spaces cannot
+/// be folded; a value cut to this length keeps every line far below it.
+const MAX_NAME: usize = 128;
+const MAX_SUBJECT: usize = 250;
+
+/// A value fit for a header: line breaks folded into spaces (they must never reach a header),
+/// and cut with an ellipsis past `max` characters.
+fn header_value(s: &str, max: usize) -> String {
+    let line = s
+        .split(['\r', '\n'])
         .filter(|p| !p.is_empty())
         .collect::<Vec<_>>()
-        .join(" ")
+        .join(" ");
+    if line.chars().count() <= max {
+        return line;
+    }
+    line.chars().take(max - 1).chain(['…']).collect()
 }
 
 /// Says which field is missing in words a writer acts on.
@@ -375,7 +391,16 @@ fn hex(bytes: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::quoted_printable;
+    use super::{MAX_NAME, header_value, quoted_printable};
+
+    #[test]
+    fn header_values_are_one_line_and_cut() {
+        assert_eq!(header_value("Eve\r\nBcc: x@y", 50), "Eve Bcc: x@y");
+        let long = "b".repeat(1200);
+        let cut = header_value(&long, MAX_NAME);
+        assert_eq!(cut.chars().count(), MAX_NAME);
+        assert!(cut.ends_with('…'));
+    }
 
     fn decode(encoded: &[u8]) -> String {
         let bytes = ::quoted_printable::decode(encoded, ::quoted_printable::ParseMode::Strict).unwrap();

@@ -541,3 +541,22 @@ fn a_test_send_has_its_own_message_id_and_real_mail_a_feedback_id() {
     );
     assert_eq!(header(test, "Feedback-ID"), None, "a test is not a campaign");
 }
+
+#[test]
+fn no_header_line_passes_998_octets_whatever_the_name() {
+    let sink = Sink::start();
+    let csv = format!(
+        "email,first_name\nlong@example.org,{}\nwide@example.org,{}\nplain@example.org,Pat\n",
+        "b".repeat(1200),
+        "Ä".repeat(1200)
+    );
+    let project = Project::new(sink.port, &csv, "throttle: { rate: off }\n");
+    let r = run(project.command().args(["send", "small", "--yes"]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let messages = sink.messages();
+    assert_eq!(messages.len(), 3);
+    for (rcpt, text) in &messages {
+        let longest = text.lines().map(str::len).max().unwrap();
+        assert!(longest <= 998, "{rcpt:?}: a line of {longest} octets");
+    }
+}
