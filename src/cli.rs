@@ -207,6 +207,10 @@ pub struct PreviewArgs {
 pub struct NewArgs {
     /// The month of the issue, YYYY-MM
     pub month: String,
+
+    /// The author in the front matter [default: `git config user.name`]
+    #[arg(long, value_name = "NAME")]
+    pub author: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

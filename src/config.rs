@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{Result, anyhow};
+use anyhow::{Result, anyhow, bail};
 use serde::{Deserialize, Serialize};
 use serde_norway::Value;
 
@@ -62,6 +62,10 @@ pub struct Config {
     pub dry_run_samples: usize,
     pub check: Check,
     pub preview: Preview,
+    /// What loading found worth saying but not stopping for (a misspelt variable); the
+    /// command prints them like its other warnings.
+    #[serde(skip)]
+    pub warnings: Vec<String>,
 }
 
 /// `newsletter check`: the link checker.
@@ -182,6 +186,7 @@ pub struct OAuth {
 #[serde(deny_unknown_fields, default)]
 pub struct Throttle {
     /// Messages per second, minute or hour: `10/s`, `600/min`, `20000/h`; `off` for no limit.
+    #[serde(deserialize_with = "string_or_number")]
     pub rate: String,
     /// Messages that may go out back to back after an idle spell (the token bucket's size).
     pub burst: u32,
@@ -265,7 +270,7 @@ impl Default for Throttle {
 pub mod duration {
     use std::time::Duration;
 
-    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+    use serde::{Deserializer, Serializer, de::Error};
 
     pub fn parse(s: &str) -> Result<Duration, String> {
         let s = s.trim();
@@ -299,10 +304,27 @@ pub mod duration {
         s.serialize_str(&format(d))
     }
 
+    /// A string as written (`30s`), or a bare number of seconds.
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let raw = String::deserialize(d)?;
+        let raw = super::string_or_number(d)?;
         parse(&raw).map_err(D::Error::custom)
     }
+}
+
+/// A string, or a number YAML read as one (`rate: 10`, `timeout: 30`), as its text.
+fn string_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Text(String),
+        Int(i64),
+        Float(f64),
+    }
+    Ok(match Raw::deserialize(d)? {
+        Raw::Text(s) => s,
+        Raw::Int(n) => n.to_string(),
+        Raw::Float(n) => n.to_string(),
+    })
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -347,6 +369,7 @@ impl Default for Config {
             dry_run_samples: 10,
             check: Check::default(),
             preview: Preview::default(),
+            warnings: Vec::new(),
         }
     }
 }
@@ -394,16 +417,17 @@ impl Config {
             value = Value::Mapping(Default::default());
         }
         let keys = leaf_keys(&serde_norway::to_value(Config::default())?);
+        let mut warnings = Vec::new();
         for (var, raw) in env.filter(|(k, _)| k.starts_with("NEWSLETTER_")) {
             if SECRET_VARS.contains(&var.as_str()) || OTHER_VARS.contains(&var.as_str()) {
                 continue;
             }
             let Some((key, default)) = keys.iter().find(|(k, _)| env_name(k) == var) else {
                 let names: Vec<String> = keys.iter().map(|(k, _)| env_name(k)).collect();
-                tracing::warn!(
-                    "{var} is not a configuration variable{}",
+                warnings.push(format!(
+                    "{var} is not a configuration variable, so it is ignored{}",
                     crate::suggest::did_you_mean(&var, names.iter().map(String::as_str))
-                );
+                ));
                 continue;
             };
             let mut parsed: Value = serde_norway::from_str(&raw).unwrap_or(Value::String(raw.clone()));
@@ -417,9 +441,98 @@ impl Config {
                 );
             }
             set_path(&mut value, key, parsed);
+            // Each variable is tried on its own, so that an error names it.
+            if let Err(e) = serde_norway::from_value::<Config>(value.clone()) {
+                bail!("{var}={raw:?}: {e} (for {key})");
+            }
         }
-        serde_norway::from_value(value).map_err(|e| anyhow!("configuration from the environment: {e}"))
+        let mut config: Config = serde_norway::from_value(value).map_err(|e| anyhow!("configuration: {e}"))?;
+        config.warnings = warnings;
+        if let Err((key, why)) = config.validate() {
+            let at = match (file, &text) {
+                (Some(file), Some(text)) if key_in(text, &key).is_some() => {
+                    format!("{}:{}: ", file.display(), key_in(text, &key).unwrap_or(0))
+                }
+                (Some(file), _) => format!("{}: ", file.display()),
+                (None, _) => String::new(),
+            };
+            let from_env = std::env::var(env_name(&key)).is_ok();
+            let origin = if from_env {
+                format!(" (from {})", env_name(&key))
+            } else {
+                String::new()
+            };
+            bail!("{at}{key}{origin}: {why}");
+        }
+        Ok(config)
     }
+
+    /// Values that parse but cannot work: the key and why.
+    fn validate(&self) -> Result<(), (String, String)> {
+        let at_least_one = [
+            ("smtp.port", u64::from(self.smtp.port)),
+            ("throttle.concurrency", self.throttle.concurrency as u64),
+            ("throttle.burst", u64::from(self.throttle.burst)),
+            (
+                "throttle.max_consecutive_failures",
+                u64::from(self.throttle.max_consecutive_failures),
+            ),
+            ("throttle.max_attempts", u64::from(self.throttle.max_attempts)),
+            ("check.concurrency", self.check.concurrency as u64),
+            ("check.per_host", self.check.per_host as u64),
+        ];
+        for (key, value) in at_least_one {
+            if value == 0 {
+                return Err((key.into(), "must be at least 1".into()));
+            }
+        }
+        if self.throttle.batch_size == Some(0) {
+            return Err((
+                "throttle.batch_size".into(),
+                "must be at least 1, or null for no pauses".into(),
+            ));
+        }
+        if self.smtp.timeout.is_zero() || self.check.timeout.is_zero() {
+            let key = if self.smtp.timeout.is_zero() {
+                "smtp.timeout"
+            } else {
+                "check.timeout"
+            };
+            return Err((key.into(), "must be longer than 0s".into()));
+        }
+        self.throttle
+            .rate
+            .parse::<crate::deliver::throttle::Rate>()
+            .map_err(|why| ("throttle.rate".to_owned(), why))?;
+        Ok(())
+    }
+}
+
+/// The line of a dotted key (`throttle.rate`) in a YAML file, block or flow style.
+fn key_in(text: &str, dotted: &str) -> Option<usize> {
+    let parts: Vec<&str> = dotted.split('.').collect();
+    let mut path: Vec<(usize, String)> = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let trimmed = line.trim_start();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            continue;
+        }
+        let indent = line.len() - trimmed.len();
+        let Some((key, rest)) = trimmed.split_once(':') else {
+            continue;
+        };
+        path.retain(|(level, _)| *level < indent);
+        path.push((indent, key.trim().to_owned()));
+        let here: Vec<&str> = path.iter().map(|(_, k)| k.as_str()).collect();
+        if here == parts {
+            return Some(i + 1);
+        }
+        // `throttle: { rate: off, concurrency: 0 }`
+        if here == parts[..parts.len() - 1] && rest.contains(&format!("{}:", parts[parts.len() - 1])) {
+            return Some(i + 1);
+        }
+    }
+    None
 }
 
 fn config_error(file: &Path, e: &serde_norway::Error) -> anyhow::Error {
@@ -434,7 +547,8 @@ fn config_error(file: &Path, e: &serde_norway::Error) -> anyhow::Error {
 
 /// serde says "unknown field `form`, expected one of `from`, ..."; we add the nearest.
 fn unknown_field_hint(msg: &str) -> String {
-    let Some(rest) = msg.strip_prefix("unknown field `") else {
+    // Nested keys come as "throttle: unknown field `rates`, ...".
+    let Some(rest) = msg.find("unknown field `").map(|i| &msg[i + "unknown field `".len()..]) else {
         return String::new();
     };
     let Some((field, expected)) = rest.split_once('`') else {
@@ -553,6 +667,34 @@ mod tests {
         .unwrap();
         assert_eq!(c.test_recipients, ["c@x.org"]);
         assert_eq!(c.throttle.retry_delay, Duration::from_millis(250));
+    }
+
+    #[test]
+    fn mistakes_name_their_key_line_or_variable() {
+        let err = load("throttle:\n  rates: 10/s\n", &[]).unwrap_err().to_string();
+        assert!(err.contains(":2:") && err.ends_with("did you mean `rate`?"), "{err}");
+        let err = load("throttle:\n  rate: 10\n", &[]).unwrap_err().to_string();
+        assert!(
+            err.contains(":2: throttle.rate: `10` is not a rate: write messages per time unit"),
+            "{err}"
+        );
+        let c = load("smtp:\n  timeout: 30\n", &[]).unwrap();
+        assert_eq!(c.smtp.timeout, Duration::from_secs(30), "a bare number is seconds");
+        let err = load("{}", &[("NEWSLETTER_SMTP_PORT", "abc")]).unwrap_err().to_string();
+        assert!(err.starts_with("NEWSLETTER_SMTP_PORT=\"abc\": "), "{err}");
+        let err = load("throttle: { rate: off, concurrency: 0 }\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(":1: throttle.concurrency: must be at least 1"), "{err}");
+        let err = load("smtp:\n  host: x\n  port: 0\n", &[]).unwrap_err().to_string();
+        assert!(err.contains(":3: smtp.port: must be at least 1"), "{err}");
+        let c = load("{}", &[("NEWSLETTER_SMTP_HOTS", "x")]).unwrap();
+        assert_eq!(
+            c.warnings,
+            [
+                "NEWSLETTER_SMTP_HOTS is not a configuration variable, so it is ignored; did you mean `NEWSLETTER_SMTP_HOST`?"
+            ]
+        );
     }
 
     #[test]

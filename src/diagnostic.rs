@@ -25,6 +25,8 @@ pub enum Kind {
     SubjectTooLong,
     InvalidMailto,
     UnknownTemplateVariable,
+    /// `TODO:` text left in the issue (the scaffold of `newsletter new` is made of it).
+    Placeholder,
 }
 
 impl Kind {
@@ -45,6 +47,7 @@ impl Kind {
             Kind::SubjectTooLong => "subject-too-long",
             Kind::InvalidMailto => "invalid-mailto",
             Kind::UnknownTemplateVariable => "unknown-template-variable",
+            Kind::Placeholder => "placeholder",
         }
     }
 
@@ -58,7 +61,8 @@ impl Kind {
             | Kind::UnresolvedLink
             | Kind::HtmlTooLarge
             | Kind::InvalidMailto
-            | Kind::UnknownTemplateVariable => Severity::Error,
+            | Kind::UnknownTemplateVariable
+            | Kind::Placeholder => Severity::Error,
             Kind::UnknownFrontMatterKey
             | Kind::MissingPreheader
             | Kind::EmptyLinkText

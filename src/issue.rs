@@ -123,6 +123,7 @@ impl Issue {
                 format!("front matter key `{key}` is not used by the newsletter (kept for the website)"),
             ));
         }
+        warnings.extend(placeholders(path, source));
         let mut issue = Issue {
             path: path.to_path_buf(),
             slug,
@@ -181,6 +182,52 @@ impl Issue {
         let host = rest.split(['/', '?', '#']).next()?;
         (!host.is_empty()).then(|| format!("{scheme}://{host}"))
     }
+}
+
+/// Marks text still to be written; `newsletter new` writes its scaffold with it.
+pub const PLACEHOLDER: &str = "TODO:";
+
+/// `TODO:` left anywhere outside HTML comments (which never reach the email).
+fn placeholders(path: &Path, source: &str) -> Vec<Warning> {
+    let mut found = Vec::new();
+    let mut in_comment = false;
+    for (i, line) in source.lines().enumerate() {
+        let mut visible = String::new();
+        let mut rest = line;
+        loop {
+            if in_comment {
+                match rest.find("-->") {
+                    Some(end) => {
+                        rest = &rest[end + 3..];
+                        in_comment = false;
+                    }
+                    None => break,
+                }
+            } else {
+                match rest.find("<!--") {
+                    Some(start) => {
+                        visible.push_str(&rest[..start]);
+                        rest = &rest[start + 4..];
+                        in_comment = true;
+                    }
+                    None => {
+                        visible.push_str(rest);
+                        break;
+                    }
+                }
+            }
+        }
+        if let Some(at) = visible.find(PLACEHOLDER) {
+            let text: String = visible[at..].chars().take(60).collect();
+            found.push(Warning::new(
+                Kind::Placeholder,
+                path,
+                Some(i + 1),
+                format!("placeholder text left: `{}`: write it, or remove the line", text.trim()),
+            ));
+        }
+    }
+    found
 }
 
 fn non_empty(s: Option<&str>) -> Option<&str> {
@@ -382,6 +429,18 @@ mod tests {
     fn missing_front_matter_is_an_error() {
         let err = parse("# Hello\n").unwrap_err().to_string();
         assert!(err.contains("no front matter"), "{err}");
+    }
+
+    #[test]
+    fn placeholders_outside_comments_are_found_with_their_line() {
+        let issue = parse("---\ntitle: T\nseo:\n  description: \"TODO: one sentence\"\n---\n<!-- TODO: in a note -->\nTODO: write the lead.\n").unwrap();
+        let lines: Vec<_> = issue
+            .warnings
+            .iter()
+            .filter(|w| w.kind == Kind::Placeholder)
+            .map(|w| w.line)
+            .collect();
+        assert_eq!(lines, [Some(4), Some(7)]);
     }
 
     #[test]

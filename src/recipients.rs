@@ -142,7 +142,14 @@ impl FileStamp {
 impl Recipients {
     pub fn open(path: &Path) -> Result<Recipients> {
         let stamp = FileStamp::of(path);
-        let file = File::open(path).with_context(|| format!("cannot open recipient list {}", path.display()))?;
+        let file = File::open(path).map_err(|e| {
+            let hint = if e.kind() == std::io::ErrorKind::NotFound {
+                "; copy recipients.example.csv to start one, or name another with `recipients:` in newsletter.yaml or --recipients"
+            } else {
+                ""
+            };
+            anyhow::anyhow!("cannot open recipient list {}: {e}{hint}", path.display())
+        })?;
         let mut list = Recipients::from_reader(path, Box::new(BufReader::with_capacity(256 * 1024, file)))?;
         list.stamp = stamp;
         Ok(list)
@@ -474,10 +481,20 @@ pub fn normalize_address(raw: &str) -> std::result::Result<String, &'static str>
 pub fn find(path: &Path, email: &str) -> Result<Recipient> {
     let wanted = normalize_address(email).map_err(|why| anyhow::anyhow!("`{email}` is not a valid address: {why}"))?;
     for row in Recipients::open(path)? {
-        if let Ok(r) = row?
-            && r.email.eq_ignore_ascii_case(&wanted)
-        {
-            return Ok(r);
+        match row? {
+            Ok(r) if r.email.eq_ignore_ascii_case(&wanted) => return Ok(r),
+            Err(s)
+                if matches!(s.reason, SkipReason::Unsubscribed | SkipReason::Bounced)
+                    && s.detail.eq_ignore_ascii_case(&wanted) =>
+            {
+                bail!(
+                    "{email} is on line {} of {}, marked {}: the issue is not sent to this address; preview --as another one",
+                    s.line,
+                    path.display(),
+                    s.reason.label()
+                );
+            }
+            _ => {}
         }
     }
     bail!(

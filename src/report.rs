@@ -42,6 +42,7 @@ impl Progress {
                 ProgressStyle::with_template("{bar:40.cyan/blue} {pos}/{len} sent, {msg}, ETA {eta}")
                     .expect("the template is valid"),
             );
+            bar.set_message("0 failed");
             bar
         });
         let now = Instant::now();

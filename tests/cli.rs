@@ -104,6 +104,34 @@ fn preview_as_someone_not_on_the_list() {
         r.stderr,
         "error: zoe@example.org is not in recipients.example.csv; add a row for it or pick an address from the list\n"
     );
+    let r = run(newsletter(&out).args(["preview", "2025-07", "--as", "carol@example.net"]));
+    assert_eq!(r.code, 2);
+    assert_eq!(
+        r.stderr,
+        "error: carol@example.net is on line 4 of recipients.example.csv, marked unsubscribed: the issue is not sent to this address; preview --as another one\n"
+    );
+}
+
+#[test]
+fn send_mistakes_say_what_to_do() {
+    let out = TempDir::new().unwrap();
+    let r = run(newsletter(&out).args(["send", "--test"]));
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.contains("name the issue: `newsletter send ISSUE --test`"),
+        "{}",
+        r.stderr
+    );
+    let r = run(newsletter(&out)
+        .args(["send", "2025-07", "--dry-run"])
+        .env("NEWSLETTER_RECIPIENTS", out.path().join("recipients.csv")));
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("No such file"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("copy recipients.example.csv to start one"),
+        "{}",
+        r.stderr
+    );
 }
 
 #[test]
@@ -209,11 +237,12 @@ fn new_scaffolds_an_issue_that_previews() {
     let out = TempDir::new().unwrap();
     let dir = out.path().join("issues");
     let r = run(newsletter(&out)
-        .args(["new", "2025-08"])
+        .args(["new", "2025-08", "--author", "Jimmy McArthur"])
         .env("NEWSLETTER_NEWSLETTERS", &dir));
     assert_eq!(r.code, 0, "{}", r.stderr);
     let md = std::fs::read_to_string(dir.join("2025-08.md")).unwrap();
     assert!(md.contains("title: \"Inside Open Infrastructure: August 2025\""));
+    assert!(md.contains("author: \"Jimmy McArthur\""), "{md}");
     assert!(md.contains("# Kata Containers: The speed of containers, the security of VMs"));
 
     let r = run(newsletter(&out)
@@ -228,7 +257,21 @@ fn new_scaffolds_an_issue_that_previews() {
         .filter(|s| s["kind"] == "project")
         .count();
     assert_eq!(projects, 5);
-    assert_eq!(json["warnings"].as_array().unwrap().len(), 0, "{}", r.stdout);
+    // Every placeholder of the scaffold is an error until written, so it cannot be sent.
+    let warnings = json["warnings"].as_array().unwrap();
+    assert!(warnings.len() >= 8, "{}", r.stdout);
+    assert!(warnings.iter().all(|w| w["kind"] == "placeholder"), "{}", r.stdout);
+    let check = run(newsletter(&out)
+        .args(["check", "2025-08", "--offline"])
+        .env("NEWSLETTER_NEWSLETTERS", &dir));
+    assert_eq!(check.code, 1, "{}", check.stdout);
+    assert!(
+        check
+            .stdout
+            .contains("placeholder text left: `TODO: write the introduction.`"),
+        "{}",
+        check.stdout
+    );
 
     let again = run(newsletter(&out)
         .args(["new", "2025-08"])

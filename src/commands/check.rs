@@ -48,7 +48,7 @@ struct Summary {
 
 pub fn run(config_path: Option<&Path>, quiet: bool, args: CheckArgs) -> Result<Exit> {
     let started = Instant::now();
-    let config = super::load_config(config_path)?;
+    let config = super::load_config(config_path, quiet)?;
     let path = issue::find(&args.issue, &config.newsletters)?;
     let issue = Issue::load(&path)?;
     let (sections, rendered) = newsletter::compose_with_sections(&issue, &config)?;

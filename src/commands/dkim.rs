@@ -13,7 +13,7 @@ use crate::cli::Format;
 const TXT_STRING: usize = 255;
 
 pub fn run(config_path: Option<&Path>, format: Format) -> Result<Outcome> {
-    let config = super::load_config(config_path)?;
+    let config = super::load_config(config_path, false)?;
     let Some(signer) = Signer::from_config(&config, |var| std::env::var(var).ok())? else {
         bail!("no DKIM key is configured: set dkim.selector (and dkim.ed25519_selector for a second signature)");
     };

@@ -13,14 +13,21 @@ use std::path::Path;
 use anyhow::Result;
 use newsletter::config::Config;
 
-pub fn load_config(path: Option<&Path>) -> Result<Config> {
-    Config::load(path, std::env::vars())
+/// The configuration, its warnings printed like every other warning (not with `-q`).
+pub fn load_config(path: Option<&Path>, quiet: bool) -> Result<Config> {
+    let config = Config::load(path, std::env::vars())?;
+    if !quiet {
+        for w in &config.warnings {
+            eprintln!("warning: {w}");
+        }
+    }
+    Ok(config)
 }
 
 /// `newsletter unsubscribe-url EMAIL`: the signed link, as the email carries it.
 pub fn unsubscribe_url(config_path: Option<&Path>, email: &str) -> Result<crate::Outcome> {
     use newsletter::unsubscribe::{SECRET_VAR, Secret, url};
-    let config = load_config(config_path)?;
+    let config = load_config(config_path, false)?;
     let email = newsletter::recipients::normalize_address(email).map_err(|why| anyhow::anyhow!("`{email}`: {why}"))?;
     let secret = Secret::from_env().ok_or_else(|| anyhow::anyhow!("{SECRET_VAR} is not set: it signs the link"))?;
     println!("{}", url(&config.unsubscribe.url, &secret, &email));

@@ -5,14 +5,13 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use chrono::NaiveDate;
-use newsletter::issue::{self, Issue};
 use newsletter::layout::Layout;
 
 use crate::Outcome;
 use crate::cli::NewArgs;
 
 pub fn run(config_path: Option<&Path>, quiet: bool, args: NewArgs) -> Result<Outcome> {
-    let config = super::load_config(config_path)?;
+    let config = super::load_config(config_path, quiet)?;
     let month = NaiveDate::parse_from_str(&format!("{}-01", args.month), "%Y-%m-%d")
         .ok()
         .filter(|_| args.month.len() == 7)
@@ -22,12 +21,8 @@ pub fn run(config_path: Option<&Path>, quiet: bool, args: NewArgs) -> Result<Out
         bail!("{} already exists: edit it, or remove it to start over", path.display());
     }
     let layout = Layout::load(None, &config.layouts)?;
-    // Carry the author over from the latest issue, as the next one is usually by the same person.
-    let author = issue::list(&config.newsletters)
-        .last()
-        .and_then(|(_, p)| Issue::load(p).ok())
-        .and_then(|i| i.front.author)
-        .unwrap_or_default();
+    // Whoever writes it: --author, else the name git knows this person by.
+    let author = args.author.clone().or_else(git_user_name).unwrap_or_default();
     let text = scaffold(month, &author, &layout);
     std::fs::create_dir_all(&config.newsletters)
         .with_context(|| format!("cannot create {}", config.newsletters.display()))?;
@@ -40,6 +35,15 @@ pub fn run(config_path: Option<&Path>, quiet: bool, args: NewArgs) -> Result<Out
         );
     }
     Ok(Outcome::Success)
+}
+
+fn git_user_name() -> Option<String> {
+    let out = std::process::Command::new("git")
+        .args(["config", "user.name"])
+        .output()
+        .ok()?;
+    let name = String::from_utf8(out.stdout).ok()?.trim().to_owned();
+    (out.status.success() && !name.is_empty()).then_some(name)
 }
 
 fn scaffold(month: NaiveDate, author: &str, layout: &Layout) -> String {
@@ -58,24 +62,20 @@ hidePost: true
 seo:
   url: https://openinfra.dev/blog/openinfra-newsletter-{slug}
   title: "Inside Open Infrastructure: {label}"
-  description: One sentence that inboxes show next to the subject.
+  description: "TODO: one sentence that inboxes show next to the subject."
 # Uncomment to let `newsletter send` from cron deliver the issue at that time:
 # send_at: {date}T15:00:00Z
 ---
 <!-- The lead: a hero image with a description, then an introduction. Comments like this one
      are not part of the email. -->
 
-Write the introduction here.
+TODO: write the introduction.
 
 # OpenInfra Foundation News
 
-* A news item with [a link](https://openinfra.org/).
+* TODO: a news item with [a link](https://openinfra.org/).
 "#,
-        author = if author.is_empty() {
-            "\"\"".to_owned()
-        } else {
-            author.to_owned()
-        },
+        author = serde_json::to_string(author).unwrap_or_default(),
         date = month.format("%Y-%m-%d"),
     );
     for project in &layout.registry.projects {
@@ -83,8 +83,10 @@ Write the introduction here.
             Some(t) => format!("{}: {t}", project.name),
             None => project.name.clone(),
         };
-        let _ = write!(s, "\n# {heading}\n\n* {} news.\n", project.name);
+        let _ = write!(s, "\n# {heading}\n\n* TODO: {} news.\n", project.name);
     }
-    s.push_str("\n# **Upcoming OpenInfra and Community Events**\n\n* Date | [Event](https://openinfra.org/events/)\n");
+    s.push_str(
+        "\n# **Upcoming OpenInfra and Community Events**\n\n* TODO: date | [Event](https://openinfra.org/events/)\n",
+    );
     s
 }

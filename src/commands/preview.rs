@@ -46,7 +46,7 @@ struct Files {
 }
 
 pub fn run(config_path: Option<&Path>, quiet: bool, args: PreviewArgs) -> Result<Outcome> {
-    let config = super::load_config(config_path)?;
+    let config = super::load_config(config_path, quiet)?;
     let path = issue::find(&args.issue, &config.newsletters)?;
     let (recipient, source) = pick_recipient(&config, &args)?;
     if args.serve {

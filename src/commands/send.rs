@@ -31,10 +31,17 @@ use crate::cli::SendArgs;
 const QUEUE_DEPTH: usize = 32;
 
 pub fn run(config_path: Option<&Path>, quiet: bool, args: SendArgs) -> Result<Outcome> {
-    let config = super::load_config(config_path)?;
+    let config = super::load_config(config_path, quiet)?;
     let Some(name) = &args.issue else {
+        let flag = if args.test {
+            "--test"
+        } else if args.dry_run {
+            "--dry-run"
+        } else {
+            "--recipients FILE"
+        };
         if args.dry_run || args.test || args.recipients.is_some() {
-            bail!("name the issue: `newsletter send ISSUE --dry-run`; without an issue, send delivers what is due");
+            bail!("name the issue: `newsletter send ISSUE {flag}`; without an issue, send delivers what is due");
         }
         return cron(&config, quiet);
     };

@@ -43,7 +43,7 @@ struct Detail {
 }
 
 pub fn run(config_path: Option<&Path>, args: StatusArgs) -> Result<Outcome> {
-    let config = super::load_config(config_path)?;
+    let config = super::load_config(config_path, false)?;
     let ledger = config
         .ledger
         .is_file()

@@ -10,7 +10,7 @@ use crate::Outcome;
 use crate::cli::{Format, SuppressCommand};
 
 pub fn run(config_path: Option<&Path>, quiet: bool, command: SuppressCommand) -> Result<Outcome> {
-    let config = super::load_config(config_path)?;
+    let config = super::load_config(config_path, quiet)?;
     let mut ledger = Ledger::open(&config.ledger)?;
     match command {
         SuppressCommand::Add { emails, reason } => {
