@@ -54,8 +54,22 @@ pub enum Command {
     /// dkim.ed25519_selector; keys from the environment)
     #[command(after_help = EXIT_CODES)]
     Dkim {
+        /// Output: text for people, json for scripts
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
+    },
+    /// Print a shell completion script: `newsletter completions bash > /etc/bash_completion.d/newsletter`
+    Completions {
+        /// The shell
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write the manual pages (newsletter.1 and one per command) into a folder, e.g.
+    /// /usr/local/share/man/man1
+    Man {
+        /// The folder
+        #[arg(default_value = ".")]
+        dir: PathBuf,
     },
     /// Print the signed one-click unsubscribe URL of an address
     UnsubscribeUrl {
@@ -82,6 +96,7 @@ pub struct CheckArgs {
     #[arg(long, value_name = "FILE")]
     pub recipients: Option<std::path::PathBuf>,
 
+    /// Output: text for people, json for scripts
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
 }
@@ -96,6 +111,7 @@ pub struct StatusArgs {
     #[arg(long, requires = "issue")]
     pub failed: bool,
 
+    /// Output: text for people, json for scripts
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
 }
@@ -104,6 +120,7 @@ pub struct StatusArgs {
 pub enum SuppressCommand {
     /// Suppress addresses
     Add {
+        /// The addresses to suppress
         #[arg(required = true, value_name = "EMAIL")]
         emails: Vec<String>,
         /// Why, kept with the address
@@ -112,17 +129,21 @@ pub enum SuppressCommand {
     },
     /// Take addresses off the suppression list
     Remove {
+        /// The addresses to send to again
         #[arg(required = true, value_name = "EMAIL")]
         emails: Vec<String>,
     },
     /// Print the suppression list
     List {
+        /// Output: text for people, json for scripts
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
     /// Suppress the `email` column of a CSV file, e.g. the website's unsubscribe export
     Import {
+        /// A CSV file with an `email` column
         file: PathBuf,
+        /// Why, kept with each address
         #[arg(long, default_value = "unsubscribed on the website")]
         reason: String,
     },

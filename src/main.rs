@@ -30,6 +30,8 @@ fn main() -> ExitCode {
         Command::Status(args) => commands::status::run(cli.config.as_deref(), args),
         Command::Suppress(command) => commands::suppress::run(cli.config.as_deref(), cli.quiet, command),
         Command::Dkim { format } => commands::dkim::run(cli.config.as_deref(), format),
+        Command::Completions { shell } => commands::docs::completions(shell),
+        Command::Man { dir } => commands::docs::man(&dir, cli.quiet),
         Command::UnsubscribeUrl { email } => commands::unsubscribe_url(cli.config.as_deref(), &email),
     };
     match result {

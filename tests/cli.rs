@@ -461,3 +461,31 @@ fn mjml_and_handlebars_mistakes_in_a_layout_name_the_file_and_line() {
         }
     }
 }
+
+#[test]
+fn completions_load_in_their_shell_and_man_pages_render() {
+    let out = TempDir::new().unwrap();
+    let r = run(newsletter(&out).args(["completions", "bash"]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let script = out.path().join("newsletter.bash");
+    std::fs::write(&script, &r.stdout).unwrap();
+    // bash itself checks the script and registers the completion.
+    let bash = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!("source {} && complete -p newsletter", script.display()))
+        .output()
+        .unwrap();
+    assert!(bash.status.success(), "{}", String::from_utf8_lossy(&bash.stderr));
+    for shell in ["zsh", "fish"] {
+        let r = run(newsletter(&out).args(["completions", shell]));
+        assert_eq!(r.code, 0);
+        assert!(r.stdout.contains("retry-failed"), "{shell}");
+    }
+    let dir = out.path().join("man1");
+    let r = run(newsletter(&out).arg("man").arg(&dir));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let send = std::fs::read_to_string(dir.join("newsletter-send.1")).unwrap();
+    assert!(send.contains(".TH newsletter-send 1"), "{send}");
+    assert!(send.contains("retry\\-failed"), "{send}");
+    assert!(dir.join("newsletter.1").is_file());
+}

@@ -2,6 +2,7 @@
 
 pub mod check;
 pub mod dkim;
+pub mod docs;
 pub mod new;
 pub mod preview;
 pub mod send;
