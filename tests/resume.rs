@@ -547,3 +547,32 @@ fn status_says_running_while_a_send_holds_the_lock() {
     assert!(child.wait().unwrap().success());
     assert_eq!(state(), "complete");
 }
+
+/// A ledger written by the first release (its schema and rows, from
+/// tests/fixtures/ledger-release-0.sql) is upgraded in place and the send resumes from it.
+#[test]
+fn a_ledger_from_the_first_release_upgrades_and_resumes() {
+    let sink = Sink::start();
+    let project = Project::new(sink.port, &csv(6), "throttle: { rate: off }\n");
+    let db = project.dir.path().join("state/newsletter.db");
+    std::fs::create_dir_all(db.parent().unwrap()).unwrap();
+    let old = rusqlite::Connection::open(&db).unwrap();
+    old.execute_batch(&std::fs::read_to_string(support::root().join("tests/fixtures/ledger-release-0.sql")).unwrap())
+        .unwrap();
+    drop(old);
+    let r = run(project.command().args(["send", "small", "--yes"]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    // user0 and user1 had it, user2 failed for good, user3 is suppressed: two new messages.
+    let mut received: Vec<String> = sink.received().into_keys().collect();
+    received.sort();
+    assert_eq!(received, ["user4@example.org", "user5@example.org"]);
+    let status = project.status("small");
+    assert_eq!(
+        (status["sent"].as_u64(), status["failed"].as_u64()),
+        (Some(4), Some(1)),
+        "{status}"
+    );
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+    assert_eq!(version as usize, newsletter::ledger::schema::current_version());
+}

@@ -9,16 +9,6 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::links::Outcome;
 
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS link_checks (
-    url TEXT NOT NULL,
-    image INTEGER NOT NULL,       -- checked as an image: the content type matters
-    checked_at INTEGER NOT NULL,  -- Unix seconds
-    outcome TEXT NOT NULL,        -- JSON
-    PRIMARY KEY (url, image)
-) WITHOUT ROWID;
-";
-
 pub struct Cache {
     conn: Connection,
     max_age: Duration,
@@ -35,11 +25,8 @@ impl Cache {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         }
-        let context = || format!("cannot open the link cache in {}", path.display());
-        let conn = Connection::open(path).with_context(context)?;
-        conn.pragma_update(None, "journal_mode", "WAL").with_context(context)?;
-        conn.busy_timeout(Duration::from_secs(10))?;
-        conn.execute_batch(SCHEMA).with_context(context)?;
+        // Its table is part of the ledger's schema.
+        let conn = crate::ledger::schema::connect(path)?;
         Ok(Cache { conn, max_age })
     }
 

@@ -12,47 +12,9 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
 use crate::deliver::reply::mailbox_does_not_exist;
-use crate::deliver::run::{Event, Job, Observer};
 
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS deliveries (
-    issue TEXT NOT NULL,
-    email TEXT NOT NULL,          -- lower case
-    line INTEGER NOT NULL,        -- CSV line at the last attempt
-    status TEXT NOT NULL CHECK (status IN ('sending', 'sent', 'deferred', 'failed')),
-    attempts INTEGER NOT NULL DEFAULT 0,
-    last_reply TEXT,
-    message_id TEXT NOT NULL,
-    possibly_duplicated INTEGER NOT NULL DEFAULT 0,
-    first_at TEXT NOT NULL,
-    updated_at TEXT NOT NULL,
-    sent_at TEXT,
-    PRIMARY KEY (issue, email)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS suppressions (
-    email TEXT PRIMARY KEY,       -- lower case
-    reason TEXT NOT NULL,
-    source TEXT NOT NULL,
-    created_at TEXT NOT NULL
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS issues (
-    issue TEXT PRIMARY KEY,
-    subject TEXT NOT NULL,
-    state TEXT NOT NULL CHECK (state IN ('sending', 'complete')),
-    started_at TEXT NOT NULL,
-    completed_at TEXT
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS runs (
-    id INTEGER PRIMARY KEY,
-    issue TEXT NOT NULL,
-    started_at TEXT NOT NULL,
-    finished_at TEXT,
-    sent INTEGER NOT NULL DEFAULT 0,
-    failed INTEGER NOT NULL DEFAULT 0,
-    seconds REAL NOT NULL DEFAULT 0,
-    ended TEXT                    -- complete, interrupted, stopped: <why>, or NULL while running
-);
-";
+pub mod schema;
+use crate::deliver::run::{Event, Job, Observer};
 
 /// Where a recipient stands for one issue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -135,14 +97,7 @@ impl Ledger {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         }
-        let conn = Connection::open(path).with_context(|| format!("cannot open the ledger {}", path.display()))?;
-        // WAL: readers (status, the producer) never block the writer. NORMAL: a commit
-        // survives the process being killed; only a power cut may lose the last ones.
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))?;
-        conn.execute_batch(SCHEMA)
-            .with_context(|| format!("cannot set up the ledger {}", path.display()))?;
+        let conn = schema::connect(path)?;
         Ok(Ledger {
             conn,
             path: path.to_path_buf(),

@@ -1,0 +1,132 @@
+//! The one schema of the project's SQLite file (`state/newsletter.db`), as numbered
+//! migrations. `PRAGMA user_version` says how many have run; each runs once, in a
+//! transaction, so a file made by any earlier release upgrades in place.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use rusqlite::Connection;
+
+/// Migration N (1-based) brings the file from version N-1 to N. Append only: a published
+/// migration is never edited.
+const MIGRATIONS: &[&str] = &[
+    // 1: the first release's tables. `IF NOT EXISTS`: files made before versions were
+    // counted already have them.
+    "
+    CREATE TABLE IF NOT EXISTS deliveries (
+        issue TEXT NOT NULL,
+        email TEXT NOT NULL,          -- lower case
+        line INTEGER NOT NULL,        -- CSV line at the last attempt
+        status TEXT NOT NULL CHECK (status IN ('sending', 'sent', 'deferred', 'failed')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        last_reply TEXT,
+        message_id TEXT NOT NULL,
+        possibly_duplicated INTEGER NOT NULL DEFAULT 0,
+        first_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        sent_at TEXT,
+        PRIMARY KEY (issue, email)
+    ) WITHOUT ROWID;
+    CREATE TABLE IF NOT EXISTS suppressions (
+        email TEXT PRIMARY KEY,       -- lower case
+        reason TEXT NOT NULL,
+        source TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE IF NOT EXISTS issues (
+        issue TEXT PRIMARY KEY,
+        subject TEXT NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('sending', 'complete')),
+        started_at TEXT NOT NULL,
+        completed_at TEXT
+    ) WITHOUT ROWID;
+    CREATE TABLE IF NOT EXISTS runs (
+        id INTEGER PRIMARY KEY,
+        issue TEXT NOT NULL,
+        started_at TEXT NOT NULL,
+        finished_at TEXT,
+        sent INTEGER NOT NULL DEFAULT 0,
+        failed INTEGER NOT NULL DEFAULT 0,
+        seconds REAL NOT NULL DEFAULT 0,
+        ended TEXT                    -- complete, interrupted, stopped: <why>, or NULL while running
+    );
+    CREATE TABLE IF NOT EXISTS link_checks (
+        url TEXT NOT NULL,
+        image INTEGER NOT NULL,       -- checked as an image: the content type matters
+        checked_at INTEGER NOT NULL,  -- Unix seconds
+        outcome TEXT NOT NULL,        -- JSON
+        PRIMARY KEY (url, image)
+    ) WITHOUT ROWID;
+    ",
+    // 2: what the first run of an issue sent (a hash of subject, HTML and text), to notice a
+    // file changed under a send; and which recipients a run chose (--where, --limit).
+    "
+    ALTER TABLE issues ADD COLUMN content_hash TEXT;
+    ALTER TABLE runs ADD COLUMN selection TEXT;
+    ",
+];
+
+/// Opens (creating it if need be) the file at `path`, upgraded to the current schema.
+pub fn connect(path: &Path) -> Result<Connection> {
+    let context = || format!("cannot open the ledger {}", path.display());
+    let mut conn = Connection::open(path).with_context(context)?;
+    // WAL: readers (status, the producer) never block the writer. NORMAL: a commit
+    // survives the process being killed; only a power cut may lose the last ones.
+    conn.pragma_update(None, "journal_mode", "WAL").with_context(context)?;
+    conn.pragma_update(None, "synchronous", "NORMAL")
+        .with_context(context)?;
+    conn.busy_timeout(Duration::from_secs(10)).with_context(context)?;
+    migrate(&mut conn).with_context(|| format!("cannot upgrade the ledger {}", path.display()))?;
+    Ok(conn)
+}
+
+fn migrate(conn: &mut Connection) -> Result<()> {
+    let version = user_version(conn)?;
+    if version > MIGRATIONS.len() {
+        bail!(
+            "it was written by a newer newsletter (schema {version}, this one knows {}): upgrade newsletter",
+            MIGRATIONS.len()
+        );
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+        // IMMEDIATE: two processes opening an old file at once upgrade it one after the other.
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        if user_version(&tx)? > i {
+            continue;
+        }
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+fn user_version(conn: &Connection) -> Result<usize> {
+    let v: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    Ok(usize::try_from(v).unwrap_or(0))
+}
+
+/// How many migrations this release knows.
+pub fn current_version() -> usize {
+    MIGRATIONS.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_from_a_newer_release_is_refused_and_migrations_run_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("n.db");
+        drop(connect(&path).unwrap());
+        // A second open finds nothing to do (ALTER TABLE would fail if run twice).
+        let conn = connect(&path).unwrap();
+        assert_eq!(user_version(&conn).unwrap(), current_version());
+        conn.pragma_update(None, "user_version", 99).unwrap();
+        drop(conn);
+        let err = format!("{:#}", connect(&path).unwrap_err());
+        assert!(err.contains("written by a newer newsletter (schema 99"), "{err}");
+    }
+}
