@@ -190,6 +190,22 @@ pub struct SendArgs {
     /// more attempt, e.g. after a relay rule that refused them was fixed
     #[arg(long, requires = "issue", conflicts_with = "test")]
     pub retry_failed: bool,
+
+    /// Send to the first N recipients still to send, then stop; the next run goes on from
+    /// there. The issue is complete only when a run without --limit finds no one left
+    #[arg(long, value_name = "N", requires = "issue", conflicts_with = "test")]
+    pub limit: Option<u64>,
+
+    /// Only recipients whose COLUMN has VALUE (case-insensitive); repeat for more values of
+    /// a column (any of them) or more columns (all of them). Narrows the issue's `segment:`.
+    /// Those sent are recorded, so a later send without --where skips them
+    #[arg(
+        long = "where",
+        value_name = "COLUMN=VALUE",
+        requires = "issue",
+        conflicts_with = "test"
+    )]
+    pub where_: Vec<String>,
 }
 
 #[derive(Debug, clap::Args)]

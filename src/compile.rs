@@ -33,6 +33,22 @@ pub struct Rendered {
     pub warnings: Vec<Warning>,
 }
 
+impl Rendered {
+    /// Names what readers get (subject, HTML, text): a send resumed after the file changed
+    /// would give the rest of the list another text.
+    pub fn content_hash(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::new()
+            .chain_update(&self.subject)
+            .chain_update([0])
+            .chain_update(&self.html)
+            .chain_update([0])
+            .chain_update(&self.text)
+            .finalize();
+        digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
 /// What `preview` prints about a section.
 #[derive(Debug, Clone, Serialize)]
 pub struct SectionSummary {

@@ -41,6 +41,18 @@ pub struct FrontMatter {
     #[serde(rename = "send_at")]
     pub send_at: Option<DateTime<FixedOffset>>,
     pub layout: Option<String>,
+    /// Who the issue is for: recipient columns and the values that qualify, e.g.
+    /// `segment: { country: [KE, NG] }`. Everyone when absent.
+    #[serde(default)]
+    pub segment: BTreeMap<String, Values>,
+}
+
+/// One value or several.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum Values {
+    One(String),
+    Many(Vec<String>),
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -72,6 +84,7 @@ const KNOWN_KEYS: &[&str] = &[
     "preheader",
     "send_at",
     "layout",
+    "segment",
 ];
 
 impl Issue {
@@ -157,6 +170,21 @@ impl Issue {
             Some(_) => {}
         }
         Ok(issue)
+    }
+
+    /// `segment:` as (column, values), columns named as templates see them.
+    pub fn segment(&self) -> Vec<(String, Vec<String>)> {
+        self.front
+            .segment
+            .iter()
+            .map(|(column, values)| {
+                let values = match values {
+                    Values::One(v) => vec![v.clone()],
+                    Values::Many(v) => v.clone(),
+                };
+                (column.trim().to_ascii_lowercase().replace([' ', '-'], "_"), values)
+            })
+            .collect()
     }
 
     /// The subject line template: `subject`, else the website `title`.

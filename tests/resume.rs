@@ -576,3 +576,106 @@ fn a_ledger_from_the_first_release_upgrades_and_resumes() {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
     assert_eq!(version as usize, newsletter::ledger::schema::current_version());
 }
+
+fn countries(n: usize) -> String {
+    let mut s = String::from("email,first_name,country\n");
+    for i in 0..n {
+        let country = ["KE", "NG", "DE"][i % 3];
+        s.push_str(&format!("user{i}@example.org,User{i},{country}\n"));
+    }
+    s
+}
+
+#[test]
+fn limit_and_where_send_part_of_the_list_and_a_full_send_the_rest_once() {
+    let sink = Sink::start();
+    let project = Project::new(sink.port, &countries(12), "throttle: { rate: off }\n");
+    let r = run(project.command().args(["send", "small", "--yes", "--limit", "3"]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(sink.count(), 3);
+    let r = run(project
+        .command()
+        .args(["send", "small", "--yes", "--where", "country=ke"]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    // KE are user0, 3, 6, 9; user0 had it already.
+    assert_eq!(sink.count(), 6);
+    let detail = run(project.command().args(["status", "small"]));
+    assert!(
+        detail.stdout.contains("(sending)"),
+        "not complete after parts: {}",
+        detail.stdout
+    );
+    let dry = run(project.command().args([
+        "send",
+        "small",
+        "--dry-run",
+        "--where",
+        "country=NG",
+        "--where",
+        "country=DE",
+        "--limit",
+        "2",
+    ]));
+    assert!(
+        dry.stdout
+            .contains("Selection:       country=NG|DE; limit 2: 4 outside the segment, 4 held back by --limit"),
+        "{}",
+        dry.stdout
+    );
+    let r = run(project.command().args(["send", "small", "--yes"]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let received = sink.received();
+    assert_eq!(received.len(), 12);
+    assert!(received.values().all(|n| *n == 1), "{received:?}");
+    assert_eq!(project.status("small")["state"], "complete");
+
+    let r = run(project
+        .command()
+        .args(["send", "small", "--yes", "--where", "contry=KE"]));
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr
+            .contains("the segment names column `contry`, which the list does not have"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("did you mean `country`?"), "{}", r.stderr);
+}
+
+#[test]
+fn a_segment_in_the_front_matter_is_the_issue_s_audience() {
+    let sink = Sink::start();
+    let issue =
+        scheduled_issue(Some("2025-06-01T09:00:00Z")).replacen("---\n", "---\nsegment:\n  country: [KE, NG]\n", 1);
+    let project = Project::new(sink.port, &countries(9), "throttle: { rate: off }\n").with_issues(&[("africa", issue)]);
+    let r = run(project.command().arg("send"));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(sink.count(), 6, "KE and NG only");
+    assert_eq!(project.status("africa")["state"], "complete");
+    assert_eq!(project.status("africa")["pending"], 0);
+}
+
+#[test]
+fn resuming_after_the_file_changed_warns_that_readers_get_two_texts() {
+    let sink = Sink::start();
+    let project =
+        Project::new(sink.port, &csv(6), "throttle: { rate: off }\n").with_issues(&[("june", scheduled_issue(None))]);
+    let r = run(project.command().args(["send", "june", "--yes", "--limit", "2"]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(!r.stderr.contains("changed"), "{}", r.stderr);
+    let file = project.dir.path().join("newsletters/june.md");
+    let text = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace("this is the lead", "this is the new lead");
+    std::fs::write(&file, text).unwrap();
+    let r = run(project.command().args(["send", "june", "--yes"]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("warning: june: the issue has changed since its send started")
+            && r.stderr
+                .contains("2 reader(s) got the earlier text, the 4 left get this one"),
+        "{}",
+        r.stderr
+    );
+}

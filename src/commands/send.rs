@@ -104,6 +104,8 @@ fn cron(config: &Config, quiet: bool) -> Result<Outcome> {
         yes: true,
         recipients: None,
         retry_failed: false,
+        limit: None,
+        where_: Vec::new(),
     };
     for (_, path) in due {
         let ledger = ledger.as_mut().expect("opened for every due issue");
@@ -188,10 +190,16 @@ fn send_issue(
             );
         }
     }
+    let mut filter = issue.segment();
+    filter.extend(queue::parse_where(&args.where_)?);
     let selection = Selection {
         issue: rendered.slug.clone(),
         retry_failed: args.retry_failed,
+        filter,
+        limit: args.limit,
     };
+    // A run that leaves part of the issue's audience for later does not complete it.
+    let partial = args.limit.is_some() || !args.where_.is_empty();
     let mut plan = queue::plan(&list, ledger.as_deref().or(dry_ledger.as_ref()), selection)?;
     if let Some(first) = &plan.first {
         // A template field the list lacks fails here, before anything is sent.
@@ -212,12 +220,22 @@ fn send_issue(
                 plan.rows
             );
         }
-        let run = ledger.start_issue(&rendered.slug, &rendered.subject)?;
-        ledger.finish_run(run, 0, 0, 0.0, "complete", true)?;
+        let run = ledger.start_issue(&rendered, plan.selection.describe().as_deref())?;
+        ledger.finish_run(run, 0, 0, 0.0, "complete", !partial)?;
         if !quiet {
             println!("Nothing left to send for {}: {}", rendered.slug, resume_counts(&plan));
         }
         return Ok(Outcome::Success);
+    }
+    if let Some(started) = ledger.changed_since_sent(&rendered)?
+        && plan.already_sent > 0
+    {
+        eprintln!(
+            "warning: {}: the issue has changed since its send started ({started}): {} reader(s) got the earlier text, the {} left get this one; an issue is known by its file name, so a different issue needs a new file",
+            rendered.slug,
+            thousands(plan.already_sent),
+            thousands(plan.to_send)
+        );
     }
     confirm(&rendered, plan.to_send, rate, args.yes)?;
     let known = std::mem::take(&mut plan.known);
@@ -230,6 +248,8 @@ fn send_issue(
         total: plan.to_send,
         list: Some(&list),
         ledger: Some((ledger, &rendered)),
+        selection: plan.selection.describe(),
+        partial: partial || plan.held_back > 0,
     };
     let result = delivery.run(recipients)?;
     if !quiet && plan.already_sent + plan.resend > 0 {
@@ -282,6 +302,8 @@ fn test_send(config: &Config, args: &SendArgs, composer: &Composer<'_>, rate: Ra
         total: list.len() as u64,
         list: None,
         ledger: None,
+        selection: None,
+        partial: false,
     };
     delivery.run(list.into_iter())
 }
@@ -362,6 +384,13 @@ fn dry_run(
     if plan.already_sent + plan.already_failed + plan.suppressed + plan.resend > 0 {
         println!("Ledger:          {}", resume_counts(plan));
     }
+    if let Some(selection) = plan.selection.describe() {
+        println!(
+            "Selection:       {selection}: {} outside the segment, {} held back by --limit",
+            thousands(plan.outside),
+            thousands(plan.held_back)
+        );
+    }
     println!(
         "Throttle:        {rate}, {} connections{}",
         t.concurrency,
@@ -418,6 +447,10 @@ struct Delivery<'a> {
     /// The recipient list, to name with the line of a failed recipient (none for test sends).
     list: Option<&'a Path>,
     ledger: Option<(&'a mut Ledger, &'a Rendered)>,
+    /// How the run chose its recipients, for the ledger.
+    selection: Option<String>,
+    /// The run sends to part of the issue's audience (--where, --limit): it never completes it.
+    partial: bool,
 }
 
 impl Delivery<'_> {
@@ -442,7 +475,7 @@ impl Delivery<'_> {
         let throttle = Throttle::new(self.rate, t.burst);
         let mut ledger_run = match self.ledger {
             Some((ledger, rendered)) => {
-                let run = ledger.start_issue(&rendered.slug, &rendered.subject)?;
+                let run = ledger.start_issue(rendered, self.selection.as_deref())?;
                 Some((ledger, rendered.slug.as_str(), run))
             }
             None => None,
@@ -485,15 +518,17 @@ impl Delivery<'_> {
             eprintln!("failed: {issue}: {}{}: {why}", at(r.line), r.email);
         }
         if let Some((ledger, _, run)) = ledger_run {
-            let complete = !outcome.interrupted
+            let complete = !self.partial
+                && !outcome.interrupted
                 && outcome.stopped.is_none()
                 && outcome.deferred == 0
                 && unpersonalized.is_empty()
                 && ledger_error.is_none();
-            let ended = match (&outcome.stopped, complete) {
-                (Some(why), _) => why.clone(),
-                (None, true) => "complete".to_owned(),
-                (None, false) => "incomplete: temporary failures left for the next run".to_owned(),
+            let ended = match (&outcome.stopped, complete, &self.selection) {
+                (Some(why), _, _) => why.clone(),
+                (None, true, _) => "complete".to_owned(),
+                (None, false, Some(selection)) if self.partial => format!("part of the list: {selection}"),
+                (None, false, _) => "incomplete: temporary failures left for the next run".to_owned(),
             };
             ledger.finish_run(
                 run,

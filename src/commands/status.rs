@@ -103,7 +103,8 @@ pub fn run(config_path: Option<&Path>, args: StatusArgs) -> Result<Outcome> {
             ledger.as_ref(),
             queue::Selection {
                 issue: issue.slug.clone(),
-                retry_failed: false,
+                filter: issue.segment(),
+                ..queue::Selection::default()
             },
         )?)
     } else {

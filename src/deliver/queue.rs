@@ -30,6 +30,8 @@ pub enum Decision {
     /// A permanent failure in an earlier run.
     AlreadyFailed,
     Suppressed,
+    /// Not in the segment (`segment:` or `--where`).
+    Outside,
 }
 
 /// Which recipients of the list a run takes, given the ledger.
@@ -38,9 +40,74 @@ pub struct Selection {
     pub issue: String,
     /// `send --retry-failed`: recipients who failed permanently get one more attempt.
     pub retry_failed: bool,
+    /// Only recipients whose columns have these values: every column must match one of its
+    /// values (case-insensitive).
+    pub filter: Vec<(String, Vec<String>)>,
+    /// `send --limit N`: the first N recipients still to send, then stop.
+    pub limit: Option<u64>,
+}
+
+impl Selection {
+    fn admits(&self, r: &Recipient) -> bool {
+        self.filter.iter().all(|(column, values)| {
+            let value = if column == "email" {
+                Some(r.email.as_str())
+            } else {
+                r.fields.get(column).map(String::as_str)
+            };
+            value.is_some_and(|v| values.iter().any(|w| w.trim().eq_ignore_ascii_case(v.trim())))
+        })
+    }
+
+    /// For the ledger's record of the run, and for people: `country=KE; limit 100`.
+    pub fn describe(&self) -> Option<String> {
+        let mut parts: Vec<String> = self
+            .filter
+            .iter()
+            .map(|(column, values)| format!("{column}={}", values.join("|")))
+            .collect();
+        if let Some(n) = self.limit {
+            parts.push(format!("limit {n}"));
+        }
+        (!parts.is_empty()).then(|| parts.join("; "))
+    }
+
+    /// Every filtered column exists in the list.
+    fn check_columns(&self, list: &Path, headers: &[String]) -> Result<()> {
+        for (column, _) in &self.filter {
+            if column != "email" && !headers.contains(column) {
+                anyhow::bail!(
+                    "{}:1: the segment names column `{column}`, which the list does not have (columns: {}){}",
+                    list.display(),
+                    headers.join(", "),
+                    crate::suggest::did_you_mean(column, headers.iter().map(String::as_str))
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Parses `--where COLUMN=VALUE` arguments (several for one column: any of the values).
+pub fn parse_where(args: &[String]) -> Result<Vec<(String, Vec<String>)>> {
+    let mut filter: Vec<(String, Vec<String>)> = Vec::new();
+    for arg in args {
+        let Some((column, value)) = arg.split_once('=') else {
+            anyhow::bail!("--where `{arg}`: write COLUMN=VALUE, e.g. --where country=KE");
+        };
+        let column = column.trim().to_ascii_lowercase().replace([' ', '-'], "_");
+        match filter.iter_mut().find(|(c, _)| *c == column) {
+            Some((_, values)) => values.push(value.to_owned()),
+            None => filter.push((column, vec![value.to_owned()])),
+        }
+    }
+    Ok(filter)
 }
 
 pub fn decide(ledger: Option<&Ledger>, selection: &Selection, recipient: &Recipient) -> Result<Decision> {
+    if !selection.admits(recipient) {
+        return Ok(Decision::Outside);
+    }
     let Some(ledger) = ledger else {
         return Ok(Decision::Send { resend: false });
     };
@@ -64,17 +131,22 @@ pub fn selected(
     ledger: Option<Ledger>,
     selection: Selection,
 ) -> Result<impl Iterator<Item = (Recipient, bool)> + Send> {
-    Ok(Recipients::open_known(list, known)?.filter_map(move |row| {
-        let recipient = row.ok()?.ok()?;
-        match decide(ledger.as_ref(), &selection, &recipient) {
-            Ok(Decision::Send { resend }) => Some((recipient, resend)),
-            Ok(_) => None,
-            Err(e) => {
-                tracing::error!("{e:#}");
-                None
+    let limit = selection
+        .limit
+        .map_or(usize::MAX, |n| usize::try_from(n).unwrap_or(usize::MAX));
+    Ok(Recipients::open_known(list, known)?
+        .filter_map(move |row| {
+            let recipient = row.ok()?.ok()?;
+            match decide(ledger.as_ref(), &selection, &recipient) {
+                Ok(Decision::Send { resend }) => Some((recipient, resend)),
+                Ok(_) => None,
+                Err(e) => {
+                    tracing::error!("{e:#}");
+                    None
+                }
             }
-        }
-    }))
+        })
+        .take(limit))
 }
 
 /// What a send would do with a recipient list.
@@ -87,6 +159,10 @@ pub struct Plan {
     pub already_sent: u64,
     pub already_failed: u64,
     pub suppressed: u64,
+    /// Outside the segment (`segment:`, `--where`).
+    pub outside: u64,
+    /// Still to send, but beyond `--limit`: for a later run.
+    pub held_back: u64,
     pub skipped: BTreeMap<SkipReason, u64>,
     /// The first skipped rows with their line and reason.
     pub skipped_rows: Vec<Skipped>,
@@ -120,6 +196,7 @@ impl Plan {
                     Decision::AlreadySent => self.already_sent += 1,
                     Decision::AlreadyFailed => self.already_failed += 1,
                     Decision::Suppressed => self.suppressed += 1,
+                    Decision::Outside => self.outside += 1,
                 }
             }
             Err(skipped) => {
@@ -139,6 +216,7 @@ pub fn plan(path: &Path, ledger: Option<&Ledger>, selection: Selection) -> Resul
         ..Plan::default()
     };
     let mut rows = Recipients::open(path)?;
+    plan.selection.check_columns(path, rows.headers())?;
     for row in rows.by_ref() {
         let row = row?;
         let decision = match &row {
@@ -148,6 +226,14 @@ pub fn plan(path: &Path, ledger: Option<&Ledger>, selection: Selection) -> Resul
         plan.count(&row, decision);
     }
     plan.known = rows.into_known();
+    if let Some(limit) = plan.selection.limit
+        && plan.to_send > limit
+    {
+        plan.held_back = plan.to_send - limit;
+        // Those the limit keeps are the first ones, which are the ones marked as resends.
+        plan.to_send = limit;
+        plan.resend = plan.resend.min(limit);
+    }
     Ok(plan)
 }
 

@@ -11,6 +11,7 @@ use anyhow::{Context, Result};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
+use crate::compile::Rendered;
 use crate::deliver::reply::mailbox_does_not_exist;
 
 pub mod schema;
@@ -201,18 +202,32 @@ impl Ledger {
         Ok(n as u64)
     }
 
-    pub fn start_issue(&mut self, issue: &str, subject: &str) -> Result<i64> {
+    /// Records a run's start. The issue keeps the content hash of its first run.
+    pub fn start_issue(&mut self, rendered: &Rendered, selection: Option<&str>) -> Result<i64> {
         self.commit()?;
+        let issue = &rendered.slug;
         self.conn.execute(
-            "INSERT INTO issues (issue, subject, state, started_at) VALUES (?1, ?2, 'sending', ?3)
-             ON CONFLICT (issue) DO UPDATE SET subject = ?2",
-            params![issue, subject, now()],
+            "INSERT INTO issues (issue, subject, state, started_at, content_hash) VALUES (?1, ?2, 'sending', ?3, ?4)
+             ON CONFLICT (issue) DO UPDATE SET subject = ?2, content_hash = coalesce(content_hash, ?4)",
+            params![issue, rendered.subject, now(), rendered.content_hash()],
         )?;
         self.conn.execute(
-            "INSERT INTO runs (issue, started_at) VALUES (?1, ?2)",
-            params![issue, now()],
+            "INSERT INTO runs (issue, started_at, selection) VALUES (?1, ?2, ?3)",
+            params![issue, now(), selection],
         )?;
         Ok(self.conn.last_insert_rowid())
+    }
+
+    /// What the issue's first run sent, when it differs from `rendered`: that run's start.
+    pub fn changed_since_sent(&self, rendered: &Rendered) -> Result<Option<String>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT started_at FROM issues WHERE issue = ?1 AND content_hash IS NOT NULL AND content_hash != ?2",
+                params![rendered.slug, rendered.content_hash()],
+                |r| r.get(0),
+            )
+            .optional()?)
     }
 
     /// Records how a run ended; `complete` marks the issue's delivery done for cron.
