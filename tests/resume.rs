@@ -679,3 +679,43 @@ fn resuming_after_the_file_changed_warns_that_readers_get_two_texts() {
         r.stderr
     );
 }
+
+/// The README's crontab line, run as cron runs it: `sh -c`, an empty environment, a short PATH.
+#[test]
+fn the_readme_crontab_line_works_in_cron_s_environment() {
+    let readme = std::fs::read_to_string(support::root().join("README.md")).unwrap();
+    let line = readme
+        .lines()
+        .find(|l| l.starts_with("*/5 * * * * "))
+        .expect("a crontab line in the README");
+    let command = line.splitn(6, ' ').nth(5).unwrap();
+    let sink = Sink::start();
+    let project = Project::new(sink.port, &csv(3), "throttle: { rate: off }\n")
+        .with_issues(&[("2025-06", scheduled_issue(Some("2025-06-01T09:00:00Z")))]);
+    std::fs::write(
+        project.dir.path().join("secrets.env"),
+        "NEWSLETTER_UNSUBSCRIBE_SECRET=from-the-file\n",
+    )
+    .unwrap();
+    let command = command
+        .replace("/srv/newsletter", &project.dir.path().display().to_string())
+        .replace(
+            "/usr/local/bin/newsletter",
+            &assert_cmd::cargo::cargo_bin("newsletter").display().to_string(),
+        );
+    let out = std::process::Command::new("/bin/sh")
+        .arg("-c")
+        .arg(&command)
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("SHELL", "/bin/sh")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{command}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(sink.count(), 3);
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("2025-06: Sent 3 of 3"));
+}
