@@ -163,7 +163,7 @@ fn preview_open_hands_the_html_to_the_browser() {
     let out = TempDir::new().unwrap();
     let log = out.path().join("opened.txt");
     let browser = out.path().join("browser.sh");
-    std::fs::write(&browser, format!("#!/bin/sh\necho \"$1\" > {}\n", log.display())).unwrap();
+    std::fs::write(&browser, format!("#!/bin/sh\necho \"$@\" > {}\n", log.display())).unwrap();
     std::process::Command::new("chmod")
         .arg("+x")
         .arg(&browser)
@@ -175,6 +175,20 @@ fn preview_open_hands_the_html_to_the_browser() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     let opened = std::fs::read_to_string(&log).unwrap();
     assert!(opened.trim().ends_with("2025-07/email.html"), "{opened}");
+    // -q: errors only (July has warnings and no errors).
+    assert_eq!(r.stderr, "", "{}", r.stderr);
+
+    // $BROWSER with arguments, with %s for the file, and a list to try in turn.
+    let with_args = format!("/nonexistent/browser:{} --new-window %s --private", browser.display());
+    let r = run(newsletter(&out)
+        .args(["preview", "2025-07", "--open", "-q"])
+        .env("BROWSER", &with_args));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let opened = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        opened.starts_with("--new-window /") && opened.trim().ends_with("email.html --private"),
+        "{opened}"
+    );
 }
 
 #[test]
