@@ -11,6 +11,7 @@ pub mod config;
 pub mod deliver;
 pub mod diagnostic;
 pub mod dkim;
+pub mod html;
 pub mod issue;
 pub mod layout;
 pub mod ledger;

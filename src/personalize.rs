@@ -69,7 +69,7 @@ impl<'a> Personalizer<'a> {
         };
         let mut html = Handlebars::new();
         html.set_strict_mode(true);
-        html.register_escape_fn(crate::markdown::escape);
+        html.register_escape_fn(crate::html::escape);
         html.register_template_string(HTML, &rendered.html)
             .map_err(template_error("the HTML"))?;
         let mut plain = Handlebars::new();

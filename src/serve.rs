@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, SystemTime};
 
-use crate::markdown::escape;
+use crate::html::escape;
 
 /// One render of the issue, as the page shows it.
 #[derive(Debug, Clone, Default)]

@@ -175,7 +175,7 @@ impl Layout {
     fn from_files(name: &str, origin: &Path, files: Vec<(String, String)>) -> Result<Layout> {
         let mut mjml = Handlebars::new();
         mjml.set_strict_mode(true);
-        mjml.register_escape_fn(crate::markdown::escape);
+        mjml.register_escape_fn(crate::html::escape);
         // Partials must not indent the lines of the HTML they include (it would shift <pre>).
         mjml.set_prevent_indent(true);
         let mut text = Handlebars::new();
