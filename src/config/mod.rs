@@ -2,11 +2,22 @@
 //! `NEWSLETTER_*` environment variable (`smtp.host` -> `NEWSLETTER_SMTP_HOST`).
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use anyhow::{Result, anyhow, bail};
 use serde::{Deserialize, Serialize};
 use serde_norway::Value;
+
+mod check;
+mod dkim;
+pub mod duration;
+mod smtp;
+mod throttle;
+
+pub use check::{Check, Preview};
+pub use dkim::{Dkim, DkimAlgorithm};
+use duration::string_or_number;
+pub use smtp::{AuthMethod, OAuth, Security, Smtp};
+pub use throttle::Throttle;
 
 /// Environment variables that hold secrets, never configuration keys.
 pub const SECRET_VARS: &[&str] = &[
@@ -66,265 +77,6 @@ pub struct Config {
     /// command prints them like its other warnings.
     #[serde(skip)]
     pub warnings: Vec<String>,
-}
-
-/// `newsletter check`: the link checker.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct Check {
-    /// Limit for each request, from connecting to the last header.
-    #[serde(with = "duration")]
-    pub timeout: Duration,
-    /// Requests in flight at once, over all hosts.
-    pub concurrency: usize,
-    /// Requests in flight at once to one host.
-    pub per_host: usize,
-    /// How long a result is reused before the URL is asked again (`--no-cache` to force).
-    #[serde(with = "duration")]
-    pub cache_for: Duration,
-    /// Attempts after the first when a server answers 429 or 503.
-    pub retries: u32,
-    /// The longest `Retry-After` waited for; a longer one counts as a failure.
-    #[serde(with = "duration")]
-    pub max_retry_after: Duration,
-    /// Images larger than this many bytes are a warning (slow on phones, clipped by some clients).
-    pub max_image_bytes: u64,
-    /// Sent with every request, so site owners can tell who is asking.
-    pub user_agent: String,
-}
-
-impl Default for Check {
-    fn default() -> Self {
-        Check {
-            timeout: Duration::from_secs(10),
-            concurrency: 16,
-            per_host: 2,
-            cache_for: Duration::from_secs(3600),
-            retries: 2,
-            max_retry_after: Duration::from_secs(60),
-            max_image_bytes: 1024 * 1024,
-            user_agent: concat!(
-                "newsletter-link-check/",
-                env!("CARGO_PKG_VERSION"),
-                " (+https://openinfra.dev; checks links of a newsletter before it is sent)"
-            )
-            .into(),
-        }
-    }
-}
-
-/// `newsletter preview --serve`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct Preview {
-    /// The port on 127.0.0.1; `--port` overrides it. 0 picks a free one.
-    pub port: u16,
-}
-
-impl Default for Preview {
-    fn default() -> Self {
-        Preview { port: 8025 }
-    }
-}
-
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum Security {
-    /// Plain connection upgraded with STARTTLS; refused if the server does not offer it.
-    Starttls,
-    /// TLS from the first byte (SMTPS, usually port 465).
-    Tls,
-    /// No encryption: accepted only for a loopback host.
-    None,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct Smtp {
-    /// The submission server; required to send.
-    pub host: Option<String>,
-    pub port: u16,
-    pub security: Security,
-    /// Login name; the password comes only from NEWSLETTER_SMTP_PASSWORD.
-    pub username: Option<String>,
-    /// The name given in EHLO; by default this machine's host name.
-    pub hello_name: Option<String>,
-    /// Limit for connecting, and for each command's reply.
-    #[serde(with = "duration")]
-    pub timeout: Duration,
-    /// A PEM bundle of CA certificates trusted besides the built-in roots and the system's
-    /// store (a relay with a private CA, a network that inspects TLS).
-    pub ca_file: Option<PathBuf>,
-    /// Trust only `ca_file`, neither the built-in roots nor the system's store.
-    pub ca_only: bool,
-    /// How to log in when `username` is set: `password` (AUTH PLAIN or LOGIN with
-    /// NEWSLETTER_SMTP_PASSWORD) or `xoauth2` (an OAuth 2.0 access token).
-    pub auth: AuthMethod,
-    pub oauth: OAuth,
-}
-
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum AuthMethod {
-    #[default]
-    Password,
-    Xoauth2,
-}
-
-/// Where `auth: xoauth2` gets its access token: NEWSLETTER_SMTP_OAUTH_TOKEN when set, else
-/// the client-credentials grant at `token_url` with NEWSLETTER_SMTP_OAUTH_CLIENT_SECRET.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
-#[serde(deny_unknown_fields, default)]
-pub struct OAuth {
-    pub token_url: Option<String>,
-    pub client_id: Option<String>,
-    /// e.g. `https://outlook.office365.com/.default` for Microsoft 365.
-    pub scope: Option<String>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct Throttle {
-    /// Messages per second, minute or hour: `10/s`, `600/min`, `20000/h`; `off` for no limit.
-    #[serde(deserialize_with = "string_or_number")]
-    pub rate: String,
-    /// Messages that may go out back to back after an idle spell (the token bucket's size).
-    pub burst: u32,
-    /// SMTP connections sending at once.
-    pub concurrency: usize,
-    /// Pause for `batch_pause` after every `batch_size` messages; none by default.
-    pub batch_size: Option<u64>,
-    #[serde(with = "duration")]
-    pub batch_pause: Duration,
-    /// Attempts after the first for a temporary failure (4xx reply or lost connection).
-    pub retries: u32,
-    /// The first retry waits this long; each next one twice as long.
-    #[serde(with = "duration")]
-    pub retry_delay: Duration,
-    /// Stop the run after this many failures in a row: a server that rejects everything must
-    /// not burn through the list.
-    pub max_consecutive_failures: u32,
-    /// Attempts over all runs after which a recipient that still fails temporarily is given up
-    /// (counted as failed), so that cron can finish the issue.
-    pub max_attempts: u32,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
-#[serde(deny_unknown_fields, default)]
-pub struct Dkim {
-    /// The selector of the DKIM DNS record; signing is on when it is set. The private key
-    /// comes only from NEWSLETTER_DKIM_PRIVATE_KEY: RSA in PKCS#1 or PKCS#8 PEM (or Ed25519
-    /// with `algorithm: ed25519`).
-    pub selector: Option<String>,
-    /// A second signature with Ed25519 (RFC 8463) under this selector; the key (base64 of the
-    /// 32-byte seed, or PKCS#8 PEM) comes only from NEWSLETTER_DKIM_ED25519_PRIVATE_KEY.
-    pub ed25519_selector: Option<String>,
-    /// The signing domain; by default that of `from.address`.
-    pub domain: Option<String>,
-    /// The type of the key under `selector`.
-    pub algorithm: DkimAlgorithm,
-}
-
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum DkimAlgorithm {
-    #[default]
-    Rsa,
-    Ed25519,
-}
-
-impl Default for Smtp {
-    fn default() -> Self {
-        Smtp {
-            host: None,
-            port: 587,
-            security: Security::Starttls,
-            username: None,
-            hello_name: None,
-            timeout: Duration::from_secs(30),
-            ca_file: None,
-            ca_only: false,
-            auth: AuthMethod::Password,
-            oauth: OAuth::default(),
-        }
-    }
-}
-
-impl Default for Throttle {
-    fn default() -> Self {
-        Throttle {
-            rate: "10/s".into(),
-            burst: 1,
-            concurrency: 4,
-            batch_size: None,
-            batch_pause: Duration::from_secs(30),
-            retries: 3,
-            retry_delay: Duration::from_secs(5),
-            max_consecutive_failures: 20,
-            max_attempts: 20,
-        }
-    }
-}
-
-/// Durations written as people write them: `30s`, `5m`, `1h`, `250ms`.
-pub mod duration {
-    use std::time::Duration;
-
-    use serde::{Deserializer, Serializer, de::Error};
-
-    pub fn parse(s: &str) -> Result<Duration, String> {
-        let s = s.trim();
-        let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
-        let (num, unit) = s.split_at(split);
-        let n: f64 = num
-            .parse()
-            .map_err(|_| format!("`{s}` is not a duration: write e.g. 30s, 5m, 1h or 250ms"))?;
-        let secs = match unit.trim() {
-            "ms" => n / 1000.0,
-            "s" | "" => n,
-            "m" | "min" => n * 60.0,
-            "h" => n * 3600.0,
-            _ => {
-                return Err(format!("`{s}` is not a duration: write e.g. 30s, 5m, 1h or 250ms"));
-            }
-        };
-        Ok(Duration::from_secs_f64(secs))
-    }
-
-    pub fn format(d: &Duration) -> String {
-        let ms = d.as_millis();
-        if !ms.is_multiple_of(1000) {
-            format!("{ms}ms")
-        } else {
-            format!("{}s", ms / 1000)
-        }
-    }
-
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&format(d))
-    }
-
-    /// A string as written (`30s`), or a bare number of seconds.
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let raw = super::string_or_number(d)?;
-        parse(&raw).map_err(D::Error::custom)
-    }
-}
-
-/// A string, or a number YAML read as one (`rate: 10`, `timeout: 30`), as its text.
-fn string_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Raw {
-        Text(String),
-        Int(i64),
-        Float(f64),
-    }
-    Ok(match Raw::deserialize(d)? {
-        Raw::Text(s) => s,
-        Raw::Int(n) => n.to_string(),
-        Raw::Float(n) => n.to_string(),
-    })
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -607,6 +359,7 @@ fn set_path(root: &mut Value, key: &str, new: Value) {
 mod tests {
     use super::*;
     use std::io::Write;
+    use std::time::Duration;
 
     fn load(yaml: &str, env: &[(&str, &str)]) -> Result<Config> {
         let mut f = tempfile::NamedTempFile::new().unwrap();
