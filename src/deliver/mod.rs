@@ -1,9 +1,11 @@
 //! Delivery: throttle, SMTP connections, and the loop that sends through them.
 
+pub mod connect;
 pub mod oauth;
 pub mod queue;
 pub mod reply;
 pub mod run;
 pub mod smtp;
+mod streams;
 pub mod throttle;
 pub mod tls;
