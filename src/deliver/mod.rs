@@ -3,6 +3,7 @@
 pub mod connect;
 pub mod oauth;
 pub mod queue;
+pub mod recorder;
 pub mod reply;
 pub mod run;
 pub mod smtp;

@@ -12,10 +12,11 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
 use crate::compile::Rendered;
-use crate::deliver::reply::mailbox_does_not_exist;
 
 pub mod schema;
-use crate::deliver::run::{Event, Job, Observer};
+mod suppressions;
+
+pub use suppressions::Suppression;
 
 /// Where a recipient stands for one issue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -74,21 +75,13 @@ pub struct IssueState {
     pub completed_at: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
-pub struct Suppression {
-    pub email: String,
-    pub reason: String,
-    pub source: String,
-    pub created_at: String,
-}
-
 pub struct Ledger {
     conn: Connection,
     path: PathBuf,
     in_transaction: bool,
 }
 
-fn now() -> String {
+pub(crate) fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
@@ -132,7 +125,7 @@ impl Ledger {
         Ok(stmt.exists(params![email.to_lowercase()])?)
     }
 
-    fn begin(&mut self) -> rusqlite::Result<()> {
+    pub(crate) fn begin(&mut self) -> rusqlite::Result<()> {
         if !self.in_transaction {
             self.conn.execute_batch("BEGIN IMMEDIATE")?;
             self.in_transaction = true;
@@ -149,7 +142,15 @@ impl Ledger {
         Ok(())
     }
 
-    pub fn record_sending(&mut self, issue: &str, job: &Job) -> rusqlite::Result<()> {
+    /// One message about to go out: `resend` if it was in flight when a run stopped.
+    pub fn record_sending(
+        &mut self,
+        issue: &str,
+        email: &str,
+        line: u64,
+        message_id: &str,
+        resend: bool,
+    ) -> rusqlite::Result<()> {
         self.begin()?;
         let now = now();
         self.conn
@@ -160,24 +161,25 @@ impl Ledger {
                    status = 'sending', attempts = attempts + 1, line = ?3,
                    possibly_duplicated = possibly_duplicated OR ?5, updated_at = ?6",
             )?
-            .execute(params![issue, job.email.to_lowercase(), job.line as i64, job.message_id, job.resent_after_crash, now])?;
+            .execute(params![issue, email.to_lowercase(), line as i64, message_id, resend, now])?;
         Ok(())
     }
 
     /// The message did not go out, for reasons that are not the recipient's: pending again,
     /// with the attempt not counted.
-    fn record_unsent(&mut self, issue: &str, job: &Job, reply: &str) -> rusqlite::Result<()> {
+    pub fn record_unsent(&mut self, issue: &str, email: &str, reply: &str) -> rusqlite::Result<()> {
         self.begin()?;
         self.conn
             .prepare_cached(
                 "UPDATE deliveries SET status = 'deferred', attempts = max(attempts - 1, 0), last_reply = ?3, updated_at = ?4
                  WHERE issue = ?1 AND email = ?2",
             )?
-            .execute(params![issue, job.email.to_lowercase(), reply, now()])?;
+            .execute(params![issue, email.to_lowercase(), reply, now()])?;
         Ok(())
     }
 
-    fn record_outcome(&mut self, issue: &str, job: &Job, status: &str, reply: &str) -> rusqlite::Result<()> {
+    /// How a message ended: `sent`, `deferred` (tried again later) or `failed`.
+    pub fn record_outcome(&mut self, issue: &str, email: &str, status: &str, reply: &str) -> rusqlite::Result<()> {
         self.begin()?;
         let now = now();
         self.conn
@@ -186,7 +188,7 @@ impl Ledger {
                    sent_at = CASE WHEN ?3 = 'sent' THEN ?5 ELSE sent_at END
                  WHERE issue = ?1 AND email = ?2",
             )?
-            .execute(params![issue, job.email.to_lowercase(), status, reply, now])?;
+            .execute(params![issue, email.to_lowercase(), status, reply, now])?;
         Ok(())
     }
 
@@ -338,38 +340,6 @@ impl Ledger {
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
-
-    pub fn suppress(&mut self, email: &str, reason: &str, source: &str) -> Result<bool> {
-        self.begin()?;
-        let added = self.conn.prepare_cached(
-            "INSERT INTO suppressions (email, reason, source, created_at) VALUES (?1, ?2, ?3, ?4) ON CONFLICT (email) DO NOTHING",
-        )?
-        .execute(params![email.to_lowercase(), reason, source, now()])?;
-        Ok(added > 0)
-    }
-
-    pub fn unsuppress(&mut self, email: &str) -> Result<bool> {
-        self.begin()?;
-        Ok(self
-            .conn
-            .execute("DELETE FROM suppressions WHERE email = ?1", [email.to_lowercase()])?
-            > 0)
-    }
-
-    pub fn suppressions(&self) -> Result<Vec<Suppression>> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT email, reason, source, created_at FROM suppressions ORDER BY email")?;
-        let rows = stmt.query_map([], |r| {
-            Ok(Suppression {
-                email: r.get(0)?,
-                reason: r.get(1)?,
-                source: r.get(2)?,
-                created_at: r.get(3)?,
-            })
-        })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
-    }
 }
 
 /// Another run holds the lock; `main` maps this to its own exit code.
@@ -403,64 +373,5 @@ pub fn lock(ledger: &Path) -> Result<std::fs::File> {
         Ok(()) => Ok(file),
         Err(std::fs::TryLockError::WouldBlock) => Err(Locked(path).into()),
         Err(std::fs::TryLockError::Error(e)) => Err(anyhow::anyhow!("cannot lock {}: {e}", path.display())),
-    }
-}
-
-/// Records a run's events in the ledger, committing before each message goes out.
-pub struct Recorder<'a> {
-    pub ledger: &'a mut Ledger,
-    pub issue: &'a str,
-    pub error: Option<String>,
-    pub suppressed: u64,
-}
-
-impl Recorder<'_> {
-    fn record(&mut self, event: &Event<'_>) -> Result<()> {
-        match event {
-            Event::Sending { job } => self.ledger.record_sending(self.issue, job)?,
-            Event::Sent { job, reply } => self.ledger.record_outcome(self.issue, job, "sent", reply)?,
-            Event::Retrying { job, error, .. } => {
-                self.ledger
-                    .record_outcome(self.issue, job, "deferred", &error.reply())?
-            }
-            Event::Requeued { job, error } => self.ledger.record_unsent(self.issue, job, &error.reply())?,
-            Event::ConnectionsLowered { .. } => {}
-            Event::Failed { job, error } => {
-                let reply = error.reply();
-                let status = if error.is_transient() { "deferred" } else { "failed" };
-                self.ledger.record_outcome(self.issue, job, status, &reply)?;
-                if !error.is_transient()
-                    && mailbox_does_not_exist(&reply)
-                    && self
-                        .ledger
-                        .suppress(&job.email, &reply, &format!("bounce: {}", self.issue))?
-                {
-                    self.suppressed += 1;
-                }
-            }
-        }
-        Ok(())
-    }
-}
-
-impl Observer for Recorder<'_> {
-    fn event(&mut self, event: &Event<'_>) {
-        if self.error.is_none()
-            && let Err(e) = self.record(event)
-        {
-            self.error = Some(format!(
-                "cannot write the ledger {}: {e:#}",
-                self.ledger.path().display()
-            ));
-        }
-    }
-
-    fn checkpoint(&mut self) -> Result<(), String> {
-        if let Some(e) = &self.error {
-            return Err(e.clone());
-        }
-        self.ledger
-            .commit()
-            .map_err(|e| format!("cannot write the ledger {}: {e}", self.ledger.path().display()))
     }
 }

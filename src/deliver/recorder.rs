@@ -1,0 +1,73 @@
+//! Writes a run's events into the ledger, committing before each message goes out, and
+//! suppresses the addresses a server says do not exist.
+
+use anyhow::Result;
+
+use super::reply::mailbox_does_not_exist;
+use super::run::{Event, Observer};
+use crate::ledger::Ledger;
+
+/// Records a run's events in the ledger, committing before each message goes out.
+pub struct Recorder<'a> {
+    pub ledger: &'a mut Ledger,
+    pub issue: &'a str,
+    pub error: Option<String>,
+    pub suppressed: u64,
+}
+
+impl Recorder<'_> {
+    fn record(&mut self, event: &Event<'_>) -> Result<()> {
+        match event {
+            Event::Sending { job } => self.ledger.record_sending(
+                self.issue,
+                &job.email,
+                job.line,
+                &job.message_id,
+                job.resent_after_crash,
+            )?,
+            Event::Sent { job, reply } => self.ledger.record_outcome(self.issue, &job.email, "sent", reply)?,
+            Event::Retrying { job, error, .. } => {
+                self.ledger
+                    .record_outcome(self.issue, &job.email, "deferred", &error.reply())?
+            }
+            Event::Requeued { job, error } => self.ledger.record_unsent(self.issue, &job.email, &error.reply())?,
+            Event::ConnectionsLowered { .. } => {}
+            Event::Failed { job, error } => {
+                let reply = error.reply();
+                let status = if error.is_transient() { "deferred" } else { "failed" };
+                self.ledger.record_outcome(self.issue, &job.email, status, &reply)?;
+                if !error.is_transient()
+                    && mailbox_does_not_exist(&reply)
+                    && self
+                        .ledger
+                        .suppress(&job.email, &reply, &format!("bounce: {}", self.issue))?
+                {
+                    self.suppressed += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Observer for Recorder<'_> {
+    fn event(&mut self, event: &Event<'_>) {
+        if self.error.is_none()
+            && let Err(e) = self.record(event)
+        {
+            self.error = Some(format!(
+                "cannot write the ledger {}: {e:#}",
+                self.ledger.path().display()
+            ));
+        }
+    }
+
+    fn checkpoint(&mut self) -> Result<(), String> {
+        if let Some(e) = &self.error {
+            return Err(e.clone());
+        }
+        self.ledger
+            .commit()
+            .map_err(|e| format!("cannot write the ledger {}: {e}", self.ledger.path().display()))
+    }
+}
