@@ -19,6 +19,7 @@ pub mod markdown;
 pub mod personalize;
 pub mod recipients;
 pub mod report;
+pub mod schedule;
 pub mod sections;
 pub mod serve;
 pub mod suggest;
@@ -46,4 +47,10 @@ pub fn compose_with_sections(issue: &Issue, config: &Config) -> Result<(Sections
     let sections = sections::split(issue, &layout.registry, origin.as_deref(), &mut warnings);
     let rendered = compile::compile(issue, &sections, &layout, config, warnings)?;
     Ok((sections, rendered))
+}
+
+/// The runtime every async part runs on: one thread (delivery drives all its connections from
+/// it; the producer personalizes on another).
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread().enable_all().build()
 }

@@ -11,7 +11,7 @@ use clap::Parser;
 use crate::cli::{Cli, Command};
 
 /// What a command that ran to the end found.
-pub enum Outcome {
+pub enum Exit {
     Success,
     /// Ran, but something needs the user's attention (exit code 1).
     Problems,
@@ -35,9 +35,9 @@ fn main() -> ExitCode {
         Command::UnsubscribeUrl { email } => commands::unsubscribe_url(cli.config.as_deref(), &email),
     };
     match result {
-        Ok(Outcome::Success) => ExitCode::SUCCESS,
-        Ok(Outcome::Problems) => ExitCode::from(1),
-        Ok(Outcome::Interrupted) => ExitCode::from(130),
+        Ok(Exit::Success) => ExitCode::SUCCESS,
+        Ok(Exit::Problems) => ExitCode::from(1),
+        Ok(Exit::Interrupted) => ExitCode::from(130),
         Err(err) if err.downcast_ref::<newsletter::ledger::Locked>().is_some() => {
             eprintln!("{err}");
             ExitCode::from(3)

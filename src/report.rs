@@ -7,7 +7,14 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio::time::Instant;
 
-use crate::deliver::run::{Event, Observer};
+use std::path::{Path, PathBuf};
+
+use crate::compile::Rendered;
+use crate::config::Config;
+use crate::deliver::queue::Plan;
+use crate::deliver::run::{Event, Observer, RunOutcome};
+use crate::deliver::throttle::Rate;
+use crate::recipients::Recipient;
 
 /// Failures kept for the summary; the rest are counted.
 const FAILURES_KEPT: usize = 1000;
@@ -162,6 +169,130 @@ pub fn thousands(n: u64) -> String {
         out.push(ch);
     }
     out
+}
+
+/// The .eml files a dry run wrote.
+pub struct Written {
+    pub count: u64,
+    pub dir: PathBuf,
+}
+
+/// What a dry run found, for people.
+pub fn dry_run(config: &Config, rendered: &Rendered, list: &Path, plan: &Plan, rate: Rate, written: &Written) {
+    let skipped: Vec<String> = plan
+        .skipped
+        .iter()
+        .map(|(reason, n)| format!("{} {}", thousands(*n), reason.label()))
+        .collect();
+    let t = &config.throttle;
+    println!("Dry run of '{}': nothing was sent.", rendered.subject);
+    println!("Recipients read: {} from {}", thousands(plan.rows), list.display());
+    println!("To send:         {}", thousands(plan.to_send));
+    println!(
+        "Skipped:         {}{}",
+        thousands(plan.skipped_total()),
+        if skipped.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", skipped.join(", "))
+        }
+    );
+    if plan.already_sent + plan.already_failed + plan.suppressed + plan.resend > 0 {
+        println!("Ledger:          {}", resume_counts(plan));
+    }
+    if let Some(selection) = plan.selection.describe() {
+        println!(
+            "Selection:       {selection}: {} outside the segment, {} held back by --limit",
+            thousands(plan.outside),
+            thousands(plan.held_back)
+        );
+    }
+    println!(
+        "Throttle:        {rate}, {} connections{}",
+        t.concurrency,
+        t.batch_size
+            .map(|b| format!(
+                ", pause {} after every {b}",
+                crate::config::duration::format(&t.batch_pause)
+            ))
+            .unwrap_or_default()
+    );
+    println!("Estimated time:  {}", eta(plan.to_send, rate));
+    println!(
+        "Wrote {} message{} to {}",
+        thousands(written.count),
+        if written.count == 1 { "" } else { "s" },
+        written.dir.display()
+    );
+}
+
+/// The recipients a plan skipped, the first of them by line.
+pub fn skipped(list: &Path, plan: &Plan) {
+    const SHOWN: usize = 20;
+    for s in plan.skipped_rows.iter().take(SHOWN) {
+        eprintln!(
+            "skipped: {}:{}: {}: {}",
+            list.display(),
+            s.line,
+            s.reason.label(),
+            s.detail
+        );
+    }
+    let total = plan.skipped_total();
+    if total > SHOWN as u64 {
+        eprintln!("skipped: ... and {} more rows", thousands(total - SHOWN as u64));
+    }
+}
+
+/// What the ledger already held for a resumed send.
+pub fn resume_counts(plan: &Plan) -> String {
+    format!(
+        "{} already sent, {} failed before, {} suppressed, {} possibly duplicated (in flight when a run stopped)",
+        thousands(plan.already_sent),
+        thousands(plan.already_failed),
+        thousands(plan.suppressed),
+        thousands(plan.resend)
+    )
+}
+
+/// How long `count` messages take at `rate`.
+pub fn eta(count: u64, rate: Rate) -> String {
+    match rate.per_second() {
+        Some(r) => duration(Duration::from_secs_f64(count as f64 / r)),
+        None => "as fast as the server accepts".into(),
+    }
+}
+
+/// The recipients a run could not send to, each with its list and line.
+pub fn failures(issue: &str, list: Option<&Path>, failed: &[Failure], unpersonalized: &[(Recipient, String)]) {
+    let at = |line: u64| match list {
+        Some(list) => format!("{}:{line} ", list.display()),
+        None => String::new(),
+    };
+    for f in failed {
+        eprintln!("failed: {issue}: {}{}: {}", at(f.line), f.email, f.reply);
+    }
+    for (r, why) in unpersonalized {
+        eprintln!("failed: {issue}: {}{}: {why}", at(r.line), r.email);
+    }
+}
+
+/// The run's last line, naming its issue.
+pub fn summary(issue: &str, outcome: &RunOutcome, total: u64, failed: u64, suppressed: u64) {
+    let secs = outcome.elapsed.as_secs_f64().max(0.001);
+    println!(
+        "{issue}: Sent {} of {} in {} ({:.1}/s); {} failed{}.",
+        thousands(outcome.sent),
+        thousands(total),
+        duration(outcome.elapsed),
+        outcome.sent as f64 / secs,
+        thousands(failed),
+        if suppressed > 0 {
+            format!(", {suppressed} of them suppressed from now on (mailbox does not exist)")
+        } else {
+            String::new()
+        }
+    );
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result};
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::links::Outcome;
+use super::links::LinkResult;
 
 pub struct Cache {
     conn: Connection,
@@ -31,7 +31,7 @@ impl Cache {
     }
 
     /// A result younger than the cache's age limit.
-    pub fn get(&self, url: &str, image: bool) -> Result<Option<Outcome>> {
+    pub fn get(&self, url: &str, image: bool) -> Result<Option<LinkResult>> {
         let oldest = unix_now() - self.max_age.as_secs() as i64;
         let json: Option<String> = self
             .conn
@@ -45,7 +45,7 @@ impl Cache {
         Ok(json.and_then(|j| serde_json::from_str(&j).ok()))
     }
 
-    pub fn put(&self, url: &str, image: bool, outcome: &Outcome) -> Result<()> {
+    pub fn put(&self, url: &str, image: bool, outcome: &LinkResult) -> Result<()> {
         self.conn.execute(
             "INSERT OR REPLACE INTO link_checks (url, image, checked_at, outcome) VALUES (?1, ?2, ?3, ?4)",
             params![url, image, unix_now(), serde_json::to_string(outcome)?],

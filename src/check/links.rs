@@ -28,7 +28,7 @@ pub enum Verdict {
 
 /// What checking one URL found.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Outcome {
+pub struct LinkResult {
     pub verdict: Verdict,
     /// The last HTTP status, when a server answered.
     pub status: Option<u16>,
@@ -43,9 +43,9 @@ pub struct Outcome {
     pub cached: bool,
 }
 
-impl Outcome {
-    fn unreachable(detail: String) -> Outcome {
-        Outcome {
+impl LinkResult {
+    fn unreachable(detail: String) -> LinkResult {
+        LinkResult {
             verdict: Verdict::Broken,
             status: None,
             final_url: None,
@@ -85,7 +85,7 @@ pub struct Tally {
 }
 
 impl Tally {
-    pub fn of(outcomes: &[Outcome]) -> Tally {
+    pub fn of(outcomes: &[LinkResult]) -> Tally {
         let mut t = Tally::default();
         for o in outcomes {
             match o.verdict {
@@ -121,8 +121,13 @@ impl Checker {
 
     /// Checks every target, taking fresh results from `cache` and storing new ones in it.
     /// Outcomes come back in the order of `targets`.
-    pub async fn check_all(self: Arc<Self>, targets: &[Target], cache: Option<&Cache>, refresh: bool) -> Vec<Outcome> {
-        let mut outcomes: Vec<Option<Outcome>> = vec![None; targets.len()];
+    pub async fn check_all(
+        self: Arc<Self>,
+        targets: &[Target],
+        cache: Option<&Cache>,
+        refresh: bool,
+    ) -> Vec<LinkResult> {
+        let mut outcomes: Vec<Option<LinkResult>> = vec![None; targets.len()];
         let mut tasks = JoinSet::new();
         for (i, target) in targets.iter().enumerate() {
             let hit = match cache.filter(|_| !refresh) {
@@ -133,7 +138,7 @@ impl Checker {
                 None => None,
             };
             match hit {
-                Some(o) => outcomes[i] = Some(Outcome { cached: true, ..o }),
+                Some(o) => outcomes[i] = Some(LinkResult { cached: true, ..o }),
                 None => {
                     let (checker, url, image) = (Arc::clone(&self), target.url.clone(), target.image);
                     tasks.spawn(async move { (i, checker.check(&url, image).await) });
@@ -151,7 +156,7 @@ impl Checker {
         }
         outcomes
             .into_iter()
-            .map(|o| o.unwrap_or_else(|| Outcome::unreachable("the check stopped unexpectedly".into())))
+            .map(|o| o.unwrap_or_else(|| LinkResult::unreachable("the check stopped unexpectedly".into())))
             .collect()
     }
 
@@ -164,10 +169,10 @@ impl Checker {
         )
     }
 
-    pub async fn check(&self, url: &str, image: bool) -> Outcome {
+    pub async fn check(&self, url: &str, image: bool) -> LinkResult {
         let host = match reqwest::Url::parse(url) {
             Ok(u) => u.host_str().unwrap_or_default().to_owned(),
-            Err(e) => return Outcome::unreachable(format!("not a valid URL: {e}")),
+            Err(e) => return LinkResult::unreachable(format!("not a valid URL: {e}")),
         };
         let slots = self.host_slots(&host);
         let mut method = Method::HEAD;
@@ -176,16 +181,16 @@ impl Checker {
             let response = {
                 // The host's slot first: a request waiting for its host holds no global slot.
                 let Ok(_host) = slots.acquire().await else {
-                    return Outcome::unreachable("the check stopped".into());
+                    return LinkResult::unreachable("the check stopped".into());
                 };
                 let Ok(_all) = self.all.acquire().await else {
-                    return Outcome::unreachable("the check stopped".into());
+                    return LinkResult::unreachable("the check stopped".into());
                 };
                 self.client.request(method.clone(), url).send().await
             };
             let response = match response {
                 Ok(r) => r,
-                Err(e) => return Outcome::unreachable(self.describe(&e)),
+                Err(e) => return LinkResult::unreachable(self.describe(&e)),
             };
             let status = response.status();
             if status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::SERVICE_UNAVAILABLE {
@@ -219,7 +224,7 @@ impl Checker {
         }
     }
 
-    fn judge(&self, url: &str, response: &reqwest::Response, image: bool, by_get: bool) -> Outcome {
+    fn judge(&self, url: &str, response: &reqwest::Response, image: bool, by_get: bool) -> LinkResult {
         let status = response.status();
         let mut detail = status_text(status);
         if by_get {
@@ -239,14 +244,14 @@ impl Checker {
             } else {
                 &content_type
             };
-            return Outcome {
+            return LinkResult {
                 verdict: Verdict::Broken,
                 detail: format!("not an image: {shown}"),
                 ..outcome
             };
         }
         match outcome.bytes {
-            Some(b) if b > self.settings.max_image_bytes => Outcome {
+            Some(b) if b > self.settings.max_image_bytes => LinkResult {
                 verdict: Verdict::Warning,
                 detail: format!(
                     "image of {}, over the {} of check.max_image_bytes: slow on phones",
@@ -276,7 +281,7 @@ impl Checker {
     }
 }
 
-fn answered(url: &str, response: &reqwest::Response, verdict: Verdict, detail: String) -> Outcome {
+fn answered(url: &str, response: &reqwest::Response, verdict: Verdict, detail: String) -> LinkResult {
     let headers = response.headers();
     let asked = reqwest::Url::parse(url).ok();
     let header = |name| {
@@ -284,7 +289,7 @@ fn answered(url: &str, response: &reqwest::Response, verdict: Verdict, detail: S
             .get(name)
             .and_then(|v: &reqwest::header::HeaderValue| v.to_str().ok())
     };
-    Outcome {
+    LinkResult {
         verdict,
         status: Some(response.status().as_u16()),
         final_url: (asked.as_ref() != Some(response.url())).then(|| response.url().to_string()),

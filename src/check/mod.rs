@@ -6,14 +6,19 @@ pub mod cache;
 pub mod links;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
 
 use handlebars::template::{HelperTemplate, Parameter, Template, TemplateElement};
 use handlebars::{Path as HbsPath, PathSeg};
 use serde::Serialize;
 
 use crate::compile::Rendered;
+use crate::config::Config;
 use crate::diagnostic::{Kind, Severity, Warning};
 use crate::issue::Issue;
+use crate::recipients::Recipients;
 use crate::sections::Sections;
 
 /// A compose warning with the severity `check` and `send` give it.
@@ -179,6 +184,24 @@ pub fn targets(sections: &Sections) -> Vec<Target> {
 fn is_web(url: &str) -> bool {
     let lower = url.get(..8).unwrap_or(url).to_ascii_lowercase();
     lower.starts_with("https://") || lower.starts_with("http://")
+}
+
+/// The columns of the recipient list, when there is one to compare the issue's variables with.
+pub fn csv_header(config: &Config, explicit: Option<&Path>) -> Result<Option<Vec<String>>> {
+    let list: PathBuf = match explicit {
+        Some(p) => p.to_owned(),
+        None if config.recipients.is_file() => config.recipients.clone(),
+        None => return Ok(None),
+    };
+    Ok(Some(Recipients::open(&list)?.headers().to_vec()))
+}
+
+/// Every link and image of `targets` asked online (results younger than `check.cache_for`
+/// reused, unless `refresh`), in the order of `targets`.
+pub fn online(config: &Config, targets: &[Target], refresh: bool) -> Result<Vec<links::LinkResult>> {
+    let cache = cache::Cache::open(&config.ledger, config.check.cache_for)?;
+    let checker = std::sync::Arc::new(links::Checker::new(&config.check)?);
+    Ok(crate::runtime()?.block_on(checker.check_all(targets, Some(&cache), refresh)))
 }
 
 #[cfg(test)]

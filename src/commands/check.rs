@@ -2,21 +2,17 @@
 //! grouped by section (or JSON).
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::Path;
 use std::time::Instant;
 
 use anyhow::Result;
-use newsletter::check::cache::Cache;
-use newsletter::check::links::{Checker, Outcome, Tally, Verdict};
+use newsletter::check::links::{LinkResult, Tally, Verdict};
 use newsletter::check::{self, Finding, Target};
-use newsletter::config::Config;
 use newsletter::diagnostic::Severity;
 use newsletter::issue::{self, Issue};
-use newsletter::recipients::Recipients;
 use serde::Serialize;
 
-use crate::Outcome as Exit;
+use crate::Exit;
 use crate::cli::{CheckArgs, Format};
 
 #[derive(Serialize)]
@@ -33,7 +29,7 @@ struct Checked<'a> {
     #[serde(flatten)]
     target: &'a Target,
     #[serde(flatten)]
-    outcome: &'a Outcome,
+    outcome: &'a LinkResult,
 }
 
 #[derive(Serialize)]
@@ -52,14 +48,14 @@ pub fn run(config_path: Option<&Path>, quiet: bool, args: CheckArgs) -> Result<E
     let path = issue::find(&args.issue, &config.newsletters)?;
     let issue = Issue::load(&path)?;
     let (sections, rendered) = newsletter::compose_with_sections(&issue, &config)?;
-    let header = csv_header(&config, args.recipients.as_deref())?;
+    let header = check::csv_header(&config, args.recipients.as_deref())?;
     let findings = check::offline(&issue, &rendered, header.as_deref());
 
     let targets = check::targets(&sections);
     let outcomes = if args.offline {
         None
     } else {
-        Some(check_online(&config, &targets, args.no_cache)?)
+        Some(check::online(&config, &targets, args.no_cache)?)
     };
     let errors = check::errors(&findings);
     let tally = outcomes.as_deref().map(Tally::of).unwrap_or_default();
@@ -106,23 +102,6 @@ pub fn run(config_path: Option<&Path>, quiet: bool, args: CheckArgs) -> Result<E
     } else {
         Exit::Success
     })
-}
-
-/// The columns of the recipient list, when there is one to compare the issue's variables with.
-pub fn csv_header(config: &Config, explicit: Option<&Path>) -> Result<Option<Vec<String>>> {
-    let list: PathBuf = match explicit {
-        Some(p) => p.to_owned(),
-        None if config.recipients.is_file() => config.recipients.clone(),
-        None => return Ok(None),
-    };
-    Ok(Some(Recipients::open(&list)?.headers().to_vec()))
-}
-
-fn check_online(config: &Config, targets: &[Target], refresh: bool) -> Result<Vec<Outcome>> {
-    let cache = Cache::open(&config.ledger, config.check.cache_for)?;
-    let checker = Arc::new(Checker::new(&config.check)?);
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    Ok(runtime.block_on(checker.check_all(targets, Some(&cache), refresh)))
 }
 
 fn print_text(report: &Report<'_>, had_header: bool, quiet: bool) -> Result<()> {
@@ -193,7 +172,7 @@ fn print_text(report: &Report<'_>, had_header: bool, quiet: bool) -> Result<()> 
     Ok(())
 }
 
-fn result(o: &Outcome) -> String {
+fn result(o: &LinkResult) -> String {
     let label = match o.verdict {
         Verdict::Ok => "ok",
         Verdict::Warning => "WARNING",

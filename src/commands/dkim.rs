@@ -5,14 +5,14 @@ use std::path::Path;
 use anyhow::{Result, bail};
 use newsletter::dkim::Signer;
 
-use crate::Outcome;
+use crate::Exit;
 use crate::cli::Format;
 
 /// A TXT record's strings hold at most 255 characters each (RFC 1035); longer values are
 /// split into several quoted strings, which resolvers join.
 const TXT_STRING: usize = 255;
 
-pub fn run(config_path: Option<&Path>, format: Format) -> Result<Outcome> {
+pub fn run(config_path: Option<&Path>, format: Format) -> Result<Exit> {
     let config = super::load_config(config_path, false)?;
     let Some(signer) = Signer::from_config(&config, |var| std::env::var(var).ok())? else {
         bail!("no DKIM key is configured: set dkim.selector (and dkim.ed25519_selector for a second signature)");
@@ -39,5 +39,5 @@ pub fn run(config_path: Option<&Path>, format: Format) -> Result<Outcome> {
             }
         }
     }
-    Ok(Outcome::Success)
+    Ok(Exit::Success)
 }

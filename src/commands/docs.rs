@@ -6,16 +6,16 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use clap::CommandFactory;
 
-use crate::Outcome;
+use crate::Exit;
 use crate::cli::Cli;
 
-pub fn completions(shell: clap_complete::Shell) -> Result<Outcome> {
+pub fn completions(shell: clap_complete::Shell) -> Result<Exit> {
     clap_complete::generate(shell, &mut Cli::command(), "newsletter", &mut std::io::stdout());
-    Ok(Outcome::Success)
+    Ok(Exit::Success)
 }
 
 /// newsletter.1, and newsletter-send.1 and so on for each command.
-pub fn man(dir: &Path, quiet: bool) -> Result<Outcome> {
+pub fn man(dir: &Path, quiet: bool) -> Result<Exit> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let command = Cli::command();
     let mut written = Vec::new();
@@ -37,5 +37,5 @@ pub fn man(dir: &Path, quiet: bool) -> Result<Outcome> {
     if !quiet {
         println!("Wrote {} manual pages to {}", written.len(), dir.display());
     }
-    Ok(Outcome::Success)
+    Ok(Exit::Success)
 }

@@ -7,10 +7,10 @@ use anyhow::{Context, Result, bail};
 use chrono::NaiveDate;
 use newsletter::layout::Layout;
 
-use crate::Outcome;
+use crate::Exit;
 use crate::cli::NewArgs;
 
-pub fn run(config_path: Option<&Path>, quiet: bool, args: NewArgs) -> Result<Outcome> {
+pub fn run(config_path: Option<&Path>, quiet: bool, args: NewArgs) -> Result<Exit> {
     let config = super::load_config(config_path, quiet)?;
     let month = NaiveDate::parse_from_str(&format!("{}-01", args.month), "%Y-%m-%d")
         .ok()
@@ -34,7 +34,7 @@ pub fn run(config_path: Option<&Path>, quiet: bool, args: NewArgs) -> Result<Out
             args.month
         );
     }
-    Ok(Outcome::Success)
+    Ok(Exit::Success)
 }
 
 fn git_user_name() -> Option<String> {

@@ -16,7 +16,7 @@ use newsletter::serve::Page;
 use newsletter::unsubscribe::{SECRET_VAR, Secret};
 use serde::Serialize;
 
-use crate::Outcome;
+use crate::Exit;
 use crate::cli::{Format, PreviewArgs};
 
 /// Used when no recipient list exists.
@@ -45,7 +45,7 @@ struct Files {
     mjml: PathBuf,
 }
 
-pub fn run(config_path: Option<&Path>, quiet: bool, args: PreviewArgs) -> Result<Outcome> {
+pub fn run(config_path: Option<&Path>, quiet: bool, args: PreviewArgs) -> Result<Exit> {
     let config = super::load_config(config_path, quiet)?;
     let path = issue::find(&args.issue, &config.newsletters)?;
     let (recipient, source) = pick_recipient(&config, &args)?;
@@ -94,7 +94,7 @@ pub fn run(config_path: Option<&Path>, quiet: bool, args: PreviewArgs) -> Result
         let html = std::fs::canonicalize(&summary.files.html)?;
         open_in_browser(&html.to_string_lossy())?;
     }
-    Ok(Outcome::Success)
+    Ok(Exit::Success)
 }
 
 /// The issue rendered and personalized for one recipient.
@@ -130,7 +130,7 @@ fn build(config: &Config, path: &Path, recipient: &Recipient) -> Result<Preview>
 }
 
 /// `--serve`: renders on every change to the issue or the layouts until stopped.
-fn serve(config: Config, path: PathBuf, recipient: Recipient, port: Option<u16>, open: bool) -> Result<Outcome> {
+fn serve(config: Config, path: PathBuf, recipient: Recipient, port: Option<u16>, open: bool) -> Result<Exit> {
     let port = port.unwrap_or(config.preview.port);
     let listener = TcpListener::bind(("127.0.0.1", port))
         .with_context(|| format!("cannot listen on 127.0.0.1:{port}: is another preview running? pass --port"))?;
@@ -162,7 +162,7 @@ fn serve(config: Config, path: PathBuf, recipient: Recipient, port: Option<u16>,
         })
     })
     .with_context(|| format!("the preview server on {address} stopped"))?;
-    Ok(Outcome::Success)
+    Ok(Exit::Success)
 }
 
 /// `--as EMAIL` from the list; otherwise the list's first row; otherwise a sample reader.

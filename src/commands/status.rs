@@ -5,11 +5,11 @@ use std::path::Path;
 use anyhow::Result;
 use newsletter::deliver::queue;
 use newsletter::issue::{self, Issue};
-use newsletter::ledger::{self, Counts, Delivery, Ledger};
+use newsletter::ledger::{self, Counts, DeliveryRecord, Ledger};
 use newsletter::report::thousands;
 use serde::Serialize;
 
-use crate::Outcome;
+use crate::Exit;
 use crate::cli::{Format, StatusArgs};
 
 #[derive(Serialize)]
@@ -39,10 +39,10 @@ struct Detail {
     /// Recipients of the current list on the suppression list.
     suppressed: u64,
     achieved_rate: Option<f64>,
-    undelivered: Vec<Delivery>,
+    undelivered: Vec<DeliveryRecord>,
 }
 
-pub fn run(config_path: Option<&Path>, args: StatusArgs) -> Result<Outcome> {
+pub fn run(config_path: Option<&Path>, args: StatusArgs) -> Result<Exit> {
     let config = super::load_config(config_path, false)?;
     let ledger = config
         .ledger
@@ -88,7 +88,7 @@ pub fn run(config_path: Option<&Path>, args: StatusArgs) -> Result<Outcome> {
                 }
             }
         }
-        return Ok(Outcome::Success);
+        return Ok(Exit::Success);
     };
     let issue = Issue::load(&issue::find(name, &config.newsletters)?)?;
     let summary = line(&issue, ledger.as_ref(), running)?;
@@ -158,7 +158,7 @@ pub fn run(config_path: Option<&Path>, args: StatusArgs) -> Result<Outcome> {
         }
         Format::Text => print_detail(&detail, &config.recipients),
     }
-    Ok(Outcome::Success)
+    Ok(Exit::Success)
 }
 
 fn line(issue: &Issue, ledger: Option<&Ledger>, running: bool) -> Result<IssueLine> {

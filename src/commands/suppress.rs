@@ -6,10 +6,10 @@ use anyhow::{Context, Result, bail};
 use newsletter::ledger::Ledger;
 use newsletter::recipients::normalize_address;
 
-use crate::Outcome;
+use crate::Exit;
 use crate::cli::{Format, SuppressCommand};
 
-pub fn run(config_path: Option<&Path>, quiet: bool, command: SuppressCommand) -> Result<Outcome> {
+pub fn run(config_path: Option<&Path>, quiet: bool, command: SuppressCommand) -> Result<Exit> {
     let config = super::load_config(config_path, quiet)?;
     let mut ledger = Ledger::open(&config.ledger)?;
     match command {
@@ -64,7 +64,7 @@ pub fn run(config_path: Option<&Path>, quiet: bool, command: SuppressCommand) ->
             }
         }
     }
-    Ok(Outcome::Success)
+    Ok(Exit::Success)
 }
 
 fn plural(n: u32) -> &'static str {

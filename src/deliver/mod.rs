@@ -6,6 +6,7 @@ pub mod queue;
 pub mod recorder;
 pub mod reply;
 pub mod run;
+pub mod session;
 pub mod smtp;
 mod streams;
 pub mod throttle;

@@ -16,7 +16,7 @@ use tokio::time::Instant;
 
 use super::reply::{mailbox_does_not_exist, without_recipient};
 use super::smtp::{SendError, Stage};
-use super::throttle::{TIMER_RESOLUTION, Throttle};
+use super::throttle::{TIMER_RESOLUTION, TokenBucket};
 
 /// One personalized message, ready to go.
 #[derive(Debug, Clone)]
@@ -114,7 +114,7 @@ pub struct Settings {
 }
 
 #[derive(Debug, Default)]
-pub struct Outcome {
+pub struct RunOutcome {
     pub sent: u64,
     /// Permanent failures, and temporary ones whose retries ran out.
     pub failed: u64,
@@ -170,7 +170,7 @@ struct Suspects {
 
 /// The delivery loop's record of what happened, shared by its event handlers.
 struct Tally<'a> {
-    outcome: Outcome,
+    outcome: RunOutcome,
     settings: &'a Settings,
     observer: &'a mut dyn Observer,
     consecutive_failures: u32,
@@ -304,11 +304,11 @@ impl Connections {
 pub async fn deliver<T>(
     mut jobs: mpsc::Receiver<Job>,
     transports: Vec<T>,
-    mut throttle: Throttle,
+    mut throttle: TokenBucket,
     settings: &Settings,
     observer: &mut dyn Observer,
     interrupt: impl std::future::Future<Output = ()>,
-) -> Outcome
+) -> RunOutcome
 where
     T: AsyncTransport<Ok = Response, Error = SendError> + Send + Sync + 'static,
 {
@@ -360,7 +360,7 @@ where
     drop(done_tx);
 
     let mut tally = Tally {
-        outcome: Outcome::default(),
+        outcome: RunOutcome::default(),
         settings,
         observer,
         consecutive_failures: 0,

@@ -87,15 +87,15 @@ pub const CATCH_UP: Duration = Duration::from_millis(25);
 /// A token bucket in its GCRA form: each message is given the next free slot, one interval
 /// after the previous one; after an idle spell at most `burst` slots lie in the past. Over
 /// any long run the achieved rate is the configured one, and it never bursts above `burst`.
-pub struct Throttle {
+pub struct TokenBucket {
     interval: Option<Duration>,
     burst: u32,
     next: Option<Instant>,
 }
 
-impl Throttle {
-    pub fn new(rate: Rate, burst: u32) -> Throttle {
-        Throttle {
+impl TokenBucket {
+    pub fn new(rate: Rate, burst: u32) -> TokenBucket {
+        TokenBucket {
             interval: rate.interval(),
             burst: burst.max(1),
             next: None,
@@ -144,7 +144,7 @@ mod tests {
     // benches build a second tokio, and everything on it, apart from the release binary's.
     #[test]
     fn slots_are_one_interval_apart_and_bursts_are_capped() {
-        let mut t = Throttle::new(Rate::PerSecond(10.0), 3);
+        let mut t = TokenBucket::new(Rate::PerSecond(10.0), 3);
         let start = Instant::now();
         let idle_end = start + Duration::from_secs(5); // idle: the bucket fills, up to 3
         let mut now = idle_end;
@@ -160,7 +160,7 @@ mod tests {
 
     #[test]
     fn a_short_stall_is_made_up_and_an_idle_spell_earns_no_extra_burst() {
-        let mut t = Throttle::new(Rate::PerSecond(1000.0), 1);
+        let mut t = TokenBucket::new(Rate::PerSecond(1000.0), 1);
         let start = Instant::now();
         let slots: Vec<Instant> = (0..5).map(|_| t.reserve_at(start)).collect();
         assert_eq!(slots[4] - start, Duration::from_millis(4));

@@ -55,7 +55,7 @@ pub struct Counts {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct Delivery {
+pub struct DeliveryRecord {
     pub email: String,
     pub line: u64,
     pub status: Status,
@@ -322,14 +322,14 @@ impl Ledger {
     }
 
     /// Recipients who have not got the issue, most recent first.
-    pub fn undelivered(&self, issue: &str, limit: Option<usize>) -> Result<Vec<Delivery>> {
+    pub fn undelivered(&self, issue: &str, limit: Option<usize>) -> Result<Vec<DeliveryRecord>> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT email, line, status, attempts, last_reply, updated_at FROM deliveries
              WHERE issue = ?1 AND status != 'sent' ORDER BY updated_at DESC, email LIMIT ?2",
         )?;
         let limit = limit.map_or(-1, |l| l as i64);
         let rows = stmt.query_map(params![issue, limit], |r| {
-            Ok(Delivery {
+            Ok(DeliveryRecord {
                 email: r.get(0)?,
                 line: r.get::<_, i64>(1)? as u64,
                 status: Status::parse(&r.get::<_, String>(2)?).unwrap_or(Status::Deferred),

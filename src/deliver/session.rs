@@ -1,0 +1,427 @@
+//! One send of one issue, from the issue file to the last reply: the offline checks, the plan
+//! against the list and the ledger, the confirmation, then the run over our connections, or
+//! a dry run, or a test send. Used by `send`, by cron ([`crate::schedule`]) and by tests.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+
+use super::connect::Connector;
+use super::queue::{self, Composer, Plan, Selection};
+use super::recorder::Recorder;
+use super::run::{self, Settings};
+use super::smtp::SmtpConnection;
+use super::throttle::{Rate, TokenBucket};
+use crate::check;
+use crate::compile::Rendered;
+use crate::config::Config;
+use crate::diagnostic::Severity;
+use crate::dkim::Signer;
+use crate::issue::Issue;
+use crate::ledger::Ledger;
+use crate::personalize::Personalizer;
+use crate::recipients::{self, Recipient};
+use crate::report::{self, Progress, thousands};
+use crate::unsubscribe::{SECRET_VAR, Secret};
+
+/// Messages personalized ahead of the senders: enough to keep them busy, few enough that a
+/// long list never sits in memory.
+const QUEUE_DEPTH: usize = 32;
+
+/// How a send ended, when it ran to its end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Completion {
+    Success,
+    /// Some recipients failed.
+    Problems,
+    /// Stopped by Ctrl-C or SIGTERM after recording what was in flight.
+    Interrupted,
+}
+
+#[derive(Debug, Clone)]
+pub enum Mode {
+    /// The real send, recorded in the ledger.
+    Real,
+    /// Everything but the server: the plan and sample .eml files (every message with `all`).
+    DryRun { all: bool },
+    /// To the staff (these addresses, or `test_recipients`), `[TEST] ` before the subject.
+    Test { to: Vec<String> },
+}
+
+/// What one send is asked to do.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub issue: PathBuf,
+    pub mode: Mode,
+    /// Another list than the configuration's `recipients`.
+    pub recipients: Option<PathBuf>,
+    /// Send although the offline checks found errors.
+    pub force: bool,
+    pub retry_failed: bool,
+    pub limit: Option<u64>,
+    /// `--where COLUMN=VALUE`, narrowing the issue's segment.
+    pub where_: Vec<String>,
+    pub quiet: bool,
+}
+
+/// Asked before a real send with the issue, the number of recipients and the rate; an error
+/// stops the send.
+pub type Confirm<'a> = &'a dyn Fn(&Rendered, u64, Rate) -> Result<()>;
+
+/// Sends one issue as `request` says: the offline checks, the plan, the confirmation, then
+/// the run (or a dry run, or a test send).
+pub fn send(
+    config: &Config,
+    request: &Request,
+    ledger: Option<&mut Ledger>,
+    confirm: Confirm<'_>,
+) -> Result<Completion> {
+    let path = &request.issue;
+    let quiet = request.quiet;
+    let dry_run = matches!(request.mode, Mode::DryRun { .. });
+    let test = matches!(request.mode, Mode::Test { .. });
+    let issue = Issue::load(path)?;
+    let rendered = crate::compose(&issue, config)?;
+    let header = check::csv_header(config, request.recipients.as_deref())?;
+    let findings = check::offline(&issue, &rendered, header.as_deref());
+    for f in findings.iter().filter(|f| !quiet || f.severity == Severity::Error) {
+        eprintln!("{}: {}", f.severity.label(), f.warning);
+    }
+    let errors = check::errors(&findings);
+    // A test send is how a writer sees the problem in a real inbox: it goes out regardless.
+    if errors > 0 && !dry_run && !test && !request.force {
+        bail!(
+            "{}: not sent: the offline checks found {errors} error{} (above); fix {}, or send anyway with --force",
+            path.display(),
+            if errors == 1 { "" } else { "s" },
+            if errors == 1 { "it" } else { "them" }
+        );
+    }
+    let rate: Rate = config
+        .throttle
+        .rate
+        .parse()
+        .map_err(|e| anyhow::anyhow!("throttle.rate: {e}"))?;
+    let secret = match (Secret::from_env(), dry_run) {
+        (Some(secret), _) => secret,
+        (None, true) => {
+            eprintln!(
+                "warning: {SECRET_VAR} is not set: unsubscribe links in the dry run are signed with a placeholder key"
+            );
+            Secret::placeholder()
+        }
+        (None, false) => bail!("{SECRET_VAR} is not set: unsubscribe links must be signed with the website's secret"),
+    };
+    let mut personalizer = Personalizer::new(&rendered, config, secret)?;
+    if test {
+        personalizer = personalizer.for_test_send();
+    }
+    let dkim = Signer::from_config(config, |var| std::env::var(var).ok())?;
+    let return_path = config.return_path.as_deref().unwrap_or(&config.from.address);
+    let composer = Composer {
+        personalizer: &personalizer,
+        dkim: dkim.as_ref(),
+        return_path: return_path
+            .parse()
+            .with_context(|| format!("return_path `{return_path}` is not an address"))?,
+    };
+    if let Mode::Test { to } = &request.mode {
+        return test_send(config, to, &composer, rate, quiet);
+    }
+
+    let list = request.recipients.clone().unwrap_or_else(|| config.recipients.clone());
+    // A dry run reads the ledger when there is one, to plan what a real run would do.
+    let dry_ledger = match (&ledger, dry_run && config.ledger.is_file()) {
+        (None, true) => Some(Ledger::open(&config.ledger)?),
+        _ => None,
+    };
+    let mut ledger = ledger;
+    if let Some(ledger) = ledger.as_deref_mut() {
+        let max = config.throttle.max_attempts;
+        let given_up = ledger.give_up(&rendered.slug, max)?;
+        if given_up > 0 && !quiet {
+            eprintln!(
+                "gave up on {given_up} recipient(s) still failing temporarily after {max} attempts (throttle.max_attempts)"
+            );
+        }
+    }
+    let mut filter = issue.segment();
+    filter.extend(queue::parse_where(&request.where_)?);
+    let selection = Selection {
+        issue: rendered.slug.clone(),
+        retry_failed: request.retry_failed,
+        filter,
+        limit: request.limit,
+    };
+    // A run that leaves part of the issue's audience for later does not complete it.
+    let partial = request.limit.is_some() || !request.where_.is_empty();
+    let mut plan = queue::plan(&list, ledger.as_deref().or(dry_ledger.as_ref()), selection)?;
+    if let Some(first) = &plan.first {
+        // A template field the list lacks fails here, before anything is sent.
+        composer.job(first, false)?;
+    }
+    if !quiet {
+        report::skipped(&list, &plan);
+    }
+    if let Mode::DryRun { all } = request.mode {
+        let written = write_samples(config, all, &rendered, &composer, &list, &plan)?;
+        report::dry_run(config, &rendered, &list, &plan, rate, &written);
+        return Ok(Completion::Success);
+    }
+    let ledger = ledger.expect("a real send has the ledger");
+    if plan.to_send == 0 {
+        if plan.rows == 0 || plan.already_sent + plan.already_failed + plan.suppressed == 0 {
+            bail!(
+                "{} has no recipient to send to ({} rows read)",
+                list.display(),
+                plan.rows
+            );
+        }
+        let run = ledger.start_issue(&rendered, plan.selection.describe().as_deref())?;
+        ledger.finish_run(run, 0, 0, 0.0, "complete", !partial)?;
+        if !quiet {
+            println!(
+                "Nothing left to send for {}: {}",
+                rendered.slug,
+                report::resume_counts(&plan)
+            );
+        }
+        return Ok(Completion::Success);
+    }
+    if let Some(started) = ledger.changed_since_sent(&rendered)?
+        && plan.already_sent > 0
+    {
+        eprintln!(
+            "warning: {}: the issue has changed since its send started ({started}): {} reader(s) got the earlier text, the {} left get this one; an issue is known by its file name, so a different issue needs a new file",
+            rendered.slug,
+            thousands(plan.already_sent),
+            thousands(plan.to_send)
+        );
+    }
+    confirm(&rendered, plan.to_send, rate)?;
+    let known = std::mem::take(&mut plan.known);
+    let recipients = queue::selected(&list, known, Some(ledger.reopen()?), plan.selection.clone())?;
+    let session = Session {
+        config,
+        composer: &composer,
+        rate,
+        quiet,
+        total: plan.to_send,
+        list: Some(&list),
+        ledger: Some((ledger, &rendered)),
+        selection: plan.selection.describe(),
+        partial: partial || plan.held_back > 0,
+    };
+    let result = session.run(recipients)?;
+    if !quiet && plan.already_sent + plan.resend > 0 {
+        println!("Resumed: {}", report::resume_counts(&plan));
+    }
+    Ok(result)
+}
+
+fn test_send(config: &Config, to: &[String], composer: &Composer<'_>, rate: Rate, quiet: bool) -> Result<Completion> {
+    let to = if to.is_empty() { &config.test_recipients } else { to };
+    if to.is_empty() {
+        bail!("no test recipients: add test_recipients to newsletter.yaml or pass --to EMAIL,...");
+    }
+    // The staff see the issue as the list's first reader would.
+    let template = match recipients::first(&config.recipients) {
+        Ok(Some(r)) => r,
+        _ => Recipient::sample(),
+    };
+    let mut list = Vec::new();
+    for address in to {
+        let email = recipients::normalize_address(address).map_err(|why| anyhow::anyhow!("--to `{address}`: {why}"))?;
+        list.push((
+            Recipient {
+                email,
+                line: 0,
+                fields: template.fields.clone(),
+            },
+            false,
+        ));
+    }
+    let session = Session {
+        config,
+        composer,
+        rate,
+        quiet,
+        total: list.len() as u64,
+        list: None,
+        ledger: None,
+        selection: None,
+        partial: false,
+    };
+    session.run(list.into_iter())
+}
+
+/// Writes the first messages (all with `all`) as .eml files under out/ISSUE/dry-run/.
+fn write_samples(
+    config: &Config,
+    all: bool,
+    rendered: &Rendered,
+    composer: &Composer<'_>,
+    list: &Path,
+    plan: &Plan,
+) -> Result<report::Written> {
+    let dir = config.out.join(&rendered.slug).join("dry-run");
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).with_context(|| format!("cannot clear {}", dir.display()))?;
+    }
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let limit = if all { usize::MAX } else { config.dry_run_samples };
+    let ledger = config
+        .ledger
+        .is_file()
+        .then(|| Ledger::open(&config.ledger))
+        .transpose()?;
+    let mut count = 0u64;
+    let known = plan.known.clone();
+    for (recipient, resend) in queue::selected(list, known, ledger, plan.selection.clone())?.take(limit) {
+        let job = composer.job(&recipient, resend)?;
+        count += 1;
+        let file = dir.join(format!("{count:06}-{}.eml", recipient.email.replace(['/', '\\'], "_")));
+        std::fs::write(&file, &job.bytes).with_context(|| format!("cannot write {}", file.display()))?;
+    }
+    Ok(report::Written { count, dir })
+}
+
+/// One delivery run: connections, throttle, progress and, for real sends, the ledger.
+struct Session<'a> {
+    config: &'a Config,
+    composer: &'a Composer<'a>,
+    rate: Rate,
+    quiet: bool,
+    total: u64,
+    /// The recipient list, to name with the line of a failed recipient (none for test sends).
+    list: Option<&'a Path>,
+    ledger: Option<(&'a mut Ledger, &'a Rendered)>,
+    /// How the run chose its recipients, for the ledger.
+    selection: Option<String>,
+    /// The run sends to part of the issue's audience (--where, --limit): it never completes it.
+    partial: bool,
+}
+
+impl Session<'_> {
+    fn run(self, recipients: impl Iterator<Item = (Recipient, bool)> + Send) -> Result<Completion> {
+        let config = self.config;
+        let connector = Arc::new(Connector::new(&config.smtp, |var| std::env::var(var).ok())?);
+        // One thread drives every connection; the producer personalizes on another.
+        let runtime = crate::runtime()?;
+        // Refused, TLS and login failures stop the run here, before any message.
+        let first = runtime.block_on(connector.connect())?;
+        let concurrency = config.throttle.concurrency.max(1);
+        let mut transports = vec![SmtpConnection::new(Arc::clone(&connector), Some(first))];
+        transports.extend((1..concurrency).map(|_| SmtpConnection::new(Arc::clone(&connector), None)));
+        let t = &config.throttle;
+        let settings = Settings {
+            retries: t.retries,
+            retry_delay: t.retry_delay,
+            batch_size: t.batch_size.filter(|b| *b > 0),
+            batch_pause: t.batch_pause,
+            max_consecutive_failures: t.max_consecutive_failures.max(1),
+        };
+        let throttle = TokenBucket::new(self.rate, t.burst);
+        let mut ledger_run = match self.ledger {
+            Some((ledger, rendered)) => {
+                let run = ledger.start_issue(rendered, self.selection.as_deref())?;
+                Some((ledger, rendered.slug.as_str(), run))
+            }
+            None => None,
+        };
+        let recorder = ledger_run.as_mut().map(|(ledger, issue, _)| Recorder {
+            ledger,
+            issue,
+            error: None,
+            suppressed: 0,
+        });
+        let mut observers = (Progress::new(self.total, self.quiet), recorder);
+        let (tx, rx) = tokio::sync::mpsc::channel(QUEUE_DEPTH);
+        let composer = self.composer;
+        let (outcome, unpersonalized) = std::thread::scope(|scope| {
+            let producer = scope.spawn(move || composer.produce(recipients, tx));
+            let outcome = runtime.block_on(run::deliver(
+                rx,
+                transports,
+                throttle,
+                &settings,
+                &mut observers,
+                interrupted(),
+            ));
+            (outcome, producer.join().unwrap_or_default())
+        });
+        let (progress, recorder) = observers;
+        progress.finish();
+        let (suppressed, ledger_error) = recorder.map_or((0, None), |r| (r.suppressed, r.error));
+
+        let failed = outcome.failed + unpersonalized.len() as u64;
+        let issue = &self.composer.personalizer.rendered().slug;
+        report::failures(issue, self.list, &progress.failures, &unpersonalized);
+        if let Some((ledger, _, run)) = ledger_run {
+            let complete = !self.partial
+                && !outcome.interrupted
+                && outcome.stopped.is_none()
+                && outcome.deferred == 0
+                && unpersonalized.is_empty()
+                && ledger_error.is_none();
+            let ended = match (&outcome.stopped, complete, &self.selection) {
+                (Some(why), _, _) => why.clone(),
+                (None, true, _) => "complete".to_owned(),
+                (None, false, Some(selection)) if self.partial => format!("part of the list: {selection}"),
+                (None, false, _) => "incomplete: temporary failures left for the next run".to_owned(),
+            };
+            ledger.finish_run(
+                run,
+                outcome.sent,
+                failed,
+                outcome.elapsed.as_secs_f64(),
+                &ended,
+                complete,
+            )?;
+        }
+        if !self.quiet || failed > 0 {
+            report::summary(issue, &outcome, self.total, failed, suppressed);
+        }
+        if let Some(e) = ledger_error {
+            bail!("{e}");
+        }
+        if outcome.interrupted {
+            eprintln!(
+                "Interrupted: in-flight messages finished and were recorded; run the same command again to resume."
+            );
+            return Ok(Completion::Interrupted);
+        }
+        if let Some(why) = outcome.stopped {
+            bail!("{issue}: {why}");
+        }
+        Ok(if failed > 0 {
+            Completion::Problems
+        } else {
+            Completion::Success
+        })
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM: the run then stops taking recipients and lets the messages
+/// in flight finish.
+pub async fn interrupted() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            },
+            Err(_) => ctrl_c.await,
+        }
+    }
+    #[cfg(not(unix))]
+    ctrl_c.await;
+}

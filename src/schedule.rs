@@ -1,0 +1,71 @@
+//! Cron's side of sending: which issues are due (their `send_at` passed, their delivery not
+//! complete), sent oldest first, under the ledger's lock.
+
+use anyhow::{Result, bail};
+
+use crate::config::Config;
+use crate::deliver::session::{Completion, Mode, Request, send};
+use crate::issue::{self, Issue};
+use crate::ledger::{self, Ledger};
+
+/// Sends, oldest first, every issue whose `send_at` has passed and whose delivery is not
+/// complete. With nothing due it prints nothing.
+pub fn cron(config: &Config, quiet: bool) -> Result<Completion> {
+    let _lock = ledger::lock(&config.ledger)?;
+    let now = chrono::Utc::now();
+    let mut due = Vec::new();
+    let mut ledger: Option<Ledger> = None;
+    let mut broken = Vec::new();
+    for (_, path) in issue::list(&config.newsletters) {
+        let issue = match Issue::load(&path) {
+            Ok(issue) => issue,
+            Err(e) => {
+                // Its send_at cannot be known: never skip it quietly.
+                broken.push(format!("{e:#}"));
+                continue;
+            }
+        };
+        let Some(send_at) = issue.front.send_at.filter(|t| *t <= now) else {
+            continue;
+        };
+        let ledger = match &mut ledger {
+            Some(l) => l,
+            None => ledger.insert(Ledger::open(&config.ledger)?),
+        };
+        if ledger.issue_state(&issue.slug)?.is_some_and(|s| s.complete) {
+            continue;
+        }
+        due.push((send_at, path));
+    }
+    if !broken.is_empty() {
+        bail!(
+            "nothing sent: {} issue{} cannot be read, so cron cannot tell whether {} due: {}",
+            broken.len(),
+            if broken.len() == 1 { "" } else { "s" },
+            if broken.len() == 1 { "it is" } else { "they are" },
+            broken.join("; ")
+        );
+    }
+    due.sort();
+    let mut worst = Completion::Success;
+    for (_, path) in due {
+        let ledger = ledger.as_mut().expect("opened for every due issue");
+        let request = Request {
+            issue: path,
+            mode: Mode::Real,
+            recipients: None,
+            force: false,
+            retry_failed: false,
+            limit: None,
+            where_: Vec::new(),
+            quiet,
+        };
+        // Cron's schedule is the confirmation.
+        match send(config, &request, Some(ledger), &|_, _, _| Ok(()))? {
+            Completion::Interrupted => return Ok(Completion::Interrupted),
+            Completion::Problems => worst = Completion::Problems,
+            Completion::Success => {}
+        }
+    }
+    Ok(worst)
+}
