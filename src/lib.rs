@@ -17,11 +17,11 @@ pub mod layout;
 pub mod ledger;
 pub mod markdown;
 pub mod personalize;
+pub mod preview;
 pub mod recipients;
 pub mod report;
 pub mod schedule;
 pub mod sections;
-pub mod serve;
 pub mod suggest;
 pub mod unsubscribe;
 

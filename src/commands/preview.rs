@@ -5,22 +5,16 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use lettre::Message;
 use newsletter::compile::{GMAIL_CLIP_BYTES, Rendered};
 use newsletter::config::Config;
-use newsletter::diagnostic::{Kind, Severity, Warning};
-use newsletter::issue::{self, Issue};
-use newsletter::personalize::{Parts, Personalizer};
-use newsletter::recipients::{self, Recipient};
-use newsletter::serve::Page;
-use newsletter::unsubscribe::{SECRET_VAR, Secret};
+use newsletter::diagnostic::{Severity, Warning};
+use newsletter::issue;
+use newsletter::preview::{self, Personalized};
+use newsletter::recipients::Recipient;
 use serde::Serialize;
 
 use crate::Exit;
 use crate::cli::{Format, PreviewArgs};
-
-/// Used when no recipient list exists.
-const EXAMPLE_RECIPIENTS: &str = "recipients.example.csv";
 
 #[derive(Serialize)]
 struct Summary<'a> {
@@ -48,15 +42,15 @@ struct Files {
 pub fn run(config_path: Option<&Path>, quiet: bool, args: PreviewArgs) -> Result<Exit> {
     let config = super::load_config(config_path, quiet)?;
     let path = issue::find(&args.issue, &config.newsletters)?;
-    let (recipient, source) = pick_recipient(&config, &args)?;
+    let (recipient, source) = preview::recipient(&config, args.recipients.clone(), args.as_recipient.as_deref())?;
     if args.serve {
         return serve(config, path, recipient, args.port, args.open);
     }
-    let Preview {
+    let Personalized {
         rendered,
         parts,
         message,
-    } = build(&config, &path, &recipient)?;
+    } = preview::build(&config, &path, &recipient)?;
 
     let dir = config.out.join(&rendered.slug);
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
@@ -97,38 +91,6 @@ pub fn run(config_path: Option<&Path>, quiet: bool, args: PreviewArgs) -> Result
     Ok(Exit::Success)
 }
 
-/// The issue rendered and personalized for one recipient.
-struct Preview {
-    rendered: Rendered,
-    parts: Parts,
-    message: Message,
-}
-
-fn build(config: &Config, path: &Path, recipient: &Recipient) -> Result<Preview> {
-    let issue = Issue::load(path)?;
-    let mut rendered = newsletter::compose(&issue, config)?;
-    let secret = Secret::from_env().unwrap_or_else(|| {
-        rendered.warnings.push(Warning::new(
-            Kind::PlaceholderSecret,
-            "",
-            None,
-            format!("{SECRET_VAR} is not set: the unsubscribe link in this preview is signed with a placeholder key"),
-        ));
-        Secret::placeholder()
-    });
-    let (parts, message) = {
-        let personalizer = Personalizer::new(&rendered, config, secret)?;
-        let parts = personalizer.parts(recipient)?;
-        let message = personalizer.message_with(recipient, &parts)?;
-        (parts, message)
-    };
-    Ok(Preview {
-        rendered,
-        parts,
-        message,
-    })
-}
-
 /// `--serve`: renders on every change to the issue or the layouts until stopped.
 fn serve(config: Config, path: PathBuf, recipient: Recipient, port: Option<u16>, open: bool) -> Result<Exit> {
     let port = port.unwrap_or(config.preview.port);
@@ -145,52 +107,11 @@ fn serve(config: Config, path: PathBuf, recipient: Recipient, port: Option<u16>,
         open_in_browser(&format!("http://{address}/"))?;
     }
     let watch = vec![path.clone(), config.layouts.clone()];
-    newsletter::serve::serve(listener, watch, move || {
-        let Preview {
-            rendered,
-            parts,
-            message,
-        } = build(&config, &path, &recipient)?;
-        let eml = message.formatted();
-        let end = memchr::memmem::find(&eml, b"\r\n\r\n").unwrap_or(eml.len());
-        Ok(Page {
-            title: parts.subject,
-            html: parts.html,
-            text: parts.text,
-            headers: String::from_utf8_lossy(&eml[..end]).replace("\r\n", "\n"),
-            warnings: rendered.warnings.iter().map(ToString::to_string).collect(),
-        })
+    preview::server::serve(listener, watch, move || {
+        Ok(preview::build(&config, &path, &recipient)?.page())
     })
     .with_context(|| format!("the preview server on {address} stopped"))?;
     Ok(Exit::Success)
-}
-
-/// `--as EMAIL` from the list; otherwise the list's first row; otherwise a sample reader.
-fn pick_recipient(config: &Config, args: &PreviewArgs) -> Result<(Recipient, String)> {
-    let list = args.recipients.clone().or_else(|| {
-        [config.recipients.clone(), PathBuf::from(EXAMPLE_RECIPIENTS)]
-            .into_iter()
-            .find(|p| p.is_file())
-    });
-    match (&args.as_recipient, list) {
-        (Some(email), Some(list)) => {
-            let r = recipients::find(&list, email)?;
-            let source = format!("{} line {}", list.display(), r.line);
-            Ok((r, source))
-        }
-        (Some(email), None) => bail!(
-            "--as {email}: no recipient list: {} does not exist; pass --recipients FILE",
-            config.recipients.display()
-        ),
-        (None, Some(list)) => match recipients::first(&list)? {
-            Some(r) => {
-                let source = format!("{} line {}", list.display(), r.line);
-                Ok((r, source))
-            }
-            None => Ok((Recipient::sample(), "sample recipient".into())),
-        },
-        (None, None) => Ok((Recipient::sample(), "sample recipient".into())),
-    }
 }
 
 fn write(path: &Path, bytes: &[u8]) -> Result<()> {

@@ -1,0 +1,97 @@
+//! The issue as one reader will see it, for `preview` and its live server: rendered once,
+//! personalized for one recipient of the list.
+
+pub mod server;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Result, bail};
+use lettre::Message;
+
+use crate::compile::Rendered;
+use crate::config::Config;
+use crate::diagnostic::{Kind, Warning};
+use crate::issue::Issue;
+use crate::personalize::{Parts, Personalizer};
+use crate::recipients::{self, Recipient};
+use crate::unsubscribe::{SECRET_VAR, Secret};
+use server::Page;
+
+/// Used when no recipient list exists.
+const EXAMPLE_RECIPIENTS: &str = "recipients.example.csv";
+
+/// The issue rendered and personalized for one recipient.
+pub struct Personalized {
+    pub rendered: Rendered,
+    pub parts: Parts,
+    pub message: Message,
+}
+
+pub fn build(config: &Config, path: &Path, recipient: &Recipient) -> Result<Personalized> {
+    let issue = Issue::load(path)?;
+    let mut rendered = crate::compose(&issue, config)?;
+    let secret = Secret::from_env().unwrap_or_else(|| {
+        rendered.warnings.push(Warning::new(
+            Kind::PlaceholderSecret,
+            "",
+            None,
+            format!("{SECRET_VAR} is not set: the unsubscribe link in this preview is signed with a placeholder key"),
+        ));
+        Secret::placeholder()
+    });
+    let (parts, message) = {
+        let personalizer = Personalizer::new(&rendered, config, secret)?;
+        let parts = personalizer.parts(recipient)?;
+        let message = personalizer.message_with(recipient, &parts)?;
+        (parts, message)
+    };
+    Ok(Personalized {
+        rendered,
+        parts,
+        message,
+    })
+}
+
+impl Personalized {
+    /// What the live preview shows: the HTML, the text part, the headers and the warnings.
+    pub fn page(self) -> Page {
+        let eml = self.message.formatted();
+        let end = memchr::memmem::find(&eml, b"\r\n\r\n").unwrap_or(eml.len());
+        Page {
+            title: self.parts.subject,
+            html: self.parts.html,
+            text: self.parts.text,
+            headers: String::from_utf8_lossy(&eml[..end]).replace("\r\n", "\n"),
+            warnings: self.rendered.warnings.iter().map(ToString::to_string).collect(),
+        }
+    }
+}
+
+/// `--as EMAIL` from the list; otherwise the list's first row; otherwise a sample reader.
+/// Also says where the recipient came from.
+pub fn recipient(config: &Config, list: Option<PathBuf>, as_email: Option<&str>) -> Result<(Recipient, String)> {
+    let list = list.or_else(|| {
+        [config.recipients.clone(), PathBuf::from(EXAMPLE_RECIPIENTS)]
+            .into_iter()
+            .find(|p| p.is_file())
+    });
+    match (as_email, list) {
+        (Some(email), Some(list)) => {
+            let r = recipients::find(&list, email)?;
+            let source = format!("{} line {}", list.display(), r.line);
+            Ok((r, source))
+        }
+        (Some(email), None) => bail!(
+            "--as {email}: no recipient list: {} does not exist; pass --recipients FILE",
+            config.recipients.display()
+        ),
+        (None, Some(list)) => match recipients::first(&list)? {
+            Some(r) => {
+                let source = format!("{} line {}", list.display(), r.line);
+                Ok((r, source))
+            }
+            None => Ok((Recipient::sample(), "sample recipient".into())),
+        },
+        (None, None) => Ok((Recipient::sample(), "sample recipient".into())),
+    }
+}
