@@ -50,6 +50,9 @@ pub enum Command {
     /// Manage the addresses that never get the newsletter
     #[command(subcommand)]
     Suppress(SuppressCommand),
+    /// Work with layouts: `layout export` writes the built-in one out for editing
+    #[command(subcommand)]
+    Layout(LayoutCommand),
     /// Print the DNS TXT records to publish for the configured DKIM keys (dkim.selector,
     /// dkim.ed25519_selector; keys from the environment)
     #[command(after_help = EXIT_CODES)]
@@ -146,6 +149,19 @@ pub enum SuppressCommand {
         /// Why, kept with each address
         #[arg(long, default_value = "unsubscribed on the website")]
         reason: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LayoutCommand {
+    /// Write the built-in layout's files into DIR [default: LAYOUTS/inside-openinfra, where
+    /// LAYOUTS is `layouts` of the configuration]. A file kept there replaces the built-in
+    /// one; delete the files you do not change, and the rest keep coming from the binary
+    Export {
+        dir: Option<PathBuf>,
+        /// Replace files that exist
+        #[arg(long)]
+        force: bool,
     },
 }
 

@@ -503,3 +503,49 @@ fn completions_load_in_their_shell_and_man_pages_render() {
     assert!(send.contains("retry\\-failed"), "{send}");
     assert!(dir.join("newsletter.1").is_file());
 }
+
+#[test]
+fn one_file_in_the_project_overrides_the_built_in_footer() {
+    let out = TempDir::new().unwrap();
+    let layouts = out.path().join("layouts");
+    // `layout export` writes the built-in layout; keep only the footer, changed.
+    let r = run(newsletter(&out)
+        .args(["layout", "export"])
+        .env("NEWSLETTER_LAYOUTS", &layouts));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let dir = layouts.join("inside-openinfra");
+    let footer = dir.join("partials/footer.mjml.hbs");
+    let text = std::fs::read_to_string(&footer).unwrap();
+    for entry in ["email.mjml.hbs", "email.txt.hbs", "inline.css", "projects.yaml"]
+        .into_iter()
+        .chain(
+            ["header", "lead", "project", "section", "blocks"]
+                .map(|p| Box::leak(format!("partials/{p}.mjml.hbs").into_boxed_str()) as &str),
+        )
+    {
+        std::fs::remove_file(dir.join(entry)).unwrap();
+    }
+    std::fs::write(
+        &footer,
+        text.replacen("</mj-text>", "Printed on recycled electrons.</mj-text>", 1),
+    )
+    .unwrap();
+    let r = run(newsletter(&out)
+        .args(["preview", "2025-07", "-q"])
+        .env("NEWSLETTER_LAYOUTS", &layouts));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let html = std::fs::read_to_string(out.path().join("2025-07/email.html")).unwrap();
+    assert!(html.contains("Printed on recycled electrons."));
+    assert!(html.contains("Kata Containers"), "the rest from the binary");
+    let again = run(newsletter(&out)
+        .args(["layout", "export"])
+        .env("NEWSLETTER_LAYOUTS", &layouts));
+    assert_eq!(again.code, 2);
+    assert!(
+        again
+            .stderr
+            .contains("footer.mjml.hbs already exists: edit it, or pass --force"),
+        "{}",
+        again.stderr
+    );
+}

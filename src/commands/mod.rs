@@ -3,6 +3,7 @@
 pub mod check;
 pub mod dkim;
 pub mod docs;
+pub mod layout;
 pub mod new;
 pub mod preview;
 pub mod send;

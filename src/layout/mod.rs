@@ -132,8 +132,9 @@ impl Mjml {
 }
 
 impl Layout {
-    /// Loads a layout by name (a folder under `layouts_dir`) or by path. The default layout
-    /// falls back to the bundled copy.
+    /// Loads a layout by name (a folder under `layouts_dir`) or by path. A folder named like
+    /// the built-in layout overrides it file by file: each file it holds replaces the bundled
+    /// one, the rest come from the binary. A folder of another name is a whole layout.
     pub fn load(name: Option<&str>, layouts_dir: &Path) -> Result<Layout> {
         let name = name.unwrap_or(DEFAULT_LAYOUT);
         let as_path = Path::new(name);
@@ -142,37 +143,81 @@ impl Layout {
         } else {
             layouts_dir.join(name)
         };
-        if dir.is_dir() {
-            let mut files = Vec::new();
-            for (file, _) in BUNDLED {
-                let path = dir.join(file);
-                // A layout copied before inline.css existed still styles its HTML with MJML's
-                // `mj-style inline`: it loads without one.
-                if *file == INLINE_CSS && !path.exists() {
-                    continue;
-                }
-                let text = std::fs::read_to_string(&path).with_context(|| {
-                    format!(
-                        "layout {}: cannot read {} (a layout folder needs the files of layouts/{DEFAULT_LAYOUT})",
-                        dir.display(),
-                        path.display()
-                    )
-                })?;
-                files.push((file.to_string(), text));
+        let bundled_origin = Path::new("(bundled layout inside-openinfra)");
+        let overrides_builtin = dir.file_name().is_some_and(|n| n == DEFAULT_LAYOUT);
+        if !dir.is_dir() {
+            if name == DEFAULT_LAYOUT {
+                let files = BUNDLED
+                    .iter()
+                    .map(|(f, t)| (f.to_string(), bundled_origin.join(f), t.to_string()))
+                    .collect();
+                return Layout::from_files(name, bundled_origin, files);
             }
-            return Layout::from_files(name, &dir, files);
+            bail!(
+                "layout `{name}` not found: no folder {}; `newsletter layout export {}` starts one from the built-in layout, or remove `layout:` from the front matter",
+                dir.display(),
+                dir.display()
+            );
         }
-        if name == DEFAULT_LAYOUT {
-            let files = BUNDLED.iter().map(|(f, t)| (f.to_string(), t.to_string())).collect();
-            return Layout::from_files(name, Path::new("(bundled layout inside-openinfra)"), files);
+        let mut files = Vec::new();
+        let mut missing = Vec::new();
+        for (file, bundled) in BUNDLED {
+            let path = dir.join(file);
+            if path.is_file() {
+                let text = std::fs::read_to_string(&path)
+                    .with_context(|| format!("layout {}: cannot read {}", dir.display(), path.display()))?;
+                files.push((file.to_string(), path, text));
+            } else if overrides_builtin {
+                files.push((file.to_string(), bundled_origin.join(file), bundled.to_string()));
+            } else if *file != INLINE_CSS {
+                // A layout copied before inline.css existed styles its HTML with MJML's
+                // `mj-style inline`: it loads without one.
+                missing.push(*file);
+            }
         }
-        bail!(
-            "layout `{name}` not found: no folder {}; copy layouts/{DEFAULT_LAYOUT} there, or remove `layout:` from the front matter",
-            dir.display()
-        )
+        if !missing.is_empty() {
+            bail!(
+                "layout {} lacks {}: a new layout needs every file; `newsletter layout export {}` writes the built-in ones to start from",
+                dir.display(),
+                missing.join(", "),
+                dir.display()
+            );
+        }
+        Layout::from_files(name, &dir, files)
     }
 
-    fn from_files(name: &str, origin: &Path, files: Vec<(String, String)>) -> Result<Layout> {
+    /// Writes the built-in layout's files into `dir`, for editing; existing files are kept
+    /// unless `overwrite`. Returns the files written.
+    pub fn export(dir: &Path, overwrite: bool) -> Result<Vec<PathBuf>> {
+        let existing: Vec<String> = BUNDLED
+            .iter()
+            .map(|(f, _)| dir.join(f))
+            .filter(|p| p.exists())
+            .map(|p| p.display().to_string())
+            .collect();
+        if !existing.is_empty() && !overwrite {
+            bail!(
+                "{} already exist{}: edit {}, or pass --force to replace {} with the built-in version",
+                existing.join(", "),
+                if existing.len() == 1 { "s" } else { "" },
+                if existing.len() == 1 { "it" } else { "them" },
+                if existing.len() == 1 { "it" } else { "them" }
+            );
+        }
+        let mut written = Vec::new();
+        for (file, text) in BUNDLED {
+            let path = dir.join(file);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+            }
+            std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+            written.push(path);
+        }
+        Ok(written)
+    }
+
+    /// `files`: (name in the layout, where it came from, its text).
+    fn from_files(name: &str, origin: &Path, files: Vec<(String, PathBuf, String)>) -> Result<Layout> {
         let mut mjml = Handlebars::new();
         mjml.set_strict_mode(true);
         mjml.register_escape_fn(crate::html::escape);
@@ -184,8 +229,7 @@ impl Layout {
         let mut registry = None;
         let mut inline_css = None;
         let mut warnings = Vec::new();
-        for (file, source) in files {
-            let path = origin.join(&file);
+        for (file, path, source) in files {
             if file.ends_with(".mjml.hbs") {
                 warnings.extend(lint::mjml_template(&path, &source)?);
             }
@@ -359,14 +403,40 @@ mod tests {
         );
 
         std::fs::remove_file(dir.path().join("projects.yaml")).unwrap();
+        std::fs::remove_file(dir.path().join("partials/footer.mjml.hbs")).unwrap();
         let err = Layout::load(Some(dir.path().to_str().unwrap()), Path::new("layouts"))
             .err()
             .unwrap();
         assert!(
-            format!("{err:#}")
-                .contains("projects.yaml (a layout folder needs the files of layouts/inside-openinfra): No such file"),
+            format!("{err:#}").contains("lacks projects.yaml, partials/footer.mjml.hbs: a new layout needs every file"),
             "{err:#}"
         );
+    }
+
+    #[test]
+    fn a_folder_named_like_the_built_in_layout_overrides_it_file_by_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let own = dir.path().join(DEFAULT_LAYOUT).join("partials/footer.mjml.hbs");
+        std::fs::create_dir_all(own.parent().unwrap()).unwrap();
+        let footer = BUNDLED
+            .iter()
+            .find(|(f, _)| *f == "partials/footer.mjml.hbs")
+            .unwrap()
+            .1;
+        std::fs::write(
+            &own,
+            footer.replace("</mj-text>", "Printed on recycled electrons.</mj-text>"),
+        )
+        .unwrap();
+        let layout = Layout::load(None, dir.path()).unwrap();
+        assert_eq!(layout.origin, dir.path().join(DEFAULT_LAYOUT));
+        assert_eq!(layout.registry.projects.len(), 5, "projects.yaml from the binary");
+
+        let written = Layout::export(&dir.path().join("copy"), false).unwrap();
+        assert_eq!(written.len(), BUNDLED.len());
+        let err = Layout::export(&dir.path().join("copy"), false).unwrap_err().to_string();
+        assert!(err.contains("already exist: edit them, or pass --force"), "{err}");
+        assert!(Layout::export(&dir.path().join("copy"), true).is_ok());
     }
 
     #[test]
