@@ -1,6 +1,6 @@
 //! Split an issue's Markdown into the lead and its `#` sections, and recognise project sections.
 
-use pulldown_cmark::{Event, HeadingLevel, Options, Parser, Tag, TagEnd};
+use pulldown_cmark::{Event, HeadingLevel, Parser, Tag, TagEnd};
 use serde::Serialize;
 
 use crate::diagnostic::{LineIndex, Warning};
@@ -27,10 +27,6 @@ pub struct Section {
     pub content: Content,
 }
 
-pub fn markdown_options() -> Options {
-    Options::ENABLE_TABLES | Options::ENABLE_STRIKETHROUGH | Options::ENABLE_TASKLISTS
-}
-
 /// Splits the body at level-1 headings. Everything is parsed as one document, so reference
 /// links defined anywhere resolve in every section.
 pub fn split(issue: &Issue, registry: &Registry, origin: Option<&str>, warnings: &mut Vec<Warning>) -> Sections {
@@ -40,7 +36,7 @@ pub fn split(issue: &Issue, registry: &Registry, origin: Option<&str>, warnings:
         lines: &lines,
         origin,
     };
-    let events: Vec<Spanned<'_>> = Parser::new_ext(&issue.body, markdown_options())
+    let events: Vec<Spanned<'_>> = Parser::new_ext(&issue.body, markdown::markdown_options())
         .into_offset_iter()
         .collect();
 

@@ -178,7 +178,7 @@ fn print_text(s: &Summary<'_>, rendered: &Rendered, text: &str, quiet: bool) -> 
         writeln!(err, "{}: {w}", w.kind.severity().label())?;
     }
     if !shown.is_empty() && !quiet {
-        writeln!(err, "{}", newsletter::report::count(shown.len(), "warning"))?;
+        writeln!(err, "{}", newsletter::human::count(shown.len(), "warning"))?;
     }
     Ok(())
 }

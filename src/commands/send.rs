@@ -7,11 +7,12 @@ use std::path::Path;
 
 use anyhow::{Result, bail};
 use newsletter::compile::Rendered;
+use newsletter::deliver::report::eta;
 use newsletter::deliver::session::{self, Completion, Mode, Request};
 use newsletter::deliver::throttle::Rate;
+use newsletter::human::thousands;
 use newsletter::issue;
 use newsletter::ledger::{self, Ledger};
-use newsletter::report::{eta, thousands};
 
 use crate::Exit;
 use crate::cli::SendArgs;

@@ -4,9 +4,9 @@ use std::path::Path;
 
 use anyhow::Result;
 use newsletter::deliver::queue;
+use newsletter::human::thousands;
 use newsletter::issue::{self, Issue};
 use newsletter::ledger::{self, Counts, DeliveryRecord, Ledger};
-use newsletter::report::thousands;
 use serde::Serialize;
 
 use crate::Exit;

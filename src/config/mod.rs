@@ -17,7 +17,7 @@ pub use check::{Check, Preview};
 pub use dkim::{Dkim, DkimAlgorithm};
 use duration::string_or_number;
 pub use smtp::{AuthMethod, OAuth, Security, Smtp};
-pub use throttle::Throttle;
+pub use throttle::{Rate, Throttle};
 
 /// Environment variables that hold secrets, never configuration keys.
 pub const SECRET_VARS: &[&str] = &[
@@ -254,7 +254,7 @@ impl Config {
         }
         self.throttle
             .rate
-            .parse::<crate::deliver::throttle::Rate>()
+            .parse::<Rate>()
             .map_err(|why| ("throttle.rate".to_owned(), why))?;
         Ok(())
     }

@@ -5,6 +5,7 @@ pub mod oauth;
 pub mod queue;
 pub mod recorder;
 pub mod reply;
+pub mod report;
 pub mod run;
 pub mod session;
 pub mod smtp;

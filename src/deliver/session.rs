@@ -1,6 +1,6 @@
 //! One send of one issue, from the issue file to the last reply: the offline checks, the plan
 //! against the list and the ledger, the confirmation, then the run over our connections, or
-//! a dry run, or a test send. Used by `send`, by cron ([`crate::schedule`]) and by tests.
+//! a dry run, or a test send. Used by `send`, by cron and by tests.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -10,6 +10,7 @@ use anyhow::{Context, Result, bail};
 use super::connect::Connector;
 use super::queue::{self, Composer, Plan, Selection};
 use super::recorder::Recorder;
+use super::report::{self, Progress};
 use super::run::{self, Settings};
 use super::smtp::SmtpConnection;
 use super::throttle::{Rate, TokenBucket};
@@ -18,11 +19,11 @@ use crate::compile::Rendered;
 use crate::config::Config;
 use crate::diagnostic::Severity;
 use crate::dkim::Signer;
+use crate::human::thousands;
 use crate::issue::Issue;
 use crate::ledger::Ledger;
 use crate::personalize::Personalizer;
 use crate::recipients::{self, Recipient};
-use crate::report::{self, Progress, thousands};
 use crate::unsubscribe::{SECRET_VAR, Secret};
 
 /// Messages personalized ahead of the senders: enough to keep them busy, few enough that a

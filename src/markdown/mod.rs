@@ -15,6 +15,13 @@ mod tests;
 mod text;
 
 pub use links::encode_url;
+
+/// The Markdown the foundation's website writes: CommonMark with GitHub's tables,
+/// strikethrough and task lists.
+pub fn markdown_options() -> pulldown_cmark::Options {
+    use pulldown_cmark::Options;
+    Options::ENABLE_TABLES | Options::ENABLE_STRIKETHROUGH | Options::ENABLE_TASKLISTS
+}
 pub use text::wrap;
 
 use std::ops::Range;

@@ -1,6 +1,5 @@
 use super::*;
 use crate::html::escape;
-use crate::sections::markdown_options;
 use pulldown_cmark::Parser;
 
 fn convert_md(md: &str) -> (Content, Vec<Warning>) {

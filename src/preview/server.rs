@@ -102,7 +102,7 @@ fn update(shared: &Shared, result: anyhow::Result<Page>) {
             eprintln!(
                 "rendered {} ({})",
                 page.title,
-                crate::report::count(page.warnings.len(), "warning")
+                crate::human::count(page.warnings.len(), "warning")
             );
             state.page = Some(page);
             state.error = None;
@@ -243,7 +243,7 @@ fn shell(state: &State) -> String {
         let items: String = p.warnings.iter().map(|w| format!("<li>{}</li>", escape(w))).collect();
         format!(
             "<details id=\"warnings\"><summary>{}</summary><ul>{items}</ul></details>",
-            crate::report::count(p.warnings.len(), "warning")
+            crate::human::count(p.warnings.len(), "warning")
         )
     });
     let (text, headers) = state.page.as_ref().map_or((String::new(), String::new()), |p| {
