@@ -74,10 +74,14 @@ pub enum Command {
         #[arg(default_value = ".")]
         dir: PathBuf,
     },
-    /// Print the signed one-click unsubscribe URL of an address
+    /// Print the one-click unsubscribe URL of an address, as an issue carries it (the token
+    /// is opaque: see the README for its format)
     UnsubscribeUrl {
         /// The address
         email: String,
+        /// The issue the link is for, recorded with the unsubscribe
+        #[arg(long, default_value = "manual")]
+        issue: String,
     },
 }
 

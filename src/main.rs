@@ -33,7 +33,7 @@ fn main() -> ExitCode {
         Command::Dkim { format } => commands::dkim::run(cli.config.as_deref(), format),
         Command::Completions { shell } => commands::docs::completions(shell),
         Command::Man { dir } => commands::docs::man(&dir, cli.quiet),
-        Command::UnsubscribeUrl { email } => commands::unsubscribe_url(cli.config.as_deref(), &email),
+        Command::UnsubscribeUrl { email, issue } => commands::unsubscribe_url(cli.config.as_deref(), &email, &issue),
     };
     match result {
         Ok(Exit::Success) => ExitCode::SUCCESS,

@@ -158,7 +158,7 @@ impl<'a> Personalizer<'a> {
     }
 
     pub fn unsubscribe_url(&self, email: &str) -> String {
-        unsubscribe::url(&self.unsubscribe_base, &self.secret, email)
+        unsubscribe::url(&self.unsubscribe_base, &self.secret, email, &self.rendered.slug)
     }
 
     /// The recipient's subject, text and HTML.

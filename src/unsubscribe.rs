@@ -1,19 +1,56 @@
-//! Signed unsubscribe tokens: the address and an HMAC-SHA256 tag, so the website's endpoint
-//! can unsubscribe a reader from the link alone without a database lookup.
+//! Unsubscribe tokens: opaque, unforgeable, bound to one address and one issue, and valid for
+//! as long as the secret (or the previous one, during a rotation) is.
+//!
+//! A token (version 2) is base64url, without padding, of
+//!
+//! ```text
+//! 0x02 || nonce (12 bytes) || AES-256-GCM(key, nonce, aad, address || 0x00 || issue) || tag (16 bytes)
+//! key   = HMAC-SHA256(secret, "newsletter unsubscribe v2 key")
+//! nonce = HMAC-SHA256(key, address || 0x00 || issue)[..12]
+//! aad   = "newsletter unsubscribe v2"
+//! ```
+//!
+//! with the address in lower case. The nonce is derived from the plaintext, so a reader gets
+//! the same token for the same issue every time (a resend carries the same link) and nothing
+//! else is ever encrypted under that nonce. The address cannot be read from the URL; a
+//! changed byte fails the tag. The website may verify tokens itself with the same steps.
+//! Tokens of the first release (`base64url(address).tag`, readable) are still accepted, so
+//! links in issues already sent keep working.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use hmac::{Hmac, Mac};
+use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use sha2::Sha256;
 
 type HmacSha256 = Hmac<Sha256>;
 
-/// Bytes of the tag kept in the token: 128 bits are far beyond guessing, and keep URLs short.
-const TAG_LEN: usize = 16;
+pub const SECRET_VAR: &str = "NEWSLETTER_UNSUBSCRIBE_SECRET";
+/// The secret before a rotation: its tokens stay valid while it is set.
+pub const PREVIOUS_SECRET_VAR: &str = "NEWSLETTER_UNSUBSCRIBE_SECRET_PREVIOUS";
 
-/// The secret that signs tokens; only ever read from `NEWSLETTER_UNSUBSCRIBE_SECRET`.
+const VERSION: u8 = 2;
+const AAD: &[u8] = b"newsletter unsubscribe v2";
+/// Bytes of the tag of a first-release token.
+const LEGACY_TAG_LEN: usize = 16;
+/// Longer tokens are refused before any work: an address and an issue name fit many times.
+const MAX_TOKEN_LEN: usize = 1024;
+
+/// What a valid token names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    /// Lower case.
+    pub email: String,
+    /// The issue whose link it was (none for first-release tokens).
+    pub issue: Option<String>,
+}
+
+/// The secret that makes tokens; only ever read from the environment.
 #[derive(Clone)]
-pub struct Secret(Vec<u8>);
+pub struct Secret {
+    raw: Vec<u8>,
+    key: [u8; 32],
+}
 
 impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -21,11 +58,13 @@ impl std::fmt::Debug for Secret {
     }
 }
 
-pub const SECRET_VAR: &str = "NEWSLETTER_UNSUBSCRIBE_SECRET";
-
 impl Secret {
     pub fn new(bytes: impl Into<Vec<u8>>) -> Secret {
-        Secret(bytes.into())
+        let raw = bytes.into();
+        let mut mac = HmacSha256::new_from_slice(&raw).expect("HMAC accepts keys of any length");
+        mac.update(b"newsletter unsubscribe v2 key");
+        let key = mac.finalize().into_bytes().into();
+        Secret { raw, key }
     }
 
     /// For previews and dry runs without the real secret: their links are for looking at,
@@ -35,41 +74,105 @@ impl Secret {
     }
 
     pub fn from_env() -> Option<Secret> {
-        std::env::var(SECRET_VAR)
-            .ok()
-            .filter(|s| !s.is_empty())
-            .map(Secret::new)
+        from_var(SECRET_VAR)
     }
 
-    fn mac(&self, email: &str) -> HmacSha256 {
-        let mut mac = HmacSha256::new_from_slice(&self.0).expect("HMAC accepts keys of any length");
-        mac.update(b"unsubscribe\0");
-        mac.update(email.to_lowercase().as_bytes());
-        mac
+    fn cipher(&self) -> LessSafeKey {
+        LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &self.key).expect("a 32-byte key"))
     }
 
-    pub fn token(&self, email: &str) -> String {
-        let tag = self.mac(email).finalize().into_bytes();
-        format!("{}.{}", B64.encode(email.to_lowercase()), B64.encode(&tag[..TAG_LEN]))
+    /// The token for `email`'s link in `issue`.
+    pub fn token(&self, email: &str, issue: &str) -> String {
+        let mut plain = email.to_lowercase().into_bytes();
+        plain.push(0);
+        plain.extend_from_slice(issue.as_bytes());
+        let mut mac = HmacSha256::new_from_slice(&self.key).expect("HMAC accepts keys of any length");
+        mac.update(&plain);
+        let digest = mac.finalize().into_bytes();
+        let mut nonce = [0u8; NONCE_LEN];
+        nonce.copy_from_slice(&digest[..NONCE_LEN]);
+        self.cipher()
+            .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(AAD), &mut plain)
+            .expect("a message this short always seals");
+        let mut out = Vec::with_capacity(1 + NONCE_LEN + plain.len());
+        out.push(VERSION);
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&plain);
+        B64.encode(out)
     }
 
-    /// The address a token was made for, if its signature is valid.
-    pub fn verify(&self, token: &str) -> Option<String> {
-        let (email, tag) = token.split_once('.')?;
-        let email = String::from_utf8(B64.decode(email).ok()?).ok()?;
-        let tag = B64.decode(tag).ok()?;
-        if tag.len() != TAG_LEN {
+    /// What a token names, if this secret made it.
+    pub fn verify(&self, token: &str) -> Option<Claim> {
+        if token.len() > MAX_TOKEN_LEN {
             return None;
         }
-        self.mac(&email).verify_truncated_left(&tag).ok()?;
-        Some(email)
+        if let Some((email, tag)) = token.split_once('.') {
+            return self.verify_legacy(email, tag);
+        }
+        let bytes = B64.decode(token).ok()?;
+        let (&version, rest) = bytes.split_first()?;
+        if version != VERSION || rest.len() < NONCE_LEN + 16 {
+            return None;
+        }
+        let (nonce, sealed) = rest.split_at(NONCE_LEN);
+        let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
+        let mut sealed = sealed.to_vec();
+        let plain = self.cipher().open_in_place(nonce, Aad::from(AAD), &mut sealed).ok()?;
+        let plain = std::str::from_utf8(plain).ok()?;
+        let (email, issue) = plain.split_once('\0')?;
+        Some(Claim {
+            email: email.to_owned(),
+            issue: Some(issue.to_owned()),
+        })
+    }
+
+    fn verify_legacy(&self, email: &str, tag: &str) -> Option<Claim> {
+        let email = String::from_utf8(B64.decode(email).ok()?).ok()?;
+        let tag = B64.decode(tag).ok()?;
+        if tag.len() != LEGACY_TAG_LEN {
+            return None;
+        }
+        let mut mac = HmacSha256::new_from_slice(&self.raw).expect("HMAC accepts keys of any length");
+        mac.update(b"unsubscribe\0");
+        mac.update(email.to_lowercase().as_bytes());
+        mac.verify_truncated_left(&tag).ok()?;
+        Some(Claim {
+            email: email.to_lowercase(),
+            issue: None,
+        })
+    }
+}
+
+fn from_var(var: &str) -> Option<Secret> {
+    std::env::var(var).ok().filter(|s| !s.is_empty()).map(Secret::new)
+}
+
+/// The current secret, and the previous one during a rotation.
+#[derive(Debug, Clone)]
+pub struct Secrets {
+    pub current: Secret,
+    pub previous: Option<Secret>,
+}
+
+impl Secrets {
+    pub fn from_env() -> Option<Secrets> {
+        Some(Secrets {
+            current: Secret::from_env()?,
+            previous: from_var(PREVIOUS_SECRET_VAR),
+        })
+    }
+
+    pub fn verify(&self, token: &str) -> Option<Claim> {
+        self.current
+            .verify(token)
+            .or_else(|| self.previous.as_ref().and_then(|p| p.verify(token)))
     }
 }
 
 /// `base?token=...`, keeping any query the base already has.
-pub fn url(base: &str, secret: &Secret, email: &str) -> String {
+pub fn url(base: &str, secret: &Secret, email: &str, issue: &str) -> String {
     let sep = if base.contains('?') { '&' } else { '?' };
-    format!("{base}{sep}token={}", secret.token(email))
+    format!("{base}{sep}token={}", secret.token(email, issue))
 }
 
 #[cfg(test)]
@@ -77,27 +180,75 @@ mod tests {
     use super::*;
 
     #[test]
-    fn token_round_trips_and_ignores_case() {
+    fn tokens_round_trip_are_opaque_and_stable() {
         let s = Secret::new("k");
-        let t = s.token("Alice@Example.org");
-        assert_eq!(s.verify(&t).as_deref(), Some("alice@example.org"));
+        let t = s.token("Alice@Example.org", "2025-07");
+        assert_eq!(
+            s.verify(&t),
+            Some(Claim {
+                email: "alice@example.org".into(),
+                issue: Some("2025-07".into())
+            })
+        );
+        assert_eq!(t, s.token("alice@example.org", "2025-07"), "the same link every time");
+        assert_ne!(t, s.token("alice@example.org", "2025-08"));
+        let bytes = B64.decode(&t).unwrap();
+        assert!(
+            !String::from_utf8_lossy(&bytes).contains("alice"),
+            "the address cannot be read"
+        );
     }
 
     #[test]
-    fn forged_or_foreign_tokens_fail() {
+    fn forged_moved_truncated_and_foreign_tokens_fail() {
         let s = Secret::new("k");
-        let t = s.token("alice@example.org");
+        let t = s.token("alice@example.org", "2025-07");
         assert!(Secret::new("other").verify(&t).is_none());
-        let (_, tag) = t.split_once('.').unwrap();
-        let forged = format!("{}.{tag}", B64.encode("mallory@example.org"));
-        assert!(s.verify(&forged).is_none());
+        let mut bytes = B64.decode(&t).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        assert!(s.verify(&B64.encode(&bytes)).is_none(), "one bit changed");
+        assert!(s.verify(&t[..t.len() - 4]).is_none(), "truncated");
         assert!(s.verify("garbage").is_none());
+        assert!(s.verify(&"A".repeat(5000)).is_none());
+        assert!(s.verify("").is_none());
+    }
+
+    #[test]
+    fn the_previous_secret_and_first_release_tokens_still_verify() {
+        let old = Secret::new("old");
+        let t = old.token("bob@example.org", "2025-01");
+        let rotated = Secrets {
+            current: Secret::new("new"),
+            previous: Some(old.clone()),
+        };
+        assert_eq!(rotated.verify(&t).unwrap().email, "bob@example.org");
+        assert!(
+            Secrets {
+                previous: None,
+                ..rotated.clone()
+            }
+            .verify(&t)
+            .is_none()
+        );
+        // The first release's form: base64url(address).tag.
+        let mut mac = HmacSha256::new_from_slice(b"old").unwrap();
+        mac.update(b"unsubscribe\0bob@example.org");
+        let tag = mac.finalize().into_bytes();
+        let legacy = format!("{}.{}", B64.encode("bob@example.org"), B64.encode(&tag[..16]));
+        assert_eq!(
+            old.verify(&legacy).unwrap(),
+            Claim {
+                email: "bob@example.org".into(),
+                issue: None
+            }
+        );
     }
 
     #[test]
     fn url_appends_the_token() {
         let s = Secret::new("k");
-        assert!(url("https://x.org/u", &s, "a@b.org").starts_with("https://x.org/u?token="));
-        assert!(url("https://x.org/u?list=1", &s, "a@b.org").starts_with("https://x.org/u?list=1&token="));
+        assert!(url("https://x.org/u", &s, "a@b.org", "i").starts_with("https://x.org/u?token="));
+        assert!(url("https://x.org/u?list=1", &s, "a@b.org", "i").starts_with("https://x.org/u?list=1&token="));
     }
 }

@@ -336,11 +336,18 @@ fn status_shows_counts_failures_and_json() {
 #[test]
 fn unsubscribe_url_is_signed_for_the_address() {
     let project = Project::new(support::free_port(), &csv(1), "");
-    let r = run(project.command().args(["unsubscribe-url", "Alice@Example.org"]));
+    let r = run(project
+        .command()
+        .args(["unsubscribe-url", "Alice@Example.org", "--issue", "2025-07"]));
     assert_eq!(r.code, 0, "{}", r.stderr);
     let token = r.stdout.trim().split("token=").nth(1).unwrap();
+    assert!(!token.contains("alice") && !token.contains("YWxpY2"), "opaque: {token}");
     let secret = newsletter::unsubscribe::Secret::new("test-secret");
-    assert_eq!(secret.verify(token).as_deref(), Some("alice@example.org"));
+    let claim = secret.verify(token).unwrap();
+    assert_eq!(
+        (claim.email.as_str(), claim.issue.as_deref()),
+        ("alice@example.org", Some("2025-07"))
+    );
 }
 
 #[test]

@@ -27,11 +27,11 @@ pub fn load_config(path: Option<&Path>, quiet: bool) -> Result<Config> {
 }
 
 /// `newsletter unsubscribe-url EMAIL`: the signed link, as the email carries it.
-pub fn unsubscribe_url(config_path: Option<&Path>, email: &str) -> Result<crate::Exit> {
+pub fn unsubscribe_url(config_path: Option<&Path>, email: &str, issue: &str) -> Result<crate::Exit> {
     use newsletter::unsubscribe::{SECRET_VAR, Secret, url};
     let config = load_config(config_path, false)?;
     let email = newsletter::recipients::normalize_address(email).map_err(|why| anyhow::anyhow!("`{email}`: {why}"))?;
     let secret = Secret::from_env().ok_or_else(|| anyhow::anyhow!("{SECRET_VAR} is not set: it signs the link"))?;
-    println!("{}", url(&config.unsubscribe.url, &secret, &email));
+    println!("{}", url(&config.unsubscribe.url, &secret, &email, issue));
     Ok(crate::Exit::Success)
 }
