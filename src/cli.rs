@@ -50,6 +50,20 @@ pub enum Command {
     /// Manage the addresses that never get the newsletter
     #[command(subcommand)]
     Suppress(SuppressCommand),
+    /// The web service behind the links in every message: one-click unsubscribe (RFC 8058),
+    /// the issue archive and its feed, /healthz. Runs until SIGTERM or Ctrl-C
+    #[command(after_help = EXIT_CODES)]
+    Serve {
+        /// Address and port [default: serve.listen of the configuration, 127.0.0.1:8026]
+        #[arg(long, value_name = "ADDR:PORT")]
+        listen: Option<String>,
+    },
+    /// Write the archive as static files: index.html, ISSUE/index.html and feed.xml
+    Archive {
+        /// The folder
+        #[arg(long, value_name = "DIR")]
+        out: std::path::PathBuf,
+    },
     /// Work with layouts: `layout export` writes the built-in one out for editing
     #[command(subcommand)]
     Layout(LayoutCommand),

@@ -111,6 +111,11 @@ pub fn compile(
     mut warnings: Vec<Warning>,
 ) -> Result<Rendered> {
     let subject = issue.subject().unwrap_or_default();
+    // The archive's page of the issue when there is an archive, else the website's post.
+    let web_url = match &config.archive.url {
+        Some(base) => Some(format!("{}/{}/", base.trim_end_matches('/'), issue.slug)),
+        None => issue.web_url().map(str::to_owned),
+    };
     let accent = layout.registry.accent.as_str();
     let lead = sections.lead.as_ref().map(|c| layout.style(c)).transpose()?;
     let contents = sections
@@ -122,7 +127,7 @@ pub fn compile(
         subject,
         preheader: issue.preheader(),
         title: issue.front.title.as_deref(),
-        web_url: issue.web_url(),
+        web_url: web_url.as_deref(),
         issue_date: issue.front.date.map(|d| d.format("%B %Y").to_string()),
         accent,
         lead: lead.as_ref().map(|content| LeadView { accent, content }),
@@ -179,7 +184,7 @@ pub fn compile(
         slug: issue.slug.clone(),
         subject: subject.to_owned(),
         preheader: issue.preheader().map(str::to_owned),
-        web_url: issue.web_url().map(str::to_owned),
+        web_url: web_url.clone(),
         send_at: issue.front.send_at,
         html,
         text,

@@ -24,6 +24,7 @@ pub mod schedule;
 pub mod sections;
 pub mod suggest;
 pub mod unsubscribe;
+pub mod web;
 
 use anyhow::Result;
 

@@ -28,6 +28,8 @@ fn main() -> ExitCode {
         Command::New(args) => commands::new::run(cli.config.as_deref(), cli.quiet, args),
         Command::Send(args) => commands::send::run(cli.config.as_deref(), cli.quiet, args),
         Command::Status(args) => commands::status::run(cli.config.as_deref(), args),
+        Command::Serve { listen } => commands::serve::run(cli.config.as_deref(), cli.quiet, listen),
+        Command::Archive { out } => commands::serve::archive(cli.config.as_deref(), cli.quiet, &out),
         Command::Layout(command) => commands::layout::run(cli.config.as_deref(), cli.quiet, command),
         Command::Suppress(command) => commands::suppress::run(cli.config.as_deref(), cli.quiet, command),
         Command::Dkim { format } => commands::dkim::run(cli.config.as_deref(), format),

@@ -57,6 +57,8 @@ pub struct Personalizer<'a> {
     /// not have the real one dropped as a duplicate.
     message_id_kind: &'static str,
     feedback_id: Option<String>,
+    /// For the web archive: no unsubscribe link.
+    archive: bool,
 }
 
 impl<'a> Personalizer<'a> {
@@ -114,6 +116,7 @@ impl<'a> Personalizer<'a> {
             date: message_date(),
             subject_prefix: String::new(),
             message_id_kind: "",
+            archive: false,
             feedback_id: config.feedback_id.as_ref().map(|template| {
                 template
                     .replace("{issue}", &rendered.slug)
@@ -121,6 +124,13 @@ impl<'a> Personalizer<'a> {
                     .replace("{sender}", config.from.address.rsplit_once('@').map_or("", |(_, d)| d))
             }),
         })
+    }
+
+    /// For the web archive: every message's HTML without an unsubscribe link.
+    pub fn for_archive(mut self) -> Self {
+        self.archive = true;
+        self.feedback_id = None;
+        self
     }
 
     /// The issue this personalizes.
@@ -169,7 +179,11 @@ impl<'a> Personalizer<'a> {
             reason,
         };
         let mut data: BTreeMap<&str, &str> = r.fields.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        let unsubscribe_url = self.unsubscribe_url(&r.email);
+        let unsubscribe_url = if self.archive {
+            String::new()
+        } else {
+            self.unsubscribe_url(&r.email)
+        };
         data.insert("email", &r.email);
         data.insert("unsubscribe_url", &unsubscribe_url);
         if let Some(web) = &self.rendered.web_url {

@@ -516,13 +516,19 @@ fn one_file_in_the_project_overrides_the_built_in_footer() {
     let dir = layouts.join("inside-openinfra");
     let footer = dir.join("partials/footer.mjml.hbs");
     let text = std::fs::read_to_string(&footer).unwrap();
-    for entry in ["email.mjml.hbs", "email.txt.hbs", "inline.css", "projects.yaml"]
-        .into_iter()
-        .chain(
-            ["header", "lead", "project", "section", "blocks"]
-                .map(|p| Box::leak(format!("partials/{p}.mjml.hbs").into_boxed_str()) as &str),
-        )
-    {
+    for entry in [
+        "email.mjml.hbs",
+        "email.txt.hbs",
+        "inline.css",
+        "projects.yaml",
+        "unsubscribe.html.hbs",
+        "archive.html.hbs",
+    ]
+    .into_iter()
+    .chain(
+        ["header", "lead", "project", "section", "blocks"]
+            .map(|p| Box::leak(format!("partials/{p}.mjml.hbs").into_boxed_str()) as &str),
+    ) {
         std::fs::remove_file(dir.join(entry)).unwrap();
     }
     std::fs::write(

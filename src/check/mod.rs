@@ -55,15 +55,22 @@ const BUILT_IN: &[&str] = &["email", "unsubscribe_url", "web_url"];
 
 /// Variables the personalized templates use that the recipient list has no column for:
 /// in strict mode each would make every recipient fail.
-fn unknown_variables(issue: &Issue, rendered: &Rendered, header: &[String]) -> Vec<Warning> {
+/// The recipient fields the issue's templates use (not the built-in ones).
+pub fn template_fields(rendered: &Rendered) -> BTreeSet<String> {
     let mut used = BTreeSet::new();
-    for source in [&rendered.subject, &rendered.text, &rendered.html] {
+    for source in [&rendered.html, &rendered.text, &rendered.subject] {
         // A template that does not parse fails at `send` with its own error.
         if let Ok(template) = Template::compile(source) {
             collect_variables(&template, &mut used);
         }
     }
-    let known = |v: &str| BUILT_IN.contains(&v) || header.iter().any(|h| h == v);
+    used.retain(|v| !BUILT_IN.contains(&v.as_str()));
+    used
+}
+
+fn unknown_variables(issue: &Issue, rendered: &Rendered, header: &[String]) -> Vec<Warning> {
+    let used = template_fields(rendered);
+    let known = |v: &str| header.iter().any(|h| h == v);
     let source = std::fs::read_to_string(&issue.path).unwrap_or_default();
     used.into_iter()
         .filter(|v| !known(v))

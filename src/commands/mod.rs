@@ -7,6 +7,7 @@ pub mod layout;
 pub mod new;
 pub mod preview;
 pub mod send;
+pub mod serve;
 pub mod status;
 pub mod suppress;
 

@@ -12,12 +12,14 @@ mod dkim;
 pub mod duration;
 mod smtp;
 mod throttle;
+mod web;
 
 pub use check::{Check, Preview};
 pub use dkim::{Dkim, DkimAlgorithm};
 use duration::string_or_number;
 pub use smtp::{AuthMethod, OAuth, Security, Smtp};
 pub use throttle::{Rate, Throttle};
+pub use web::{Archive, Serve};
 
 /// Environment variables that hold secrets, never configuration keys.
 pub const SECRET_VARS: &[&str] = &[
@@ -27,6 +29,7 @@ pub const SECRET_VARS: &[&str] = &[
     "NEWSLETTER_DKIM_ED25519_PRIVATE_KEY",
     "NEWSLETTER_SMTP_OAUTH_TOKEN",
     "NEWSLETTER_SMTP_OAUTH_CLIENT_SECRET",
+    "NEWSLETTER_UNSUBSCRIBE_SECRET_PREVIOUS",
 ];
 
 /// Variables the tool reads that are not configuration keys.
@@ -73,6 +76,8 @@ pub struct Config {
     pub dry_run_samples: usize,
     pub check: Check,
     pub preview: Preview,
+    pub serve: Serve,
+    pub archive: Archive,
     /// What loading found worth saying but not stopping for (a misspelt variable); the
     /// command prints them like its other warnings.
     #[serde(skip)]
@@ -121,6 +126,8 @@ impl Default for Config {
             dry_run_samples: 10,
             check: Check::default(),
             preview: Preview::default(),
+            serve: Serve::default(),
+            archive: Archive::default(),
             warnings: Vec::new(),
         }
     }

@@ -4,7 +4,7 @@
 use anyhow::Result;
 
 use super::reply::mailbox_does_not_exist;
-use super::run::{Event, Observer};
+use super::run::{Event, Job, Observer};
 use crate::ledger::Ledger;
 
 /// Records a run's events in the ledger, committing before each message goes out.
@@ -17,6 +17,18 @@ pub struct Recorder<'a> {
 
 impl Recorder<'_> {
     fn record(&mut self, event: &Event<'_>) -> Result<()> {
+        // An outcome is committed at once: the write lock is never held while the run waits
+        // for a throttle slot, so `serve` can record unsubscribes in between. (A `sending`
+        // row is committed by `checkpoint`, before its message goes.)
+        if !matches!(event, Event::Sending { .. }) {
+            self.record_event(event)?;
+            self.ledger.commit()?;
+            return Ok(());
+        }
+        self.record_event(event)
+    }
+
+    fn record_event(&mut self, event: &Event<'_>) -> Result<()> {
         match event {
             Event::Sending { job } => self.ledger.record_sending(
                 self.issue,
@@ -31,7 +43,7 @@ impl Recorder<'_> {
                     .record_outcome(self.issue, &job.email, "deferred", &error.reply())?
             }
             Event::Requeued { job, error } => self.ledger.record_unsent(self.issue, &job.email, &error.reply())?,
-            Event::ConnectionsLowered { .. } => {}
+            Event::ConnectionsLowered { .. } | Event::Withdrawn { .. } => {}
             Event::Failed { job, error } => {
                 let reply = error.reply();
                 let status = if error.is_transient() { "deferred" } else { "failed" };
@@ -60,6 +72,11 @@ impl Observer for Recorder<'_> {
                 self.ledger.path().display()
             ));
         }
+    }
+
+    fn admit(&mut self, job: &Job) -> bool {
+        // When the list cannot be read the message goes: the run's start checked it.
+        !self.ledger.is_suppressed(&job.email).unwrap_or(false)
     }
 
     fn checkpoint(&mut self) -> Result<(), String> {

@@ -37,6 +37,8 @@ pub struct Progress {
     retried: u64,
     /// The server turned a connection away and the run uses fewer.
     lowered: bool,
+    /// Unsubscribed while the run was going: not sent.
+    pub withdrawn: u64,
     pub failures: Vec<Failure>,
     started: Instant,
     last_log: Instant,
@@ -62,6 +64,7 @@ impl Progress {
             failed: 0,
             retried: 0,
             lowered: false,
+            withdrawn: 0,
             failures: Vec::new(),
             started: now,
             last_log: now,
@@ -113,6 +116,11 @@ impl Observer for Progress {
     fn event(&mut self, event: &Event<'_>) {
         match event {
             Event::Sending { .. } | Event::Requeued { .. } => return,
+            Event::Withdrawn { job } => {
+                self.withdrawn += 1;
+                tracing::info!("line {}: unsubscribed during the run, not sent", job.line);
+                return;
+            }
             Event::ConnectionsLowered { connections, error } => {
                 // Said once: the rest of the run adapts without further words.
                 if !self.lowered {

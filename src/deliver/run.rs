@@ -61,6 +61,10 @@ pub enum Event<'a> {
         job: &'a Job,
         error: &'a SendError,
     },
+    /// Not sent: the reader unsubscribed after the run had chosen them.
+    Withdrawn {
+        job: &'a Job,
+    },
     /// The server turned away a connection: fewer are used from now on.
     ConnectionsLowered {
         connections: usize,
@@ -76,6 +80,12 @@ pub trait Observer {
     fn checkpoint(&mut self) -> Result<(), String> {
         Ok(())
     }
+
+    /// Whether the message may still go, asked when it is taken for sending: a reader who
+    /// unsubscribed while the run was going is not sent it.
+    fn admit(&mut self, _job: &Job) -> bool {
+        true
+    }
 }
 
 /// An observer that may be absent (no ledger for test sends).
@@ -89,6 +99,10 @@ impl<T: Observer> Observer for Option<T> {
     fn checkpoint(&mut self) -> Result<(), String> {
         self.as_mut().map_or(Ok(()), Observer::checkpoint)
     }
+
+    fn admit(&mut self, job: &Job) -> bool {
+        self.as_mut().is_none_or(|o| o.admit(job))
+    }
 }
 
 /// Two observers, e.g. the progress report and the ledger.
@@ -101,6 +115,10 @@ impl<A: Observer, B: Observer> Observer for (A, B) {
     fn checkpoint(&mut self) -> Result<(), String> {
         self.0.checkpoint()?;
         self.1.checkpoint()
+    }
+
+    fn admit(&mut self, job: &Job) -> bool {
+        self.0.admit(job) && self.1.admit(job)
     }
 }
 
@@ -483,6 +501,10 @@ async fn dispatch(
     in_flight: &mut usize,
     since_pause: &mut u64,
 ) -> Result<(), String> {
+    if !observer.admit(&job) {
+        observer.event(&Event::Withdrawn { job: &job });
+        return Ok(());
+    }
     job.attempts += 1;
     observer.event(&Event::Sending { job: &job });
     observer.checkpoint()?;

@@ -57,7 +57,19 @@ const BUNDLED: &[(&str, &str)] = &[
         "partials/footer.mjml.hbs",
         include_str!("../../layouts/inside-openinfra/partials/footer.mjml.hbs"),
     ),
+    (
+        "unsubscribe.html.hbs",
+        include_str!("../../layouts/inside-openinfra/unsubscribe.html.hbs"),
+    ),
+    (
+        "archive.html.hbs",
+        include_str!("../../layouts/inside-openinfra/archive.html.hbs"),
+    ),
 ];
+
+/// The pages of `newsletter serve`; a layout without them (made before they existed) gets the
+/// built-in ones.
+const PAGES: &[&str] = &["unsubscribe.html.hbs", "archive.html.hbs"];
 
 /// The projects a layout knows, from its `projects.yaml`.
 #[derive(Debug, Clone, Deserialize)]
@@ -104,6 +116,8 @@ pub struct Layout {
     inline_css: Option<String>,
     mjml: Handlebars<'static>,
     text: Handlebars<'static>,
+    /// The web pages' templates (name, source), for `serve`.
+    pages: Vec<(String, String)>,
     /// What the MJML check found that does not stop the layout (unknown attributes).
     pub warnings: Vec<Warning>,
 }
@@ -167,7 +181,7 @@ impl Layout {
                 let text = std::fs::read_to_string(&path)
                     .with_context(|| format!("layout {}: cannot read {}", dir.display(), path.display()))?;
                 files.push((file.to_string(), path, text));
-            } else if overrides_builtin {
+            } else if overrides_builtin || PAGES.contains(file) {
                 files.push((file.to_string(), bundled_origin.join(file), bundled.to_string()));
             } else if *file != INLINE_CSS {
                 // A layout copied before inline.css existed styles its HTML with MJML's
@@ -229,7 +243,12 @@ impl Layout {
         let mut registry = None;
         let mut inline_css = None;
         let mut warnings = Vec::new();
+        let mut pages = Vec::new();
         for (file, path, source) in files {
+            if PAGES.contains(&file.as_str()) {
+                pages.push((file, source));
+                continue;
+            }
             if file.ends_with(".mjml.hbs") {
                 warnings.extend(lint::mjml_template(&path, &source)?);
             }
@@ -266,6 +285,7 @@ impl Layout {
             inline_css,
             mjml,
             text,
+            pages,
             warnings,
         })
     }
@@ -287,6 +307,11 @@ impl Layout {
             }
         }
         Ok(styled)
+    }
+
+    /// The web pages' templates: (file name, source).
+    pub fn pages(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.pages.iter().map(|(n, s)| (n.as_str(), s.as_str()))
     }
 
     /// Renders the MJML document, recording which template produced which part.
@@ -381,7 +406,7 @@ mod tests {
     #[test]
     fn a_layout_folder_without_inline_css_leaves_the_html_unstyled_and_other_files_are_required() {
         let dir = tempfile::tempdir().unwrap();
-        for (file, text) in BUNDLED.iter().filter(|(f, _)| *f != INLINE_CSS) {
+        for (file, text) in BUNDLED.iter().filter(|(f, _)| *f != INLINE_CSS && !PAGES.contains(f)) {
             let path = dir.path().join(file);
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
             std::fs::write(path, text).unwrap();

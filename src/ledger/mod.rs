@@ -259,6 +259,29 @@ impl Ledger {
         Ok(())
     }
 
+    /// Whether the file answers a query: `/healthz`.
+    pub fn is_reachable(&self) -> bool {
+        self.conn
+            .query_row("SELECT count(*) FROM issues", [], |r| r.get::<_, i64>(0))
+            .is_ok()
+    }
+
+    /// Every issue whose send has started, newest first.
+    pub fn started_issues(&self) -> Result<Vec<IssueState>> {
+        let names: Vec<String> = self
+            .conn
+            .prepare_cached("SELECT issue FROM issues ORDER BY started_at DESC, issue DESC")?
+            .query_map([], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        let mut out = Vec::new();
+        for name in names {
+            if let Some(state) = self.issue_state(&name)? {
+                out.push(state);
+            }
+        }
+        Ok(out)
+    }
+
     pub fn issue_state(&self, issue: &str) -> Result<Option<IssueState>> {
         Ok(self
             .conn

@@ -65,6 +65,10 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE issues ADD COLUMN content_hash TEXT;
     ALTER TABLE runs ADD COLUMN selection TEXT;
     ",
+    // 3: the issue whose link a reader unsubscribed with.
+    "
+    ALTER TABLE suppressions ADD COLUMN issue TEXT;
+    ",
 ];
 
 /// Opens (creating it if need be) the file at `path`, upgraded to the current schema.

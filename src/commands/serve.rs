@@ -1,0 +1,38 @@
+//! `newsletter serve` and `newsletter archive --out DIR`.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use newsletter::unsubscribe::{SECRET_VAR, Secrets};
+use newsletter::web::{self, App};
+
+use crate::Exit;
+
+pub fn run(config_path: Option<&Path>, quiet: bool, listen: Option<String>) -> Result<Exit> {
+    let config = super::load_config(config_path, quiet)?;
+    let secrets = Secrets::from_env()
+        .with_context(|| format!("{SECRET_VAR} is not set: the service checks the unsubscribe links with it"))?;
+    let listen = listen.unwrap_or_else(|| config.serve.listen.clone());
+    let app = Arc::new(App::new(config, secrets)?);
+    let runtime = newsletter::runtime()?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(&listen)
+            .await
+            .with_context(|| format!("cannot listen on {listen}: is another service there? pass --listen"))?;
+        if !quiet {
+            println!("Serving on http://{}/ until SIGTERM or Ctrl-C", listener.local_addr()?);
+        }
+        web::serve(app, listener, newsletter::deliver::session::interrupted()).await
+    })?;
+    Ok(Exit::Success)
+}
+
+pub fn archive(config_path: Option<&Path>, quiet: bool, out: &Path) -> Result<Exit> {
+    let config = super::load_config(config_path, quiet)?;
+    let issues = web::archive::export(&config, out)?;
+    if !quiet {
+        println!("Wrote the archive of {issues} issue(s) to {}", out.display());
+    }
+    Ok(Exit::Success)
+}

@@ -1,0 +1,322 @@
+//! The issue archive: an index of every issue whose send has started (newest first), each
+//! issue as a web page (the email's HTML with neutral recipient fields and no unsubscribe
+//! link), and an Atom feed. Served by `serve`, and written as static files by
+//! `newsletter archive --out DIR`. The pages of `serve` (unsubscribe, archive index) come
+//! from the layout, so a layout restyles them.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use axum::extract::{Path as UrlPath, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use handlebars::Handlebars;
+use serde::Serialize;
+
+use super::App;
+use crate::config::Config;
+use crate::html::escape;
+use crate::issue::{self, Issue};
+use crate::layout::Layout;
+use crate::ledger::{IssueState, Ledger};
+use crate::personalize::Personalizer;
+use crate::recipients::Recipient;
+use crate::unsubscribe::Secret;
+
+/// What the unsubscribe page says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UnsubscribeState {
+    /// GET: the button.
+    Ask,
+    /// After the POST: done, with the way back.
+    Done,
+    Resubscribed,
+    /// A bad link; says nothing about any address.
+    Invalid,
+    /// The ledger could not be written: try again.
+    Failed,
+}
+
+/// The layout's page templates, parsed once.
+pub struct Pages {
+    hbs: Handlebars<'static>,
+    title: String,
+    accent: String,
+}
+
+#[derive(Serialize)]
+struct UnsubscribeView<'a> {
+    state: UnsubscribeState,
+    title: &'a str,
+    accent: &'a str,
+    unsubscribe: &'a str,
+    resubscribe: &'a str,
+}
+
+#[derive(Serialize)]
+struct IndexView<'a> {
+    title: &'a str,
+    accent: &'a str,
+    feed: &'a str,
+    issues: &'a [Entry],
+}
+
+/// One sent issue, as the index and the feed list it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Entry {
+    pub name: String,
+    pub subject: String,
+    pub preheader: Option<String>,
+    /// RFC 3339: when its send started.
+    pub started_at: String,
+    /// `2025-07-01`, for people.
+    pub date: String,
+    /// Relative to the archive: `2025-07/`.
+    pub href: String,
+}
+
+impl Pages {
+    pub fn load(config: &Config) -> Result<Pages> {
+        let layout = Layout::load(None, &config.layouts)?;
+        let mut hbs = Handlebars::new();
+        hbs.set_strict_mode(true);
+        hbs.register_escape_fn(crate::html::escape);
+        for (name, source) in layout.pages() {
+            hbs.register_template_string(name, source)
+                .with_context(|| format!("the layout's {name} does not parse"))?;
+        }
+        Ok(Pages {
+            hbs,
+            title: config.archive.title.clone(),
+            accent: layout.registry.accent.clone(),
+        })
+    }
+
+    pub fn unsubscribe(&self, state: UnsubscribeState, unsubscribe: &str, resubscribe: &str) -> String {
+        let view = UnsubscribeView {
+            state,
+            title: &self.title,
+            accent: &self.accent,
+            unsubscribe,
+            resubscribe,
+        };
+        self.hbs
+            .render("unsubscribe.html.hbs", &view)
+            .unwrap_or_else(|e| format!("<p>{}</p>", escape(&e.to_string())))
+    }
+
+    fn index(&self, entries: &[Entry]) -> Result<String> {
+        let view = IndexView {
+            title: &self.title,
+            accent: &self.accent,
+            feed: "feed.xml",
+            issues: entries,
+        };
+        Ok(self.hbs.render("archive.html.hbs", &view)?)
+    }
+}
+
+/// The archive's path on this server: that of `archive.url`, else `/archive`.
+pub fn base_path(config: &Config) -> String {
+    match &config.archive.url {
+        Some(url) => super::path_of(url),
+        None => "/archive".to_owned(),
+    }
+    .trim_end_matches('/')
+    .to_owned()
+}
+
+/// The issues whose send has started and whose file is still there, newest first.
+pub fn entries(config: &Config, ledger: &Ledger) -> Result<Vec<(Entry, PathBuf)>> {
+    let mut out = Vec::new();
+    for state in ledger.started_issues()? {
+        let Ok(path) = issue::find(&state.issue, &config.newsletters) else {
+            continue;
+        };
+        let Ok(issue) = Issue::load(&path) else { continue };
+        out.push((entry(&state, &issue, &config.archive.fields), path));
+    }
+    Ok(out)
+}
+
+fn entry(state: &IssueState, issue: &Issue, fields: &BTreeMap<String, String>) -> Entry {
+    let date = chrono::DateTime::parse_from_rfc3339(&state.started_at)
+        .map(|d| d.format("%Y-%m-%d").to_string())
+        .unwrap_or_else(|_| state.started_at.clone());
+    Entry {
+        name: state.issue.clone(),
+        subject: neutral_text(issue.subject().unwrap_or(&state.subject), fields),
+        preheader: issue.preheader().map(|p| neutral_text(p, fields)),
+        started_at: state.started_at.clone(),
+        date,
+        href: format!("{}/", state.issue),
+    }
+}
+
+/// A subject's `{{first_name}}` and the like, as the archive's fields fill them.
+fn neutral_text(text: &str, fields: &BTreeMap<String, String>) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let end = rest[start..].find("}}").map_or(rest.len(), |e| start + e + 2);
+        let name = rest[start..end].trim_matches(['{', '}', ' ']);
+        out.push_str(fields.get(name).map_or("", String::as_str));
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out.split_whitespace().collect::<Vec<_>>().join(" ").replace(" ,", ",")
+}
+
+/// One issue's page: the email's HTML for a neutral reader, without an unsubscribe link.
+pub fn issue_page(config: &Config, path: &Path) -> Result<String> {
+    let issue = Issue::load(path)?;
+    let rendered = crate::compose(&issue, config)?;
+    let personalizer = Personalizer::new(&rendered, config, Secret::placeholder())?.for_archive();
+    let mut reader = Recipient::sample();
+    reader.fields = config.archive.fields.clone();
+    // Every column the issue uses shows something, if only nothing.
+    for name in crate::check::template_fields(&rendered) {
+        reader.fields.entry(name).or_default();
+    }
+    Ok(personalizer.parts(&reader)?.html)
+}
+
+/// The Atom feed (RFC 4287) of `entries`; `base` is the archive's absolute URL.
+pub fn feed(config: &Config, entries: &[Entry], base: &str) -> String {
+    let xml = |s: &str| escape(s);
+    let updated = entries
+        .first()
+        .map_or("1970-01-01T00:00:00Z", |e| e.started_at.as_str());
+    let mut out = format!(
+        "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<feed xmlns=\"http://www.w3.org/2005/Atom\">\n  <title>{}</title>\n  <id>{base}/</id>\n  <link rel=\"alternate\" href=\"{base}/\"/>\n  <link rel=\"self\" href=\"{base}/feed.xml\"/>\n  <updated>{updated}</updated>\n  <author><name>{}</name></author>\n",
+        xml(&config.archive.title),
+        xml(&config.from.name)
+    );
+    for e in entries {
+        out.push_str(&format!(
+            "  <entry>\n    <title>{}</title>\n    <id>{base}/{}</id>\n    <link rel=\"alternate\" href=\"{base}/{}\"/>\n    <updated>{}</updated>\n    <summary>{}</summary>\n  </entry>\n",
+            xml(&e.subject),
+            e.href,
+            e.href,
+            e.started_at,
+            xml(e.preheader.as_deref().unwrap_or(""))
+        ));
+    }
+    out.push_str("</feed>\n");
+    out
+}
+
+/// The archive's absolute URL: `archive.url`, else this server's path.
+fn absolute_base(config: &Config) -> String {
+    config
+        .archive
+        .url
+        .clone()
+        .unwrap_or_else(|| base_path(config))
+        .trim_end_matches('/')
+        .to_owned()
+}
+
+/// `newsletter archive --out DIR`: index.html, ISSUE/index.html and feed.xml. Returns the
+/// number of issues written.
+pub fn export(config: &Config, dir: &Path) -> Result<usize> {
+    let ledger = Ledger::open(&config.ledger)?;
+    let pages = Pages::load(config)?;
+    let entries = entries(config, &ledger)?;
+    let write = |path: PathBuf, text: &str| -> Result<()> {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+        }
+        std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))
+    };
+    for (entry, path) in &entries {
+        write(dir.join(&entry.name).join("index.html"), &issue_page(config, path)?)?;
+    }
+    let list: Vec<Entry> = entries.iter().map(|(e, _)| e.clone()).collect();
+    write(dir.join("index.html"), &pages.index(&list)?)?;
+    write(dir.join("feed.xml"), &feed(config, &list, &absolute_base(config)))?;
+    Ok(list.len())
+}
+
+fn html(body: String) -> Response {
+    ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response()
+}
+
+async fn listed(app: &Arc<App>) -> Result<Vec<(Entry, PathBuf)>> {
+    let app = Arc::clone(app);
+    tokio::task::spawn_blocking(move || entries(&app.config, &app.ledger()))
+        .await
+        .context("the archive task stopped")?
+}
+
+fn failed(e: anyhow::Error) -> Response {
+    tracing::error!("archive: {e:#}");
+    super::page(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "The archive cannot be shown right now.".into(),
+    )
+}
+
+pub async fn index(State(app): State<Arc<App>>) -> Response {
+    match listed(&app).await {
+        Ok(entries) => {
+            let list: Vec<Entry> = entries.into_iter().map(|(e, _)| e).collect();
+            match app.pages.index(&list) {
+                Ok(body) => html(body),
+                Err(e) => failed(e),
+            }
+        }
+        Err(e) => failed(e),
+    }
+}
+
+pub async fn issue(State(app): State<Arc<App>>, UrlPath(name): UrlPath<String>) -> Response {
+    let entries = match listed(&app).await {
+        Ok(entries) => entries,
+        Err(e) => return failed(e),
+    };
+    // Only issues whose send has started: a name is looked up, never used as a path.
+    let Some((_, path)) = entries.into_iter().find(|(e, _)| e.name == name) else {
+        return super::page(StatusCode::NOT_FOUND, "No such issue in the archive.".into());
+    };
+    let config = app.config.clone();
+    match tokio::task::spawn_blocking(move || issue_page(&config, &path)).await {
+        Ok(Ok(body)) => html(body),
+        Ok(Err(e)) => failed(e),
+        Err(e) => failed(e.into()),
+    }
+}
+
+pub async fn feed_xml(State(app): State<Arc<App>>) -> Response {
+    match listed(&app).await {
+        Ok(entries) => {
+            let list: Vec<Entry> = entries.into_iter().map(|(e, _)| e).collect();
+            (
+                [(header::CONTENT_TYPE, "application/atom+xml; charset=utf-8")],
+                feed(&app.config, &list, &absolute_base(&app.config)),
+            )
+                .into_response()
+        }
+        Err(e) => failed(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subjects_lose_their_fields_for_the_archive() {
+        let fields: BTreeMap<String, String> = [("first_name".to_owned(), "reader".to_owned())].into();
+        assert_eq!(
+            neutral_text("Hello {{first_name}}, the news", &fields),
+            "Hello reader, the news"
+        );
+        assert_eq!(neutral_text("Hi {{nickname}}, news", &fields), "Hi, news");
+        assert_eq!(neutral_text("Inside: July 2025", &fields), "Inside: July 2025");
+    }
+}

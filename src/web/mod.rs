@@ -1,0 +1,173 @@
+//! `newsletter serve`: the production service behind the links in every message. One-click
+//! unsubscribe (RFC 8058) and its page, the issue archive and its feed, and `/healthz`, on
+//! the tokio runtime the rest of the tool uses, sharing the ledger with cron's `send`.
+//!
+//! Limits: the request head ([`Serve::max_header_bytes`]), the body
+//! ([`Serve::max_body_bytes`]) and the time a request may take
+//! ([`Serve::request_timeout`]). Request logs (tracing, `NEWSLETTER_LOG=info`) carry the
+//! method, the path without its query, the status and the time: never a token or an address.
+
+pub mod archive;
+mod unsubscribe;
+
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+
+use crate::config::{Config, Serve};
+use crate::ledger::Ledger;
+use crate::unsubscribe::Secrets;
+use archive::Pages;
+
+/// What every request may use.
+pub struct App {
+    pub config: Config,
+    pub secrets: Secrets,
+    /// The one writer; reads take it too (SQLite serializes writers anyway).
+    pub ledger: Mutex<Ledger>,
+    pub pages: Pages,
+}
+
+impl App {
+    pub fn new(config: Config, secrets: Secrets) -> Result<App> {
+        let ledger = Ledger::open(&config.ledger)?;
+        let pages = Pages::load(&config)?;
+        Ok(App {
+            config,
+            secrets,
+            ledger: Mutex::new(ledger),
+            pages,
+        })
+    }
+
+    fn ledger(&self) -> std::sync::MutexGuard<'_, Ledger> {
+        self.ledger.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// The path part of a URL from the configuration (`https://x.org/newsletter/unsubscribe` ->
+/// `/newsletter/unsubscribe`).
+pub fn path_of(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let path = rest.find('/').map_or("/", |i| &rest[i..]);
+    let path = path.split(['?', '#']).next().unwrap_or("/");
+    let trimmed = path.trim_end_matches('/');
+    if trimmed.is_empty() {
+        "/".to_owned()
+    } else {
+        trimmed.to_owned()
+    }
+}
+
+pub fn router(app: Arc<App>) -> Router {
+    let unsubscribe = path_of(&app.config.unsubscribe.url);
+    let archive = archive::base_path(&app.config);
+    let limit = app.config.serve.max_body_bytes;
+    Router::new()
+        .route(&unsubscribe, get(unsubscribe::page).post(unsubscribe::one_click))
+        .route(&format!("{unsubscribe}/resubscribe"), post(unsubscribe::resubscribe))
+        .route("/healthz", get(health))
+        .route(&format!("{archive}/"), get(archive::index))
+        .route(&format!("{archive}/feed.xml"), get(archive::feed_xml))
+        .route(&format!("{archive}/{{issue}}/"), get(archive::issue))
+        .fallback(|| async { page(StatusCode::NOT_FOUND, "Not found".into()) })
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(middleware::from_fn_with_state(Arc::clone(&app), limits_and_log))
+        .with_state(app)
+}
+
+/// Each request within its time, and a log line without its query.
+async fn limits_and_log(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let timeout = app.config.serve.request_timeout;
+    let response = match tokio::time::timeout(timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => page(StatusCode::REQUEST_TIMEOUT, "The request took too long.".into()),
+    };
+    tracing::info!(
+        "{method} {path} {} {:.1}ms",
+        response.status().as_u16(),
+        started.elapsed().as_secs_f64() * 1000.0
+    );
+    response
+}
+
+async fn health(State(app): State<Arc<App>>) -> Response {
+    let ok = tokio::task::spawn_blocking(move || app.ledger().is_reachable())
+        .await
+        .unwrap_or(false);
+    if ok {
+        (StatusCode::OK, "ok\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "the ledger cannot be read\n").into_response()
+    }
+}
+
+/// A plain page for the answers that need no layout.
+fn page(status: StatusCode, text: String) -> Response {
+    let html = format!(
+        "<!doctype html><html lang=\"en\"><meta charset=\"utf-8\"><title>{0}</title><p>{0}</p></html>",
+        crate::html::escape(&text)
+    );
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        Body::from(html),
+    )
+        .into_response()
+}
+
+/// Serves until `shutdown` resolves, then lets the requests in flight finish (up to the
+/// request timeout).
+pub async fn serve(app: Arc<App>, listener: TcpListener, shutdown: impl Future<Output = ()>) -> Result<()> {
+    let settings: Serve = app.config.serve.clone();
+    let router = router(app);
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let stream = match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(e) => {
+                        tracing::warn!("cannot accept a connection: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let connection = http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(settings.request_timeout)
+                    .max_buf_size(settings.max_header_bytes.max(8192))
+                    .serve_connection(TokioIo::new(stream), TowerToHyperService::new(router.clone()));
+                let watched = graceful.watch(connection);
+                tokio::spawn(async move {
+                    let _ = watched.await;
+                });
+            }
+            _ = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    tokio::time::timeout(settings.request_timeout, graceful.shutdown())
+        .await
+        .context("requests were still running when the shutdown time ran out")?;
+    Ok(())
+}

@@ -1,0 +1,339 @@
+//! `newsletter serve` over HTTP, with curl as the client: one-click unsubscribe (RFC 8058)
+//! from the link of a message a real SMTP server received, the page a GET shows, resubscribe,
+//! hostile requests, the archive and its feed, and a send that honours unsubscribes made
+//! while it runs.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::{Project, Sink, csv, free_port, run, scheduled_issue};
+
+const CONFIG: &str = "throttle: { rate: off }\n\
+    unsubscribe: { url: https://openinfra.dev/newsletter/unsubscribe }\n\
+    serve: { request_timeout: 2s }\n";
+
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Server {
+    fn start(project: &Project) -> Server {
+        let port = free_port();
+        let child = project
+            .std_command()
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "serve did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Server {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// curl's answer: status and body.
+fn curl(args: &[&str]) -> (u16, String) {
+    let out = Command::new("curl")
+        .args(["-s", "-o", "-", "-w", "\n%{http_code}"])
+        .args(args)
+        .output()
+        .expect("curl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap();
+    (code.trim().parse().unwrap_or(0), body.to_owned())
+}
+
+fn one_click(url: &str) -> (u16, String) {
+    curl(&["-X", "POST", "--data", "List-Unsubscribe=One-Click", url])
+}
+
+fn suppressed(project: &Project) -> serde_json::Value {
+    let r = run(project.command().args(["suppress", "list", "--format", "json"]));
+    serde_json::from_str(&r.stdout).unwrap()
+}
+
+/// The one-click URL of the message `rcpt` received, pointed at `server`.
+fn link_in_message(sink: &Sink, rcpt: &str, server: &Server) -> String {
+    let (_, text) = sink.messages().into_iter().find(|(r, _)| r[0] == rcpt).unwrap();
+    let unfolded = text.replace("\r\n ", " ").replace("\n ", " ");
+    let header = unfolded.lines().find(|l| l.starts_with("List-Unsubscribe:")).unwrap();
+    let url = header.split('<').nth(1).unwrap().split('>').next().unwrap();
+    url.replace("https://openinfra.dev", &server.base)
+}
+
+#[test]
+fn one_click_from_a_real_message_unsubscribes_and_a_get_changes_nothing() {
+    let sink = Sink::start();
+    let project = Project::new(sink.port, &csv(3), CONFIG);
+    assert_eq!(run(project.command().args(["send", "small", "--yes"])).code, 0);
+    let server = Server::start(&project);
+    let url = link_in_message(&sink, "user1@example.org", &server);
+    assert!(!url.contains("user1"), "the address is not in the link: {url}");
+
+    // A scanner's GET: a page with the button, nothing recorded.
+    let (code, page) = curl(&[&url]);
+    assert_eq!(code, 200);
+    assert!(page.contains("id=\"unsubscribe\""), "{page}");
+    assert_eq!(suppressed(&project).as_array().unwrap().len(), 0);
+
+    // The mail client's POST (RFC 8058), twice: recorded once, answered 200 without a redirect.
+    for _ in 0..2 {
+        let (code, page) = one_click(&url);
+        assert_eq!(code, 200);
+        assert!(page.contains("id=\"done\""), "{page}");
+    }
+    let list = suppressed(&project);
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+    assert_eq!(list[0]["email"], "user1@example.org");
+    assert_eq!(list[0]["source"], "one-click");
+    assert!(list[0]["reason"].as_str().unwrap().contains("small"), "{list}");
+
+    // Multipart, as RFC 8058 also allows.
+    let url0 = link_in_message(&sink, "user0@example.org", &server);
+    let (code, _) = curl(&["-F", "List-Unsubscribe=One-Click", &url0]);
+    assert_eq!(code, 200);
+    assert_eq!(suppressed(&project).as_array().unwrap().len(), 2);
+
+    // The next send skips both.
+    std::fs::write(project.dir.path().join("newsletters.txt"), "").unwrap();
+    let r = run(project.command().args(["send", "small", "--yes"]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(sink.count(), 3, "no one new");
+
+    // Resubscribe lifts the reader's own unsubscribe, never an operator's.
+    let resubscribe = url.replace("/unsubscribe?", "/unsubscribe/resubscribe?");
+    let (code, page) = curl(&["-X", "POST", &resubscribe]);
+    assert_eq!(code, 200);
+    assert!(page.contains("id=\"resubscribed\""), "{page}");
+    assert_eq!(suppressed(&project).as_array().unwrap().len(), 1);
+    assert_eq!(
+        run(project.command().args(["suppress", "add", "user2@example.org"])).code,
+        0
+    );
+    let url2 = link_in_message(&sink, "user2@example.org", &server);
+    let (code, _) = curl(&[
+        "-X",
+        "POST",
+        &url2.replace("/unsubscribe?", "/unsubscribe/resubscribe?"),
+    ]);
+    assert_eq!(code, 200, "the same answer");
+    let list = suppressed(&project);
+    assert!(
+        list.as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["email"] == "user2@example.org" && s["source"] == "manual"),
+        "{list}"
+    );
+}
+
+#[test]
+fn hostile_requests_get_plain_refusals_that_reveal_nothing() {
+    let project = Project::new(1, &csv(1), CONFIG);
+    let server = Server::start(&project);
+    let path = format!("{}/newsletter/unsubscribe", server.base);
+    let good = run(project.command().args(["unsubscribe-url", "user0@example.org"]));
+    let token = good.stdout.trim().split("token=").nth(1).unwrap().to_owned();
+    let foreign = newsletter::unsubscribe::Secret::new("another site").token("user0@example.org", "x");
+    let unknown = newsletter::unsubscribe::Secret::new("test-secret").token("nobody@example.org", "x");
+    let mut bodies = Vec::new();
+    for bad in [
+        &token[..token.len() - 5],
+        foreign.as_str(),
+        "garbage",
+        &"A".repeat(3000),
+    ] {
+        let (code, body) = one_click(&format!("{path}?token={bad}"));
+        assert_eq!(code, 400, "{bad}");
+        bodies.push(body);
+    }
+    assert!(
+        bodies.windows(2).all(|w| w[0] == w[1]),
+        "the same answer for every bad token"
+    );
+    // A valid token for an address never on the list is answered like any other.
+    let (code, _) = one_click(&format!("{path}?token={unknown}"));
+    assert_eq!(code, 200);
+    // A POST without the one-click body does nothing.
+    let (code, _) = curl(&["-X", "POST", &format!("{path}?token={token}")]);
+    assert_eq!(code, 400);
+
+    let (code, _) = curl(&["-X", "PUT", "--data", "x", &format!("{path}?token={token}")]);
+    assert_eq!(code, 405);
+    let (code, _) = curl(&["-X", "DELETE", &format!("{path}?token={token}")]);
+    assert_eq!(code, 405);
+    let (code, _) = curl(&["--path-as-is", &format!("{}/archive/../../etc/passwd", server.base)]);
+    assert_eq!(code, 404);
+    let (code, _) = curl(&[&format!("{}/archive/..%2F..%2Fetc%2Fpasswd/", server.base)]);
+    assert_eq!(code, 404);
+    let big = "List-Unsubscribe=One-Click&".to_owned() + &"x".repeat(1 << 20);
+    let body_file = project.dir.path().join("big.txt");
+    std::fs::write(&body_file, big).unwrap();
+    let (code, _) = curl(&[
+        "-X",
+        "POST",
+        "--data-binary",
+        &format!("@{}", body_file.display()),
+        &format!("{path}?token={token}"),
+    ]);
+    assert_eq!(code, 413);
+    let (code, _) = curl(&[
+        "-H",
+        &format!("X-Big: {}", "y".repeat(40_000)),
+        &format!("{}/healthz", server.base),
+    ]);
+    assert_eq!(code, 431);
+    let (code, body) = curl(&[&format!("{}/healthz", server.base)]);
+    assert_eq!((code, body.trim()), (200, "ok"));
+
+    // A slow client: half a request line, then silence; cut off after the request timeout.
+    let mut slow = TcpStream::connect(server.base.trim_start_matches("http://")).unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let started = Instant::now();
+    let mut buf = Vec::new();
+    let _ = slow.read_to_end(&mut buf);
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "closed after the 2 s limit: {:?}",
+        started.elapsed()
+    );
+    let list = suppressed(&project);
+    assert_eq!(
+        list.as_array().unwrap().len(),
+        1,
+        "only the valid token's address: {list}"
+    );
+    assert_eq!(list[0]["email"], "nobody@example.org");
+}
+
+#[test]
+fn the_archive_lists_sent_issues_only_with_neutral_fields_and_no_unsubscribe_link() {
+    let sink = Sink::start();
+    let config = format!("{CONFIG}archive: {{ url: https://openinfra.dev/newsletter/archive }}\n");
+    let project = Project::new(sink.port, &csv(1), &config).with_issues(&[
+        ("2025-06", scheduled_issue(Some("2025-06-01T09:00:00Z"))),
+        ("draft", scheduled_issue(None)),
+    ]);
+    assert_eq!(run(project.command().arg("send")).code, 0);
+    // The message's "View in browser" points to its archive page.
+    let (_, text) = &sink.messages()[0];
+    assert!(
+        text.contains("https://openinfra.dev/newsletter/archive/2025-06/"),
+        "web_url"
+    );
+
+    let server = Server::start(&project);
+    let archive = format!("{}/newsletter/archive", server.base);
+    let (code, index) = curl(&[&format!("{archive}/")]);
+    assert_eq!(code, 200);
+    assert!(
+        index.contains("href=\"2025-06/\"") && index.contains("Small issue for reader"),
+        "{index}"
+    );
+    assert!(!index.contains("draft"), "drafts never appear: {index}");
+    let (code, page) = curl(&[&format!("{archive}/2025-06/")]);
+    assert_eq!(code, 200);
+    assert!(page.contains("Hello reader"), "neutral fields");
+    assert!(
+        !page.contains(">Unsubscribe<") && !page.contains("token="),
+        "no unsubscribe link"
+    );
+    let (code, _) = curl(&[&format!("{archive}/draft/")]);
+    assert_eq!(code, 404);
+    let (code, feed) = curl(&[&format!("{archive}/feed.xml")]);
+    assert_eq!(code, 200);
+    // Python's XML parser reads it as an Atom feed with one entry.
+    let out = Command::new("python3")
+        .args(["-c", "import sys, xml.etree.ElementTree as E; f = E.fromstring(sys.stdin.read()); a = '{http://www.w3.org/2005/Atom}'; print(len(f.findall(a + 'entry')), f.find(a + 'entry/' + a + 'link').get('href'))"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            c.stdin.take().unwrap().write_all(feed.as_bytes())?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "1 https://openinfra.dev/newsletter/archive/2025-06/"
+    );
+
+    // The same pages as static files.
+    let out_dir = project.dir.path().join("public");
+    let r = run(project.command().args(["archive", "--out"]).arg(&out_dir));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    for file in ["index.html", "feed.xml", "2025-06/index.html"] {
+        assert!(out_dir.join(file).is_file(), "{file}");
+    }
+    assert_eq!(
+        std::fs::read_to_string(out_dir.join("2025-06/index.html")).unwrap(),
+        page
+    );
+}
+
+#[test]
+fn a_running_send_honours_unsubscribes_made_while_it_runs() {
+    let sink = Sink::start();
+    let project = Project::new(
+        sink.port,
+        &csv(120),
+        "throttle: { rate: 20/s }\nunsubscribe: { url: https://openinfra.dev/newsletter/unsubscribe }\n",
+    );
+    let server = Server::start(&project);
+    let secret = newsletter::unsubscribe::Secret::new("test-secret");
+    let urls: Vec<String> = (80..120)
+        .map(|i| {
+            let token = secret.token(&format!("user{i}@example.org"), "small");
+            format!("{}/newsletter/unsubscribe?token={token}", server.base)
+        })
+        .collect();
+    let mut send = project
+        .std_command()
+        .args(["send", "small", "--yes"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while sink.count() < 5 {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The last 40 readers unsubscribe while the first are being sent.
+    for url in &urls {
+        assert_eq!(one_click(url).0, 200);
+    }
+    assert!(send.wait().unwrap().success());
+    let received = sink.received();
+    assert_eq!(
+        sink.count(),
+        80,
+        "the 40 who unsubscribed during the run were not sent it"
+    );
+    for i in 80..120 {
+        assert!(
+            !received.contains_key(&format!("user{i}@example.org")),
+            "user{i} unsubscribed before their turn"
+        );
+    }
+}
