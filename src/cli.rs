@@ -92,10 +92,14 @@ pub enum Command {
     /// is opaque: see the README for its format)
     UnsubscribeUrl {
         /// The address
-        email: String,
+        #[arg(required_unless_present = "recipients")]
+        email: Option<String>,
         /// The issue the link is for, recorded with the unsubscribe
         #[arg(long, default_value = "manual")]
         issue: String,
+        /// One URL per valid row of this recipient list instead (e.g. for a website's import)
+        #[arg(long, value_name = "FILE", conflicts_with = "email")]
+        recipients: Option<PathBuf>,
     },
 }
 

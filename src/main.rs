@@ -35,7 +35,11 @@ fn main() -> ExitCode {
         Command::Dkim { format } => commands::dkim::run(cli.config.as_deref(), format),
         Command::Completions { shell } => commands::docs::completions(shell),
         Command::Man { dir } => commands::docs::man(&dir, cli.quiet),
-        Command::UnsubscribeUrl { email, issue } => commands::unsubscribe_url(cli.config.as_deref(), &email, &issue),
+        Command::UnsubscribeUrl {
+            email,
+            issue,
+            recipients,
+        } => commands::unsubscribe_url(cli.config.as_deref(), email.as_deref(), &issue, recipients.as_deref()),
     };
     match result {
         Ok(Exit::Success) => ExitCode::SUCCESS,

@@ -27,12 +27,31 @@ pub fn load_config(path: Option<&Path>, quiet: bool) -> Result<Config> {
     Ok(config)
 }
 
-/// `newsletter unsubscribe-url EMAIL`: the signed link, as the email carries it.
-pub fn unsubscribe_url(config_path: Option<&Path>, email: &str, issue: &str) -> Result<crate::Exit> {
+/// `newsletter unsubscribe-url EMAIL`: the link as the email carries it; with `--recipients`,
+/// one per valid row of a list.
+pub fn unsubscribe_url(
+    config_path: Option<&Path>,
+    email: Option<&str>,
+    issue: &str,
+    list: Option<&Path>,
+) -> Result<crate::Exit> {
+    use std::io::Write;
+
     use newsletter::unsubscribe::{SECRET_VAR, Secret, url};
     let config = load_config(config_path, false)?;
-    let email = newsletter::recipients::normalize_address(email).map_err(|why| anyhow::anyhow!("`{email}`: {why}"))?;
-    let secret = Secret::from_env().ok_or_else(|| anyhow::anyhow!("{SECRET_VAR} is not set: it signs the link"))?;
-    println!("{}", url(&config.unsubscribe.url, &secret, &email, issue));
+    let secret = Secret::from_env().ok_or_else(|| anyhow::anyhow!("{SECRET_VAR} is not set: it makes the link"))?;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    if let Some(list) = list {
+        for row in newsletter::recipients::Recipients::open(list)? {
+            if let Ok(r) = row? {
+                writeln!(out, "{}", url(&config.unsubscribe.url, &secret, &r.email, issue))?;
+            }
+        }
+    } else if let Some(email) = email {
+        let email =
+            newsletter::recipients::normalize_address(email).map_err(|why| anyhow::anyhow!("`{email}`: {why}"))?;
+        writeln!(out, "{}", url(&config.unsubscribe.url, &secret, &email, issue))?;
+    }
+    out.flush()?;
     Ok(crate::Exit::Success)
 }
