@@ -337,3 +337,99 @@ fn a_running_send_honours_unsubscribes_made_while_it_runs() {
         );
     }
 }
+
+/// A real browser at phone width (chromedriver, headless Chromium): the unsubscribe page, its
+/// button, the confirmation, the ledger; and the July issue's archive page with no sideways
+/// scrolling.
+#[test]
+fn a_browser_at_375_px_unsubscribes_and_reads_the_archive() {
+    let sink = Sink::start();
+    let july = std::fs::read_to_string(support::root().join("newsletters/2025-07.md")).unwrap();
+    let config = format!("{CONFIG}archive: {{ url: https://openinfra.dev/newsletter/archive }}\n");
+    let project = Project::new(sink.port, &csv(2), &config).with_issues(&[("2025-07", july)]);
+    assert_eq!(
+        run(project.command().args(["send", "2025-07", "--yes", "--force"])).code,
+        0
+    );
+    let server = Server::start(&project);
+    let url = link_in_message(&sink, "user1@example.org", &server);
+
+    let browser = support::webdriver::Browser::start(375);
+    browser.open(&url);
+    assert!(browser.has("#unsubscribe"));
+    assert_eq!(browser.script("return window.innerWidth"), 375);
+    assert!(
+        browser
+            .script("return document.documentElement.scrollWidth")
+            .as_u64()
+            .unwrap()
+            <= 375
+    );
+    assert_eq!(
+        suppressed(&project).as_array().unwrap().len(),
+        0,
+        "opening the page changes nothing"
+    );
+    browser.click("#unsubscribe");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !browser.has("#done") {
+        assert!(Instant::now() < deadline, "no confirmation");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let list = suppressed(&project);
+    assert_eq!(list[0]["email"], "user1@example.org", "{list}");
+
+    browser.open(&format!("{}/newsletter/archive/2025-07/", server.base));
+    let width = browser
+        .script("return document.documentElement.scrollWidth")
+        .as_u64()
+        .unwrap();
+    assert!(width <= 375, "the archive page scrolls sideways: {width} px");
+    assert!(
+        browser
+            .script("return document.body.innerText")
+            .as_str()
+            .unwrap()
+            .contains("Kata Containers")
+    );
+}
+
+#[test]
+fn every_acknowledged_unsubscribe_survives_sigkill() {
+    let project = Project::new(1, &csv(1), CONFIG);
+    let mut server = Server::start(&project);
+    let secret = newsletter::unsubscribe::Secret::new("test-secret");
+    let urls: Vec<String> = (0..300)
+        .map(|i| {
+            let token = secret.token(&format!("reader{i}@example.org"), "2025-07");
+            format!("{}/newsletter/unsubscribe?token={token}", server.base)
+        })
+        .collect();
+    // One curl over one connection, 300 POSTs; its codes are the acknowledgements.
+    let mut args = vec!["-s".to_owned()];
+    for url in &urls {
+        args.extend(
+            [
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}\n",
+                "-X",
+                "POST",
+                "--data",
+                "List-Unsubscribe=One-Click",
+            ]
+            .map(str::to_owned),
+        );
+        args.push(url.clone());
+    }
+    let out = Command::new("curl").args(&args).output().unwrap();
+    let acked = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| *l == "200")
+        .count();
+    assert_eq!(acked, 300);
+    server.child.kill().unwrap(); // SIGKILL
+    server.child.wait().unwrap();
+    assert_eq!(suppressed(&project).as_array().unwrap().len(), acked);
+}

@@ -4,6 +4,7 @@
 
 pub mod http;
 pub mod smtpd;
+pub mod webdriver;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
