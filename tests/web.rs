@@ -320,7 +320,7 @@ fn a_running_send_honours_unsubscribes_made_while_it_runs() {
         );
         args.push(format!("{}/newsletter/unsubscribe?token={token}", server.base));
     }
-    let mut send = project
+    let send = project
         .std_command()
         .args(["send", "small", "--yes"])
         .stdout(Stdio::null())
