@@ -62,6 +62,30 @@ fn curl(args: &[&str]) -> (u16, String) {
     (code.trim().parse().unwrap_or(0), body.to_owned())
 }
 
+/// One-click POSTs to every URL over one curl connection: how many were answered 200.
+fn one_click_all(urls: &[String]) -> usize {
+    let mut args = vec!["-s".to_owned()];
+    for url in urls {
+        let each = [
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}\n",
+            "-X",
+            "POST",
+            "--data",
+            "List-Unsubscribe=One-Click",
+        ];
+        args.extend(each.map(str::to_owned));
+        args.push(url.clone());
+    }
+    let out = Command::new("curl").args(&args).output().expect("curl");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| *l == "200")
+        .count()
+}
+
 fn one_click(url: &str) -> (u16, String) {
     curl(&["-X", "POST", "--data", "List-Unsubscribe=One-Click", url])
 }
@@ -302,24 +326,12 @@ fn a_running_send_honours_unsubscribes_made_while_it_runs() {
     );
     let server = Server::start(&project);
     let secret = newsletter::unsubscribe::Secret::new("test-secret");
-    let mut args = vec!["-s".to_owned()];
-    for i in 1700..2000 {
-        let token = secret.token(&format!("user{i}@example.org"), "small");
-        args.extend(
-            [
-                "-o",
-                "/dev/null",
-                "-w",
-                "%{http_code}\n",
-                "-X",
-                "POST",
-                "--data",
-                "List-Unsubscribe=One-Click",
-            ]
-            .map(str::to_owned),
-        );
-        args.push(format!("{}/newsletter/unsubscribe?token={token}", server.base));
-    }
+    let urls: Vec<String> = (1700..2000)
+        .map(|i| {
+            let token = secret.token(&format!("user{i}@example.org"), "small");
+            format!("{}/newsletter/unsubscribe?token={token}", server.base)
+        })
+        .collect();
     let send = project
         .std_command()
         .args(["send", "small", "--yes"])
@@ -332,11 +344,7 @@ fn a_running_send_honours_unsubscribes_made_while_it_runs() {
         assert!(Instant::now() < deadline);
         std::thread::sleep(Duration::from_millis(20));
     }
-    let out = Command::new("curl").args(&args).output().unwrap();
-    let acked = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| *l == "200")
-        .count();
+    let acked = one_click_all(&urls);
     assert_eq!(
         acked, 300,
         "every unsubscribe answered while the send writes the same ledger"
@@ -427,28 +435,7 @@ fn every_acknowledged_unsubscribe_survives_sigkill() {
         })
         .collect();
     // One curl over one connection, 300 POSTs; its codes are the acknowledgements.
-    let mut args = vec!["-s".to_owned()];
-    for url in &urls {
-        args.extend(
-            [
-                "-o",
-                "/dev/null",
-                "-w",
-                "%{http_code}\n",
-                "-X",
-                "POST",
-                "--data",
-                "List-Unsubscribe=One-Click",
-            ]
-            .map(str::to_owned),
-        );
-        args.push(url.clone());
-    }
-    let out = Command::new("curl").args(&args).output().unwrap();
-    let acked = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| *l == "200")
-        .count();
+    let acked = one_click_all(&urls);
     assert_eq!(acked, 300);
     server.child.kill().unwrap(); // SIGKILL
     server.child.wait().unwrap();
