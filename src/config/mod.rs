@@ -177,6 +177,8 @@ impl Config {
         }
         let keys = leaf_keys(&serde_norway::to_value(Config::default())?);
         let mut warnings = Vec::new();
+        // Keys set by a variable, so that an error names the variable rather than the file.
+        let mut from_env = Vec::new();
         for (var, raw) in env.filter(|(k, _)| k.starts_with("NEWSLETTER_")) {
             if SECRET_VARS.contains(&var.as_str()) || OTHER_VARS.contains(&var.as_str()) {
                 continue;
@@ -200,6 +202,7 @@ impl Config {
                 );
             }
             set_path(&mut value, key, parsed);
+            from_env.push(key.clone());
             // Each variable is tried on its own, so that an error names it.
             if let Err(e) = serde_norway::from_value::<Config>(value.clone()) {
                 bail!("{var}={raw:?}: {e} (for {key})");
@@ -215,8 +218,7 @@ impl Config {
                 (Some(file), _) => format!("{}: ", file.display()),
                 (None, _) => String::new(),
             };
-            let from_env = std::env::var(env_name(&key)).is_ok();
-            let origin = if from_env {
+            let origin = if from_env.contains(&key) {
                 format!(" (from {})", env_name(&key))
             } else {
                 String::new()

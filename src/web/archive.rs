@@ -275,13 +275,24 @@ pub async fn index(State(app): State<Arc<App>>) -> Response {
 }
 
 pub async fn issue(State(app): State<Arc<App>>, UrlPath(name): UrlPath<String>) -> Response {
-    let entries = match listed(&app).await {
-        Ok(entries) => entries,
-        Err(e) => return failed(e),
-    };
-    // Only issues whose send has started: a name is looked up, never used as a path.
-    let Some((_, path)) = entries.into_iter().find(|(e, _)| e.name == name) else {
-        return super::page(StatusCode::NOT_FOUND, "No such issue in the archive.".into());
+    // Only an issue whose send has started: the name must be one the ledger holds, and is
+    // then looked up among the issue files, never used as a path.
+    let lookup = Arc::clone(&app);
+    let found = tokio::task::spawn_blocking(move || -> Result<Option<PathBuf>> {
+        if lookup.ledger().issue_state(&name)?.is_none() {
+            return Ok(None);
+        }
+        Ok(issue::list(&lookup.config.newsletters)
+            .into_iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, path)| path))
+    })
+    .await;
+    let path = match found {
+        Ok(Ok(Some(path))) => path,
+        Ok(Ok(None)) => return super::page(StatusCode::NOT_FOUND, "No such issue in the archive.".into()),
+        Ok(Err(e)) => return failed(e),
+        Err(e) => return failed(e.into()),
     };
     let config = app.config.clone();
     match tokio::task::spawn_blocking(move || issue_page(&config, &path)).await {
