@@ -5,6 +5,7 @@
 //! MJML) -> [`compile`] (HTML and text) -> [`personalize`] (per recipient, from
 //! [`recipients`]) -> delivery.
 
+pub mod bounces;
 pub mod check;
 pub mod compile;
 pub mod config;

@@ -1,0 +1,311 @@
+//! What a failure means for the recipient: from the enhanced status code (RFC 3463) and the
+//! wording of the diagnostic, which many servers fill with a generic 5.0.0 or no code at all.
+
+use std::sync::LazyLock;
+
+use regex::{Regex, RegexSet};
+use serde::Serialize;
+
+/// What to do about a recipient named in a report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum Class {
+    /// The mailbox or domain does not exist or takes no mail: suppress now.
+    Hard,
+    /// Temporary or policy trouble: count it.
+    Soft,
+    /// The reader reported the message as spam: suppress now.
+    Complaint,
+    /// An auto-reply, a delivery confirmation, or not a report at all.
+    Ignore,
+}
+
+impl Class {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Class::Hard => "hard",
+            Class::Soft => "soft",
+            Class::Complaint => "complaint",
+            Class::Ignore => "ignore",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Class> {
+        [Class::Hard, Class::Soft, Class::Complaint, Class::Ignore]
+            .into_iter()
+            .find(|c| c.as_str() == s)
+    }
+}
+
+/// The finer reason, shown by `status --bounces`; it decides whether a soft bounce counts
+/// towards `soft_limit` or is a block aimed at us.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Reason {
+    UserUnknown,
+    HostUnknown,
+    HasMoved,
+    NotAccept,
+    MailboxFull,
+    Suspended,
+    Expired,
+    TooBig,
+    /// Refused for its content by the recipient's filter.
+    Filtered,
+    /// Spam, policy, reputation, authentication (5.7.x): about our sending, not the reader.
+    Blocked,
+    Network,
+    Other,
+    Complaint,
+    Delivered,
+    AutoReply,
+}
+
+impl Reason {
+    pub fn class(self) -> Class {
+        match self {
+            Reason::UserUnknown | Reason::HostUnknown | Reason::HasMoved | Reason::NotAccept => Class::Hard,
+            Reason::Complaint => Class::Complaint,
+            Reason::Delivered | Reason::AutoReply => Class::Ignore,
+            _ => Class::Soft,
+        }
+    }
+
+    /// A refusal of us rather than of the reader: it suppresses no one.
+    pub fn is_sender_block(self) -> bool {
+        self == Reason::Blocked
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::UserUnknown => "user-unknown",
+            Reason::HostUnknown => "host-unknown",
+            Reason::HasMoved => "has-moved",
+            Reason::NotAccept => "not-accept",
+            Reason::MailboxFull => "mailbox-full",
+            Reason::Suspended => "suspended",
+            Reason::Expired => "expired",
+            Reason::TooBig => "too-big",
+            Reason::Filtered => "filtered",
+            Reason::Blocked => "blocked",
+            Reason::Network => "network",
+            Reason::Other => "other",
+            Reason::Complaint => "complaint",
+            Reason::Delivered => "delivered",
+            Reason::AutoReply => "auto-reply",
+        }
+    }
+}
+
+/// Wordings, tried in order: the first that matches decides. Reasons whose wording is
+/// specific (a full mailbox answered with 5.1.1) come before the status code is asked.
+const WORDINGS: &[(Reason, &str)] = &[
+    (
+        Reason::MailboxFull,
+        r"mailbox (is )?full|mailbox.{0,20}(over|exceed).{0,10}quota|over.?quota|quota (exceeded|exceed)|exceeded storage|insufficient (disk )?space|mailbox size limit|storage (space|limit)|not enough (disk )?(storage|space)|user has exceeded|account is full|mail ?box has exceeded|disk quota|mailfolder is full|quota limit",
+    ),
+    (
+        Reason::TooBig,
+        r"message (is )?too (big|large)|message size exceeds|size limit|exceeds the (maximum|size)|message length exceeds|too large for",
+    ),
+    (
+        Reason::HasMoved,
+        r"has moved|no forwarding address|address has changed|mailbox has moved",
+    ),
+    (
+        Reason::UserUnknown,
+        r"recipient address rejected: access denied|invalid.{0,20}user ?id",
+    ),
+    (
+        Reason::NotAccept,
+        r"does not accept (e-?)?mail|null mx|accepts no mail|not accept mail|domain does not receive|no smtp service",
+    ),
+    (
+        Reason::Blocked,
+        r"\bblock(ed|list|listed)\b|blacklist|\bspam\b|spamhaus|\bsbl\b|\bdnsbl\b|\brbl\b|reputation|poor sender|policy reasons|\bpolicy\b.{0,20}(reject|violation)|rejected (for|due to|by) (policy|content)|content (rejected|filter)|\bdmarc\b|\bspf\b|\bdkim\b|reverse dns|\bptr\b|unauthenticated|authentication (required|failed)|relay (access )?denied|relaying denied|not permitted to relay|unable to relay|virus|malware|security policy|suspicious|junk mail|access denied|not authorized|delivery not authorized|sender (address )?rejected|sender denied|refused by the recipient's system|rejected by (recipient|the)|client host rejected|sender is on|ip (address )?(is )?(listed|banned|blocked)|has been (temporarily )?rate limited|rate limit|too many (messages|connections|recipients)|connection (rate|limit)|temporarily deferred|greylist|try again later|message rejected|filter",
+    ),
+    (
+        Reason::Suspended,
+        r"disabled|suspended|deactivated|inactive|not active|account (is )?(locked|expired|closed)|mailbox (is )?(locked|closed|disabled)|is not accepting (messages|mail)|no longer (active|in use|valid|available)|has been closed|expired account|account has been|terminated",
+    ),
+    (
+        Reason::UserUnknown,
+        r"user (is )?unknown|unknown user|no such (user|mailbox|recipient|address|account|local user|person)|user not found|mailbox not found|mailbox (does not|doesn't) exist|recipient not found|recipient unknown|unknown recipient|address unknown|unknown (mailbox|address|local part|or illegal alias)|does not exist|doesn't exist|not exist|invalid (recipient|mailbox|address|user)|recipient (address )?(is )?invalid|address rejected|user doesn't have|mailbox unavailable|no mailbox|not a valid (mailbox|recipient|user)|not our customer|is not a known user|account (does not|doesn't) exist|no account|unrouteable address|unroutable address|recipient rejected|bad destination mailbox|not listed in|undeliverable address|cannot be found|couldn't be found|could not be found|no valid recipients|addressee unknown|user doesn't exist|not found in|invalid address|unknown address|was not found|mailbox name not allowed|not registered|non-existent|nonexistent|no such",
+    ),
+    (
+        Reason::HostUnknown,
+        r"host (or domain name )?not found|host unknown|unknown host|domain (name )?not found|no such domain|unknown domain|domain (does not|doesn't) exist|name or service not known|nxdomain|no mx|mx (record )?not found|unrouteable mail domain|bad destination system|no route to host|domain is not (valid|configured|reachable)|host not found|invalid domain|illegal host|could not find a gateway",
+    ),
+    (
+        Reason::Expired,
+        r"expired|timed? ?out|time limit|too long|retry time|giving up|could not be delivered for|delivery time|been delayed|delayed|queue",
+    ),
+    (
+        Reason::Network,
+        r"connection (refused|reset|closed|lost|timed out|dropped)|network|dns|lost connection|unreachable|no route|could not connect|couldn't connect|unable to connect",
+    ),
+];
+
+static WORDING_SET: LazyLock<RegexSet> = LazyLock::new(|| {
+    RegexSet::new(WORDINGS.iter().map(|(_, p)| format!("(?i){p}"))).expect("the wordings are valid patterns")
+});
+
+/// An enhanced status code anywhere in a text: `5.1.1`, `4.4.7`, `5.7.509`.
+pub static STATUS: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b").expect("the pattern is valid"));
+
+/// What a report says about one recipient.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Evidence<'a> {
+    /// The enhanced status code as the report gives it.
+    pub status: Option<&'a str>,
+    /// The server's words about this recipient.
+    pub diagnostic: &'a str,
+    /// The rest of the report's prose when it is about this recipient alone.
+    pub context: &'a str,
+    /// A delay warning: the server is still trying.
+    pub delayed: bool,
+}
+
+static ADDRESSES: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\S+@\S+").expect("the pattern is valid"));
+
+/// "User unknown" answered to the message's content (after DATA), not to the address: a
+/// filter's answer, which many servers word like a missing mailbox.
+static AT_DATA: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)end of data|after data|>>> data\s*\n\s*<<< 5|in reply to data").expect("the pattern is valid")
+});
+
+/// An SMTP reply of permanent failure (`550`, `550-`, `#5.1.1`) in a diagnostic.
+static PERMANENT_REPLY: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?:^|[^\d.])5[0-5]\d(?:[ -]|$)|#5\.").expect("the pattern is valid"));
+
+/// Why a recipient's delivery failed.
+pub fn reason(evidence: Evidence) -> Reason {
+    // Addresses are not words: `filtered@example.com` says nothing about a filter.
+    let text = ADDRESSES.replace_all(evidence.diagnostic, " ");
+    let context = ADDRESSES.replace_all(evidence.context, " ");
+    let code = specific_status(evidence.status, &text);
+    if let Some((2, _, _)) = code {
+        return Reason::Delivered;
+    }
+    let by_wording = wording(&text);
+    // A specific wording beats a vague or misleading code (5.1.1 "mailbox full"), and so does
+    // a report that contradicts itself.
+    if let Some(r @ (Reason::MailboxFull | Reason::TooBig | Reason::HasMoved)) = by_wording {
+        return r;
+    }
+    if wording(&context) == Some(Reason::MailboxFull) {
+        return Reason::MailboxFull;
+    }
+    let temporary = evidence.delayed || matches!(code, Some((4, _, _)));
+    let by_code = code.and_then(|(_, subject, detail)| by_status(subject, detail));
+    let reason = match (by_code, by_wording) {
+        // A sender block in 5.7.x, or in the text with a vague code, is about us.
+        (Some(Reason::Blocked), _) => Reason::Blocked,
+        (Some(code), Some(Reason::Blocked)) if !is_definite(code) => Reason::Blocked,
+        (Some(code), _) if is_definite(code) => code,
+        (_, Some(Reason::UserUnknown))
+            if AT_DATA.is_match(evidence.diagnostic) || AT_DATA.is_match(evidence.context) =>
+        {
+            Reason::Filtered
+        }
+        (_, Some(w)) => w,
+        (Some(code), None) => code,
+        (None, None) => Reason::Other,
+    };
+    match reason {
+        // A temporary failure never removes a reader, whatever it says; nor do words alone,
+        // without a server's reply code to say the failure is permanent.
+        r if r.class() == Class::Hard && (temporary || (code.is_none() && !PERMANENT_REPLY.is_match(&text))) => {
+            Reason::Other
+        }
+        r => r,
+    }
+}
+
+/// The report's code, or a more specific one from the diagnostic when the report's says
+/// only "failed" (5.0.0) or is missing.
+fn specific_status(status: Option<&str>, diagnostic: &str) -> Option<(u16, u16, u16)> {
+    let given = status.and_then(parse_status);
+    match given {
+        Some((_, s, d)) if s != 0 || d != 0 => given,
+        _ => STATUS
+            .find_iter(diagnostic)
+            .filter_map(|m| parse_status(m.as_str()))
+            .find(|&(_, s, d)| s != 0 || d != 0)
+            .or(given),
+    }
+}
+
+fn is_definite(r: Reason) -> bool {
+    matches!(
+        r,
+        Reason::UserUnknown | Reason::HostUnknown | Reason::HasMoved | Reason::MailboxFull | Reason::Expired
+    )
+}
+
+fn wording(text: &str) -> Option<Reason> {
+    if text.is_empty() {
+        return None;
+    }
+    WORDING_SET.matches(text).iter().next().map(|i| WORDINGS[i].0)
+}
+
+/// RFC 3463's subjects and details as reasons; `None` where the code says too little.
+fn by_status(subject: u16, detail: u16) -> Option<Reason> {
+    Some(match (subject, detail) {
+        (1, 1) | (1, 10) => Reason::UserUnknown,
+        (1, 2) => Reason::HostUnknown,
+        (1, 6) => Reason::HasMoved,
+        (2, 1) => Reason::Suspended,
+        (2, 2) | (2, 3) => Reason::MailboxFull,
+        (3, 4) => Reason::TooBig,
+        (4, 4) => Reason::HostUnknown,
+        (4, 7) => Reason::Expired,
+        (4, 1) | (4, 2) | (4, 6) => Reason::Network,
+        (7, _) => Reason::Blocked,
+        _ => return None,
+    })
+}
+
+/// `5.1.1` as (5, 1, 1).
+pub fn parse_status(s: &str) -> Option<(u16, u16, u16)> {
+    let caps = STATUS.captures(s)?;
+    let n = |i| caps.get(i).and_then(|m| m.as_str().parse().ok());
+    Some((n(1)?, n(2)?, n(3)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_and_wordings() {
+        let r = |status, diagnostic| {
+            reason(Evidence {
+                status,
+                diagnostic,
+                ..Evidence::default()
+            })
+        };
+        assert_eq!(r(Some("5.1.1"), "550 5.1.1 User unknown"), Reason::UserUnknown);
+        assert_eq!(r(Some("5.1.1"), "mailbox full"), Reason::MailboxFull);
+        assert_eq!(r(Some("5.0.0"), "550 No such user here"), Reason::UserUnknown);
+        assert_eq!(
+            r(Some("5.0.0"), "550 5.7.26 Recipient address rejected: user unknown"),
+            Reason::Blocked
+        );
+        assert_eq!(
+            r(Some("5.2.1"), "550 5.2.1 <filtered@example.com>... User unknown"),
+            Reason::UserUnknown
+        );
+        assert_eq!(
+            r(Some("5.0.0"), "550 Unknown user (in reply to end of DATA command)"),
+            Reason::Filtered
+        );
+        assert_eq!(r(Some("4.1.1"), "450 4.1.1 User unknown"), Reason::Other);
+        assert_eq!(r(None, "Host or domain name not found"), Reason::HostUnknown);
+        assert_eq!(r(Some("2.0.0"), "delivered"), Reason::Delivered);
+        assert_eq!(r(Some("5.0.0"), ""), Reason::Other);
+    }
+}

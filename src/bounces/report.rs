@@ -1,0 +1,398 @@
+//! One message from the bounce mailbox read into what it reports: which recipients, why, and
+//! which of our messages it returns. Never fails: a message nothing can be read from reports
+//! nothing.
+
+use std::sync::LazyLock;
+
+use mail_parser::{Message, MessageParser, MimeHeaders};
+use regex::Regex;
+
+use super::classify::{Evidence, Reason, reason};
+use super::fields::{self, Group};
+use super::text;
+
+/// What one recipient's part of a report says.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finding {
+    /// Lower case; `None` when the report names no one (a complaint about "undisclosed
+    /// recipients").
+    pub recipient: Option<String>,
+    /// The address before any rewriting (DSN Original-Recipient), when it differs.
+    pub original_recipient: Option<String>,
+    pub reason: Reason,
+    /// The enhanced status code, as the report gives it.
+    pub status: Option<String>,
+    /// The server's words, on one line.
+    pub diagnostic: String,
+}
+
+/// The headers of the message a report returns (ours, if it is ours).
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Returned {
+    pub message_id: Option<String>,
+    pub list_id: Option<String>,
+    pub to: Vec<String>,
+}
+
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Report {
+    /// The report's own Message-ID.
+    pub message_id: Option<String>,
+    pub from: Option<String>,
+    pub subject: String,
+    /// Where it was delivered (Delivered-To, X-Original-To, To): the VERP address, if any.
+    pub delivered_to: Vec<String>,
+    pub findings: Vec<Finding>,
+    pub returned: Returned,
+}
+
+/// The parts of a message that matter here, found in one walk.
+#[derive(Default)]
+struct Parts {
+    delivery_status: Option<String>,
+    feedback: Option<String>,
+    prose: String,
+    returned: Option<Returned>,
+}
+
+pub fn read(raw: &[u8]) -> Report {
+    // A message saved from an mbox may still start with its "From " line.
+    let raw = match raw.strip_prefix(b"From ") {
+        Some(rest) => rest.iter().position(|&b| b == b'\n').map_or(raw, |i| &rest[i + 1..]),
+        None => raw,
+    };
+    let Some(message) = MessageParser::default().parse(raw) else {
+        return Report::default();
+    };
+    let mut report = Report {
+        message_id: message.message_id().map(|id| format!("<{id}>")),
+        from: message
+            .from()
+            .and_then(|a| a.first())
+            .and_then(|a| a.address())
+            .and_then(fields::clean_address),
+        subject: message.subject().unwrap_or_default().to_owned(),
+        delivered_to: delivered_to(&message),
+        ..Report::default()
+    };
+    let mut parts = parts(&message);
+    if parts.delivery_status.is_none() && has_recipients(&parts.prose) {
+        // Fields of a report pasted into the text (a broken multipart, an old Sendmail).
+        parts.delivery_status = Some(parts.prose.clone());
+    }
+    let (prose, inline_copy) = text::split_returned(&parts.prose);
+    report.returned = parts.returned.unwrap_or_else(|| returned_inline(inline_copy));
+    report.findings = if let Some(feedback) = &parts.feedback {
+        complaints(feedback, &report.returned)
+    } else if is_complaint_without_report(&report) {
+        complaint_findings(Reason::Complaint, "complaint".into(), report.returned.to.clone())
+    } else if let Some(dsn) = parts.delivery_status.as_deref().filter(|d| has_recipients(d)) {
+        delivery_status(dsn, prose)
+    } else if is_bounce(&message, &report) {
+        prose_failures(&message, &report, prose)
+    } else if is_auto_reply(&message) {
+        vec![Finding {
+            recipient: report.from.clone(),
+            original_recipient: None,
+            reason: Reason::AutoReply,
+            status: None,
+            diagnostic: String::new(),
+        }]
+    } else {
+        Vec::new()
+    };
+    report
+}
+
+fn parts(message: &Message) -> Parts {
+    let mut parts = Parts::default();
+    for part in &message.parts {
+        let (ctype, subtype) = part
+            .content_type()
+            .map(|c| {
+                (
+                    c.ctype().to_ascii_lowercase(),
+                    c.subtype().unwrap_or_default().to_ascii_lowercase(),
+                )
+            })
+            .unwrap_or_else(|| ("text".into(), "plain".into()));
+        let contents = || String::from_utf8_lossy(part.contents()).into_owned();
+        match (ctype.as_str(), subtype.as_str()) {
+            ("message", "delivery-status" | "global-delivery-status") => {
+                parts.delivery_status.get_or_insert_with(contents);
+            }
+            ("message", "feedback-report") => {
+                parts.feedback.get_or_insert_with(contents);
+            }
+            ("message", "rfc822" | "global") => {
+                if let (Some(nested), None) = (part.message(), &parts.returned) {
+                    parts.returned = Some(returned(nested));
+                }
+            }
+            ("text", "rfc822-headers") => {
+                if parts.returned.is_none()
+                    && let Some(headers) = MessageParser::default().parse_headers(part.contents())
+                {
+                    parts.returned = Some(returned(&headers));
+                }
+            }
+            // A multipart whose boundary is not in its body: the whole body is the prose.
+            ("multipart", _) if part.sub_parts().is_none_or(|p| p.is_empty()) || !part.contents().is_empty() => {
+                parts
+                    .prose
+                    .push_str(&String::from_utf8_lossy(part.contents()).replace("\r\n", "\n"));
+                parts.prose.push('\n');
+            }
+            ("text", "plain") if part.is_text() => {
+                parts
+                    .prose
+                    .push_str(&part.text_contents().unwrap_or_default().replace("\r\n", "\n"));
+                parts.prose.push('\n');
+            }
+            _ => {}
+        }
+    }
+    parts
+}
+
+fn returned(message: &Message) -> Returned {
+    Returned {
+        message_id: message.message_id().map(|id| format!("<{id}>")),
+        list_id: message.header_raw("List-Id").map(|v| v.trim().to_owned()),
+        to: message
+            .to()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|a| a.address())
+                    .filter_map(fields::clean_address)
+                    .collect()
+            })
+            .unwrap_or_default(),
+    }
+}
+
+static INLINE_HEADER: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?mi)^(message-id|list-id|to):[ \t]*(.+)$").expect("the pattern is valid"));
+
+/// The returned message's headers when the bounce quotes them in its text.
+fn returned_inline(copy: &str) -> Returned {
+    let mut returned = Returned::default();
+    for caps in INLINE_HEADER.captures_iter(copy) {
+        let value = caps[2].trim();
+        match caps[1].to_ascii_lowercase().as_str() {
+            "message-id" => {
+                returned.message_id.get_or_insert_with(|| value.to_owned());
+            }
+            "list-id" => {
+                returned.list_id.get_or_insert_with(|| value.to_owned());
+            }
+            _ => returned.to.extend(value.split(',').filter_map(fields::clean_address)),
+        }
+    }
+    returned
+}
+
+fn delivered_to(message: &Message) -> Vec<String> {
+    let mut to = Vec::new();
+    for (name, value) in message.headers_raw() {
+        if ["delivered-to", "x-original-to", "envelope-to", "to"]
+            .iter()
+            .any(|n| name.eq_ignore_ascii_case(n))
+        {
+            to.extend(value.split(',').filter_map(fields::clean_address));
+        }
+    }
+    to.dedup();
+    to
+}
+
+/// An ARF report: each reported recipient complained (abuse, fraud); other feedback types
+/// (not-spam, virus, auth-failure) ask nothing of us.
+fn complaints(feedback: &str, returned: &Returned) -> Vec<Finding> {
+    let groups = fields::groups(feedback);
+    let Some(group) = groups.first() else {
+        return Vec::new();
+    };
+    let kind = group.get("feedback-type").unwrap_or_default().to_ascii_lowercase();
+    // opt-out (RFC 6650): the reader asked their provider to take them off the list.
+    let reason = if matches!(kind.as_str(), "abuse" | "fraud" | "opt-out") {
+        Reason::Complaint
+    } else {
+        Reason::AutoReply
+    };
+    let mut recipients: Vec<String> = group
+        .all("original-rcpt-to")
+        .chain(group.all("removal-recipient"))
+        .filter_map(fields::address)
+        .collect();
+    if recipients.is_empty() {
+        recipients = returned.to.clone();
+    }
+    complaint_findings(reason, format!("feedback-type: {kind}"), recipients)
+}
+
+fn complaint_findings(reason: Reason, diagnostic: String, mut recipients: Vec<String>) -> Vec<Finding> {
+    recipients.dedup();
+    let finding = |recipient| Finding {
+        recipient,
+        original_recipient: None,
+        reason,
+        status: None,
+        diagnostic: diagnostic.clone(),
+    };
+    if recipients.is_empty() {
+        return vec![finding(None)];
+    }
+    recipients.into_iter().map(|r| finding(Some(r))).collect()
+}
+
+/// Feedback loops that predate ARF (Microsoft's JMRP) send the message back under a
+/// subject that says what it is, with no machine-readable part.
+fn is_complaint_without_report(report: &Report) -> bool {
+    let subject = report.subject.to_ascii_lowercase();
+    (subject.contains("complaint") || subject.contains("abuse report")) && report.returned != Returned::default()
+}
+
+fn has_recipients(dsn: &str) -> bool {
+    fields::groups(dsn).iter().any(recipient_of)
+}
+
+fn recipient_of(group: &Group) -> bool {
+    group
+        .get("final-recipient")
+        .or(group.get("original-recipient"))
+        .and_then(fields::address)
+        .is_some()
+}
+
+/// An RFC 3464 report: one finding per recipient group.
+fn delivery_status(dsn: &str, prose: &str) -> Vec<Finding> {
+    let groups: Vec<Group> = fields::groups(dsn).into_iter().filter(recipient_of).collect();
+    let recipients: Vec<String> = groups
+        .iter()
+        .filter_map(|g| {
+            g.get("final-recipient")
+                .or(g.get("original-recipient"))
+                .and_then(fields::address)
+        })
+        .collect();
+    let about_one = recipients.len() == 1;
+    let mut findings = Vec::new();
+    for group in &groups {
+        let final_recipient = group.get("final-recipient").and_then(fields::address);
+        let original = group.get("original-recipient").and_then(fields::address);
+        let recipient = final_recipient.clone().or(original.clone());
+        let action = group.get("action").unwrap_or_default().to_ascii_lowercase();
+        let status = group
+            .get("status")
+            .map(|s| s.split_whitespace().next().unwrap_or_default().to_owned());
+        let code = group.get("diagnostic-code").unwrap_or_default();
+        let mut diagnostic = fields::diagnostic(code).to_owned();
+        if diagnostic.len() < 8 {
+            // The prose about this recipient says more than an empty or bare-code field.
+            if let Some(f) = recipient.as_ref().and_then(|r| {
+                text::failures(prose, &recipients, &[])
+                    .into_iter()
+                    .find(|f| f.recipient == *r)
+            }) {
+                diagnostic = f.text;
+            }
+        }
+        let reason = match action.as_str() {
+            "delivered" | "relayed" | "expanded" => Reason::Delivered,
+            // A local program's failure (procmail, a full disk) says nothing of the address.
+            _ if code.to_ascii_lowercase().starts_with("x-unix") => Reason::Other,
+            _ => reason(Evidence {
+                status: status.as_deref(),
+                diagnostic: &diagnostic,
+                context: if about_one { prose } else { "" },
+                delayed: action.starts_with("delay"),
+            }),
+        };
+        findings.push(Finding {
+            original_recipient: original.filter(|o| Some(o) != final_recipient.as_ref()),
+            recipient,
+            reason,
+            status: status.filter(|s| !s.is_empty()),
+            diagnostic: one_line(&diagnostic),
+        });
+    }
+    findings
+}
+
+static BOUNCE_SUBJECT: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)undeliver|undelivered|delivery (status|fail|failure|notification|problem|report)|failure notice|returned mail|mail delivery|could not (be )?deliver|non.?deliver|not delivered|delivery has failed|nondeliverable|rejected|bounce|mail system error|warning: message|message delayed|delayed mail|postmaster notify|error|配信|不達|エラー|Unzustellbar|Non remis|No se puede entregar").expect("the pattern is valid")
+});
+
+/// A bounce that is not an RFC 3464 report: sent by a mail system about a failure.
+fn is_bounce(message: &Message, report: &Report) -> bool {
+    let from_system = report.from.as_deref().is_none_or(|f| {
+        let local = f.split('@').next().unwrap_or_default();
+        local.contains("mailer-daemon") || local.contains("postmaster") || local.contains("mail-daemon")
+    });
+    message.header_raw("X-Failed-Recipients").is_some()
+        || (from_system && BOUNCE_SUBJECT.is_match(&report.subject))
+        || (from_system && report.from.is_some())
+}
+
+fn prose_failures(message: &Message, report: &Report, prose: &str) -> Vec<Finding> {
+    let listed: Vec<String> = message
+        .header_values("X-Failed-Recipients")
+        .filter_map(|v| v.as_text())
+        .flat_map(|v| v.split(','))
+        .filter_map(fields::clean_address)
+        .collect();
+    let mut not_recipients = report.delivered_to.clone();
+    not_recipients.extend(report.from.clone());
+    let delayed = is_delay(&report.subject, prose);
+    text::failures(prose, &listed, &not_recipients)
+        .into_iter()
+        .map(|f| Finding {
+            reason: reason(Evidence {
+                status: f.status.as_deref(),
+                diagnostic: &f.text,
+                context: "",
+                delayed,
+            }),
+            recipient: Some(f.recipient),
+            original_recipient: None,
+            status: f.status,
+            diagnostic: one_line(&f.text),
+        })
+        .collect()
+}
+
+fn is_delay(subject: &str, prose: &str) -> bool {
+    let s = subject.to_ascii_lowercase();
+    s.contains("delay")
+        || s.contains("warning")
+        || prose.contains("will continue trying")
+        || prose.contains("not yet been delivered")
+}
+
+static AUTO_REPLY_SUBJECT: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)^\s*(auto(matic)?[ -]?(reply|response|antwort)|auto:|out of (the )?office|vacation|away from|abwesenheit|absence|r[ée]ponse automatique|自動応答)").expect("the pattern is valid")
+});
+
+/// RFC 3834's Auto-Submitted, the headers vacation programs add, or their subjects.
+fn is_auto_reply(message: &Message) -> bool {
+    let header = |name: &str| message.header_raw(name).map(|v| v.trim().to_ascii_lowercase());
+    header("Auto-Submitted").is_some_and(|v| v.starts_with("auto-replied") || v.starts_with("auto-generated"))
+        || header("X-Autoreply").is_some()
+        || header("X-Autorespond").is_some()
+        || header("Precedence").is_some_and(|v| v == "auto_reply")
+        || AUTO_REPLY_SUBJECT.is_match(message.subject().unwrap_or_default())
+}
+
+/// Diagnostics fold over lines; the ledger and `status` show them on one.
+fn one_line(s: &str) -> String {
+    let mut out = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    if out.len() > 500 {
+        let mut cut = 500;
+        while !out.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        out.truncate(cut);
+    }
+    out
+}

@@ -1,0 +1,135 @@
+//! Bounces written for people (qmail, Exim, many appliances): the failed addresses, codes and
+//! wordings are found in the prose, which ends where the returned message begins.
+
+use std::sync::LazyLock;
+
+use regex::Regex;
+
+use super::classify::STATUS;
+use super::fields::clean_address;
+
+static ADDRESS: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"[A-Za-z0-9][A-Za-z0-9._%+=!#$&'*/?^`{|}~-]*@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+")
+        .expect("the pattern is valid")
+});
+
+/// Where the returned message starts in the prose of a bounce: a separator line, or the first
+/// of its header lines.
+static RETURNED: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"(?mi)^(?:[ \t]*[-=_*|]{2,}.*(?:original|copy|returned|enclosed|headers|undelivered|below this line|(?:message|text) follows).*$|.*(?:copy of the (?:original )?message|original message).*:[ \t]*$|[ \t]*(?:original message|message headers follow|headers of the (original|returned)|copy of the (original )?message|unsent message below|original message headers|returned message|undelivered message|first \d+ lines|message text follows|unsent message follows).*$|(?:return-path|received|message-id|dkim-signature|mime-version|x-mailer|content-type|date|subject|from|to):[ \t]?\S.*\n[A-Za-z-]+:[ \t]?\S)",
+    )
+    .expect("the pattern is valid")
+});
+
+/// The prose of a bounce and, apart, what follows it (the returned message, if inline).
+pub fn split_returned(text: &str) -> (&str, &str) {
+    match RETURNED.find(text) {
+        // A separator on the first lines is the bounce's own heading, not the copy.
+        Some(m) if m.start() > 0 => text.split_at(m.start()),
+        _ => (text, ""),
+    }
+}
+
+/// One failed recipient found in prose, with the code and the text around it.
+#[derive(Debug, PartialEq)]
+pub struct Failure {
+    pub recipient: String,
+    pub status: Option<String>,
+    pub text: String,
+}
+
+/// The failed recipients in `prose`: those of `listed` (X-Failed-Recipients) when given, else
+/// every address in it except those in `not_recipients` (the report's own sender and
+/// recipient, postmasters).
+pub fn failures(prose: &str, listed: &[String], not_recipients: &[String]) -> Vec<Failure> {
+    let mut found: Vec<(String, usize)> = Vec::new();
+    for m in ADDRESS.find_iter(prose) {
+        let Some(address) = clean_address(m.as_str()) else {
+            continue;
+        };
+        let wanted = if listed.is_empty() {
+            !not_recipients.contains(&address) && !is_role(&address) && !is_aside(prose, m.start())
+        } else {
+            listed.contains(&address)
+        };
+        if wanted && !found.iter().any(|(a, _)| *a == address) {
+            found.push((address, line_start(prose, m.start())));
+        }
+    }
+    for address in listed {
+        if !found.iter().any(|(a, _)| a == address) {
+            found.push((address.clone(), 0));
+        }
+    }
+    let single = found.len() == 1;
+    let mut failures = Vec::with_capacity(found.len());
+    for (i, (recipient, start)) in found.iter().enumerate() {
+        let end = found[i + 1..]
+            .iter()
+            .map(|(_, s)| *s)
+            .find(|s| s > start)
+            .unwrap_or(prose.len());
+        // One recipient: the whole prose is about it (the code may come before the address).
+        let text = if single && listed.len() <= 1 {
+            prose
+        } else {
+            &prose[*start..end]
+        };
+        let status = STATUS.find(text).map(|m| m.as_str().to_owned());
+        failures.push(Failure {
+            recipient: recipient.clone(),
+            status,
+            text: text.trim().to_owned(),
+        });
+    }
+    failures
+}
+
+fn line_start(text: &str, at: usize) -> usize {
+    text[..at].rfind('\n').map_or(0, |i| i + 1)
+}
+
+/// Addresses of mail systems are never the reader who bounced.
+fn is_role(address: &str) -> bool {
+    let local = address.split('@').next().unwrap_or_default();
+    matches!(
+        local,
+        "postmaster" | "mailer-daemon" | "mailerdaemon" | "root" | "abuse" | "noreply" | "no-reply"
+    )
+}
+
+/// An address inside a URL (`https://host/path?to=a@b`), one to contact for help, or the
+/// alias a recipient was expanded from is not a recipient.
+fn is_aside(text: &str, at: usize) -> bool {
+    let line = &text[line_start(text, at)..at];
+    let word = line.rsplit(char::is_whitespace).next().unwrap_or_default();
+    let line = line.to_ascii_lowercase();
+    word.contains("://") || line.contains("contact") || line.contains("generated from")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prose_ends_where_the_returned_message_starts() {
+        let text = "Hi. I couldn't deliver to <a@b.example>:\n550 5.1.1 no such user\n\n--- Enclosed is a copy of the message.\n\nReturn-Path: <x@y.example>\n";
+        let (prose, rest) = split_returned(text);
+        assert!(prose.ends_with("user\n\n"), "{prose:?}");
+        assert!(rest.contains("Return-Path"));
+        let f = failures(prose, &[], &["x@y.example".into()]);
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].recipient, "a@b.example");
+        assert_eq!(f[0].status.as_deref(), Some("5.1.1"));
+    }
+
+    #[test]
+    fn each_recipient_gets_its_own_paragraph() {
+        let prose = "<full@x.example>:\n552 5.2.2 Mailbox full\n\n<gone@x.example>:\n550 5.1.1 User unknown\n";
+        let f = failures(prose, &[], &[]);
+        assert_eq!(f.len(), 2);
+        assert_eq!(f[0].status.as_deref(), Some("5.2.2"));
+        assert_eq!(f[1].status.as_deref(), Some("5.1.1"));
+    }
+}
