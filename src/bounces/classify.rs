@@ -304,7 +304,9 @@ mod tests {
             Reason::Filtered
         );
         assert_eq!(r(Some("4.1.1"), "450 4.1.1 User unknown"), Reason::Other);
-        assert_eq!(r(None, "Host or domain name not found"), Reason::HostUnknown);
+        assert_eq!(r(None, "550 Host or domain name not found"), Reason::HostUnknown);
+        // Words without a code of permanent failure remove no one.
+        assert_eq!(r(None, "Host or domain name not found"), Reason::Other);
         assert_eq!(r(Some("2.0.0"), "delivered"), Reason::Delivered);
         assert_eq!(r(Some("5.0.0"), ""), Reason::Other);
     }
