@@ -47,6 +47,11 @@ pub enum Command {
     /// Where each issue stands (draft, scheduled, sending, complete), or one issue in detail
     #[command(after_help = EXIT_CODES)]
     Status(StatusArgs),
+    /// Read new mail in the bounce mailbox (delivery reports, complaints, unsubscribe requests),
+    /// act on it once and print a summary: hard bounces and complaints suppress the address,
+    /// soft bounces count towards bounces.soft_limit
+    #[command(after_help = EXIT_CODES)]
+    Bounces(BouncesArgs),
     /// Manage the addresses that never get the newsletter
     #[command(subcommand)]
     Suppress(SuppressCommand),
@@ -136,7 +141,30 @@ pub struct StatusArgs {
     #[arg(long, requires = "issue")]
     pub failed: bool,
 
+    /// List the bounces and complaints read from the bounce mailbox (of ISSUE, or of all)
+    #[arg(long, conflicts_with = "failed")]
+    pub bounces: bool,
+
     /// Output: text for people, json for scripts
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct BouncesArgs {
+    /// Classify and print, change nothing: not the ledger, not the mailbox
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Read this maildir (the folder holding new/ and cur/) instead of bounces.source
+    #[arg(long, value_name = "DIR", conflicts_with = "mbox")]
+    pub maildir: Option<PathBuf>,
+
+    /// Read this mbox file instead of bounces.source
+    #[arg(long, value_name = "FILE")]
+    pub mbox: Option<PathBuf>,
+
+    /// Output: a summary for people, or json: one object per report and recipient
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
 }

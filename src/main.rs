@@ -31,6 +31,7 @@ fn main() -> ExitCode {
         Command::Serve { listen } => commands::serve::run(cli.config.as_deref(), cli.quiet, listen),
         Command::Archive { out } => commands::serve::archive(cli.config.as_deref(), cli.quiet, &out),
         Command::Layout(command) => commands::layout::run(cli.config.as_deref(), cli.quiet, command),
+        Command::Bounces(args) => commands::bounces::run(cli.config.as_deref(), cli.quiet, args),
         Command::Suppress(command) => commands::suppress::run(cli.config.as_deref(), cli.quiet, command),
         Command::Dkim { format } => commands::dkim::run(cli.config.as_deref(), format),
         Command::Completions { shell } => commands::docs::completions(shell),

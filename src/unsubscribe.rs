@@ -73,6 +73,13 @@ impl Secret {
         Secret::new("placeholder: set NEWSLETTER_UNSUBSCRIBE_SECRET")
     }
 
+    /// A key for another use of the same secret (VERP tokens), independent of this one's.
+    pub fn derive(&self, label: &str) -> [u8; 32] {
+        let mut mac = HmacSha256::new_from_slice(&self.raw).expect("HMAC accepts keys of any length");
+        mac.update(label.as_bytes());
+        mac.finalize().into_bytes().into()
+    }
+
     pub fn from_env() -> Option<Secret> {
         from_var(SECRET_VAR)
     }

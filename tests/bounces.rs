@@ -95,3 +95,284 @@ fn agrees_with_the_reference_on_the_corpus() {
     assert!(agreement >= 0.84, "agreement {agreement}");
     assert!(false_suppressions <= 7, "{false_suppressions} false suppressions");
 }
+
+mod support;
+
+use support::{Project, Sink, csv, run, scheduled_issue};
+
+const VERP: &str = "bounces+{token}@lists.example.org";
+
+/// A header's value in a message as smtp-sink dumped it.
+fn header<'a>(text: &'a str, name: &str) -> Option<&'a str> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(": ")))
+        .map(str::trim)
+}
+
+/// Per recipient: the envelope sender and Message-ID of what the sink received.
+fn sent(sink: &Sink) -> std::collections::HashMap<String, (String, String)> {
+    sink.messages()
+        .into_iter()
+        .map(|(rcpts, text)| {
+            let from = header(&text, "X-Mail-Args").unwrap().trim_start_matches('<');
+            let from = from.split('>').next().unwrap().to_owned();
+            (
+                rcpts[0].clone(),
+                (from, header(&text, "Message-ID").unwrap().to_owned()),
+            )
+        })
+        .collect()
+}
+
+/// A delivery status notification as a relay sends it, delivered to `to`.
+fn dsn(id: &str, to: &str, final_recipient: &str, status: &str, diagnostic: &str, returned_id: &str) -> String {
+    format!(
+        "Return-Path: <>\nDelivered-To: {to}\nFrom: MAILER-DAEMON@relay.example.net (Mail Delivery System)\nTo: {to}\nSubject: Undelivered Mail Returned to Sender\nMessage-ID: <{id}@relay.example.net>\nMIME-Version: 1.0\nContent-Type: multipart/report; report-type=delivery-status; boundary=\"B\"\n\n--B\nContent-Type: text/plain\n\nYour message could not be delivered.\n\n--B\nContent-Type: message/delivery-status\n\nReporting-MTA: dns; relay.example.net\n\nFinal-Recipient: rfc822; {final_recipient}\nAction: failed\nStatus: {status}\nDiagnostic-Code: smtp; {diagnostic}\n\n--B\nContent-Type: text/rfc822-headers\n\nMessage-ID: {returned_id}\nList-Id: Inside Open Infrastructure <newsletter.openinfra.dev>\nSubject: Small issue\n\n--B--\n"
+    )
+}
+
+fn arf(id: &str, rcpt: &str, returned_id: &str) -> String {
+    format!(
+        "From: feedback@fbl.example.net\nTo: fbl@openinfra.dev\nSubject: complaint\nMessage-ID: <{id}@fbl.example.net>\nMIME-Version: 1.0\nContent-Type: multipart/report; report-type=feedback-report; boundary=\"F\"\n\n--F\nContent-Type: text/plain\n\nA reader marked this as spam.\n\n--F\nContent-Type: message/feedback-report\n\nFeedback-Type: abuse\nUser-Agent: FBL/1.0\nVersion: 1\nOriginal-Rcpt-To: {rcpt}\n\n--F\nContent-Type: message/rfc822\n\nMessage-ID: {returned_id}\nTo: {rcpt}\nSubject: Small issue\n\nHello\n--F--\n"
+    )
+}
+
+fn maildir(dir: &Path, messages: &[(&str, String)]) {
+    std::fs::create_dir_all(dir.join("new")).unwrap();
+    std::fs::create_dir_all(dir.join("cur")).unwrap();
+    for (name, text) in messages {
+        std::fs::write(dir.join("new").join(name), text).unwrap();
+    }
+}
+
+fn json(out: &str) -> Vec<serde_json::Value> {
+    serde_json::from_str::<serde_json::Value>(out)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+#[test]
+fn reports_suppress_once_and_the_next_send_skips_them() {
+    let sink = Sink::start();
+    let project = Project::new(
+        sink.port,
+        &csv(6),
+        &format!("bounces: {{ return_path: \"{VERP}\", soft_limit: 2 }}\nunsubscribe: {{ url: \"https://openinfra.dev/u\", mailto: unsub@lists.example.org }}\n"),
+    )
+    .with_issues(&[("2025-01", scheduled_issue(None)), ("2025-02", scheduled_issue(None))]);
+    let r = run(project.command().args(["send", "2025-01", "--yes"]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let first = sent(&sink);
+    assert_eq!(first.len(), 6);
+    // VERP: every recipient has their own envelope sender.
+    for (rcpt, (from, _)) in &first {
+        assert!(
+            from.starts_with("bounces+2025-01.") && from.ends_with("@lists.example.org"),
+            "{rcpt}: {from}"
+        );
+        assert!(from.split('@').next().unwrap().len() <= 64);
+    }
+    let envelope = |i: usize| first[&format!("user{i}@example.org")].0.clone();
+    let message_id = |i: usize| first[&format!("user{i}@example.org")].1.clone();
+    let md = project.dir.path().join("bounces");
+    let reports = [
+        // Through VERP, although the relay names an address it rewrote.
+        ("1.hard", dsn("h1", &envelope(0), "forwarded@elsewhere.example", "5.1.1", "550 5.1.1 User unknown", "<other@x>")),
+        ("2.complaint", arf("c1", "user1@example.org", &message_id(1))),
+        ("3.soft", dsn("s1", &envelope(2), "user2@example.org", "5.2.2", "552 5.2.2 Mailbox full", &message_id(2))),
+        (
+            "4.mailto",
+            "From: user3@example.org\nTo: unsub@lists.example.org\nSubject: unsubscribe\nMessage-ID: <u3@example.org>\n\nplease\n".to_owned(),
+        ),
+        ("5.stranger", dsn("x1", "newsletter@openinfra.dev", "stranger@nowhere.example", "5.1.1", "550 5.1.1 no such user", "<not-ours@x>")),
+        ("6.blocked", dsn("b1", &envelope(4), "user4@example.org", "5.7.1", "554 5.7.1 Service unavailable; client host blocked using Spamhaus", &message_id(4))),
+        (
+            "7.vacation",
+            "From: user5@example.org\nTo: newsletter@openinfra.dev\nSubject: Out of office\nAuto-Submitted: auto-replied\nMessage-ID: <v5@example.org>\n\nAway.\n".to_owned(),
+        ),
+    ];
+    let reports: Vec<(&str, String)> = reports.iter().map(|(n, t)| (*n, t.clone())).collect();
+    maildir(&md, &reports);
+
+    // A dry run says what would happen and changes nothing.
+    let r = run(project
+        .command()
+        .args(["bounces", "--dry-run", "--format", "json", "--maildir"])
+        .arg(&md));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let verdicts = json(&r.stdout);
+    let find = |file: &str| {
+        verdicts
+            .iter()
+            .find(|v| v["file"] == file)
+            .unwrap_or_else(|| panic!("{file}: {}", r.stdout))
+            .clone()
+    };
+    assert_eq!(find("1.hard")["recipient"], "user0@example.org");
+    assert_eq!(find("1.hard")["class"], "hard");
+    assert_eq!(find("1.hard")["status"], "5.1.1");
+    assert_eq!(find("1.hard")["issue"], "2025-01");
+    assert_eq!(find("1.hard")["action"], "would suppress (bounce)");
+    assert_eq!(find("2.complaint")["class"], "complaint");
+    assert_eq!(find("3.soft")["class"], "soft");
+    assert_eq!(find("5.stranger")["recipient"], "stranger@nowhere.example");
+    assert_eq!(find("5.stranger")["action"], "none: not a recipient of ours");
+    assert_eq!(find("6.blocked")["class"], "soft");
+    assert_eq!(find("7.vacation")["class"], "ignore");
+    assert_eq!(std::fs::read_dir(md.join("new")).unwrap().count(), 7);
+    assert_eq!(project.status("2025-01")["bounces"]["hard"], 0);
+
+    // The real run acts, moves each message to cur/ as seen.
+    let r = run(project.command().args(["bounces", "--maildir"]).arg(&md));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("7 report(s)"), "{}", r.stdout);
+    assert_eq!(std::fs::read_dir(md.join("new")).unwrap().count(), 0);
+    let cur: Vec<String> = std::fs::read_dir(md.join("cur"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(cur.len(), 7);
+    assert!(cur.iter().all(|n| n.ends_with(":2,S")), "{cur:?}");
+    let suppressed = || {
+        let r = run(project.command().args(["suppress", "list", "--format", "json"]));
+        serde_json::from_str::<serde_json::Value>(&r.stdout)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                (
+                    s["email"].as_str().unwrap().to_owned(),
+                    s["source"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect::<std::collections::BTreeMap<_, _>>()
+    };
+    let expected: std::collections::BTreeMap<String, String> =
+        [("user0", "bounce"), ("user1", "complaint"), ("user3", "mailto")]
+            .into_iter()
+            .map(|(u, s)| (format!("{u}@example.org"), s.to_owned()))
+            .collect();
+    assert_eq!(suppressed(), expected);
+
+    // The same reports again (a second copy, a restored backup): nothing changes.
+    maildir(&md, &reports);
+    let r = run(project
+        .command()
+        .args(["bounces", "--format", "json", "--maildir"])
+        .arg(&md));
+    assert!(
+        json(&r.stdout)
+            .iter()
+            .all(|v| v["action"] == "none: handled by an earlier run" || v["file"] == "4.mailto"),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(suppressed(), expected);
+    let status = project.status("2025-01");
+    assert_eq!(status["bounces"]["hard"], 1);
+    assert_eq!(status["bounces"]["soft"], 1);
+    assert_eq!(status["bounces"]["complaints"], 1);
+    assert_eq!(status["bounces"]["blocked"], 1);
+    let warnings = status["warnings"].to_string();
+    assert!(warnings.contains("bounce rate 33.33% is over 5%"), "{warnings}");
+    assert!(warnings.contains("complaint rate 16.667% is over 0.1%"), "{warnings}");
+    assert!(warnings.contains("refused the message as from us"), "{warnings}");
+    let r = run(project.command().args(["status", "--bounces"]));
+    assert!(
+        r.stdout.contains("user0@example.org") && r.stdout.contains("(not ours)"),
+        "{}",
+        r.stdout
+    );
+
+    // The next issue skips the three; a second soft bounce in a row (soft_limit 2) suppresses.
+    let before = sink.count();
+    let r = run(project.command().args(["send", "2025-02", "--yes"]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(sink.count() - before, 3);
+    let user2 = sink
+        .messages()
+        .into_iter()
+        .filter(|(rcpts, _)| rcpts[0] == "user2@example.org")
+        .filter_map(|(_, text)| {
+            Some(
+                header(&text, "X-Mail-Args")?
+                    .trim_start_matches('<')
+                    .split('>')
+                    .next()?
+                    .to_owned(),
+            )
+        })
+        .find(|from| from.starts_with("bounces+2025-02."))
+        .unwrap();
+    maildir(
+        &md,
+        &[(
+            "8.soft",
+            dsn(
+                "s2",
+                &user2,
+                "user2@example.org",
+                "4.4.7",
+                "Message expired in queue",
+                "<x@y>",
+            ),
+        )],
+    );
+    let r = run(project.command().args(["bounces", "--maildir"]).arg(&md));
+    assert!(
+        r.stdout
+            .contains("user2@example.org (expired 4.4.7): suppressed (soft bounces on 2 issues in a row)"),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(suppressed()["user2@example.org"], "soft-limit");
+}
+
+#[test]
+fn an_mbox_is_read_from_where_the_last_run_stopped() {
+    let sink = Sink::start();
+    let project = Project::new(sink.port, &csv(3), "");
+    let r = run(project.command().args(["send", "small", "--yes"]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let ids = sent(&sink);
+    let mbox = project.dir.path().join("bounces.mbox");
+    let entry = |i: usize, id: &str| {
+        format!(
+            "From MAILER-DAEMON Thu Jan  1 00:00:00 2026\n{}\n",
+            dsn(
+                id,
+                "newsletter@openinfra.dev",
+                &format!("user{i}@example.org"),
+                "5.1.1",
+                "550 5.1.1 unknown",
+                &ids[&format!("user{i}@example.org")].1
+            )
+        )
+    };
+    std::fs::write(&mbox, entry(0, "m0") + &entry(1, "m1")).unwrap();
+    let r = run(project
+        .command()
+        .args(["bounces", "--format", "json", "--mbox"])
+        .arg(&mbox));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let first = json(&r.stdout);
+    assert_eq!(first.len(), 2, "{}", r.stdout);
+    assert_eq!(first[0]["file"], "@0");
+    // Mail arrives at the end of the file; only that is read next time.
+    let mut text = std::fs::read_to_string(&mbox).unwrap();
+    text.push_str(&entry(2, "m2"));
+    std::fs::write(&mbox, &text).unwrap();
+    let r = run(project
+        .command()
+        .args(["bounces", "--format", "json", "--mbox"])
+        .arg(&mbox));
+    let second = json(&r.stdout);
+    assert_eq!(second.len(), 1, "{}", r.stdout);
+    assert_eq!(second[0]["recipient"], "user2@example.org");
+    assert_eq!(second[0]["action"], "suppressed (bounce)");
+    let r = run(project.command().args(["bounces", "--mbox"]).arg(&mbox));
+    assert!(r.stdout.contains("0 report(s)"), "{}", r.stdout);
+}

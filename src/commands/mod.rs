@@ -1,5 +1,6 @@
 //! One file per subcommand, each a small function over the library.
 
+pub mod bounces;
 pub mod check;
 pub mod dkim;
 pub mod docs;

@@ -6,7 +6,7 @@ use anyhow::Result;
 use newsletter::deliver::queue;
 use newsletter::human::thousands;
 use newsletter::issue::{self, Issue};
-use newsletter::ledger::{self, Counts, DeliveryRecord, Ledger};
+use newsletter::ledger::{self, BounceCounts, BounceEvent, Counts, DeliveryRecord, Ledger};
 use serde::Serialize;
 
 use crate::Exit;
@@ -40,6 +40,48 @@ struct Detail {
     suppressed: u64,
     achieved_rate: Option<f64>,
     undelivered: Vec<DeliveryRecord>,
+    /// Recipients with a hard or soft bounce or a complaint (from `newsletter bounces`), and
+    /// blocks of our sending.
+    bounces: BounceCounts,
+    /// Per cent of the recipients sent to.
+    hard_bounce_rate: f64,
+    soft_bounce_rate: f64,
+    complaint_rate: f64,
+    /// What a relay or mailbox provider would act on.
+    warnings: Vec<String>,
+}
+
+/// Relays suspend senders whose bounces pass about 5% (Amazon SES reviews at 5%, suspends
+/// at 10%) or complaints pass 0.1%; Gmail's limit for spam reports is 0.3%.
+const BOUNCE_LIMIT: f64 = 5.0;
+const COMPLAINT_LIMIT: f64 = 0.1;
+
+fn bounce_warnings(b: &BounceCounts, sent: u64, rates: (f64, f64, f64)) -> Vec<String> {
+    let (hard, soft, complaints) = rates;
+    let mut warnings = Vec::new();
+    if hard + soft > BOUNCE_LIMIT {
+        warnings.push(format!(
+            "bounce rate {:.2}% is over {BOUNCE_LIMIT}%: relays (Amazon SES, Google) review or suspend senders past it; clean the list",
+            hard + soft
+        ));
+    }
+    if complaints > COMPLAINT_LIMIT {
+        warnings.push(format!(
+            "complaint rate {complaints:.3}% is over {COMPLAINT_LIMIT}% (Gmail's limit is 0.3%): readers are marking it as spam"
+        ));
+    }
+    if b.blocked > 0 {
+        warnings.push(format!(
+            "{} of {} recipient(s) refused the message as from us (policy, spam, reputation, authentication): a problem with our sending, not with them; see `newsletter status --bounces`",
+            thousands(b.blocked),
+            thousands(sent)
+        ));
+    }
+    warnings
+}
+
+fn percent(n: u64, of: u64) -> f64 {
+    if of == 0 { 0.0 } else { n as f64 * 100.0 / of as f64 }
 }
 
 pub fn run(config_path: Option<&Path>, args: StatusArgs) -> Result<Exit> {
@@ -51,6 +93,14 @@ pub fn run(config_path: Option<&Path>, args: StatusArgs) -> Result<Exit> {
         .transpose()?;
     let running = ledger::is_running(&config.ledger);
     let Some(name) = &args.issue else {
+        if args.bounces {
+            let events = match &ledger {
+                Some(l) => l.bounce_events(None)?,
+                None => Vec::new(),
+            };
+            print_bounces(&events, args.format)?;
+            return Ok(Exit::Success);
+        }
         let lines = issue::list(&config.newsletters)
             .into_iter()
             .map(|(name, path)| match Issue::load(&path) {
@@ -90,6 +140,14 @@ pub fn run(config_path: Option<&Path>, args: StatusArgs) -> Result<Exit> {
         }
         return Ok(Exit::Success);
     };
+    if args.bounces {
+        let events = match &ledger {
+            Some(l) => l.bounce_events(Some(name.as_str()))?,
+            None => Vec::new(),
+        };
+        print_bounces(&events, args.format)?;
+        return Ok(Exit::Success);
+    }
     let issue = Issue::load(&issue::find(name, &config.newsletters)?)?;
     let summary = line(&issue, ledger.as_ref(), running)?;
     let counts = ledger
@@ -111,6 +169,16 @@ pub fn run(config_path: Option<&Path>, args: StatusArgs) -> Result<Exit> {
         None
     };
     let pending = plan.as_ref().map_or(0, |p| p.to_send);
+    let bounces = ledger
+        .as_ref()
+        .map(|l| l.bounce_counts(&issue.slug))
+        .transpose()?
+        .unwrap_or_default();
+    let rates = (
+        percent(bounces.hard, counts.sent),
+        percent(bounces.soft, counts.sent),
+        percent(bounces.complaints, counts.sent),
+    );
     let detail = Detail {
         issue: issue.slug.clone(),
         // Complete for the lists sent so far, but the list has readers who never got it (rows
@@ -133,6 +201,11 @@ pub fn run(config_path: Option<&Path>, args: StatusArgs) -> Result<Exit> {
             Some(l) => l.undelivered(&issue.slug, if args.failed { None } else { Some(5) })?,
             None => Vec::new(),
         },
+        warnings: bounce_warnings(&bounces, counts.sent, rates),
+        bounces,
+        hard_bounce_rate: rates.0,
+        soft_bounce_rate: rates.1,
+        complaint_rate: rates.2,
         counts,
     };
     match args.format {
@@ -212,6 +285,27 @@ fn print_detail(d: &Detail, list: &Path) {
     if let Some(rate) = d.achieved_rate {
         println!("  achieved rate        {rate:.1}/s");
     }
+    println!(
+        "  hard bounces         {} ({:.2}%)",
+        thousands(d.bounces.hard),
+        d.hard_bounce_rate
+    );
+    println!(
+        "  soft bounces         {} ({:.2}%)",
+        thousands(d.bounces.soft),
+        d.soft_bounce_rate
+    );
+    println!(
+        "  complaints           {} ({:.3}%)",
+        thousands(d.bounces.complaints),
+        d.complaint_rate
+    );
+    if d.bounces.blocked > 0 {
+        println!("  blocked as from us   {}", thousands(d.bounces.blocked));
+    }
+    for w in &d.warnings {
+        println!("  warning: {w}");
+    }
     if !d.undelivered.is_empty() {
         println!("  last errors:");
         for u in &d.undelivered {
@@ -223,4 +317,27 @@ fn print_detail(d: &Detail, list: &Path) {
             );
         }
     }
+}
+
+fn print_bounces(events: &[BounceEvent], format: Format) -> Result<()> {
+    match format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(events)?),
+        Format::Text if events.is_empty() => println!("No bounces or complaints recorded."),
+        Format::Text => {
+            for e in events {
+                println!(
+                    "{}\t{}\t{}\t{} {}\t{}\t{}\t{}",
+                    e.created_at,
+                    e.issue.as_deref().unwrap_or("-"),
+                    e.email.as_deref().unwrap_or("(not ours)"),
+                    e.class,
+                    e.reason,
+                    e.status.as_deref().unwrap_or("-"),
+                    e.action,
+                    e.diagnostic
+                );
+            }
+        }
+    }
+    Ok(())
 }

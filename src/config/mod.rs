@@ -7,6 +7,7 @@ use anyhow::{Result, anyhow, bail};
 use serde::{Deserialize, Serialize};
 use serde_norway::Value;
 
+pub mod bounces;
 mod check;
 mod dkim;
 pub mod duration;
@@ -14,6 +15,7 @@ mod smtp;
 mod throttle;
 mod web;
 
+pub use bounces::Bounces;
 pub use check::{Check, Preview};
 pub use dkim::{Dkim, DkimAlgorithm};
 use duration::string_or_number;
@@ -30,6 +32,7 @@ pub const SECRET_VARS: &[&str] = &[
     "NEWSLETTER_SMTP_OAUTH_TOKEN",
     "NEWSLETTER_SMTP_OAUTH_CLIENT_SECRET",
     "NEWSLETTER_UNSUBSCRIBE_SECRET_PREVIOUS",
+    "NEWSLETTER_BOUNCES_PASSWORD",
 ];
 
 /// Variables the tool reads that are not configuration keys.
@@ -78,6 +81,7 @@ pub struct Config {
     pub preview: Preview,
     pub serve: Serve,
     pub archive: Archive,
+    pub bounces: Bounces,
     /// What loading found worth saying but not stopping for (a misspelt variable); the
     /// command prints them like its other warnings.
     #[serde(skip)]
@@ -128,6 +132,7 @@ impl Default for Config {
             preview: Preview::default(),
             serve: Serve::default(),
             archive: Archive::default(),
+            bounces: Bounces::default(),
             warnings: Vec::new(),
         }
     }
@@ -265,7 +270,7 @@ impl Config {
             .rate
             .parse::<Rate>()
             .map_err(|why| ("throttle.rate".to_owned(), why))?;
-        Ok(())
+        self.bounces.validate()
     }
 }
 

@@ -11,6 +11,7 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 
 use super::run::Job;
+use crate::bounces::verp::{self, Verp};
 use crate::dkim::Signer;
 use crate::ledger::{Ledger, Status};
 use crate::personalize::Personalizer;
@@ -243,6 +244,9 @@ pub struct Composer<'a> {
     pub dkim: Option<&'a Signer>,
     /// MAIL FROM: where bounces go.
     pub return_path: Address,
+    /// VERP (`bounces.return_path`): a MAIL FROM per recipient that names the issue and the
+    /// recipient; test sends keep `return_path`.
+    pub verp: Option<(Verp, String)>,
 }
 
 impl Composer<'_> {
@@ -251,11 +255,23 @@ impl Composer<'_> {
         // The recipients and Message-ID as the message already has them: no second parse.
         let to = message.envelope().to().to_vec();
         let message_id = message.headers().get_raw("Message-ID").unwrap_or_default().to_owned();
+        let return_path = match &self.verp {
+            Some((verp, template)) => match verp.token(&self.personalizer.rendered().slug, &message_id) {
+                Some(token) => {
+                    let address = verp::address(template, &token);
+                    address
+                        .parse()
+                        .map_err(|e| anyhow::anyhow!("bounces.return_path gives `{address}`, not an address: {e}"))?
+                }
+                None => self.return_path.clone(),
+            },
+            None => self.return_path.clone(),
+        };
         Ok(Job {
             email: recipient.email.clone(),
             line: recipient.line,
             message_id,
-            envelope: Envelope::new(Some(self.return_path.clone()), to)?,
+            envelope: Envelope::new(Some(return_path), to)?,
             bytes: match self.dkim {
                 Some(signer) => signer.sign(&message.formatted()),
                 None => message.formatted(),

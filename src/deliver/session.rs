@@ -14,6 +14,7 @@ use super::report::{self, Progress};
 use super::run::{self, Settings};
 use super::smtp::SmtpConnection;
 use super::throttle::{Rate, TokenBucket};
+use crate::bounces::verp::Verp;
 use crate::check;
 use crate::compile::Rendered;
 use crate::config::Config;
@@ -114,6 +115,11 @@ pub fn send(
         }
         (None, false) => bail!("{SECRET_VAR} is not set: unsubscribe links must be signed with the website's secret"),
     };
+    let verp = config
+        .bounces
+        .return_path
+        .as_ref()
+        .map(|template| (Verp::new(&secret), template.clone()));
     let mut personalizer = Personalizer::new(&rendered, config, secret)?;
     if test {
         personalizer = personalizer.for_test_send();
@@ -126,6 +132,7 @@ pub fn send(
         return_path: return_path
             .parse()
             .with_context(|| format!("return_path `{return_path}` is not an address"))?,
+        verp,
     };
     if let Mode::Test { to } = &request.mode {
         return test_send(config, to, &composer, rate, quiet);

@@ -13,9 +13,11 @@ use serde::Serialize;
 
 use crate::compile::Rendered;
 
+mod bounces;
 pub mod schema;
 mod suppressions;
 
+pub use bounces::{BounceCounts, BounceEvent};
 pub use suppressions::Suppression;
 
 /// Where a recipient stands for one issue.
@@ -383,6 +385,14 @@ pub fn is_running(ledger: &Path) -> bool {
 /// system releases it when the process ends, however it ends, so a stale lock never blocks.
 pub fn lock(ledger: &Path) -> Result<std::fs::File> {
     let path = ledger.with_extension("lock");
+    match lock_file(&path)? {
+        Some(file) => Ok(file),
+        None => Err(Locked(path).into()),
+    }
+}
+
+/// Locks `path` (creating it): `None` when another process holds it.
+pub fn lock_file(path: &Path) -> Result<Option<std::fs::File>> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
@@ -390,11 +400,11 @@ pub fn lock(ledger: &Path) -> Result<std::fs::File> {
         .create(true)
         .truncate(false)
         .write(true)
-        .open(&path)
+        .open(path)
         .with_context(|| format!("cannot open the lock file {}", path.display()))?;
     match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => Err(Locked(path).into()),
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
         Err(std::fs::TryLockError::Error(e)) => Err(anyhow::anyhow!("cannot lock {}: {e}", path.display())),
     }
 }

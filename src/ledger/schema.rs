@@ -69,6 +69,34 @@ const MIGRATIONS: &[&str] = &[
     "
     ALTER TABLE suppressions ADD COLUMN issue TEXT;
     ",
+    // 4: the return path. Each report read from the bounce mailbox, once; what it said about
+    // each recipient; how far each mailbox was read; and the event behind a suppression.
+    "
+    CREATE TABLE reports (
+        report TEXT PRIMARY KEY,      -- its Message-ID, or sha256:HEX of its bytes
+        handled_at TEXT NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE bounce_events (
+        id INTEGER PRIMARY KEY,
+        report TEXT NOT NULL,
+        email TEXT,                   -- lower case; NULL when it names no recipient of ours
+        issue TEXT,
+        class TEXT NOT NULL CHECK (class IN ('hard', 'soft', 'complaint', 'ignore')),
+        reason TEXT NOT NULL,
+        status TEXT,
+        diagnostic TEXT NOT NULL,
+        action TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    CREATE INDEX bounce_events_issue ON bounce_events (issue, class);
+    CREATE INDEX bounce_events_email ON bounce_events (email);
+    CREATE TABLE mailbox_cursors (
+        source TEXT PRIMARY KEY,
+        position TEXT NOT NULL        -- mbox: byte offset; IMAP: UIDVALIDITY:UID
+    ) WITHOUT ROWID;
+    CREATE INDEX deliveries_message_id ON deliveries (message_id);
+    ALTER TABLE suppressions ADD COLUMN cause INTEGER;
+    ",
 ];
 
 /// Opens (creating it if need be) the file at `path`, upgraded to the current schema.

@@ -1,0 +1,137 @@
+//! `newsletter bounces`: read the bounce mailbox, act on each report once, print a summary.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{Result, bail};
+use newsletter::bounces::act::{Handler, Outcome};
+use newsletter::bounces::imap::Imap;
+use newsletter::bounces::source::{Mailbox, Maildir, Mbox};
+use newsletter::bounces::verp::Verp;
+use newsletter::config::bounces::{PASSWORD_VAR, Source};
+use newsletter::human::thousands;
+use newsletter::ledger::{self, Ledger};
+use newsletter::unsubscribe::{SECRET_VAR, Secret};
+
+use crate::Exit;
+use crate::cli::{BouncesArgs, Format};
+
+pub fn run(config_path: Option<&Path>, quiet: bool, args: BouncesArgs) -> Result<Exit> {
+    let config = super::load_config(config_path, quiet)?;
+    let source = match (&args.maildir, &args.mbox, &config.bounces.source) {
+        (Some(dir), _, _) => Source::Maildir(dir.clone()),
+        (_, Some(file), _) => Source::Mbox(file.clone()),
+        (None, None, Some(s)) => s.parse().map_err(|e| anyhow::anyhow!("bounces.source: {e}"))?,
+        (None, None, None) => bail!(
+            "no bounce mailbox: set bounces.source (maildir:PATH, mbox:PATH or imaps://USER@HOST/FOLDER) or give --maildir or --mbox"
+        ),
+    };
+    // One reader at a time: two cron runs must not act on the same report twice. A dry run
+    // acts on nothing and creates nothing.
+    let lock_path = config.ledger.with_extension("bounces.lock");
+    let _lock = if args.dry_run {
+        None
+    } else {
+        match ledger::lock_file(&lock_path)? {
+            Some(lock) => Some(lock),
+            None => bail!(
+                "another `newsletter bounces` is running (it holds {}); this run stops",
+                lock_path.display()
+            ),
+        }
+    };
+    // A dry run reads the ledger when there is one, to say what a real run would do.
+    let mut ledger = if !args.dry_run || config.ledger.is_file() {
+        Some(Ledger::open(&config.ledger)?)
+    } else {
+        None
+    };
+    let verp = match (&config.bounces.return_path, Secret::from_env()) {
+        (Some(_), Some(secret)) => Some(Verp::new(&secret)),
+        (Some(_), None) => {
+            eprintln!(
+                "warning: {SECRET_VAR} is not set: VERP addresses (bounces.return_path) cannot be read, so reports are matched by their contents"
+            );
+            None
+        }
+        (None, _) => None,
+    };
+    let mut mailbox: Box<dyn Mailbox> = match &source {
+        Source::Maildir(dir) => Box::new(Maildir::open(dir)?),
+        Source::Mbox(file) => {
+            let name = format!("mbox:{}", file.display());
+            let cursor = ledger.as_ref().map(|l| l.cursor(&name)).transpose()?.flatten();
+            Box::new(Mbox::open(file, cursor.as_deref())?)
+        }
+        Source::Imap(imap) => {
+            let password = std::env::var(PASSWORD_VAR).map_err(|_| {
+                anyhow::anyhow!("{PASSWORD_VAR} is not set: the IMAP password comes only from the environment")
+            })?;
+            let name = Imap::name_of(imap);
+            let cursor = ledger.as_ref().map(|l| l.cursor(&name)).transpose()?.flatten();
+            let tls = newsletter::deliver::tls::client_config(&config.smtp).map_err(|e| anyhow::anyhow!(e))?;
+            Box::new(Imap::connect(imap, &password, tls, cursor.as_deref(), args.dry_run)?)
+        }
+    };
+    let handler = Handler {
+        config: &config,
+        verp,
+        dry_run: args.dry_run,
+        mailbox: mailbox.name(),
+    };
+    let mut outcomes: Vec<Outcome> = Vec::new();
+    let mut reports = 0u64;
+    loop {
+        let items = mailbox.next_batch()?;
+        if items.is_empty() {
+            break;
+        }
+        for item in &items {
+            outcomes.extend(handler.handle(item, ledger.as_mut())?);
+        }
+        reports += items.len() as u64;
+        if !args.dry_run {
+            mailbox.done(&items)?;
+        }
+    }
+    match args.format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&outcomes)?),
+        Format::Text => print_summary(&mailbox.name(), reports, &outcomes, args.dry_run, quiet),
+    }
+    Ok(Exit::Success)
+}
+
+fn print_summary(name: &str, reports: u64, outcomes: &[Outcome], dry_run: bool, quiet: bool) {
+    let mut by_class: BTreeMap<&str, u64> = BTreeMap::new();
+    for o in outcomes {
+        *by_class.entry(o.class.as_str()).or_default() += 1;
+    }
+    let suppressed: Vec<&Outcome> = outcomes
+        .iter()
+        .filter(|o| o.action.starts_with("suppressed") || o.action.starts_with("would suppress"))
+        .collect();
+    let count = |c: &str| thousands(by_class.get(c).copied().unwrap_or(0));
+    println!(
+        "{}{} report(s) read from {name}: {} hard, {} soft, {} complaint(s), {} ignored; {} address(es) {}",
+        if dry_run { "dry run: " } else { "" },
+        thousands(reports),
+        count("hard"),
+        count("soft"),
+        count("complaint"),
+        count("ignore"),
+        thousands(suppressed.len() as u64),
+        if dry_run { "would be suppressed" } else { "suppressed" }
+    );
+    if quiet {
+        return;
+    }
+    for o in suppressed {
+        println!(
+            "  {} ({}{}): {}",
+            o.recipient.as_deref().unwrap_or("?"),
+            o.reason.as_str(),
+            o.status.as_deref().map(|s| format!(" {s}")).unwrap_or_default(),
+            o.action
+        );
+    }
+}
