@@ -376,3 +376,92 @@ fn an_mbox_is_read_from_where_the_last_run_stopped() {
     let r = run(project.command().args(["bounces", "--mbox"]).arg(&mbox));
     assert!(r.stdout.contains("0 report(s)"), "{}", r.stdout);
 }
+
+#[test]
+fn an_imap_folder_is_read_once_marked_seen_and_never_emptied() {
+    use support::dovecot::{self, Dovecot};
+    let pki = support::smtpd::Pki::new();
+    let imap = Dovecot::start(&pki);
+    let sink = Sink::start();
+    let project = Project::new(
+        sink.port,
+        &csv(3),
+        &format!(
+            "bounces: {{ source: \"imaps://{}@localhost:{}/INBOX\" }}\n",
+            dovecot::USER,
+            imap.port
+        ),
+    )
+    .with_smtp(&format!(
+        "{{ host: 127.0.0.1, port: {}, security: none, timeout: 5s, ca_file: {} }}",
+        sink.port,
+        pki.ca().display()
+    ));
+    let r = run(project.command().args(["send", "small", "--yes"]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let ids = sent(&sink);
+    let deliver = |name: &str, i: usize| {
+        let text = dsn(
+            name,
+            "newsletter@openinfra.dev",
+            &format!("user{i}@example.org"),
+            "5.1.1",
+            "550 5.1.1 unknown",
+            &ids[&format!("user{i}@example.org")].1,
+        );
+        imap.deliver(&format!("{name}.eml"), &text);
+    };
+    deliver("r0", 0);
+    deliver("r1", 1);
+    let bounces = || {
+        let r = run(project
+            .command()
+            .env("NEWSLETTER_BOUNCES_PASSWORD", dovecot::PASSWORD)
+            .args(["bounces", "--format", "json"]));
+        assert_eq!(r.code, 0, "{}\n{}", r.stderr, imap.log());
+        json(&r.stdout)
+    };
+    // A wrong password is one line naming the user.
+    let r = run(project
+        .command()
+        .env("NEWSLETTER_BOUNCES_PASSWORD", "wrong")
+        .args(["bounces"]));
+    assert_ne!(r.code, 0);
+    assert!(
+        r.stderr.contains("login as bounces@openinfra.dev refused"),
+        "{}",
+        r.stderr
+    );
+
+    let first = bounces();
+    assert_eq!(first.len(), 2, "{first:?}");
+    assert!(first.iter().all(|v| v["action"] == "suppressed (bounce)"), "{first:?}");
+    // Every message is still there, each marked seen.
+    let seen = || {
+        let mut names: Vec<String> = ["new", "cur"]
+            .iter()
+            .flat_map(|d| std::fs::read_dir(imap.maildir().join(d)).unwrap())
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        names
+    };
+    let after_first = seen();
+    assert_eq!(after_first.len(), 2, "{after_first:?}");
+    assert!(
+        after_first
+            .iter()
+            .all(|n| n.contains(":2,") && n.rsplit(":2,").next().unwrap().contains('S')),
+        "{after_first:?}"
+    );
+    // The second run reads nothing already read; a new report is read alone.
+    assert!(bounces().is_empty());
+    deliver("r2", 2);
+    let third = bounces();
+    assert_eq!(third.len(), 1, "{third:?}");
+    assert_eq!(third[0]["recipient"], "user2@example.org");
+    let r = run(project.command().args(["suppress", "list"]));
+    for i in 0..3 {
+        assert!(r.stdout.contains(&format!("user{i}@example.org")), "{}", r.stdout);
+    }
+}

@@ -2,6 +2,7 @@
 //! server for faults.
 #![allow(dead_code)] // each test file uses a part of this module
 
+pub mod dovecot;
 pub mod http;
 pub mod smtpd;
 pub mod webdriver;
