@@ -146,6 +146,10 @@ const WORDINGS: &[(Reason, &str)] = &[
     ),
 ];
 
+/// The first wording alone, for a report's prose (long) where only it matters.
+static MAILBOX_FULL: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(&format!("(?i){}", WORDINGS[0].1)).expect("the wordings are valid patterns"));
+
 static WORDING_SET: LazyLock<RegexSet> = LazyLock::new(|| {
     RegexSet::new(WORDINGS.iter().map(|(_, p)| format!("(?i){p}"))).expect("the wordings are valid patterns")
 });
@@ -194,7 +198,7 @@ pub fn reason(evidence: Evidence) -> Reason {
     if let Some(r @ (Reason::MailboxFull | Reason::TooBig | Reason::HasMoved)) = by_wording {
         return r;
     }
-    if wording(&context) == Some(Reason::MailboxFull) {
+    if !context.is_empty() && MAILBOX_FULL.is_match(&context) {
         return Reason::MailboxFull;
     }
     let temporary = evidence.delayed || matches!(code, Some((4, _, _)));

@@ -76,7 +76,10 @@ pub fn read(raw: &[u8]) -> Report {
         ..Report::default()
     };
     let mut parts = parts(&message);
-    if parts.delivery_status.is_none() && has_recipients(&parts.prose) {
+    if parts.delivery_status.is_none()
+        && parts.prose.contains("inal-Recipient:")
+        && !recipient_groups(&parts.prose).is_empty()
+    {
         // Fields of a report pasted into the text (a broken multipart, an old Sendmail).
         parts.delivery_status = Some(parts.prose.clone());
     }
@@ -86,8 +89,13 @@ pub fn read(raw: &[u8]) -> Report {
         complaints(feedback, &report.returned)
     } else if is_complaint_without_report(&report) {
         complaint_findings(Reason::Complaint, "complaint".into(), report.returned.to.clone())
-    } else if let Some(dsn) = parts.delivery_status.as_deref().filter(|d| has_recipients(d)) {
-        delivery_status(dsn, prose)
+    } else if let Some(groups) = parts
+        .delivery_status
+        .as_deref()
+        .map(recipient_groups)
+        .filter(|g| !g.is_empty())
+    {
+        delivery_status(groups, prose)
     } else if is_bounce(&message, &report) {
         prose_failures(&message, &report, prose)
     } else if is_auto_reply(&message) {
@@ -253,10 +261,9 @@ fn is_complaint_without_report(report: &Report) -> bool {
     (subject.contains("complaint") || subject.contains("abuse report")) && report.returned != Returned::default()
 }
 
-fn has_recipients(dsn: &str) -> bool {
-    fields::groups(dsn).iter().any(recipient_of)
+fn recipient_groups(dsn: &str) -> Vec<Group> {
+    fields::groups(dsn).into_iter().filter(recipient_of).collect()
 }
-
 fn recipient_of(group: &Group) -> bool {
     group
         .get("final-recipient")
@@ -266,8 +273,7 @@ fn recipient_of(group: &Group) -> bool {
 }
 
 /// An RFC 3464 report: one finding per recipient group.
-fn delivery_status(dsn: &str, prose: &str) -> Vec<Finding> {
-    let groups: Vec<Group> = fields::groups(dsn).into_iter().filter(recipient_of).collect();
+fn delivery_status(groups: Vec<Group>, prose: &str) -> Vec<Finding> {
     let recipients: Vec<String> = groups
         .iter()
         .filter_map(|g| {
