@@ -129,12 +129,12 @@ const WORDINGS: &[(Reason, &str)] = &[
         r"disabled|suspended|deactivated|inactive|not active|account (is )?(locked|expired|closed)|mailbox (is )?(locked|closed|disabled)|is not accepting (messages|mail)|no longer (active|in use|valid|available)|has been closed|expired account|account has been|terminated",
     ),
     (
-        Reason::UserUnknown,
-        r"user (is )?unknown|unknown user|no such (user|mailbox|recipient|address|account|local user|person)|user not found|mailbox not found|mailbox (does not|doesn't) exist|recipient not found|recipient unknown|unknown recipient|address unknown|unknown (mailbox|address|local part|or illegal alias)|does not exist|doesn't exist|not exist|invalid (recipient|mailbox|address|user)|recipient (address )?(is )?invalid|address rejected|user doesn't have|mailbox unavailable|no mailbox|not a valid (mailbox|recipient|user)|not our customer|is not a known user|account (does not|doesn't) exist|no account|unrouteable address|unroutable address|recipient rejected|bad destination mailbox|not listed in|undeliverable address|cannot be found|couldn't be found|could not be found|no valid recipients|addressee unknown|user doesn't exist|not found in|invalid address|unknown address|was not found|mailbox name not allowed|not registered|non-existent|nonexistent|no such",
+        Reason::HostUnknown,
+        r"host (or domain name )?not found|host unknown|unknown host|domain (name )?not found|no such domain|unknown domain|domain (does not|doesn't) exist|name or service not known|nxdomain|no mx|mx (record )?not found|unrouteable mail domain|bad destination system|no route to host|domain is not (valid|configured|reachable)|host not found|invalid domain|illegal host",
     ),
     (
-        Reason::HostUnknown,
-        r"host (or domain name )?not found|host unknown|unknown host|domain (name )?not found|no such domain|unknown domain|domain (does not|doesn't) exist|name or service not known|nxdomain|no mx|mx (record )?not found|unrouteable mail domain|bad destination system|no route to host|domain is not (valid|configured|reachable)|host not found|invalid domain|illegal host|could not find a gateway",
+        Reason::UserUnknown,
+        r"user (is )?unknown|unknown user|no such (user|mailbox|recipient|address|account|local user|person)|user not found|mailbox not found|mailbox (does not|doesn't) exist|recipient not found|recipient unknown|unknown recipient|address unknown|unknown (mailbox|address|local part|or illegal alias)|does not exist|doesn't exist|not exist|invalid (recipient|mailbox|address|user)|recipient (address )?(is )?invalid|address rejected|user doesn't have|mailbox unavailable|no mailbox|not a valid (mailbox|recipient|user)|not our customer|is not a known user|account (does not|doesn't) exist|no account|unrouteable address|unroutable address|recipient rejected|bad destination mailbox|not listed in|undeliverable address|cannot be found|couldn't be found|could not be found|no valid recipients|addressee unknown|user doesn't exist|not found in|invalid address|unknown address|was not found|mailbox name not allowed|not registered|non-existent|nonexistent|no such",
     ),
     (
         Reason::Expired,
@@ -142,7 +142,7 @@ const WORDINGS: &[(Reason, &str)] = &[
     ),
     (
         Reason::Network,
-        r"connection (refused|reset|closed|lost|timed out|dropped)|network|dns|lost connection|unreachable|no route|could not connect|couldn't connect|unable to connect",
+        r"connection (refused|reset|closed|lost|timed out|dropped)|could not find a gateway|network|dns|lost connection|unreachable|no route|could not connect|couldn't connect|unable to connect",
     ),
 ];
 
@@ -179,9 +179,12 @@ static AT_DATA: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?i)end of data|after data|>>> data\s*\n\s*<<< 5|in reply to data").expect("the pattern is valid")
 });
 
-/// An SMTP reply of permanent failure (`550`, `550-`, `#5.1.1`) in a diagnostic.
-static PERMANENT_REPLY: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"(?:^|[^\d.])5[0-5]\d(?:[ -]|$)|#5\.").expect("the pattern is valid"));
+/// An SMTP reply of permanent failure (`550`, `550-`, `#5.1.1`) in a diagnostic, or the
+/// report saying in words that the failure is permanent.
+static PERMANENT_REPLY: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)(?:^|[^\d.])5[0-5]\d(?:[ -]|$)|#5\.|permanent (?:error|failure|fatal)")
+        .expect("the pattern is valid")
+});
 
 /// Why a recipient's delivery failed.
 pub fn reason(evidence: Evidence) -> Reason {
@@ -219,8 +222,15 @@ pub fn reason(evidence: Evidence) -> Reason {
     };
     match reason {
         // A temporary failure never removes a reader, whatever it says; nor do words alone,
-        // without a server's reply code to say the failure is permanent.
-        r if r.class() == Class::Hard && (temporary || (code.is_none() && !PERMANENT_REPLY.is_match(&text))) => {
+        // without a server's reply code or the report saying the failure is permanent. A
+        // missing host or domain is a fact of DNS, not a filter's wording.
+        r if r.class() == Class::Hard
+            && (temporary
+                || (code.is_none()
+                    && !matches!(r, Reason::HostUnknown | Reason::NotAccept)
+                    && !PERMANENT_REPLY.is_match(&text)
+                    && !PERMANENT_REPLY.is_match(&context))) =>
+        {
             Reason::Other
         }
         r => r,
@@ -309,8 +319,10 @@ mod tests {
         );
         assert_eq!(r(Some("4.1.1"), "450 4.1.1 User unknown"), Reason::Other);
         assert_eq!(r(None, "550 Host or domain name not found"), Reason::HostUnknown);
-        // Words without a code of permanent failure remove no one.
-        assert_eq!(r(None, "Host or domain name not found"), Reason::Other);
+        // Words without a code of permanent failure remove no one, except DNS's facts.
+        assert_eq!(r(None, "No such user here"), Reason::Other);
+        assert_eq!(r(None, "No such user here. This is a permanent error."), Reason::UserUnknown);
+        assert_eq!(r(None, "Host or domain name not found"), Reason::HostUnknown);
         assert_eq!(r(Some("2.0.0"), "delivered"), Reason::Delivered);
         assert_eq!(r(Some("5.0.0"), ""), Reason::Other);
     }

@@ -126,8 +126,11 @@ fn parts(message: &Message) -> Parts {
             .unwrap_or_else(|| ("text".into(), "plain".into()));
         let contents = || String::from_utf8_lossy(part.contents()).into_owned();
         match (ctype.as_str(), subtype.as_str()) {
+            // A report may hold several (a digest of reports): their groups are read together.
             ("message", "delivery-status" | "global-delivery-status") => {
-                parts.delivery_status.get_or_insert_with(contents);
+                let all = parts.delivery_status.get_or_insert_with(String::new);
+                all.push_str(&contents());
+                all.push_str("\n\n");
             }
             ("message", "feedback-report") => {
                 parts.feedback.get_or_insert_with(contents);
@@ -228,11 +231,9 @@ fn complaints(feedback: &str, returned: &Returned) -> Vec<Finding> {
     } else {
         Reason::AutoReply
     };
-    let mut recipients: Vec<String> = group
-        .all("original-rcpt-to")
-        .chain(group.all("removal-recipient"))
-        .filter_map(fields::address)
-        .collect();
+    // Original-Rcpt-To is RFC 5965's; the drafts' Removal-Recipient is not trusted to name
+    // the reader (it is the reporting user's own idea of their address).
+    let mut recipients: Vec<String> = group.all("original-rcpt-to").filter_map(fields::address).collect();
     if recipients.is_empty() {
         recipients = returned.to.clone();
     }
@@ -305,7 +306,7 @@ fn delivery_status(groups: Vec<Group>, prose: &str) -> Vec<Finding> {
             }
         }
         let reason = match action.as_str() {
-            "delivered" | "relayed" | "expanded" => Reason::Delivered,
+            "delivered" | "deliverable" | "relayed" | "expanded" => Reason::Delivered,
             // A local program's failure (procmail, a full disk) says nothing of the address.
             _ if code.to_ascii_lowercase().starts_with("x-unix") => Reason::Other,
             _ => reason(Evidence {
@@ -315,6 +316,7 @@ fn delivery_status(groups: Vec<Group>, prose: &str) -> Vec<Finding> {
                 delayed: action.starts_with("delay"),
             }),
         };
+        let reason = about_someone_else(reason, recipient.as_deref(), original.as_deref(), &diagnostic);
         findings.push(Finding {
             original_recipient: original.filter(|o| Some(o) != final_recipient.as_ref()),
             recipient,
@@ -326,16 +328,51 @@ fn delivery_status(groups: Vec<Group>, prose: &str) -> Vec<Finding> {
     findings
 }
 
+/// Whether a hard failure is really the recipient's. A server that names another address
+/// (a forwarding target) failed for that one; and KDDI's au phones (ezweb.ne.jp, au.com)
+/// answer "550 : User unknown", naming no address, when the reader's own filter refuses the
+/// sender ("550 <address>: User unknown" is their missing mailbox).
+fn about_someone_else(reason: Reason, recipient: Option<&str>, original: Option<&str>, diagnostic: &str) -> Reason {
+    if reason.class() != super::Class::Hard {
+        return reason;
+    }
+    let named: Vec<String> = text::addresses(diagnostic);
+    if !named.is_empty()
+        && !named
+            .iter()
+            .any(|a| Some(a.as_str()) == recipient || Some(a.as_str()) == original)
+    {
+        return Reason::Other;
+    }
+    let domain = recipient
+        .and_then(|r| r.rsplit_once('@'))
+        .map(|(_, d)| d)
+        .unwrap_or_default();
+    let kddi = ["ezweb.ne.jp", "au.com"]
+        .iter()
+        .any(|d| domain == *d || domain.ends_with(&format!(".{d}")));
+    if kddi && reason == Reason::UserUnknown && named.is_empty() {
+        return Reason::Filtered;
+    }
+    reason
+}
+
 static BOUNCE_SUBJECT: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?i)undeliver|undelivered|delivery (status|fail|failure|notification|problem|report)|failure notice|returned mail|mail delivery|could not (be )?deliver|non.?deliver|not delivered|delivery has failed|nondeliverable|rejected|bounce|mail system error|warning: message|message delayed|delayed mail|postmaster notify|error|配信|不達|エラー|Unzustellbar|Non remis|No se puede entregar").expect("the pattern is valid")
 });
 
+/// The local parts mail systems send bounces from.
+static SYSTEM_SENDER: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)mailer.?daemon|mail.?daemon|post.?master|mail.?delivery|delivery.?(system|subsystem)|^mdaemon")
+        .expect("the pattern is valid")
+});
+
 /// A bounce that is not an RFC 3464 report: sent by a mail system about a failure.
 fn is_bounce(message: &Message, report: &Report) -> bool {
-    let from_system = report.from.as_deref().is_none_or(|f| {
-        let local = f.split('@').next().unwrap_or_default();
-        local.contains("mailer-daemon") || local.contains("postmaster") || local.contains("mail-daemon")
-    });
+    let from_system = report
+        .from
+        .as_deref()
+        .is_none_or(|f| SYSTEM_SENDER.is_match(f.split('@').next().unwrap_or_default()));
     message.header_raw("X-Failed-Recipients").is_some()
         || (from_system && BOUNCE_SUBJECT.is_match(&report.subject))
         || (from_system && report.from.is_some())

@@ -17,7 +17,7 @@ static ADDRESS: LazyLock<Regex> = LazyLock::new(|| {
 /// of its header lines.
 static RETURNED: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
-        r"(?mi)^(?:[ \t]*[-=_*|]{2,}.*(?:original|copy|returned|enclosed|headers|undelivered|below this line|(?:message|text) follows).*$|.*(?:copy of the (?:original )?message|original message).*:[ \t]*$|[ \t]*(?:original message|message headers follow|headers of the (original|returned)|copy of the (original )?message|unsent message below|original message headers|returned message|undelivered message|first \d+ lines|message text follows|unsent message follows).*$|(?:return-path|received|message-id|dkim-signature|mime-version|x-mailer|content-type|date|subject|from|to):[ \t]?\S.*\n[A-Za-z-]+:[ \t]?\S)",
+        r"(?mi)^(?:[ \t]*[-=_*|]{2,}.*(?:original|copy|returned|enclosed|headers|undelivered|below this line|(?:message|text) follows).*$|.*(?:copy of the (?:original )?message|original message).*:[ \t]*$|[ \t]*(?:original message|message headers follow|headers of the (original|returned)|copy of the (original )?message|unsent message below|original message headers|returned message|undelivered message|first \d+ lines|message text follows|unsent message follows).*$|(?:return-path|received|message-id|dkim-signature|mime-version|x-mailer|content-type):[ \t]?\S.*\n[A-Za-z-]+:[ \t]?\S)",
     )
     .expect("the pattern is valid")
 });
@@ -44,12 +44,19 @@ pub struct Failure {
 /// recipient, postmasters).
 pub fn failures(prose: &str, listed: &[String], not_recipients: &[String]) -> Vec<Failure> {
     let mut found: Vec<(String, usize)> = Vec::new();
+    // An address once mentioned as an aside (a helpdesk to contact) is one everywhere: the
+    // same line may follow in another language.
+    let asides: Vec<String> = ADDRESS
+        .find_iter(prose)
+        .filter(|m| is_aside(prose, m.start()))
+        .filter_map(|m| clean_address(m.as_str()))
+        .collect();
     for m in ADDRESS.find_iter(prose) {
         let Some(address) = clean_address(m.as_str()) else {
             continue;
         };
         let wanted = if listed.is_empty() {
-            !not_recipients.contains(&address) && !is_role(&address) && !is_aside(prose, m.start())
+            !not_recipients.contains(&address) && !is_role(&address) && !asides.contains(&address)
         } else {
             listed.contains(&address)
         };
@@ -84,6 +91,14 @@ pub fn failures(prose: &str, listed: &[String], not_recipients: &[String]) -> Ve
         });
     }
     failures
+}
+
+/// Every address in `text`, in lower case.
+pub fn addresses(text: &str) -> Vec<String> {
+    ADDRESS
+        .find_iter(text)
+        .filter_map(|m| clean_address(m.as_str()))
+        .collect()
 }
 
 fn line_start(text: &str, at: usize) -> usize {
