@@ -321,7 +321,10 @@ mod tests {
         assert_eq!(r(None, "550 Host or domain name not found"), Reason::HostUnknown);
         // Words without a code of permanent failure remove no one, except DNS's facts.
         assert_eq!(r(None, "No such user here"), Reason::Other);
-        assert_eq!(r(None, "No such user here. This is a permanent error."), Reason::UserUnknown);
+        assert_eq!(
+            r(None, "No such user here. This is a permanent error."),
+            Reason::UserUnknown
+        );
         assert_eq!(r(None, "Host or domain name not found"), Reason::HostUnknown);
         assert_eq!(r(Some("2.0.0"), "delivered"), Reason::Delivered);
         assert_eq!(r(Some("5.0.0"), ""), Reason::Other);

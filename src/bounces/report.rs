@@ -48,14 +48,20 @@ pub struct Report {
 
 /// The parts of a message that matter here, found in one walk.
 #[derive(Default)]
-struct Parts {
+struct Parts<'a> {
     delivery_status: Option<String>,
     feedback: Option<String>,
     prose: String,
     returned: Option<Returned>,
+    /// A report attached whole to another (a bounce forwarded by a gateway).
+    nested_report: Option<&'a [u8]>,
 }
 
 pub fn read(raw: &[u8]) -> Report {
+    read_nested(raw, 0)
+}
+
+fn read_nested(raw: &[u8], depth: u8) -> Report {
     // A message saved from an mbox may still start with its "From " line.
     let raw = match raw.strip_prefix(b"From ") {
         Some(rest) => rest.iter().position(|&b| b == b'\n').map_or(raw, |i| &rest[i + 1..]),
@@ -96,8 +102,32 @@ pub fn read(raw: &[u8]) -> Report {
         .filter(|g| !g.is_empty())
     {
         delivery_status(groups, prose)
+    } else if let Some(nested) = parts.nested_report.filter(|_| depth < 2) {
+        let inner = read_nested(nested, depth + 1);
+        report.returned = inner.returned;
+        inner.findings
+    } else if let Some(findings) = ses_notification(prose) {
+        findings
     } else if is_bounce(&message, &report) {
-        prose_failures(&message, &report, prose)
+        let mut findings = prose_failures(&message, &report, prose);
+        if findings.is_empty() {
+            // A bounce that names no one (an empty report, prose in a language we do not
+            // read): the returned message says whom it was for, and nothing says why.
+            findings = report
+                .returned
+                .to
+                .iter()
+                .filter(|to| !report.delivered_to.contains(to))
+                .map(|to| Finding {
+                    recipient: Some(to.clone()),
+                    original_recipient: None,
+                    reason: Reason::Other,
+                    status: None,
+                    diagnostic: one_line(prose),
+                })
+                .collect();
+        }
+        findings
     } else if is_auto_reply(&message) {
         vec![Finding {
             recipient: report.from.clone(),
@@ -112,7 +142,7 @@ pub fn read(raw: &[u8]) -> Report {
     report
 }
 
-fn parts(message: &Message) -> Parts {
+fn parts<'a>(message: &'a Message) -> Parts<'a> {
     let mut parts = Parts::default();
     for part in &message.parts {
         let (ctype, subtype) = part
@@ -137,7 +167,14 @@ fn parts(message: &Message) -> Parts {
             }
             ("message", "rfc822" | "global") => {
                 if let (Some(nested), None) = (part.message(), &parts.returned) {
-                    parts.returned = Some(returned(nested));
+                    let is_report = nested
+                        .content_type()
+                        .is_some_and(|c| c.subtype().is_some_and(|s| s.eq_ignore_ascii_case("report")));
+                    if is_report {
+                        parts.nested_report = Some(nested.raw_message());
+                    } else {
+                        parts.returned = Some(returned(nested));
+                    }
                 }
             }
             ("text", "rfc822-headers") => {
@@ -316,7 +353,7 @@ fn delivery_status(groups: Vec<Group>, prose: &str) -> Vec<Finding> {
                 delayed: action.starts_with("delay"),
             }),
         };
-        let reason = about_someone_else(reason, recipient.as_deref(), original.as_deref(), &diagnostic);
+        let reason = about_someone_else(reason, recipient.as_deref(), original.as_deref(), &diagnostic, prose);
         findings.push(Finding {
             original_recipient: original.filter(|o| Some(o) != final_recipient.as_ref()),
             recipient,
@@ -329,19 +366,31 @@ fn delivery_status(groups: Vec<Group>, prose: &str) -> Vec<Finding> {
 }
 
 /// Whether a hard failure is really the recipient's. A server that names another address
-/// (a forwarding target) failed for that one; and KDDI's au phones (ezweb.ne.jp, au.com)
+/// (a forwarding target) failed for that one, unless the report says the recipient is an
+/// alias that expanded to it; and KDDI's au phones (ezweb.ne.jp, au.com)
 /// answer "550 : User unknown", naming no address, when the reader's own filter refuses the
 /// sender ("550 <address>: User unknown" is their missing mailbox).
-fn about_someone_else(reason: Reason, recipient: Option<&str>, original: Option<&str>, diagnostic: &str) -> Reason {
+fn about_someone_else(
+    reason: Reason,
+    recipient: Option<&str>,
+    original: Option<&str>,
+    diagnostic: &str,
+    prose: &str,
+) -> Reason {
     if reason.class() != super::Class::Hard {
         return reason;
     }
     let named: Vec<String> = text::addresses(diagnostic);
-    if !named.is_empty()
-        && !named
-            .iter()
-            .any(|a| Some(a.as_str()) == recipient || Some(a.as_str()) == original)
-    {
+    let expanded = recipient.is_some_and(|r| {
+        prose
+            .to_lowercase()
+            .lines()
+            .any(|l| l.contains("expanded from") && l.contains(r))
+    });
+    let names_recipient = named
+        .iter()
+        .any(|a| Some(a.as_str()) == recipient || Some(a.as_str()) == original);
+    if !named.is_empty() && !expanded && !names_recipient {
         return Reason::Other;
     }
     let domain = recipient
@@ -355,6 +404,58 @@ fn about_someone_else(reason: Reason, recipient: Option<&str>, original: Option<
         return Reason::Filtered;
     }
     reason
+}
+
+/// Amazon SES's notifications (Bounce, Complaint, Delivery), as its SNS topics mail them: JSON
+/// in the body.
+fn ses_notification(prose: &str) -> Option<Vec<Finding>> {
+    if !prose.contains("\"notificationType\"") {
+        return None;
+    }
+    let json = &prose[prose.find('{')?..=prose.rfind('}')?];
+    let value: serde_json::Value = serde_json::from_str(json).ok()?;
+    let finding = |recipient: &serde_json::Value, reason, status: Option<String>, diagnostic: String| Finding {
+        recipient: recipient.as_str().and_then(fields::clean_address),
+        original_recipient: None,
+        reason,
+        status,
+        diagnostic,
+    };
+    let list = |v: &serde_json::Value| v.as_array().cloned().unwrap_or_default();
+    Some(match value["notificationType"].as_str()? {
+        "Bounce" => {
+            let permanent = value["bounce"]["bounceType"] == "Permanent";
+            list(&value["bounce"]["bouncedRecipients"])
+                .iter()
+                .map(|r| {
+                    let status = r["status"].as_str().map(str::to_owned);
+                    let diagnostic = r["diagnosticCode"].as_str().unwrap_or_default().to_owned();
+                    let said = reason(Evidence {
+                        status: status.as_deref(),
+                        diagnostic: &diagnostic,
+                        context: "",
+                        delayed: !permanent,
+                    });
+                    // SES has already decided permanence: its Permanent bounces are to be removed.
+                    let reason = if permanent && said.class() == super::Class::Soft && !said.is_sender_block() {
+                        Reason::UserUnknown
+                    } else {
+                        said
+                    };
+                    finding(&r["emailAddress"], reason, status, one_line(&diagnostic))
+                })
+                .collect()
+        }
+        "Complaint" => list(&value["complaint"]["complainedRecipients"])
+            .iter()
+            .map(|r| finding(&r["emailAddress"], Reason::Complaint, None, "complaint".into()))
+            .collect(),
+        "Delivery" => list(&value["delivery"]["recipients"])
+            .iter()
+            .map(|r| finding(r, Reason::Delivered, None, String::new()))
+            .collect(),
+        _ => return None,
+    })
 }
 
 static BOUNCE_SUBJECT: LazyLock<Regex> = LazyLock::new(|| {
