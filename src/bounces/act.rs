@@ -1,6 +1,7 @@
 //! What a report does: which of our recipients and issues it is about, and whether it
-//! suppresses them. One report is one ledger transaction: its events, its suppressions, the
-//! mailbox's cursor and the record that it was handled commit together.
+//! suppresses them. A report's events, its suppressions, the mailbox's cursor and the record
+//! that it was handled go into the ledger's open transaction together; the caller commits a
+//! batch before letting its messages go, so a crash loses the whole batch or none of it.
 
 use anyhow::Result;
 use serde::Serialize;
@@ -87,7 +88,6 @@ impl Handler<'_> {
             if let Some(cursor) = &item.cursor {
                 ledger.set_cursor(&self.mailbox, cursor)?;
             }
-            ledger.commit()?;
         }
         Ok(outcomes)
     }

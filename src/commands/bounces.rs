@@ -91,6 +91,11 @@ pub fn run(config_path: Option<&Path>, quiet: bool, args: BouncesArgs) -> Result
         }
         reports += items.len() as u64;
         if !args.dry_run {
+            // Committed before the messages are let go: a crash in between reads them again,
+            // and the ledger's record of them makes that change nothing.
+            if let Some(ledger) = ledger.as_mut() {
+                ledger.commit()?;
+            }
             mailbox.done(&items)?;
         }
     }
