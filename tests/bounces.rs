@@ -93,7 +93,7 @@ fn agrees_with_the_reference_on_the_corpus() {
 
 mod support;
 
-use support::{Project, Sink, csv, run, scheduled_issue};
+use support::{Project, Sink, csv, run, scheduled_issue, wait_until};
 
 const VERP: &str = "bounces+{token}@lists.example.org";
 
@@ -459,4 +459,66 @@ fn an_imap_folder_is_read_once_marked_seen_and_never_emptied() {
     for i in 0..3 {
         assert!(r.stdout.contains(&format!("user{i}@example.org")), "{}", r.stdout);
     }
+}
+
+#[test]
+fn killed_with_sigkill_and_run_again_each_report_acts_once() {
+    let sink = Sink::start();
+    let readers = 300;
+    let project = Project::new(sink.port, &csv(readers), "throttle: { rate: off, concurrency: 4 }\n");
+    let r = run(project.command().args(["send", "small", "--yes", "-q"]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let md = project.dir.path().join("bounces");
+    let n = 3000;
+    let reports: Vec<(String, String)> = (0..n)
+        .map(|i| {
+            let rcpt = format!("user{}@example.org", i % readers);
+            (
+                format!("{i:05}"),
+                dsn(
+                    &format!("k{i}"),
+                    "newsletter@openinfra.dev",
+                    &rcpt,
+                    "5.1.1",
+                    "550 5.1.1 unknown",
+                    "<x@y>",
+                ),
+            )
+        })
+        .collect();
+    let refs: Vec<(&str, String)> = reports.iter().map(|(n, t)| (n.as_str(), t.clone())).collect();
+    maildir(&md, &refs);
+    let handled = || std::fs::read_dir(md.join("cur")).unwrap().count();
+    for at in [400, 1600] {
+        let mut child = project
+            .std_command()
+            .args(["bounces", "-q", "--maildir"])
+            .arg(&md)
+            .spawn()
+            .unwrap();
+        wait_until("reports to be handled", || handled() >= at);
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+    }
+    assert!(handled() < n, "the runs finished before they were killed");
+    let r = run(project.command().args(["bounces", "-q", "--maildir"]).arg(&md));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(handled(), n);
+    assert_eq!(std::fs::read_dir(md.join("new")).unwrap().count(), 0);
+    let db = rusqlite::Connection::open(project.dir.path().join("state/newsletter.db")).unwrap();
+    let count = |sql: &str| db.query_row(sql, [], |r| r.get::<_, i64>(0)).unwrap();
+    assert_eq!(count("SELECT count(*) FROM reports"), n as i64);
+    assert_eq!(
+        count("SELECT count(*) FROM bounce_events"),
+        n as i64,
+        "an event recorded twice or lost"
+    );
+    assert_eq!(
+        count("SELECT count(*) FROM bounce_events WHERE action = 'suppressed (bounce)'"),
+        readers as i64
+    );
+    assert_eq!(
+        count("SELECT count(*) FROM suppressions WHERE source = 'bounce'"),
+        readers as i64
+    );
 }

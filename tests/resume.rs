@@ -7,7 +7,7 @@ mod support;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{Project, Reply, ScriptServer, Sink, Stage, csv, run, scheduled_issue};
+use support::{Project, Reply, ScriptServer, Sink, Stage, csv, run, scheduled_issue, wait_until};
 
 fn spawn(project: &Project, args: &[&str]) -> Child {
     project
@@ -17,14 +17,6 @@ fn spawn(project: &Project, args: &[&str]) -> Child {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap()
-}
-
-fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 #[test]

@@ -525,6 +525,15 @@ pub fn run(cmd: &mut assert_cmd::Command) -> Run {
     }
 }
 
+/// Polls `done` until it holds, for at most a minute (tests never sleep a fixed time).
+pub fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// `user0@example.org` ... with a first_name column.
 pub fn csv(n: usize) -> String {
     let mut s = String::from("email,first_name\n");
