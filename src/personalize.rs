@@ -348,7 +348,7 @@ fn plain_prefix(s: &[u8]) -> usize {
 }
 
 /// `newsletter.openinfra.dev` of `Inside Open Infrastructure <newsletter.openinfra.dev>`.
-fn list_id_value(list_id: &str) -> &str {
+pub fn list_id_value(list_id: &str) -> &str {
     list_id
         .rsplit_once('<')
         .map_or(list_id, |(_, id)| id.trim_end_matches('>'))

@@ -13,6 +13,7 @@ use super::source::Item;
 use super::verp::{self, Verp};
 use crate::config::Config;
 use crate::ledger::{BounceEvent, Ledger};
+use crate::personalize::list_id_value;
 
 /// One report's verdict on one recipient: a line of `bounces --format json`.
 #[derive(Debug, Clone, Serialize)]
@@ -271,13 +272,6 @@ fn report_id(report: &Report, raw: &[u8]) -> String {
         Some(id) => id.clone(),
         None => format!("sha256:{:x}", Sha256::digest(raw)),
     }
-}
-
-fn list_id_value(list_id: &str) -> &str {
-    list_id
-        .rsplit_once('<')
-        .map_or(list_id, |(_, id)| id.trim_end_matches('>'))
-        .trim()
 }
 
 fn short(s: &str) -> &str {
