@@ -2,13 +2,16 @@
 //! complaints, replies to the unsubscribe address) read, classified and acted on.
 //!
 //! [`report`] reads one message ([`fields`] for the machine-readable parts, [`text`] for
-//! prose), [`classify`] says what a failure means.
+//! prose, [`ses`] for Amazon SES's JSON), [`classify`] says what a failure means; [`source`]
+//! and [`imap`] read the mailbox, [`act`] does what a report asks, [`verp`] makes and reads
+//! the envelope senders that name the recipient.
 
 pub mod act;
 pub mod classify;
 pub mod fields;
 pub mod imap;
 pub mod report;
+pub mod ses;
 pub mod source;
 pub mod text;
 pub mod verp;

@@ -106,7 +106,7 @@ fn read_nested(raw: &[u8], depth: u8) -> Report {
         let inner = read_nested(nested, depth + 1);
         report.returned = inner.returned;
         inner.findings
-    } else if let Some(findings) = ses_notification(prose) {
+    } else if let Some(findings) = super::ses::notification(prose) {
         findings
     } else if is_bounce(&message, &report) {
         let mut findings = prose_failures(&message, &report, prose);
@@ -406,58 +406,6 @@ fn about_someone_else(
     reason
 }
 
-/// Amazon SES's notifications (Bounce, Complaint, Delivery), as its SNS topics mail them: JSON
-/// in the body.
-fn ses_notification(prose: &str) -> Option<Vec<Finding>> {
-    if !prose.contains("\"notificationType\"") {
-        return None;
-    }
-    let json = &prose[prose.find('{')?..=prose.rfind('}')?];
-    let value: serde_json::Value = serde_json::from_str(json).ok()?;
-    let finding = |recipient: &serde_json::Value, reason, status: Option<String>, diagnostic: String| Finding {
-        recipient: recipient.as_str().and_then(fields::clean_address),
-        original_recipient: None,
-        reason,
-        status,
-        diagnostic,
-    };
-    let list = |v: &serde_json::Value| v.as_array().cloned().unwrap_or_default();
-    Some(match value["notificationType"].as_str()? {
-        "Bounce" => {
-            let permanent = value["bounce"]["bounceType"] == "Permanent";
-            list(&value["bounce"]["bouncedRecipients"])
-                .iter()
-                .map(|r| {
-                    let status = r["status"].as_str().map(str::to_owned);
-                    let diagnostic = r["diagnosticCode"].as_str().unwrap_or_default().to_owned();
-                    let said = reason(Evidence {
-                        status: status.as_deref(),
-                        diagnostic: &diagnostic,
-                        context: "",
-                        delayed: !permanent,
-                    });
-                    // SES has already decided permanence: its Permanent bounces are to be removed.
-                    let reason = if permanent && said.class() == super::Class::Soft && !said.is_sender_block() {
-                        Reason::UserUnknown
-                    } else {
-                        said
-                    };
-                    finding(&r["emailAddress"], reason, status, one_line(&diagnostic))
-                })
-                .collect()
-        }
-        "Complaint" => list(&value["complaint"]["complainedRecipients"])
-            .iter()
-            .map(|r| finding(&r["emailAddress"], Reason::Complaint, None, "complaint".into()))
-            .collect(),
-        "Delivery" => list(&value["delivery"]["recipients"])
-            .iter()
-            .map(|r| finding(r, Reason::Delivered, None, String::new()))
-            .collect(),
-        _ => return None,
-    })
-}
-
 static BOUNCE_SUBJECT: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?i)undeliver|undelivered|delivery (status|fail|failure|notification|problem|report)|failure notice|returned mail|mail delivery|could not (be )?deliver|non.?deliver|not delivered|delivery has failed|nondeliverable|rejected|bounce|mail system error|warning: message|message delayed|delayed mail|postmaster notify|error|配信|不達|エラー|Unzustellbar|Non remis|No se puede entregar").expect("the pattern is valid")
 });
@@ -529,7 +477,7 @@ fn is_auto_reply(message: &Message) -> bool {
 }
 
 /// Diagnostics fold over lines; the ledger and `status` show them on one.
-fn one_line(s: &str) -> String {
+pub(super) fn one_line(s: &str) -> String {
     let mut out = s.split_whitespace().collect::<Vec<_>>().join(" ");
     if out.len() > 500 {
         let mut cut = 500;

@@ -1,0 +1,77 @@
+//! Amazon SES's notifications (Bounce, Complaint, Delivery), as its SNS topics mail them: JSON
+//! in the body instead of a report.
+
+use super::classify::{Class, Evidence, Reason, reason};
+use super::fields;
+use super::report::{Finding, one_line};
+
+/// The findings of a notification in `prose`, if it is one.
+pub fn notification(prose: &str) -> Option<Vec<Finding>> {
+    if !prose.contains("\"notificationType\"") {
+        return None;
+    }
+    let json = &prose[prose.find('{')?..=prose.rfind('}')?];
+    let value: serde_json::Value = serde_json::from_str(json).ok()?;
+    let finding = |recipient: &serde_json::Value, reason, status: Option<String>, diagnostic: String| Finding {
+        recipient: recipient.as_str().and_then(fields::clean_address),
+        original_recipient: None,
+        reason,
+        status,
+        diagnostic,
+    };
+    let list = |v: &serde_json::Value| v.as_array().cloned().unwrap_or_default();
+    Some(match value["notificationType"].as_str()? {
+        "Bounce" => {
+            let permanent = value["bounce"]["bounceType"] == "Permanent";
+            list(&value["bounce"]["bouncedRecipients"])
+                .iter()
+                .map(|r| {
+                    let status = r["status"].as_str().map(str::to_owned);
+                    let diagnostic = r["diagnosticCode"].as_str().unwrap_or_default().to_owned();
+                    let said = reason(Evidence {
+                        status: status.as_deref(),
+                        diagnostic: &diagnostic,
+                        context: "",
+                        delayed: !permanent,
+                    });
+                    // SES has already decided permanence: its Permanent bounces are to be removed.
+                    let reason = if permanent && said.class() == Class::Soft && !said.is_sender_block() {
+                        Reason::UserUnknown
+                    } else {
+                        said
+                    };
+                    finding(&r["emailAddress"], reason, status, one_line(&diagnostic))
+                })
+                .collect()
+        }
+        "Complaint" => list(&value["complaint"]["complainedRecipients"])
+            .iter()
+            .map(|r| finding(&r["emailAddress"], Reason::Complaint, None, "complaint".into()))
+            .collect(),
+        "Delivery" => list(&value["delivery"]["recipients"])
+            .iter()
+            .map(|r| finding(r, Reason::Delivered, None, String::new()))
+            .collect(),
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounces_and_complaints() {
+        let bounce = r#"{"notificationType":"Bounce","bounce":{"bounceType":"Permanent","bouncedRecipients":[{"emailAddress":"Gone@Example.org","status":"5.1.1","diagnosticCode":"smtp; 550 5.1.1 user unknown"},{"emailAddress":"x@example.org","diagnosticCode":"smtp; 554 5.7.1 blocked using Spamhaus"}]}}"#;
+        let f = notification(bounce).unwrap();
+        assert_eq!(f[0].recipient.as_deref(), Some("gone@example.org"));
+        assert_eq!(f[0].reason, Reason::UserUnknown);
+        // Permanent for SES, but a block of our sending removes no one.
+        assert_eq!(f[1].reason, Reason::Blocked);
+        let transient = bounce.replace("Permanent", "Transient");
+        assert_eq!(notification(&transient).unwrap()[0].reason.class(), Class::Soft);
+        let complaint = r#"{"notificationType":"Complaint","complaint":{"complainedRecipients":[{"emailAddress":"r@example.org"}]}}"#;
+        assert_eq!(notification(complaint).unwrap()[0].reason, Reason::Complaint);
+        assert!(notification("no json here").is_none());
+    }
+}
