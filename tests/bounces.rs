@@ -522,3 +522,43 @@ fn killed_with_sigkill_and_run_again_each_report_acts_once() {
         readers as i64
     );
 }
+
+#[test]
+fn a_dry_run_leaves_an_old_ledger_as_it_was() {
+    let sink = Sink::start();
+    let project = Project::new(sink.port, &csv(1), "");
+    let db = project.dir.path().join("state/newsletter.db");
+    std::fs::create_dir_all(db.parent().unwrap()).unwrap();
+    let old = rusqlite::Connection::open(&db).unwrap();
+    old.execute_batch(&std::fs::read_to_string(support::root().join("tests/fixtures/ledger-release-0.sql")).unwrap())
+        .unwrap();
+    drop(old);
+    let md = project.dir.path().join("bounces");
+    maildir(
+        &md,
+        &[(
+            "1",
+            dsn(
+                "o1",
+                "newsletter@openinfra.dev",
+                "a@example.org",
+                "5.1.1",
+                "550 5.1.1 unknown",
+                "<x@y>",
+            ),
+        )],
+    );
+    let r = run(project
+        .command()
+        .args(["bounces", "--dry-run", "--format", "json", "--maildir"])
+        .arg(&md));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("does not upgrade it"), "{}", r.stderr);
+    assert_eq!(json(&r.stdout)[0]["class"], "hard");
+    let version: i64 = rusqlite::Connection::open(&db)
+        .unwrap()
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 0);
+    assert!(!project.dir.path().join("state/newsletter.bounces.lock").exists());
+}

@@ -40,9 +40,20 @@ pub fn run(config_path: Option<&Path>, quiet: bool, args: BouncesArgs) -> Result
             ),
         }
     };
-    // A dry run reads the ledger when there is one, to say what a real run would do.
-    let mut ledger = if !args.dry_run || config.ledger.is_file() {
+    // A dry run reads the ledger when there is one, to say what a real run would do, but never
+    // upgrades it: that is a change.
+    let mut ledger = if !args.dry_run {
         Some(Ledger::open(&config.ledger)?)
+    } else if config.ledger.is_file() {
+        if ledger::schema::version_of(&config.ledger)? == ledger::schema::current_version() {
+            Some(Ledger::open(&config.ledger)?)
+        } else {
+            eprintln!(
+                "warning: {} was written by an earlier release: the dry run does not upgrade it, so it maps reports to no recipient (a real run upgrades it)",
+                config.ledger.display()
+            );
+            None
+        }
     } else {
         None
     };

@@ -139,6 +139,13 @@ fn user_version(conn: &Connection) -> Result<usize> {
     Ok(usize::try_from(v).unwrap_or(0))
 }
 
+/// The schema version of the file at `path`, read without changing it.
+pub fn version_of(path: &Path) -> Result<usize> {
+    let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .with_context(|| format!("cannot open the ledger {}", path.display()))?;
+    user_version(&conn)
+}
+
 /// How many migrations this release knows.
 pub fn current_version() -> usize {
     MIGRATIONS.len()
