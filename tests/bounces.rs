@@ -275,6 +275,8 @@ fn reports_suppress_once_and_the_next_send_skips_them() {
     assert!(warnings.contains("bounce rate 33.33% is over 5%"), "{warnings}");
     assert!(warnings.contains("complaint rate 16.667% is over 0.1%"), "{warnings}");
     assert!(warnings.contains("refused the message as from us"), "{warnings}");
+    let r = run(project.command().arg("status"));
+    assert!(r.stdout.contains("bounced 33.3%  complaints 16.67%"), "{}", r.stdout);
     let r = run(project.command().args(["status", "--bounces"]));
     assert!(
         r.stdout.contains("user0@example.org") && r.stdout.contains("(not ours)"),

@@ -22,6 +22,9 @@ struct IssueLine {
     subject: String,
     sent: u64,
     failed: u64,
+    /// Recipients with a hard or soft bounce, and complaints (from `newsletter bounces`).
+    bounced: u64,
+    complaints: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
 }
@@ -113,6 +116,8 @@ pub fn run(config_path: Option<&Path>, args: StatusArgs) -> Result<Exit> {
                     subject: String::new(),
                     sent: 0,
                     failed: 0,
+                    bounced: 0,
+                    complaints: 0,
                     error: Some(format!("{e:#}")),
                 }),
             })
@@ -126,8 +131,18 @@ pub fn run(config_path: Option<&Path>, args: StatusArgs) -> Result<Exit> {
                         continue;
                     }
                     let when = l.send_at.as_deref().map(|t| format!(" {t}")).unwrap_or_default();
+                    // Bounces and complaints only once `newsletter bounces` has seen some.
+                    let returned = if l.bounced + l.complaints > 0 {
+                        format!(
+                            "  bounced {:.1}%  complaints {:.2}%",
+                            percent(l.bounced, l.sent),
+                            percent(l.complaints, l.sent)
+                        )
+                    } else {
+                        String::new()
+                    };
                     println!(
-                        "{:<10} {:<10}{:<27} sent {:>7}  failed {:>5}  {}",
+                        "{:<10} {:<10}{:<27} sent {:>7}  failed {:>5}{returned}  {}",
                         l.issue,
                         l.state,
                         when,
@@ -237,6 +252,10 @@ pub fn run(config_path: Option<&Path>, args: StatusArgs) -> Result<Exit> {
 fn line(issue: &Issue, ledger: Option<&Ledger>, running: bool) -> Result<IssueLine> {
     let state = ledger.map(|l| l.issue_state(&issue.slug)).transpose()?.flatten();
     let counts = ledger.map(|l| l.counts(&issue.slug)).transpose()?.unwrap_or_default();
+    let bounces = ledger
+        .map(|l| l.bounce_counts(&issue.slug))
+        .transpose()?
+        .unwrap_or_default();
     let now = chrono::Utc::now();
     let label = match (&state, issue.front.send_at) {
         (Some(s), _) if running && s.running => "running",
@@ -253,6 +272,8 @@ fn line(issue: &Issue, ledger: Option<&Ledger>, running: bool) -> Result<IssueLi
         subject: issue.subject().unwrap_or("(no subject)").to_owned(),
         sent: counts.sent,
         failed: counts.failed,
+        bounced: bounces.hard + bounces.soft,
+        complaints: bounces.complaints,
         error: None,
     })
 }
