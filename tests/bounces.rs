@@ -529,12 +529,7 @@ fn killed_with_sigkill_and_run_again_each_report_acts_once() {
 fn a_dry_run_leaves_an_old_ledger_as_it_was() {
     let sink = Sink::start();
     let project = Project::new(sink.port, &csv(1), "");
-    let db = project.dir.path().join("state/newsletter.db");
-    std::fs::create_dir_all(db.parent().unwrap()).unwrap();
-    let old = rusqlite::Connection::open(&db).unwrap();
-    old.execute_batch(&std::fs::read_to_string(support::root().join("tests/fixtures/ledger-release-0.sql")).unwrap())
-        .unwrap();
-    drop(old);
+    let db = project.write_release_0_ledger();
     let md = project.dir.path().join("bounces");
     maildir(
         &md,

@@ -553,12 +553,7 @@ fn status_says_running_while_a_send_holds_the_lock() {
 fn a_ledger_from_the_first_release_upgrades_and_resumes() {
     let sink = Sink::start();
     let project = Project::new(sink.port, &csv(6), "throttle: { rate: off }\n");
-    let db = project.dir.path().join("state/newsletter.db");
-    std::fs::create_dir_all(db.parent().unwrap()).unwrap();
-    let old = rusqlite::Connection::open(&db).unwrap();
-    old.execute_batch(&std::fs::read_to_string(support::root().join("tests/fixtures/ledger-release-0.sql")).unwrap())
-        .unwrap();
-    drop(old);
+    let db = project.write_release_0_ledger();
     let r = run(project.command().args(["send", "small", "--yes"]));
     assert_eq!(r.code, 0, "{}", r.stderr);
     // user0 and user1 had it, user2 failed for good, user3 is suppressed: two new messages.

@@ -487,6 +487,16 @@ impl Project {
         std::fs::write(self.dir.path().join("recipients.csv"), csv).unwrap();
     }
 
+    /// Writes the ledger as the first release left it (tests/fixtures/ledger-release-0.sql);
+    /// returns its path.
+    pub fn write_release_0_ledger(&self) -> PathBuf {
+        let db = self.dir.path().join("state/newsletter.db");
+        std::fs::create_dir_all(db.parent().unwrap()).unwrap();
+        let sql = std::fs::read_to_string(root().join("tests/fixtures/ledger-release-0.sql")).unwrap();
+        rusqlite::Connection::open(&db).unwrap().execute_batch(&sql).unwrap();
+        db
+    }
+
     /// `status ISSUE --format json` as a value.
     pub fn status(&self, issue: &str) -> serde_json::Value {
         let r = run(self.command().args(["status", issue, "--format", "json"]));
