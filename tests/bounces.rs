@@ -140,6 +140,40 @@ fn maildir(dir: &Path, messages: &[(&str, String)]) {
     }
 }
 
+/// Appends `text` to the mbox at `path` with Python's `mailbox` module: an mbox written by
+/// someone else's code, "From " lines and quoting included.
+fn python_mbox_add(path: &Path, text: &str) {
+    use std::io::Write;
+    let script = "import mailbox, sys\nbox = mailbox.mbox(sys.argv[1])\nbox.add(sys.stdin.read())\nbox.flush()\n";
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(path)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    assert!(child.wait().unwrap().success());
+}
+
+/// Each message of a maildir as Python's `mailbox.Maildir` reads it: (sub-folder, flags).
+fn python_maildir(dir: &Path) -> Vec<(String, String)> {
+    let script = "import mailbox, sys\nbox = mailbox.Maildir(sys.argv[1], create=False)\nfor key in box.keys():\n    m = box.get_message(key)\n    print(m.get_subdir(), m.get_flags())\n";
+    let out = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let (sub, flags) = l.split_once(' ').unwrap_or((l, ""));
+            (sub.to_owned(), flags.to_owned())
+        })
+        .collect()
+}
+
 fn json(out: &str) -> Vec<serde_json::Value> {
     serde_json::from_str::<serde_json::Value>(out)
         .unwrap()
@@ -230,6 +264,10 @@ fn reports_suppress_once_and_the_next_send_skips_them() {
         .collect();
     assert_eq!(cur.len(), 7);
     assert!(cur.iter().all(|n| n.ends_with(":2,S")), "{cur:?}");
+    // As a mail client reads the maildir (Python's mailbox module): all read, all seen.
+    let seen = python_maildir(&md);
+    assert_eq!(seen.len(), 7);
+    assert!(seen.iter().all(|(sub, flags)| sub == "cur" && flags == "S"), "{seen:?}");
     let suppressed = || {
         let r = run(project.command().args(["suppress", "list", "--format", "json"]));
         serde_json::from_str::<serde_json::Value>(&r.stdout)
@@ -280,6 +318,12 @@ fn reports_suppress_once_and_the_next_send_skips_them() {
     let r = run(project.command().args(["status", "--bounces"]));
     assert!(
         r.stdout.contains("user0@example.org") && r.stdout.contains("(not ours)"),
+        "{}",
+        r.stdout
+    );
+    // The mailto unsubscribe is an event too, and its suppression names it.
+    assert!(
+        r.stdout.contains("user3@example.org\tignore unsubscribe-request") && r.stdout.contains("suppressed (mailto)"),
         "{}",
         r.stdout
     );
@@ -336,20 +380,26 @@ fn an_mbox_is_read_from_where_the_last_run_stopped() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     let ids = sent(&sink);
     let mbox = project.dir.path().join("bounces.mbox");
-    let entry = |i: usize, id: &str| {
-        format!(
-            "From MAILER-DAEMON Thu Jan  1 00:00:00 2026\n{}\n",
-            dsn(
-                id,
-                "newsletter@openinfra.dev",
-                &format!("user{i}@example.org"),
-                "5.1.1",
-                "550 5.1.1 unknown",
-                &ids[&format!("user{i}@example.org")].1
-            )
+    // Written by Python's mailbox module, with a "From " line in a body that it must quote
+    // and we must read past.
+    let report = |i: usize, id: &str| {
+        let rcpt = format!("user{i}@example.org");
+        dsn(
+            id,
+            "newsletter@openinfra.dev",
+            &rcpt,
+            "5.1.1",
+            "550 5.1.1 unknown",
+            &ids[&rcpt].1,
+        )
+        .replace(
+            "Your message could not be delivered.",
+            "From the relay: your message could not be delivered.",
         )
     };
-    std::fs::write(&mbox, entry(0, "m0") + &entry(1, "m1")).unwrap();
+    python_mbox_add(&mbox, &report(0, "m0"));
+    python_mbox_add(&mbox, &report(1, "m1"));
+    assert!(std::fs::read_to_string(&mbox).unwrap().contains("\n>From the relay"));
     let r = run(project
         .command()
         .args(["bounces", "--format", "json", "--mbox"])
@@ -359,9 +409,7 @@ fn an_mbox_is_read_from_where_the_last_run_stopped() {
     assert_eq!(first.len(), 2, "{}", r.stdout);
     assert_eq!(first[0]["file"], "@0");
     // Mail arrives at the end of the file; only that is read next time.
-    let mut text = std::fs::read_to_string(&mbox).unwrap();
-    text.push_str(&entry(2, "m2"));
-    std::fs::write(&mbox, &text).unwrap();
+    python_mbox_add(&mbox, &report(2, "m2"));
     let r = run(project
         .command()
         .args(["bounces", "--format", "json", "--mbox"])

@@ -12,7 +12,7 @@ use super::report::{Finding, Report, read};
 use super::source::Item;
 use super::verp::{self, Verp};
 use crate::config::Config;
-use crate::ledger::{BounceEvent, Ledger};
+use crate::ledger::{BounceEvent, Ledger, now};
 use crate::personalize::list_id_value;
 
 /// One report's verdict on one recipient: a line of `bounces --format json`.
@@ -39,50 +39,51 @@ pub struct Handler<'a> {
     pub mailbox: String,
 }
 
-/// What to do about a recipient of ours.
-enum Act {
-    Suppress { source: &'static str },
-    Count,
+/// What a finding asks of the ledger, decided before anything is written.
+enum Decision {
+    /// Nothing to do, and why.
     Nothing(&'static str),
+    AlreadySuppressed,
+    Suppress {
+        source: &'static str,
+    },
+    /// A soft bounce: counted; it suppresses once `soft_limit` issues in a row have one.
+    Count,
 }
 
 impl Handler<'_> {
     /// Reads `item` and acts on it. With `dry_run` the ledger is only read.
     pub fn handle(&self, item: &Item, ledger: Option<&mut Ledger>) -> Result<Vec<Outcome>> {
-        let report = read(&item.raw);
-        let id = report_id(&report, &item.raw);
-        let Some(ledger) = ledger else {
-            return Ok(self.unmapped(item, &report));
-        };
-        if ledger.is_report_handled(&id)? {
-            let mut outcomes = self.unmapped(item, &report);
-            for o in &mut outcomes {
-                o.action = "none: handled by an earlier run".into();
-            }
-            return Ok(outcomes);
-        }
-        let mut outcomes = Vec::new();
+        let mut report = read(&item.raw);
         if let Some(from) = self.unsubscribe_request(&report) {
-            let action = if self.dry_run {
-                "would suppress (mailto unsubscribe)".to_owned()
-            } else if ledger.suppress_from(&from, "unsubscribe request by mail", "mailto", None)? {
-                "suppressed (mailto unsubscribe)".to_owned()
-            } else {
-                "none: already suppressed".to_owned()
-            };
-            outcomes.push(Outcome {
-                file: item.id.clone(),
+            report.findings = vec![Finding {
                 recipient: Some(from),
-                class: Class::Ignore,
-                reason: Reason::AutoReply,
+                original_recipient: None,
+                reason: Reason::UnsubscribeRequest,
                 status: None,
-                issue: None,
-                action,
-            });
-        } else {
-            for finding in &report.findings {
-                outcomes.push(self.act(item, &report, finding, &id, ledger)?);
-            }
+                diagnostic: format!("mail to the List-Unsubscribe address: {}", report.subject.trim()),
+            }];
+        }
+        let id = report_id(&report, &item.raw);
+        let already = match &ledger {
+            Some(ledger) => ledger.is_report_handled(&id)?,
+            None => false,
+        };
+        let (Some(ledger), false) = (ledger, already) else {
+            let action = if already {
+                "none: handled by an earlier run"
+            } else {
+                "none: no ledger"
+            };
+            return Ok(report
+                .findings
+                .iter()
+                .map(|f| outcome(item, f, f.recipient.clone(), None, action.into()))
+                .collect());
+        };
+        let mut outcomes = Vec::with_capacity(report.findings.len());
+        for finding in &report.findings {
+            outcomes.push(self.act(item, &report, finding, &id, ledger)?);
         }
         if !self.dry_run {
             ledger.record_report(&id)?;
@@ -93,131 +94,106 @@ impl Handler<'_> {
         Ok(outcomes)
     }
 
-    /// Outcomes without a ledger to map them: what the report says, nothing done.
-    fn unmapped(&self, item: &Item, report: &Report) -> Vec<Outcome> {
-        report
-            .findings
-            .iter()
-            .map(|f| Outcome {
-                file: item.id.clone(),
-                recipient: f.recipient.clone(),
-                class: f.reason.class(),
-                reason: f.reason,
-                status: f.status.clone(),
-                issue: None,
-                action: "none: no ledger".into(),
-            })
-            .collect()
-    }
-
     fn act(&self, item: &Item, report: &Report, finding: &Finding, id: &str, ledger: &mut Ledger) -> Result<Outcome> {
         let mapped = self.recipient_of_ours(report, finding, ledger)?;
-        let class = finding.reason.class();
-        let act = match (&mapped, class) {
-            (None, _) => Act::Nothing("none: not a recipient of ours"),
-            (Some(_), Class::Ignore) => Act::Nothing("none: nothing to act on"),
+        let issue = mapped.as_ref().and_then(|(_, issue)| issue.clone());
+        // An unsubscribe request counts whoever sent it, on our list or not.
+        let email = match (&mapped, finding.reason) {
+            (Some((email, _)), _) => Some(email.clone()),
+            (None, Reason::UnsubscribeRequest) => finding.recipient.clone(),
+            (None, _) => None,
+        };
+        let decision = match (&email, finding.reason.class()) {
+            (None, _) => Decision::Nothing("none: not a recipient of ours"),
+            (Some(_), Class::Ignore) if finding.reason != Reason::UnsubscribeRequest => {
+                Decision::Nothing("none: nothing to act on")
+            }
             (Some(_), Class::Soft) if finding.reason.is_sender_block() => {
-                Act::Nothing("none: a block of our sending, not of the reader (see status)")
+                Decision::Nothing("none: a block of our sending, not of the reader (see status)")
             }
-            (Some(_), Class::Soft) => Act::Count,
-            (Some(_), Class::Hard) => Act::Suppress { source: "bounce" },
-            (Some(_), Class::Complaint) => Act::Suppress { source: "complaint" },
+            (Some(email), _) if ledger.is_suppressed(email)? => Decision::AlreadySuppressed,
+            (Some(_), Class::Soft) => Decision::Count,
+            (Some(_), Class::Hard) => Decision::Suppress { source: "bounce" },
+            (Some(_), Class::Complaint) => Decision::Suppress { source: "complaint" },
+            (Some(_), Class::Ignore) => Decision::Suppress { source: "mailto" },
         };
-        let (email, issue) = match &mapped {
-            Some((email, issue)) => (Some(email.clone()), issue.clone()),
-            None => (finding.recipient.clone(), None),
-        };
-        let mut event = BounceEvent {
-            email: mapped.as_ref().map(|(e, _)| e.clone()),
-            issue: issue.clone(),
-            class: class.as_str().into(),
-            reason: finding.reason.as_str().into(),
-            status: finding.status.clone(),
-            diagnostic: finding.diagnostic.clone(),
-            action: String::new(),
-            report: id.to_owned(),
-            created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        };
-        let action = match (act, &email) {
-            (Act::Nothing(why), _) => why.to_owned(),
-            (_, None) => "none: not a recipient of ours".to_owned(),
-            (Act::Suppress { source }, Some(email)) => {
-                if ledger.is_suppressed(email)? {
-                    "none: already suppressed".to_owned()
-                } else if self.dry_run {
-                    format!("would suppress ({source})")
-                } else {
-                    format!("suppressed ({source})")
-                }
+        let action = if self.dry_run {
+            match &email {
+                Some(email) => self.would(&decision, email, ledger)?,
+                None => describe(&decision),
             }
-            (Act::Count, Some(email)) => {
-                // The run counts this report's issue too (recorded below, or imagined in a dry run).
-                let run = ledger.soft_bounce_run(email)? + u32::from(self.dry_run);
-                let limit = self.config.bounces.soft_limit;
-                match (run >= limit, self.dry_run, ledger.is_suppressed(email)?) {
-                    (_, _, true) => "none: already suppressed".to_owned(),
-                    (true, true, _) => format!("would suppress (soft bounces on {run} issues in a row)"),
-                    (false, true, _) => format!("would count ({run} of {limit} soft bounces in a row)"),
-                    // Decided after the event is recorded, below.
-                    (_, false, _) => String::new(),
-                }
-            }
-        };
-        event.action = action;
-        if !self.dry_run {
+        } else {
+            // Every finding is an event, ours or not: the event is what came back.
+            let event = BounceEvent {
+                email: email.clone(),
+                issue: issue.clone(),
+                class: finding.reason.class().as_str().into(),
+                reason: finding.reason.as_str().into(),
+                status: finding.status.clone(),
+                diagnostic: finding.diagnostic.clone(),
+                action: String::new(),
+                report: id.to_owned(),
+                created_at: now(),
+            };
             let cause = ledger.record_bounce(&event)?;
-            if let Some(email) = &email {
-                event.action = self.settle(ledger, &event, email, cause)?;
+            let action = match &email {
+                Some(email) => self.apply(&decision, email, &event, cause, ledger)?,
+                None => describe(&decision),
+            };
+            ledger.update_bounce_action(cause, &action)?;
+            action
+        };
+        let recipient = email.or_else(|| finding.recipient.clone());
+        Ok(outcome(item, finding, recipient, issue, action))
+    }
+
+    /// What a dry run says a real run would do.
+    fn would(&self, decision: &Decision, email: &str, ledger: &Ledger) -> Result<String> {
+        Ok(match decision {
+            Decision::Suppress { source } => format!("would suppress ({source})"),
+            Decision::Count => {
+                // This report's issue counts too, as it would once recorded.
+                let run = ledger.soft_bounce_run(email)? + 1;
+                let limit = self.config.bounces.soft_limit;
+                if run >= limit {
+                    format!("would suppress (soft bounces on {run} issues in a row)")
+                } else {
+                    format!("would count ({run} of {limit} soft bounces in a row)")
+                }
             }
-        }
-        Ok(Outcome {
-            file: item.id.clone(),
-            recipient: email,
-            class,
-            reason: finding.reason,
-            status: finding.status.clone(),
-            issue,
-            action: event.action,
+            other => describe(other),
         })
     }
 
-    /// Makes the suppression an action names, now that its event has an id.
-    fn settle(&self, ledger: &mut Ledger, event: &BounceEvent, email: &str, cause: i64) -> Result<String> {
+    /// Does what `decision` asks, now that its event has an id the suppression can name.
+    fn apply(
+        &self,
+        decision: &Decision,
+        email: &str,
+        event: &BounceEvent,
+        cause: i64,
+        ledger: &mut Ledger,
+    ) -> Result<String> {
         let status = event.status.as_deref().unwrap_or("no code");
-        let why = format!(
-            "{} {} ({status}): {}",
-            event.class,
-            event.reason,
-            short(&event.diagnostic)
-        );
-        let action = if event.action.starts_with("suppressed (") {
-            let source = if event.class == "complaint" {
-                "complaint"
-            } else {
-                "bounce"
-            };
-            ledger.suppress_for(email, &why, source, event.issue.as_deref(), cause)?;
-            event.action.clone()
-        } else if event.action.is_empty() {
-            let run = ledger.soft_bounce_run(email)?;
-            let limit = self.config.bounces.soft_limit;
-            if run >= limit {
-                ledger.suppress_for(
-                    email,
-                    &format!("{why}; soft bounces on {run} issues in a row"),
-                    "soft-limit",
-                    event.issue.as_deref(),
-                    cause,
-                )?;
-                format!("suppressed (soft bounces on {run} issues in a row)")
-            } else {
-                format!("counted ({run} of {limit} soft bounces in a row)")
+        let why = format!("{} {} ({status}): {}", event.class, event.reason, event.diagnostic);
+        Ok(match decision {
+            Decision::Suppress { source } => {
+                ledger.suppress_for(email, &why, source, event.issue.as_deref(), cause)?;
+                format!("suppressed ({source})")
             }
-        } else {
-            return Ok(event.action.clone());
-        };
-        ledger.update_bounce_action(cause, &action)?;
-        Ok(action)
+            Decision::Count => {
+                let run = ledger.soft_bounce_run(email)?;
+                let limit = self.config.bounces.soft_limit;
+                if run >= limit {
+                    let why = format!("{why}; soft bounces on {run} issues in a row");
+                    ledger.suppress_for(email, &why, "soft-limit", event.issue.as_deref(), cause)?;
+                    format!("suppressed (soft bounces on {run} issues in a row)")
+                } else {
+                    format!("counted ({run} of {limit} soft bounces in a row)")
+                }
+            }
+            other => describe(other),
+        })
     }
 
     /// The address we sent to and the issue, if the report is about a message of ours.
@@ -243,9 +219,10 @@ impl Handler<'_> {
             // Another list's message (a mailing list on the same host): not ours.
             return Ok(None);
         }
-        if let Some(message_id) = &report.returned.message_id
+        // The returned message is one message: it names the recipient of a one-recipient report.
+        if report.findings.len() == 1
+            && let Some(message_id) = &report.returned.message_id
             && let Some((issue, email)) = ledger.delivery_by_message_id(message_id)?
-            && report.findings.len() == 1
         {
             return Ok(Some((email, Some(issue))));
         }
@@ -274,10 +251,30 @@ fn report_id(report: &Report, raw: &[u8]) -> String {
     }
 }
 
-fn short(s: &str) -> &str {
-    let mut end = s.len().min(200);
-    while !s.is_char_boundary(end) {
-        end -= 1;
+/// The action of a decision that writes nothing.
+fn describe(decision: &Decision) -> String {
+    match decision {
+        Decision::Nothing(why) => (*why).to_owned(),
+        Decision::AlreadySuppressed => "none: already suppressed".to_owned(),
+        Decision::Suppress { source } => format!("suppress ({source})"),
+        Decision::Count => "count".to_owned(),
     }
-    &s[..end]
+}
+
+fn outcome(
+    item: &Item,
+    finding: &Finding,
+    recipient: Option<String>,
+    issue: Option<String>,
+    action: String,
+) -> Outcome {
+    Outcome {
+        file: item.id.clone(),
+        recipient,
+        class: finding.reason.class(),
+        reason: finding.reason,
+        status: finding.status.clone(),
+        issue,
+        action,
+    }
 }

@@ -87,6 +87,7 @@ async fn open(
     } else {
         session.select(&at.folder).await
     }
+    .map_err(said)
     .with_context(|| format!("cannot open the folder {}", at.folder))?;
     let uid_validity = mailbox.uid_validity.unwrap_or(0);
     let last = cursor
@@ -96,7 +97,8 @@ async fn open(
         .unwrap_or(0);
     let mut pending: Vec<u32> = session
         .uid_search(format!("UID {}:*", last + 1))
-        .await?
+        .await
+        .map_err(said)?
         .into_iter()
         // "N:*" always matches the last message, even one below N.
         .filter(|&uid| uid > last)
@@ -120,9 +122,9 @@ impl Mailbox for Imap {
         let session = &mut self.session;
         let mut items = self.runtime.block_on(async {
             let mut items = Vec::new();
-            let mut fetches = session.uid_fetch(&set, "(UID BODY.PEEK[])").await?;
+            let mut fetches = session.uid_fetch(&set, "(UID BODY.PEEK[])").await.map_err(said)?;
             while let Some(fetch) = fetches.next().await {
-                let fetch = fetch?;
+                let fetch = fetch.map_err(said)?;
                 if let (Some(uid), Some(body)) = (fetch.uid, fetch.body()) {
                     items.push(Item {
                         id: uid.to_string(),
@@ -145,9 +147,9 @@ impl Mailbox for Imap {
         }
         let session = &mut self.session;
         self.runtime.block_on(async {
-            let mut updates = session.uid_store(&set, "+FLAGS.SILENT (\\Seen)").await?;
+            let mut updates = session.uid_store(&set, "+FLAGS.SILENT (\\Seen)").await.map_err(said)?;
             while let Some(update) = updates.next().await {
-                update?;
+                update.map_err(said)?;
             }
             anyhow::Ok(())
         })
@@ -159,4 +161,10 @@ impl Drop for Imap {
         let session = &mut self.session;
         let _ = self.runtime.block_on(session.logout());
     }
+}
+
+/// async-imap's error as one sentence: its Display already says what its source says, so
+/// keeping the source would print the cause twice.
+fn said(e: async_imap::error::Error) -> anyhow::Error {
+    anyhow!("{e}")
 }

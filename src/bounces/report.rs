@@ -81,26 +81,21 @@ fn read_nested(raw: &[u8], depth: u8) -> Report {
         delivered_to: delivered_to(&message),
         ..Report::default()
     };
-    let mut parts = parts(&message);
-    if parts.delivery_status.is_none()
-        && parts.prose.contains("inal-Recipient:")
-        && !recipient_groups(&parts.prose).is_empty()
-    {
-        // Fields of a report pasted into the text (a broken multipart, an old Sendmail).
-        parts.delivery_status = Some(parts.prose.clone());
-    }
+    let parts = parts(&message);
+    // The recipients' fields; or fields of a report pasted into the text (a broken multipart,
+    // an old Sendmail).
+    let groups = match parts.delivery_status.as_deref() {
+        Some(dsn) => recipient_groups(dsn),
+        None if parts.prose.contains("inal-Recipient:") => recipient_groups(&parts.prose),
+        None => Vec::new(),
+    };
     let (prose, inline_copy) = text::split_returned(&parts.prose);
     report.returned = parts.returned.unwrap_or_else(|| returned_inline(inline_copy));
     report.findings = if let Some(feedback) = &parts.feedback {
         complaints(feedback, &report.returned)
     } else if is_complaint_without_report(&report) {
         complaint_findings(Reason::Complaint, "complaint".into(), report.returned.to.clone())
-    } else if let Some(groups) = parts
-        .delivery_status
-        .as_deref()
-        .map(recipient_groups)
-        .filter(|g| !g.is_empty())
-    {
+    } else if !groups.is_empty() {
         delivery_status(groups, prose)
     } else if let Some(nested) = parts.nested_report.filter(|_| depth < 2) {
         let inner = read_nested(nested, depth + 1);
@@ -184,17 +179,12 @@ fn parts<'a>(message: &'a Message) -> Parts<'a> {
                     parts.returned = Some(returned(&headers));
                 }
             }
-            // A multipart whose boundary is not in its body: the whole body is the prose.
-            ("multipart", _) if part.sub_parts().is_none_or(|p| p.is_empty()) || !part.contents().is_empty() => {
+            // A multipart whose boundary is not in its body: the whole body is the prose (a
+            // real multipart has no contents of its own).
+            ("multipart", _) | ("text", "plain") if !part.contents().is_empty() => {
                 parts
                     .prose
                     .push_str(&String::from_utf8_lossy(part.contents()).replace("\r\n", "\n"));
-                parts.prose.push('\n');
-            }
-            ("text", "plain") if part.is_text() => {
-                parts
-                    .prose
-                    .push_str(&part.text_contents().unwrap_or_default().replace("\r\n", "\n"));
                 parts.prose.push('\n');
             }
             _ => {}
@@ -321,6 +311,8 @@ fn delivery_status(groups: Vec<Group>, prose: &str) -> Vec<Finding> {
         })
         .collect();
     let about_one = recipients.len() == 1;
+    // The prose's paragraph per recipient, read once and only if a field says too little.
+    let mut paragraphs: Option<Vec<text::Failure>> = None;
     let mut findings = Vec::new();
     for group in &groups {
         let final_recipient = group.get("final-recipient").and_then(fields::address);
@@ -334,12 +326,12 @@ fn delivery_status(groups: Vec<Group>, prose: &str) -> Vec<Finding> {
         let mut diagnostic = fields::diagnostic(code).to_owned();
         if diagnostic.len() < 8 {
             // The prose about this recipient says more than an empty or bare-code field.
-            if let Some(f) = recipient.as_ref().and_then(|r| {
-                text::failures(prose, &recipients, &[])
-                    .into_iter()
-                    .find(|f| f.recipient == *r)
-            }) {
-                diagnostic = f.text;
+            let paragraphs = paragraphs.get_or_insert_with(|| text::failures(prose, &recipients, &[]));
+            if let Some(f) = recipient
+                .as_ref()
+                .and_then(|r| paragraphs.iter().find(|f| f.recipient == *r))
+            {
+                diagnostic = f.text.clone();
             }
         }
         let reason = match action.as_str() {
@@ -423,8 +415,7 @@ fn is_bounce(message: &Message, report: &Report) -> bool {
         .as_deref()
         .is_none_or(|f| SYSTEM_SENDER.is_match(f.split('@').next().unwrap_or_default()));
     message.header_raw("X-Failed-Recipients").is_some()
-        || (from_system && BOUNCE_SUBJECT.is_match(&report.subject))
-        || (from_system && report.from.is_some())
+        || (from_system && (report.from.is_some() || BOUNCE_SUBJECT.is_match(&report.subject)))
 }
 
 fn prose_failures(message: &Message, report: &Report, prose: &str) -> Vec<Finding> {

@@ -43,25 +43,23 @@ pub struct Failure {
 /// every address in it except those in `not_recipients` (the report's own sender and
 /// recipient, postmasters).
 pub fn failures(prose: &str, listed: &[String], not_recipients: &[String]) -> Vec<Failure> {
-    let mut found: Vec<(String, usize)> = Vec::new();
+    // Each address with where it stands and whether it is an aside there.
+    let mentions: Vec<(String, usize, bool)> = ADDRESS
+        .find_iter(prose)
+        .filter_map(|m| Some((clean_address(m.as_str())?, m.start(), is_aside(prose, m.start()))))
+        .collect();
     // An address once mentioned as an aside (a helpdesk to contact) is one everywhere: the
     // same line may follow in another language.
-    let asides: Vec<String> = ADDRESS
-        .find_iter(prose)
-        .filter(|m| is_aside(prose, m.start()))
-        .filter_map(|m| clean_address(m.as_str()))
-        .collect();
-    for m in ADDRESS.find_iter(prose) {
-        let Some(address) = clean_address(m.as_str()) else {
-            continue;
-        };
+    let is_aside_anywhere = |address: &String| mentions.iter().any(|(a, _, aside)| *aside && a == address);
+    let mut found: Vec<(String, usize)> = Vec::new();
+    for (address, at, _) in &mentions {
         let wanted = if listed.is_empty() {
-            !not_recipients.contains(&address) && !is_role(&address) && !asides.contains(&address)
+            !not_recipients.contains(address) && !is_role(address) && !is_aside_anywhere(address)
         } else {
-            listed.contains(&address)
+            listed.contains(address)
         };
-        if wanted && !found.iter().any(|(a, _)| *a == address) {
-            found.push((address, line_start(prose, m.start())));
+        if wanted && !found.iter().any(|(a, _)| a == address) {
+            found.push((address.clone(), line_start(prose, *at)));
         }
     }
     for address in listed {

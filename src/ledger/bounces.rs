@@ -128,15 +128,14 @@ impl Ledger {
     /// for `email` (blocks of our sending neither count nor break the run).
     pub fn soft_bounce_run(&self, email: &str) -> Result<u32> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT d.issue,
-                    EXISTS (SELECT 1 FROM bounce_events b WHERE b.email = d.email AND b.issue = d.issue
+            "SELECT EXISTS (SELECT 1 FROM bounce_events b WHERE b.email = d.email AND b.issue = d.issue
                             AND b.class = 'soft' AND b.reason != 'blocked'),
-                    EXISTS (SELECT 1 FROM bounce_events b WHERE b.email = d.email AND b.issue = d.issue
+                   EXISTS (SELECT 1 FROM bounce_events b WHERE b.email = d.email AND b.issue = d.issue
                             AND b.reason = 'blocked')
              FROM deliveries d WHERE d.email = ?1 AND d.status = 'sent' ORDER BY d.first_at DESC",
         )?;
         let rows = stmt.query_map([email.to_lowercase()], |r| {
-            Ok((r.get::<_, bool>(1)?, r.get::<_, bool>(2)?))
+            Ok((r.get::<_, bool>(0)?, r.get::<_, bool>(1)?))
         })?;
         let mut run = 0;
         for row in rows {
