@@ -87,8 +87,8 @@ fn agrees_with_the_reference_on_the_corpus() {
     );
     // Measured floors (docs/benchmarks.md has the figures and the issue's targets): a change
     // that lowers them is a regression.
-    assert!(agreement >= 0.91, "agreement {agreement}");
-    assert!(false_suppressions <= 2, "{false_suppressions} false suppressions");
+    assert!(agreement >= 0.938, "agreement {agreement}");
+    assert!(false_suppressions <= 1, "{false_suppressions} false suppressions");
 }
 
 mod support;
@@ -375,8 +375,10 @@ fn reports_suppress_once_and_the_next_send_skips_them() {
 #[test]
 fn an_mbox_is_read_from_where_the_last_run_stopped() {
     let sink = Sink::start();
-    let project = Project::new(sink.port, &csv(3), "");
-    let r = run(project.command().args(["send", "small", "--yes"]));
+    // No VERP: reports are mapped by the returned Message-ID.
+    let project = Project::new(sink.port, &csv(4), "")
+        .with_issues(&[("2025-01", scheduled_issue(None)), ("2025-02", scheduled_issue(None))]);
+    let r = run(project.command().args(["send", "2025-01", "--yes"]));
     assert_eq!(r.code, 0, "{}", r.stderr);
     let ids = sent(&sink);
     let mbox = project.dir.path().join("bounces.mbox");
@@ -420,6 +422,23 @@ fn an_mbox_is_read_from_where_the_last_run_stopped() {
     assert_eq!(second[0]["action"], "suppressed (bounce)");
     let r = run(project.command().args(["bounces", "--mbox"]).arg(&mbox));
     assert!(r.stdout.contains("0 report(s)"), "{}", r.stdout);
+    let status = project.status("2025-01");
+    assert_eq!(status["bounces"]["hard"], 3);
+    assert!(
+        status["warnings"].to_string().contains("bounce rate 75.00% is over 5%"),
+        "{status}"
+    );
+    // The next issue reaches the one reader left.
+    let before = sink.count();
+    let r = run(project.command().args(["send", "2025-02", "--yes"]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(sink.count() - before, 1);
+    let to_user3 = sink
+        .messages()
+        .iter()
+        .filter(|(rcpts, _)| rcpts == &["user3@example.org"])
+        .count();
+    assert_eq!(to_user3, 2);
 }
 
 #[test]

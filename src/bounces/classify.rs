@@ -40,7 +40,11 @@ pub enum Reason {
     HostUnknown,
     HasMoved,
     NotAccept,
+    /// RFC 3463's 5.2.1: the mailbox exists and takes no mail (Gmail's "account ... is
+    /// disabled").
+    Disabled,
     MailboxFull,
+    /// Suspended or inactive in words only: often for a while (an unpaid bill).
     Suspended,
     Expired,
     TooBig,
@@ -60,7 +64,9 @@ pub enum Reason {
 impl Reason {
     pub fn class(self) -> Class {
         match self {
-            Reason::UserUnknown | Reason::HostUnknown | Reason::HasMoved | Reason::NotAccept => Class::Hard,
+            Reason::UserUnknown | Reason::HostUnknown | Reason::HasMoved | Reason::NotAccept | Reason::Disabled => {
+                Class::Hard
+            }
             Reason::Complaint => Class::Complaint,
             Reason::Delivered | Reason::AutoReply | Reason::UnsubscribeRequest => Class::Ignore,
             _ => Class::Soft,
@@ -78,6 +84,7 @@ impl Reason {
             Reason::HostUnknown => "host-unknown",
             Reason::HasMoved => "has-moved",
             Reason::NotAccept => "not-accept",
+            Reason::Disabled => "disabled",
             Reason::MailboxFull => "mailbox-full",
             Reason::Suspended => "suspended",
             Reason::Expired => "expired",
@@ -123,6 +130,8 @@ const WORDINGS: &[(Reason, &str)] = &[
         Reason::Blocked,
         r"(?-u:\b)block(ed|list|listed)(?-u:\b)|blacklist|(?-u:\b)spam(?-u:\b)|spamhaus|(?-u:\b)sbl(?-u:\b)|(?-u:\b)dnsbl(?-u:\b)|(?-u:\b)rbl(?-u:\b)|reputation|poor sender|policy reasons|(?-u:\b)policy(?-u:\b).{0,20}(reject|violation)|rejected (for|due to|by) (policy|content)|content (rejected|filter)|(?-u:\b)dmarc(?-u:\b)|(?-u:\b)spf(?-u:\b)|(?-u:\b)dkim(?-u:\b)|reverse dns|(?-u:\b)ptr(?-u:\b)|unauthenticated|authentication (required|failed)|relay (access )?denied|relaying denied|not permitted to relay|unable to relay|virus|malware|security policy|suspicious|junk mail|access denied|not authorized|delivery not authorized|sender (address )?rejected|sender denied|refused by the recipient's system|rejected by (recipient|the)|client host rejected|sender is on|ip (address )?(is )?(listed|banned|blocked)|has been (temporarily )?rate limited|rate limit|too many (messages|connections|recipients)|connection (rate|limit)|temporarily deferred|greylist|try again later|message rejected|filter",
     ),
+    // The conversation broke down (an unexpected reply): nothing is known of the address.
+    (Reason::Network, r"protocol error"),
     (
         Reason::Suspended,
         r"disabled|suspended|deactivated|inactive|not active|account (is )?(locked|expired|closed)|mailbox (is )?(locked|closed|disabled)|is not accepting (messages|mail)|no longer (active|in use|valid|available)|has been closed|expired account|account has been|terminated",
@@ -253,7 +262,12 @@ fn specific_status(status: Option<&str>, diagnostic: &str) -> Option<(u16, u16, 
 fn is_definite(r: Reason) -> bool {
     matches!(
         r,
-        Reason::UserUnknown | Reason::HostUnknown | Reason::HasMoved | Reason::MailboxFull | Reason::Expired
+        Reason::UserUnknown
+            | Reason::HostUnknown
+            | Reason::HasMoved
+            | Reason::Disabled
+            | Reason::MailboxFull
+            | Reason::Expired
     )
 }
 
@@ -270,7 +284,7 @@ fn by_status(subject: u16, detail: u16) -> Option<Reason> {
         (1, 1) | (1, 10) => Reason::UserUnknown,
         (1, 2) => Reason::HostUnknown,
         (1, 6) => Reason::HasMoved,
-        (2, 1) => Reason::Suspended,
+        (2, 1) => Reason::Disabled,
         (2, 2) | (2, 3) => Reason::MailboxFull,
         (3, 4) => Reason::TooBig,
         (4, 4) => Reason::HostUnknown,
@@ -310,8 +324,17 @@ mod tests {
         );
         assert_eq!(
             r(Some("5.2.1"), "550 5.2.1 <filtered@example.com>... User unknown"),
-            Reason::UserUnknown
+            Reason::Disabled
         );
+        assert_eq!(
+            r(
+                Some("5.2.1"),
+                "550-5.2.1 The email account that you tried to reach is disabled."
+            ),
+            Reason::Disabled
+        );
+        assert_eq!(r(Some("4.2.1"), "450 4.2.1 mailbox disabled"), Reason::Other);
+        assert_eq!(r(Some("5.0.0"), "550 account suspended"), Reason::Suspended);
         assert_eq!(
             r(Some("5.0.0"), "550 Unknown user (in reply to end of DATA command)"),
             Reason::Filtered

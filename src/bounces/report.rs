@@ -123,6 +123,11 @@ fn read_nested(raw: &[u8], depth: u8) -> Report {
                 .collect();
         }
         findings
+    } else if let Some(inner) = text::forwarded(prose).filter(|_| depth < 2) {
+        // A bounce a person forwarded (to the bounce mailbox, say): the quoted report.
+        let inner = read_nested(inner.as_bytes(), depth + 1);
+        report.returned = inner.returned;
+        inner.findings
     } else if is_auto_reply(&message) {
         vec![Finding {
             recipient: report.from.clone(),
@@ -179,9 +184,15 @@ fn parts<'a>(message: &'a Message) -> Parts<'a> {
                     parts.returned = Some(returned(&headers));
                 }
             }
-            // A multipart whose boundary is not in its body: the whole body is the prose (a
+            // A multipart whose boundary is not in its body (its `boundary=` on a line of its
+            // own): the whole body is the prose, without the parts' separators and headers (a
             // real multipart has no contents of its own).
-            ("multipart", _) | ("text", "plain") if !part.contents().is_empty() => {
+            ("multipart", _) if !part.contents().is_empty() => {
+                let body = String::from_utf8_lossy(part.contents()).replace("\r\n", "\n");
+                parts.prose.push_str(&UNSPLIT_PART_HEADERS.replace_all(&body, ""));
+                parts.prose.push('\n');
+            }
+            ("text", "plain") if !part.contents().is_empty() => {
                 parts
                     .prose
                     .push_str(&String::from_utf8_lossy(part.contents()).replace("\r\n", "\n"));
@@ -192,6 +203,10 @@ fn parts<'a>(message: &'a Message) -> Parts<'a> {
     }
     parts
 }
+
+/// The separator lines and MIME headers of parts mail-parser could not split.
+static UNSPLIT_PART_HEADERS: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?mi)^(?:--\S+|content-[a-z-]+:.*(?:\n[ \t].*)*)\n").expect("the pattern is valid"));
 
 fn returned(message: &Message) -> Returned {
     Returned {
@@ -408,14 +423,17 @@ static SYSTEM_SENDER: LazyLock<Regex> = LazyLock::new(|| {
         .expect("the pattern is valid")
 });
 
-/// A bounce that is not an RFC 3464 report: sent by a mail system about a failure.
+/// A bounce that is not an RFC 3464 report: sent by a mail system about a failure, or sent
+/// with the null envelope sender notifications use (RFC 5321 4.5.5) and returning a message.
 fn is_bounce(message: &Message, report: &Report) -> bool {
     let from_system = report
         .from
         .as_deref()
         .is_none_or(|f| SYSTEM_SENDER.is_match(f.split('@').next().unwrap_or_default()));
+    let null_sender = message.header_raw("Return-Path").is_some_and(|v| v.trim() == "<>");
     message.header_raw("X-Failed-Recipients").is_some()
         || (from_system && (report.from.is_some() || BOUNCE_SUBJECT.is_match(&report.subject)))
+        || (null_sender && report.returned != Returned::default())
 }
 
 fn prose_failures(message: &Message, report: &Report, prose: &str) -> Vec<Finding> {

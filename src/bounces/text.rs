@@ -81,7 +81,12 @@ pub fn failures(prose: &str, listed: &[String], not_recipients: &[String]) -> Ve
         } else {
             &prose[*start..end]
         };
-        let status = STATUS.find(text).map(|m| m.as_str().to_owned());
+        // A transcript's failing reply, not the 250s before it.
+        let status = STATUS
+            .find_iter(text)
+            .find(|m| !m.as_str().starts_with('2'))
+            .or_else(|| STATUS.find(text))
+            .map(|m| m.as_str().to_owned());
         failures.push(Failure {
             recipient: recipient.clone(),
             status,
@@ -89,6 +94,29 @@ pub fn failures(prose: &str, listed: &[String], not_recipients: &[String]) -> Ve
         });
     }
     failures
+}
+
+/// Where a mail client starts a forwarded message in the text (Apple Mail, Gmail, Thunderbird).
+static FORWARDED: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?mi)^[ \t]*(?:begin forwarded message:|-{5,} ?forwarded message ?-{5,})[ \t]*\n")
+        .expect("the pattern is valid")
+});
+
+/// The message a person forwarded inline, its quoting (`> `) taken off, if the text has one.
+pub fn forwarded(prose: &str) -> Option<String> {
+    let start = FORWARDED.find(prose)?.end();
+    let mut inner = String::with_capacity(prose.len() - start);
+    for line in prose[start..].lines() {
+        let line = line
+            .strip_prefix('>')
+            .map_or(line, |l| l.strip_prefix(' ').unwrap_or(l));
+        if inner.is_empty() && line.trim().is_empty() {
+            continue;
+        }
+        inner.push_str(line);
+        inner.push('\n');
+    }
+    Some(inner)
 }
 
 /// Every address in `text`, in lower case.
@@ -112,13 +140,19 @@ fn is_role(address: &str) -> bool {
     )
 }
 
-/// An address inside a URL (`https://host/path?to=a@b`), one to contact for help, or the
-/// alias a recipient was expanded from is not a recipient.
+/// An address inside a URL (`https://host/path?to=a@b`), one to contact for help, the alias a
+/// recipient was expanded from, or a sender (`MAIL FROM:<a@b>` in a transcript, `From: a@b` in
+/// the returned message's details) is not a recipient.
 fn is_aside(text: &str, at: usize) -> bool {
     let line = &text[line_start(text, at)..at];
     let word = line.rsplit(char::is_whitespace).next().unwrap_or_default();
     let line = line.to_ascii_lowercase();
-    word.contains("://") || line.contains("contact") || line.contains("generated from")
+    let label = line.trim_end_matches(|c: char| c == '<' || c.is_whitespace());
+    word.contains("://")
+        || line.contains("contact")
+        || line.contains("generated from")
+        || label.ends_with("from:")
+        || label.ends_with("sender:")
 }
 
 #[cfg(test)]
@@ -135,6 +169,25 @@ mod tests {
         assert_eq!(f.len(), 1);
         assert_eq!(f[0].recipient, "a@b.example");
         assert_eq!(f[0].status.as_deref(), Some("5.1.1"));
+    }
+
+    #[test]
+    fn senders_are_not_recipients_and_the_failing_reply_decides() {
+        let transcript = " In:  MAIL\n     FROM:<sender@x.example> SIZE=1\n Out: 250 2.1.0 Ok\n In:  RCPT TO:<reader@y.example>\n Out: 250 2.1.5 Ok\n In:  DATA\n Out: 451 4.3.0 Error: queue file write error\n";
+        let f = failures(transcript, &[], &[]);
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(f[0].recipient, "reader@y.example");
+        assert_eq!(f[0].status.as_deref(), Some("4.3.0"));
+    }
+
+    #[test]
+    fn a_forwarded_bounce_is_unquoted() {
+        let prose = "FYI\n\nBegin forwarded message:\n\n> From: MAILER-DAEMON@x.example\n> Subject: Returned mail\n>\n> <a@b.example>: 550 5.1.1 unknown\n";
+        assert_eq!(
+            forwarded(prose).as_deref(),
+            Some("From: MAILER-DAEMON@x.example\nSubject: Returned mail\n\n<a@b.example>: 550 5.1.1 unknown\n")
+        );
+        assert_eq!(forwarded("no forward here\n"), None);
     }
 
     #[test]
