@@ -528,6 +528,19 @@ fn an_imap_folder_is_read_once_marked_seen_and_never_emptied() {
     for i in 0..3 {
         assert!(r.stdout.contains(&format!("user{i}@example.org")), "{}", r.stdout);
     }
+    // A new UIDVALIDITY: the folder is read again from the start, and what was handled stays
+    // handled; only the report that came with it acts.
+    imap.reset_uids();
+    deliver("r3", 2);
+    let again = bounces();
+    assert_eq!(again.len(), 4, "{again:?}\n{}", imap.log());
+    let acted: Vec<&serde_json::Value> = again
+        .iter()
+        .filter(|v| v["action"] != "none: handled by an earlier run")
+        .collect();
+    assert_eq!(acted.len(), 1, "{again:?}");
+    assert_eq!(acted[0]["action"], "none: already suppressed");
+    assert!(bounces().is_empty());
 }
 
 #[test]

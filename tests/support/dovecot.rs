@@ -98,6 +98,18 @@ impl Dovecot {
         Command::new("chmod").arg("666").arg(&path).status().unwrap();
     }
 
+    /// What an administrator's rebuild or a restored folder does: Dovecot forgets its UIDs
+    /// and gives the folder a new UIDVALIDITY (from its dovecot-uidvalidity counter) and
+    /// every message a new UID.
+    pub fn reset_uids(&self) {
+        for entry in std::fs::read_dir(self.maildir()).unwrap() {
+            let name = entry.unwrap().file_name().into_string().unwrap();
+            if name == "dovecot-uidlist" || name.starts_with("dovecot.index") {
+                std::fs::remove_file(self.maildir().join(name)).unwrap();
+            }
+        }
+    }
+
     /// The user's maildir, where the test delivers reports.
     pub fn maildir(&self) -> PathBuf {
         self.dir.path().join("home/Maildir")
