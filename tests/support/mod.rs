@@ -4,6 +4,7 @@
 
 pub mod dovecot;
 pub mod http;
+pub mod postfix;
 pub mod smtpd;
 pub mod webdriver;
 

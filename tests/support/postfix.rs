@@ -1,0 +1,151 @@
+//! Postfix itself (Debian's `postfix`, the whole MTA, not smtp-sink) as the relay a newsletter
+//! goes through: a throwaway instance with its own configuration and queue in a temporary
+//! folder, listening on a free loopback port, relaying everything to `relay_port` (a test's
+//! scripted server standing for the readers' mail servers) and delivering the reports it
+//! writes itself, real DSNs, into maildirs: mail to `bounces(+anything)@lists.example.org`
+//! into `bounces/`, mail to `newsletter@openinfra.dev` into `newsletter/`.
+//!
+//! `maximal_queue_lifetime = 0` tries each message once: a 4xx is returned at once as if it
+//! had expired in the queue (the report's Action failed, its Status the 4.x.x).
+//!
+//! Postfix's master runs as root and hands its work to the package's `postfix` user, so these
+//! tests need root (as scripts/test in CI has).
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use tempfile::TempDir;
+
+use super::{free_port, is_root, wait_listening};
+
+pub struct Postfix {
+    pub port: u16,
+    dir: TempDir,
+}
+
+impl Postfix {
+    pub fn available() -> bool {
+        is_root() && std::path::Path::new("/usr/sbin/postfix").exists()
+    }
+
+    pub fn start(relay_port: u16) -> Postfix {
+        assert!(
+            Postfix::available(),
+            "Postfix needs root and Debian's postfix package: run scripts/test"
+        );
+        let dir = TempDir::new().unwrap();
+        let d = dir.path();
+        for sub in ["etc", "queue", "data", "mail"] {
+            std::fs::create_dir_all(d.join(sub)).unwrap();
+        }
+        // Postfix checks that what its daemons read is not writable by others.
+        Command::new("chmod").arg("755").arg(d).status().unwrap();
+        Command::new("chown")
+            .arg("postfix")
+            .arg(d.join("data"))
+            .status()
+            .unwrap();
+        // The virtual delivery agent writes as `nobody`.
+        Command::new("chmod").arg("1777").arg(d.join("mail")).status().unwrap();
+        let port = free_port();
+        let main = format!(
+            "compatibility_level = 3.6\n\
+             queue_directory = {d}/queue\n\
+             data_directory = {d}/data\n\
+             mail_owner = postfix\n\
+             setgid_group = postdrop\n\
+             maillog_file = {d}/maillog\n\
+             maillog_file_prefixes = {d}\n\
+             myhostname = relay.example.org\n\
+             mydomain = example.org\n\
+             mydestination =\n\
+             inet_interfaces = 127.0.0.1\n\
+             inet_protocols = ipv4\n\
+             mynetworks = 127.0.0.0/8\n\
+             relayhost = [127.0.0.1]:{relay_port}\n\
+             smtp_dns_support_level = disabled\n\
+             smtp_tls_security_level = none\n\
+             smtpd_tls_security_level = none\n\
+             alias_maps =\n\
+             alias_database =\n\
+             biff = no\n\
+             virtual_mailbox_domains = lists.example.org, openinfra.dev\n\
+             virtual_mailbox_base = {d}/mail\n\
+             virtual_mailbox_maps = regexp:{d}/etc/mailboxes\n\
+             virtual_uid_maps = static:65534\n\
+             virtual_gid_maps = static:65534\n\
+             maximal_queue_lifetime = 0\n",
+            d = d.display(),
+        );
+        std::fs::write(d.join("etc/main.cf"), main).unwrap();
+        std::fs::write(
+            d.join("etc/mailboxes"),
+            "/^bounces(\\+.*)?@lists\\.example\\.org$/ bounces/\n/^newsletter@openinfra\\.dev$/ newsletter/\n",
+        )
+        .unwrap();
+        // Debian's master.cf without chroot (the queue is not under /var/spool/postfix).
+        let master = format!(
+            "127.0.0.1:{port} inet n - n - - smtpd\n\
+             pickup unix n - n 60 1 pickup\n\
+             cleanup unix n - n - 0 cleanup\n\
+             qmgr unix n - n 300 1 qmgr\n\
+             rewrite unix - - n - - trivial-rewrite\n\
+             bounce unix - - n - 0 bounce\n\
+             defer unix - - n - 0 bounce\n\
+             trace unix - - n - 0 bounce\n\
+             verify unix - - n - 1 verify\n\
+             flush unix n - n 1000? 0 flush\n\
+             proxymap unix - - n - - proxymap\n\
+             smtp unix - - n - - smtp\n\
+             relay unix - - n - - smtp\n\
+             showq unix n - n - - showq\n\
+             error unix - - n - - error\n\
+             retry unix - - n - - error\n\
+             discard unix - - n - - discard\n\
+             virtual unix - n n - - virtual\n\
+             anvil unix - - n - 1 anvil\n\
+             scache unix - - n - 1 scache\n\
+             postlog unix-dgram n - n - 1 postlogd\n"
+        );
+        std::fs::write(d.join("etc/master.cf"), master).unwrap();
+        let out = Command::new("postfix")
+            .arg("-c")
+            .arg(d.join("etc"))
+            .arg("start")
+            .output()
+            .unwrap();
+        let postfix = Postfix { port, dir };
+        assert!(
+            out.status.success(),
+            "postfix start: {}{}",
+            String::from_utf8_lossy(&out.stderr),
+            postfix.log()
+        );
+        wait_listening(port);
+        postfix
+    }
+
+    /// The maildir Postfix delivers mail for `mailbox` (`bounces` or `newsletter`) into.
+    pub fn maildir(&self, mailbox: &str) -> PathBuf {
+        self.dir.path().join("mail").join(mailbox)
+    }
+
+    /// The messages waiting in `mailbox`'s new/.
+    pub fn waiting(&self, mailbox: &str) -> usize {
+        std::fs::read_dir(self.maildir(mailbox).join("new")).map_or(0, |d| d.count())
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("maillog")).unwrap_or_default()
+    }
+}
+
+impl Drop for Postfix {
+    fn drop(&mut self) {
+        let _ = Command::new("postfix")
+            .arg("-c")
+            .arg(self.dir.path().join("etc"))
+            .arg("stop")
+            .output();
+    }
+}
