@@ -146,7 +146,7 @@ const WORDINGS: &[(Reason, &str)] = &[
     ),
     (
         Reason::Expired,
-        r"expired|timed? ?out|time limit|too long|retry time|giving up|could not be delivered for|delivery time|been delayed|delayed|queue",
+        r"expired|timed? ?out|time limit|too long|retry time|giving up|could not be delivered for|delivery time|been delayed|delayed|(?-u:\b)in (the )?queue|queue (life)?time",
     ),
     (
         Reason::Network,
@@ -335,6 +335,12 @@ mod tests {
         );
         assert_eq!(r(Some("4.2.1"), "450 4.2.1 mailbox disabled"), Reason::Other);
         assert_eq!(r(Some("5.0.0"), "550 account suspended"), Reason::Suspended);
+        // A queue on the server's disk is not a message waiting too long in one.
+        assert_eq!(
+            r(Some("4.3.0"), "451 4.3.0 Error: queue file write error"),
+            Reason::Other
+        );
+        assert_eq!(r(None, "Message was in the queue for 5 days"), Reason::Expired);
         assert_eq!(
             r(Some("5.0.0"), "550 Unknown user (in reply to end of DATA command)"),
             Reason::Filtered
