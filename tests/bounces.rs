@@ -605,6 +605,103 @@ fn killed_with_sigkill_and_run_again_each_report_acts_once() {
     );
 }
 
+/// A delay warning is no bounce: it never counts towards soft_limit and `status` shows it
+/// apart; the failures that may follow do count.
+#[test]
+fn delay_warnings_count_no_bounce() {
+    let sink = Sink::start();
+    let project = Project::new(sink.port, &csv(1), "bounces: { soft_limit: 2 }\n")
+        .with_issues(&[("2025-01", scheduled_issue(None)), ("2025-02", scheduled_issue(None))]);
+    for issue in ["2025-01", "2025-02"] {
+        let r = run(project.command().args(["send", issue, "--yes"]));
+        assert_eq!(r.code, 0, "{}", r.stderr);
+    }
+    let id_of = |issue: &str| {
+        sink.messages()
+            .iter()
+            .filter_map(|(_, text)| header(text, "Message-ID").map(str::to_owned))
+            .find(|id| id.starts_with(&format!("<{issue}.")))
+            .unwrap()
+    };
+    let rcpt = "user0@example.org";
+    let delay = |id: &str, issue: &str| {
+        dsn(
+            id,
+            "newsletter@openinfra.dev",
+            rcpt,
+            "4.4.1",
+            "connect to mx.example.org: Connection timed out",
+            &id_of(issue),
+        )
+        .replace("Action: failed", "Action: delayed")
+        .replace(
+            "Undelivered Mail Returned to Sender",
+            "Delayed Mail (still being retried)",
+        )
+    };
+    let expired = |id: &str, issue: &str| {
+        dsn(
+            id,
+            "newsletter@openinfra.dev",
+            rcpt,
+            "4.4.7",
+            "delivery time expired",
+            &id_of(issue),
+        )
+    };
+    let md = project.dir.path().join("bounces");
+    maildir(
+        &md,
+        &[("1.delay", delay("d1", "2025-01")), ("2.delay", delay("d2", "2025-02"))],
+    );
+    let r = run(project
+        .command()
+        .args(["bounces", "--format", "json", "--maildir"])
+        .arg(&md));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let delays = json(&r.stdout);
+    assert_eq!(delays.len(), 2, "{}", r.stdout);
+    for v in &delays {
+        assert_eq!(v["class"], "soft");
+        assert_eq!(v["reason"], "delayed");
+        assert_eq!(v["action"], "none: a delay warning, the relay is still trying");
+    }
+    let status = project.status("2025-01");
+    assert_eq!(status["bounces"]["soft"], 0, "{status}");
+    assert_eq!(status["bounces"]["delayed"], 1, "{status}");
+    assert!(!status["warnings"].to_string().contains("bounce rate"), "{status}");
+    let r = run(project.command().args(["status", "2025-01"]));
+    assert!(
+        r.stdout.contains("delay warnings       1 (not bounces)"),
+        "{}",
+        r.stdout
+    );
+
+    // Both messages expire after all: two soft bounces in a row suppress.
+    maildir(
+        &md,
+        &[
+            ("3.expired", expired("e1", "2025-01")),
+            ("4.expired", expired("e2", "2025-02")),
+        ],
+    );
+    let r = run(project
+        .command()
+        .args(["bounces", "--format", "json", "--maildir"])
+        .arg(&md));
+    let failures = json(&r.stdout);
+    assert_eq!(
+        failures[0]["action"], "counted (1 of 2 soft bounces in a row)",
+        "{}",
+        r.stdout
+    );
+    assert_eq!(
+        failures[1]["action"], "suppressed (soft bounces on 2 issues in a row)",
+        "{}",
+        r.stdout
+    );
+}
+
 #[test]
 fn a_dry_run_leaves_an_old_ledger_as_it_was() {
     let sink = Sink::start();

@@ -111,6 +111,9 @@ impl Handler<'_> {
             (Some(_), Class::Soft) if finding.reason.is_sender_block() => {
                 Decision::Nothing("none: a block of our sending, not of the reader (see status)")
             }
+            (Some(_), _) if finding.reason == Reason::Delayed => {
+                Decision::Nothing("none: a delay warning, the relay is still trying")
+            }
             (Some(email), _) if ledger.is_suppressed(email)? => Decision::AlreadySuppressed,
             (Some(_), Class::Soft) => Decision::Count,
             (Some(_), Class::Hard) => Decision::Suppress { source: "bounce" },

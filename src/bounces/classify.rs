@@ -47,6 +47,9 @@ pub enum Reason {
     /// Suspended or inactive in words only: often for a while (an unpaid bill).
     Suspended,
     Expired,
+    /// A delay warning (RFC 3464's Action: delayed): the relay is still trying, nothing has
+    /// bounced yet.
+    Delayed,
     TooBig,
     /// Refused for its content by the recipient's filter.
     Filtered,
@@ -88,6 +91,7 @@ impl Reason {
             Reason::MailboxFull => "mailbox-full",
             Reason::Suspended => "suspended",
             Reason::Expired => "expired",
+            Reason::Delayed => "delayed",
             Reason::TooBig => "too-big",
             Reason::Filtered => "filtered",
             Reason::Blocked => "blocked",
@@ -175,7 +179,7 @@ pub struct Evidence<'a> {
     pub diagnostic: &'a str,
     /// The rest of the report's prose when it is about this recipient alone.
     pub context: &'a str,
-    /// A delay warning: the server is still trying.
+    /// A delay warning: the relay is still trying.
     pub delayed: bool,
 }
 
@@ -203,6 +207,9 @@ pub fn reason(evidence: Evidence) -> Reason {
     if let Some((2, _, _)) = code {
         return Reason::Delivered;
     }
+    if evidence.delayed {
+        return Reason::Delayed;
+    }
     let by_wording = wording(&text);
     // A specific wording beats a vague or misleading code (5.1.1 "mailbox full"), and so does
     // a report that contradicts itself.
@@ -212,7 +219,7 @@ pub fn reason(evidence: Evidence) -> Reason {
     if !context.is_empty() && MAILBOX_FULL.is_match(&context) {
         return Reason::MailboxFull;
     }
-    let temporary = evidence.delayed || matches!(code, Some((4, _, _)));
+    let temporary = matches!(code, Some((4, _, _)));
     let by_code = code.and_then(|(_, subject, detail)| by_status(subject, detail));
     let reason = match (by_code, by_wording) {
         // A sender block in 5.7.x, or in the text with a vague code, is about us.
@@ -335,6 +342,14 @@ mod tests {
         );
         assert_eq!(r(Some("4.2.1"), "450 4.2.1 mailbox disabled"), Reason::Other);
         assert_eq!(r(Some("5.0.0"), "550 account suspended"), Reason::Suspended);
+        let delay = Evidence {
+            status: Some("4.2.2"),
+            diagnostic: "452 4.2.2 Mailbox full",
+            delayed: true,
+            ..Evidence::default()
+        };
+        assert_eq!(reason(delay), Reason::Delayed);
+        assert_eq!(Reason::Delayed.class(), Class::Soft);
         // A queue on the server's disk is not a message waiting too long in one.
         assert_eq!(
             r(Some("4.3.0"), "451 4.3.0 Error: queue file write error"),

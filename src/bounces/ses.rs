@@ -31,14 +31,14 @@ pub fn notification(prose: &str) -> Option<Vec<Finding>> {
                     let said = reason(Evidence {
                         status: status.as_deref(),
                         diagnostic: &diagnostic,
-                        context: "",
-                        delayed: !permanent,
+                        ..Evidence::default()
                     });
-                    // SES has already decided permanence: its Permanent bounces are to be removed.
-                    let reason = if permanent && said.class() == Class::Soft && !said.is_sender_block() {
-                        Reason::UserUnknown
-                    } else {
-                        said
+                    // SES has already decided permanence: its Permanent bounces are to be
+                    // removed, its Transient ones (it gave up on a full mailbox) are not.
+                    let reason = match (permanent, said.class()) {
+                        (true, Class::Soft) if !said.is_sender_block() => Reason::UserUnknown,
+                        (false, Class::Hard) => Reason::Other,
+                        _ => said,
                     };
                     finding(&r["emailAddress"], reason, status, one_line(&diagnostic))
                 })

@@ -324,6 +324,9 @@ fn print_detail(d: &Detail, list: &Path) {
     if d.bounces.blocked > 0 {
         println!("  blocked as from us   {}", thousands(d.bounces.blocked));
     }
+    if d.bounces.delayed > 0 {
+        println!("  delay warnings       {} (not bounces)", thousands(d.bounces.delayed));
+    }
     for w in &d.warnings {
         println!("  warning: {w}");
     }

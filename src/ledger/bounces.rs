@@ -29,6 +29,8 @@ pub struct BounceCounts {
     pub complaints: u64,
     /// Soft bounces that are blocks of our sending (policy, reputation): no reader's fault.
     pub blocked: u64,
+    /// Delay warnings: the relay was still trying; not bounces.
+    pub delayed: u64,
 }
 
 impl Ledger {
@@ -125,11 +127,12 @@ impl Ledger {
     }
 
     /// How many issues in a row, ending with the latest one that soft-bounced, soft-bounced
-    /// for `email` (blocks of our sending neither count nor break the run).
+    /// for `email` (blocks of our sending neither count nor break the run; a delay warning
+    /// alone is no bounce: the message was most likely delivered in the end).
     pub fn soft_bounce_run(&self, email: &str) -> Result<u32> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT EXISTS (SELECT 1 FROM bounce_events b WHERE b.email = d.email AND b.issue = d.issue
-                            AND b.class = 'soft' AND b.reason != 'blocked'),
+                            AND b.class = 'soft' AND b.reason NOT IN ('blocked', 'delayed')),
                    EXISTS (SELECT 1 FROM bounce_events b WHERE b.email = d.email AND b.issue = d.issue
                             AND b.reason = 'blocked')
              FROM deliveries d WHERE d.email = ?1 AND d.status = 'sent' ORDER BY d.first_at DESC",
@@ -154,18 +157,19 @@ impl Ledger {
     pub fn bounce_counts(&self, issue: &str) -> Result<BounceCounts> {
         let mut counts = BounceCounts::default();
         let mut stmt = self.conn.prepare_cached(
-            "SELECT class, reason = 'blocked', count(DISTINCT email) FROM bounce_events
-             WHERE issue = ?1 AND email IS NOT NULL GROUP BY 1, 2",
+            "SELECT CASE WHEN reason IN ('blocked', 'delayed') THEN reason ELSE class END,
+                    count(DISTINCT email) FROM bounce_events
+             WHERE issue = ?1 AND email IS NOT NULL GROUP BY 1",
         )?;
-        let rows = stmt.query_map([issue], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, bool>(1)?, r.get::<_, i64>(2)? as u64))
-        })?;
+        let rows = stmt.query_map([issue], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)))?;
         for row in rows {
-            match row? {
-                (class, false, n) if class == "hard" => counts.hard += n,
-                (class, false, n) if class == "soft" => counts.soft += n,
-                (class, true, n) if class == "soft" => counts.blocked += n,
-                (class, _, n) if class == "complaint" => counts.complaints += n,
+            let (kind, n) = row?;
+            match kind.as_str() {
+                "hard" => counts.hard = n,
+                "soft" => counts.soft = n,
+                "complaint" => counts.complaints = n,
+                "blocked" => counts.blocked = n,
+                "delayed" => counts.delayed = n,
                 _ => {}
             }
         }
