@@ -91,6 +91,20 @@ fn agrees_with_the_reference_on_the_corpus() {
     assert!(false_suppressions <= 1, "{false_suppressions} false suppressions");
 }
 
+/// Sent with the null envelope sender and quoting our message, as many vacation programs do:
+/// an auto-reply, not a bounce of the addresses it quotes.
+#[test]
+fn a_vacation_reply_quoting_our_message_is_no_bounce() {
+    let raw = "Return-Path: <>\nFrom: Reader <reader@example.org>\nTo: newsletter@openinfra.dev\nSubject: Away until Monday\nAuto-Submitted: auto-replied\nMessage-ID: <v1@example.org>\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=\"V\"\n\n--V\nContent-Type: text/plain\n\nI am away. For urgent matters write to colleague@example.org.\n\n--V\nContent-Type: message/rfc822\n\nMessage-ID: <2025-01.abc@openinfra.dev>\nTo: reader@example.org\nSubject: Inside Open Infrastructure\n\nHello\n--V--\n";
+    let read = bounces::read(raw.as_bytes());
+    let found: Vec<(Option<String>, &str)> = read
+        .findings
+        .iter()
+        .map(|f| (f.recipient.clone(), f.reason.class().as_str()))
+        .collect();
+    assert_eq!(found, [(Some("reader@example.org".to_owned()), "ignore")]);
+}
+
 mod support;
 
 use support::{Project, Sink, csv, run, scheduled_issue, wait_until};

@@ -424,7 +424,8 @@ static SYSTEM_SENDER: LazyLock<Regex> = LazyLock::new(|| {
 });
 
 /// A bounce that is not an RFC 3464 report: sent by a mail system about a failure, or sent
-/// with the null envelope sender notifications use (RFC 5321 4.5.5) and returning a message.
+/// with the null envelope sender notifications use (RFC 5321 4.5.5) and returning a message
+/// (a vacation reply quoting ours is sent like that too, and is not one).
 fn is_bounce(message: &Message, report: &Report) -> bool {
     let from_system = report
         .from
@@ -433,7 +434,7 @@ fn is_bounce(message: &Message, report: &Report) -> bool {
     let null_sender = message.header_raw("Return-Path").is_some_and(|v| v.trim() == "<>");
     message.header_raw("X-Failed-Recipients").is_some()
         || (from_system && (report.from.is_some() || BOUNCE_SUBJECT.is_match(&report.subject)))
-        || (null_sender && report.returned != Returned::default())
+        || (null_sender && report.returned != Returned::default() && !is_auto_reply(message))
 }
 
 fn prose_failures(message: &Message, report: &Report, prose: &str) -> Vec<Finding> {
