@@ -668,6 +668,13 @@ fn delay_warnings_count_no_bounce() {
         &md,
         &[("1.delay", delay("d1", "2025-01")), ("2.delay", delay("d2", "2025-02"))],
     );
+    let r = run(project.command().args(["bounces", "--dry-run", "--maildir"]).arg(&md));
+    assert!(
+        r.stdout
+            .contains("0 hard, 0 soft, 0 complaint(s), 0 ignored, 2 delay warning(s); 0 address(es)"),
+        "{}",
+        r.stdout
+    );
     let r = run(project
         .command()
         .args(["bounces", "--format", "json", "--maildir"])

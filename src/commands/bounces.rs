@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{Result, bail};
+use newsletter::bounces::Reason;
 use newsletter::bounces::act::{Handler, Outcome};
 use newsletter::bounces::imap::Imap;
 use newsletter::bounces::source::{Mailbox, Maildir, Mbox};
@@ -120,15 +121,25 @@ pub fn run(config_path: Option<&Path>, quiet: bool, args: BouncesArgs) -> Result
 fn print_summary(name: &str, reports: u64, outcomes: &[Outcome], dry_run: bool, quiet: bool) {
     let mut by_class: BTreeMap<&str, u64> = BTreeMap::new();
     for o in outcomes {
-        *by_class.entry(o.class.as_str()).or_default() += 1;
+        // A delay warning is soft to the reference, but no bounce yet.
+        let kind = if o.reason == Reason::Delayed {
+            "delayed"
+        } else {
+            o.class.as_str()
+        };
+        *by_class.entry(kind).or_default() += 1;
     }
     let suppressed: Vec<&Outcome> = outcomes
         .iter()
         .filter(|o| o.action.starts_with("suppressed") || o.action.starts_with("would suppress"))
         .collect();
     let count = |c: &str| thousands(by_class.get(c).copied().unwrap_or(0));
+    let delayed = match by_class.get("delayed") {
+        Some(&n) => format!(", {} delay warning(s)", thousands(n)),
+        None => String::new(),
+    };
     println!(
-        "{}{} report(s) read from {name}: {} hard, {} soft, {} complaint(s), {} ignored; {} address(es) {}",
+        "{}{} report(s) read from {name}: {} hard, {} soft, {} complaint(s), {} ignored{delayed}; {} address(es) {}",
         if dry_run { "dry run: " } else { "" },
         thousands(reports),
         count("hard"),
