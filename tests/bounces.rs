@@ -619,6 +619,69 @@ fn killed_with_sigkill_and_run_again_each_report_acts_once() {
     );
 }
 
+/// `bounces` from cron while a long send runs: neither waits for the other (each has its own
+/// lock on the one ledger), and the send skips the readers suppressed meanwhile.
+#[test]
+fn a_running_send_skips_readers_that_bounce_while_it_runs() {
+    let sink = Sink::start();
+    let project = Project::new(sink.port, &csv(400), "throttle: { rate: 100/s }\n")
+        .with_issues(&[("2025-01", scheduled_issue(None)), ("2025-02", scheduled_issue(None))]);
+    let r = run(project.command().args(["send", "2025-01", "--yes", "-q"]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let first = sent(&sink);
+    // The last hundred readers' January messages bounce.
+    let reports: Vec<(String, String)> = (300..400)
+        .map(|i| {
+            let rcpt = format!("user{i}@example.org");
+            let text = dsn(
+                &format!("h{i}"),
+                "newsletter@openinfra.dev",
+                &rcpt,
+                "5.1.1",
+                "550 5.1.1 no such user",
+                &first[&rcpt].1,
+            );
+            (format!("{i}.hard"), text)
+        })
+        .collect();
+    let md = project.dir.path().join("bounces");
+    maildir(
+        &md,
+        &reports.iter().map(|(n, t)| (n.as_str(), t.clone())).collect::<Vec<_>>(),
+    );
+    let send = project
+        .std_command()
+        .args(["send", "2025-02", "--yes", "-q"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until("the second issue under way", || sink.count() >= 405);
+    let r = run(project.command().args(["bounces", "--maildir"]).arg(&md));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("100 address(es) suppressed"), "{}", r.stdout);
+    let done = send.wait_with_output().unwrap();
+    assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
+    let february: Vec<String> = sink
+        .messages()
+        .into_iter()
+        .filter(|(_, text)| header(text, "Message-ID").is_some_and(|id| id.starts_with("<2025-02.")))
+        .map(|(rcpts, _)| rcpts[0].clone())
+        .collect();
+    assert_eq!(february.len(), 300);
+    assert!(
+        february.iter().all(|r| r
+            .trim_start_matches("user")
+            .split('@')
+            .next()
+            .unwrap()
+            .parse::<u32>()
+            .unwrap()
+            < 300),
+        "a reader suppressed during the run got the issue"
+    );
+}
+
 /// A delay warning is no bounce: it never counts towards soft_limit and `status` shows it
 /// apart; the failures that may follow do count.
 #[test]
