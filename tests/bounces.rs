@@ -91,6 +91,33 @@ fn agrees_with_the_reference_on_the_corpus() {
     assert!(false_suppressions <= 1, "{false_suppressions} false suppressions");
 }
 
+/// Never a panic, whatever arrives: every corpus message cut short at several places, with
+/// its line ends changed, and with bytes flipped here and there.
+#[test]
+fn damaged_reports_never_panic() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bounces/corpus");
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let raw = std::fs::read(entry.unwrap().path()).unwrap();
+        for cut in [
+            1,
+            raw.len() / 7,
+            raw.len() / 3,
+            raw.len() / 2,
+            raw.len() * 5 / 6,
+            raw.len() - 1,
+        ] {
+            bounces::read(&raw[..cut]);
+        }
+        bounces::read(&String::from_utf8_lossy(&raw).replace('\n', "\r\n").into_bytes());
+        bounces::read(&String::from_utf8_lossy(&raw).replace('\n', "\r").into_bytes());
+        let mut flipped = raw.clone();
+        for i in (0..flipped.len()).step_by(97) {
+            flipped[i] ^= 0xA5;
+        }
+        bounces::read(&flipped);
+    }
+}
+
 /// Sent with the null envelope sender and quoting our message, as many vacation programs do:
 /// an auto-reply, not a bounce of the addresses it quotes.
 #[test]
