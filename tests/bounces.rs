@@ -87,7 +87,7 @@ fn agrees_with_the_reference_on_the_corpus() {
     );
     // Measured floors (docs/benchmarks.md has the figures and the targets): a change
     // that lowers them is a regression.
-    assert!(agreement >= 0.938, "agreement {agreement}");
+    assert!(agreement >= 0.942, "agreement {agreement}");
     assert!(false_suppressions <= 1, "{false_suppressions} false suppressions");
 }
 

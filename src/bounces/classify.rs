@@ -235,6 +235,7 @@ pub fn reason(evidence: Evidence) -> Reason {
         (Some(code), None) => code,
         (None, None) => Reason::Other,
     };
+    let reason = orange_or_la_poste(&text).unwrap_or(reason);
     match reason {
         // A temporary failure never removes a reader, whatever it says; nor do words alone,
         // without a server's reply code or the report saying the failure is permanent. A
@@ -250,6 +251,28 @@ pub fn reason(evidence: Evidence) -> Reason {
         }
         r => r,
     }
+}
+
+/// Orange's and La Poste's own codes (`LPN007_416`, `OFR006_102`, `OFR_506`, `LPN416`), listed
+/// on their postmaster pages: the last three digits say what the generic status code does not
+/// (La Poste refuses an unknown recipient with 550 5.5.0 after DATA).
+static ORANGE_CODE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?-u:\b)(?:LPN|OFR|OUK)(?:\d{3}[_-]|_)?(\d{3})(?-u:\b)").expect("the pattern is valid")
+});
+
+fn orange_or_la_poste(text: &str) -> Option<Reason> {
+    let caps = ORANGE_CODE.captures(text)?;
+    Some(match caps.get(1)?.as_str() {
+        "416" | "418" => Reason::UserUnknown,
+        "417" => Reason::MailboxFull,
+        "420" | "426" => Reason::Suspended,
+        "514" => Reason::TooBig,
+        // Spam, SPF, authentication, an invalid sender, too many connections: about us.
+        "102" | "103" | "104" | "305" | "401" | "402" | "403" | "405" | "415" | "421" | "506" | "510" | "999" => {
+            Reason::Blocked
+        }
+        _ => return None,
+    })
 }
 
 /// The report's code, or a more specific one from the diagnostic when the report's says
@@ -350,6 +373,21 @@ mod tests {
         };
         assert_eq!(reason(delay), Reason::Delayed);
         assert_eq!(Reason::Delayed.class(), Class::Soft);
+        assert_eq!(
+            r(
+                Some("5.5.0"),
+                "550 5.5.0 Adresse destinataire invalide. Invalid recipient. LPN007_416 (in reply to end of DATA command)"
+            ),
+            Reason::UserUnknown
+        );
+        assert_eq!(
+            r(
+                Some("5.0.0"),
+                "550 mwinf5c04 ME Adresse IP source bloquee. OFR006_102 Ref"
+            ),
+            Reason::Blocked
+        );
+        assert_eq!(r(Some("4.2.1"), "421 Service refuse. LPN006_107"), Reason::Other);
         // A queue on the server's disk is not a message waiting too long in one.
         assert_eq!(
             r(Some("4.3.0"), "451 4.3.0 Error: queue file write error"),
