@@ -1,5 +1,6 @@
 //! An IMAP folder over TLS as a bounce mailbox. Messages are fetched with BODY.PEEK (reading
-//! sets no flag), marked \Seen once the ledger has them, and never deleted. The cursor is
+//! sets no flag), reports marked \Seen once the ledger has them (other mail stays unread for
+//! a person), and nothing is deleted. The cursor is
 //! `UIDVALIDITY:UID`: a folder whose UIDVALIDITY changed is read again from the start (the
 //! ledger's record of handled reports keeps that from acting twice).
 
@@ -140,8 +141,14 @@ impl Mailbox for Imap {
         Ok(items)
     }
 
-    fn done(&mut self, items: &[Item]) -> Result<()> {
-        let set = items.iter().map(|i| i.id.as_str()).collect::<Vec<_>>().join(",");
+    fn done(&mut self, items: &[Item], is_report: &[bool]) -> Result<()> {
+        let set = items
+            .iter()
+            .zip(is_report)
+            .filter(|(_, seen)| **seen)
+            .map(|(i, _)| i.id.as_str())
+            .collect::<Vec<_>>()
+            .join(",");
         if set.is_empty() {
             return Ok(());
         }

@@ -24,13 +24,16 @@ pub trait Mailbox {
     fn name(&self) -> String;
     /// The next unread messages; empty when there are no more.
     fn next_batch(&mut self) -> Result<Vec<Item>>;
-    /// The ledger has committed these: let them go.
-    fn done(&mut self, items: &[Item]) -> Result<()>;
+    /// The ledger has committed these: let them go. `is_report[i]` says whether anything was
+    /// read from `items[i]`: reports are marked read, other mail (a person writing to the
+    /// bounce address, which may be the From address) is left unread for a person.
+    fn done(&mut self, items: &[Item], is_report: &[bool]) -> Result<()>;
 }
 
 const BATCH: usize = 200;
 
-/// A maildir: new/ is read in name order; handled messages move to cur/ with the S flag.
+/// A maildir: new/ is read in name order; handled messages move to cur/, reports with the S
+/// flag.
 pub struct Maildir {
     dir: PathBuf,
     pending: Vec<PathBuf>,
@@ -91,21 +94,19 @@ impl Mailbox for Maildir {
         Ok(items)
     }
 
-    fn done(&mut self, items: &[Item]) -> Result<()> {
+    fn done(&mut self, items: &[Item], is_report: &[bool]) -> Result<()> {
         let cur = self.dir.join("cur");
         std::fs::create_dir_all(&cur).with_context(|| format!("cannot create {}", cur.display()))?;
-        for item in items {
+        for (item, &seen) in items.iter().zip(is_report) {
             let from = self.dir.join("new").join(&item.id);
             // Maildir's info suffix: ":2," then the flags in ASCII order; S is seen.
-            let to = cur.join(match item.id.split_once(":2,") {
-                Some((base, flags)) if !flags.contains('S') => {
-                    let mut flags: Vec<char> = flags.chars().chain(['S']).collect();
-                    flags.sort_unstable();
-                    format!("{base}:2,{}", flags.into_iter().collect::<String>())
-                }
-                Some(_) => item.id.clone(),
-                None => format!("{}:2,S", item.id),
-            });
+            let (base, flags) = item.id.split_once(":2,").unwrap_or((&item.id, ""));
+            let mut flags: Vec<char> = flags.chars().collect();
+            if seen && !flags.contains(&'S') {
+                flags.push('S');
+                flags.sort_unstable();
+            }
+            let to = cur.join(format!("{base}:2,{}", flags.into_iter().collect::<String>()));
             match std::fs::rename(&from, &to) {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 r => r.with_context(|| format!("cannot move {} to {}", from.display(), to.display()))?,
@@ -212,7 +213,7 @@ impl Mailbox for Mbox {
         Ok(items)
     }
 
-    fn done(&mut self, _: &[Item]) -> Result<()> {
+    fn done(&mut self, _: &[Item], _: &[bool]) -> Result<()> {
         // The cursor is committed with each report's events.
         Ok(())
     }

@@ -92,33 +92,39 @@ pub fn run(config_path: Option<&Path>, quiet: bool, args: BouncesArgs) -> Result
         mailbox: mailbox.name(),
     };
     let mut outcomes: Vec<Outcome> = Vec::new();
-    let mut reports = 0u64;
+    let (mut messages, mut not_reports) = (0u64, 0u64);
     loop {
         let items = mailbox.next_batch()?;
         if items.is_empty() {
             break;
         }
+        let mut is_report = Vec::with_capacity(items.len());
         for item in &items {
-            outcomes.extend(handler.handle(item, ledger.as_mut())?);
+            let found = handler.handle(item, ledger.as_mut())?;
+            is_report.push(!found.is_empty());
+            outcomes.extend(found);
         }
-        reports += items.len() as u64;
+        messages += items.len() as u64;
+        not_reports += is_report.iter().filter(|r| !**r).count() as u64;
         if !args.dry_run {
             // Committed before the messages are let go: a crash in between reads them again,
             // and the ledger's record of them makes that change nothing.
             if let Some(ledger) = ledger.as_mut() {
                 ledger.commit()?;
             }
-            mailbox.done(&items)?;
+            mailbox.done(&items, &is_report)?;
         }
     }
     match args.format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&outcomes)?),
-        Format::Text => print_summary(&mailbox.name(), reports, &outcomes, args.dry_run, quiet),
+        Format::Text => print_summary(&mailbox.name(), (messages, not_reports), &outcomes, args.dry_run, quiet),
     }
     Ok(Exit::Success)
 }
 
-fn print_summary(name: &str, reports: u64, outcomes: &[Outcome], dry_run: bool, quiet: bool) {
+/// `read`: the messages read, and how many of them were no report (left unread).
+fn print_summary(name: &str, read: (u64, u64), outcomes: &[Outcome], dry_run: bool, quiet: bool) {
+    let (messages, not_reports) = read;
     let mut by_class: BTreeMap<&str, u64> = BTreeMap::new();
     for o in outcomes {
         // A delay warning is soft to the reference, but no bounce yet.
@@ -138,10 +144,15 @@ fn print_summary(name: &str, reports: u64, outcomes: &[Outcome], dry_run: bool, 
         Some(&n) => format!(", {} delay warning(s)", thousands(n)),
         None => String::new(),
     };
+    let unread = match (not_reports, dry_run) {
+        (0, _) => String::new(),
+        (n, false) => format!("; {} message(s) that are no report left unread", thousands(n)),
+        (n, true) => format!("; {} message(s) that are no report", thousands(n)),
+    };
     println!(
-        "{}{} report(s) read from {name}: {} hard, {} soft, {} complaint(s), {} ignored{delayed}; {} address(es) {}",
+        "{}{} message(s) read from {name}: {} hard, {} soft, {} complaint(s), {} ignored{delayed}; {} address(es) {}{unread}",
         if dry_run { "dry run: " } else { "" },
-        thousands(reports),
+        thousands(messages),
         count("hard"),
         count("soft"),
         count("complaint"),
