@@ -147,3 +147,54 @@ fn reports_written_by_postfix_suppress_the_right_readers_with_and_without_verp()
         assert_eq!(got[rcpt].3, "counted (2 of 3 soft bounces in a row)", "{}", r.stdout);
     }
 }
+
+/// Postfix's own delay warning: a reader's server greylists for longer than
+/// delay_warning_time, Postfix tells the sender it is still trying, and `bounces` records it
+/// without counting a bounce.
+#[test]
+fn a_delay_warning_from_postfix_counts_no_bounce() {
+    if !Postfix::available() {
+        eprintln!("skipped: a Postfix instance needs root and Debian's postfix (scripts/test)");
+        return;
+    }
+    let servers = ScriptServer::start(|stage, _, _| match stage {
+        Stage::Rcpt => Reply::Code(451, "4.7.1 Greylisted, try again later"),
+        _ => Reply::Ok,
+    });
+    // Retried every second or two, warned about after one, never given up on in the test.
+    let relay = Postfix::start_with(
+        servers.port,
+        "maximal_queue_lifetime = 1d\ndelay_warning_time = 1s\nqueue_run_delay = 1s\nminimal_backoff_time = 2s\nmaximal_backoff_time = 2s\n",
+    );
+    let project = Project::new(relay.port, &csv(1), "bounces: { soft_limit: 1 }\n");
+    let r = run(project.command().args(["send", "small", "--yes"]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while relay.waiting("newsletter") < 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no delay warning; Postfix's log:\n{}",
+            relay.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let r = run(project
+        .command()
+        .args(["bounces", "--format", "json", "--maildir"])
+        .arg(relay.maildir("newsletter")));
+    let got = verdicts(&r.stdout);
+    assert_eq!(
+        got["user0@example.org"],
+        (
+            "soft".to_owned(),
+            "delayed".to_owned(),
+            "small".to_owned(),
+            "none: a delay warning, the relay is still trying".to_owned()
+        ),
+        "{}",
+        r.stdout
+    );
+    // soft_limit 1 would have suppressed a soft bounce at once.
+    let r = run(project.command().args(["suppress", "list"]));
+    assert!(!r.stdout.contains("user0@example.org"), "{}", r.stdout);
+}

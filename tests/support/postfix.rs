@@ -29,6 +29,11 @@ impl Postfix {
     }
 
     pub fn start(relay_port: u16) -> Postfix {
+        Postfix::start_with(relay_port, "")
+    }
+
+    /// With `settings` (main.cf lines) after the defaults, which they override.
+    pub fn start_with(relay_port: u16, settings: &str) -> Postfix {
         assert!(
             Postfix::available(),
             "Postfix needs root and Debian's postfix package: run scripts/test"
@@ -74,7 +79,8 @@ impl Postfix {
              virtual_mailbox_maps = regexp:{d}/etc/mailboxes\n\
              virtual_uid_maps = static:65534\n\
              virtual_gid_maps = static:65534\n\
-             maximal_queue_lifetime = 0\n",
+             maximal_queue_lifetime = 0\n\
+             {settings}",
             d = d.display(),
         );
         std::fs::write(d.join("etc/main.cf"), main).unwrap();
