@@ -148,10 +148,13 @@ fn header<'a>(text: &'a str, name: &str) -> Option<&'a str> {
         .map(str::trim)
 }
 
-/// Per recipient: the envelope sender and Message-ID of what the sink received.
-fn sent(sink: &Sink) -> std::collections::HashMap<String, (String, String)> {
+/// Per recipient: the envelope sender and Message-ID of the message of `issue` the sink
+/// received (our Message-IDs start with the issue).
+fn sent(sink: &Sink, issue: &str) -> std::collections::HashMap<String, (String, String)> {
+    let prefix = format!("<{issue}.");
     sink.messages()
         .into_iter()
+        .filter(|(_, text)| header(text, "Message-ID").is_some_and(|id| id.starts_with(&prefix)))
         .map(|(rcpts, text)| {
             let from = header(&text, "X-Mail-Args").unwrap().trim_start_matches('<');
             let from = from.split('>').next().unwrap().to_owned();
@@ -237,7 +240,7 @@ fn reports_suppress_once_and_the_next_send_skips_them() {
     .with_issues(&[("2025-01", scheduled_issue(None)), ("2025-02", scheduled_issue(None))]);
     let r = run(project.command().args(["send", "2025-01", "--yes"]));
     assert_eq!(r.code, 0, "{}", r.stderr);
-    let first = sent(&sink);
+    let first = sent(&sink, "2025-01");
     assert_eq!(first.len(), 6);
     // VERP: every recipient has their own envelope sender.
     for (rcpt, (from, _)) in &first {
@@ -385,21 +388,8 @@ fn reports_suppress_once_and_the_next_send_skips_them() {
     let r = run(project.command().args(["send", "2025-02", "--yes"]));
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(sink.count() - before, 3);
-    let user2 = sink
-        .messages()
-        .into_iter()
-        .filter(|(rcpts, _)| rcpts[0] == "user2@example.org")
-        .filter_map(|(_, text)| {
-            Some(
-                header(&text, "X-Mail-Args")?
-                    .trim_start_matches('<')
-                    .split('>')
-                    .next()?
-                    .to_owned(),
-            )
-        })
-        .find(|from| from.starts_with("bounces+2025-02."))
-        .unwrap();
+    let user2 = sent(&sink, "2025-02")["user2@example.org"].0.clone();
+    assert!(user2.starts_with("bounces+2025-02."), "{user2}");
     maildir(
         &md,
         &[(
@@ -432,7 +422,7 @@ fn an_mbox_is_read_from_where_the_last_run_stopped() {
         .with_issues(&[("2025-01", scheduled_issue(None)), ("2025-02", scheduled_issue(None))]);
     let r = run(project.command().args(["send", "2025-01", "--yes"]));
     assert_eq!(r.code, 0, "{}", r.stderr);
-    let ids = sent(&sink);
+    let ids = sent(&sink, "2025-01");
     let mbox = project.dir.path().join("bounces.mbox");
     // Written by Python's mailbox module, with a "From " line in a body that it must quote
     // and we must read past.
@@ -515,7 +505,7 @@ fn an_imap_folder_is_read_once_marked_seen_and_never_emptied() {
     ));
     let r = run(project.command().args(["send", "small", "--yes"]));
     assert_eq!(r.code, 0, "{}", r.stderr);
-    let ids = sent(&sink);
+    let ids = sent(&sink, "small");
     let deliver = |name: &str, i: usize| {
         let text = dsn(
             name,
@@ -672,7 +662,7 @@ fn a_running_send_skips_readers_that_bounce_while_it_runs() {
         .with_issues(&[("2025-01", scheduled_issue(None)), ("2025-02", scheduled_issue(None))]);
     let r = run(project.command().args(["send", "2025-01", "--yes", "-q"]));
     assert_eq!(r.code, 0, "{}", r.stderr);
-    let first = sent(&sink);
+    let first = sent(&sink, "2025-01");
     // The last hundred readers' January messages bounce.
     let reports: Vec<(String, String)> = (300..400)
         .map(|i| {
@@ -706,13 +696,10 @@ fn a_running_send_skips_readers_that_bounce_while_it_runs() {
     assert!(r.stdout.contains("100 address(es) suppressed"), "{}", r.stdout);
     let done = send.wait_with_output().unwrap();
     assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
-    let february: Vec<String> = sink
-        .messages()
-        .into_iter()
-        .filter(|(_, text)| header(text, "Message-ID").is_some_and(|id| id.starts_with("<2025-02.")))
-        .map(|(rcpts, _)| rcpts[0].clone())
-        .collect();
+    let february: Vec<String> = sent(&sink, "2025-02").into_keys().collect();
     assert_eq!(february.len(), 300);
+    // Each of them once: 400 messages of January, 300 of February.
+    assert_eq!(sink.count(), 700);
     assert!(
         february.iter().all(|r| r
             .trim_start_matches("user")
@@ -737,14 +724,8 @@ fn delay_warnings_count_no_bounce() {
         let r = run(project.command().args(["send", issue, "--yes"]));
         assert_eq!(r.code, 0, "{}", r.stderr);
     }
-    let id_of = |issue: &str| {
-        sink.messages()
-            .iter()
-            .filter_map(|(_, text)| header(text, "Message-ID").map(str::to_owned))
-            .find(|id| id.starts_with(&format!("<{issue}.")))
-            .unwrap()
-    };
     let rcpt = "user0@example.org";
+    let id_of = |issue: &str| sent(&sink, issue)[rcpt].1.clone();
     let delay = |id: &str, issue: &str| {
         dsn(
             id,

@@ -117,14 +117,13 @@ pub fn run(config_path: Option<&Path>, quiet: bool, args: BouncesArgs) -> Result
     }
     match args.format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&outcomes)?),
-        Format::Text => print_summary(&mailbox.name(), (messages, not_reports), &outcomes, args.dry_run, quiet),
+        Format::Text => print_summary(&mailbox.name(), messages, not_reports, &outcomes, args.dry_run, quiet),
     }
     Ok(Exit::Success)
 }
 
-/// `read`: the messages read, and how many of them were no report (left unread).
-fn print_summary(name: &str, read: (u64, u64), outcomes: &[Outcome], dry_run: bool, quiet: bool) {
-    let (messages, not_reports) = read;
+/// `not_reports`: how many of the `messages` read were no report (left unread).
+fn print_summary(name: &str, messages: u64, not_reports: u64, outcomes: &[Outcome], dry_run: bool, quiet: bool) {
     let mut by_class: BTreeMap<&str, u64> = BTreeMap::new();
     for o in outcomes {
         // A delay warning is soft to the reference, but no bounce yet.
