@@ -55,6 +55,10 @@ pub enum Command {
     /// Manage the addresses that never get the newsletter
     #[command(subcommand)]
     Suppress(SuppressCommand),
+    /// A reader's rights: what is held about them and why they are (not) mailed, all of it
+    /// as JSON, and erasure
+    #[command(subcommand)]
+    Subscribers(SubscribersCommand),
     /// The web service behind the links in every message: one-click unsubscribe (RFC 8058),
     /// the issue archive and its feed, /healthz. Runs until SIGTERM or Ctrl-C
     #[command(after_help = EXIT_CODES)]
@@ -180,13 +184,18 @@ pub enum SuppressCommand {
         #[arg(long, default_value = "added by hand")]
         reason: String,
     },
-    /// Take addresses off the suppression list
+    /// Send to addresses again: lifts every suppression they have (a complaint, a bounce, the
+    /// operator's, their own unsubscribe), recorded in their history with the reason
     Remove {
         /// The addresses to send to again
         #[arg(required = true, value_name = "EMAIL")]
         emails: Vec<String>,
+        /// Why, kept in each reader's history
+        #[arg(long, default_value = "removed by hand")]
+        reason: String,
     },
-    /// Print the suppression list
+    /// Print the suppression list: address, since, the deciding kind (unsubscribed,
+    /// soft-limit, hard-bounce, suppressed, complaint) and reason
     List {
         /// Output: text for people, json for scripts
         #[arg(long, value_enum, default_value_t = Format::Text)]
@@ -200,6 +209,40 @@ pub enum SuppressCommand {
         #[arg(long, default_value = "unsubscribed on the website")]
         reason: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SubscribersCommand {
+    /// The reader's standing (mailed or not, and the event that decides it), their whole
+    /// history, the messages sent to them and what came back
+    Show {
+        email: String,
+        /// Output: text for people, json for scripts (the same as `export`)
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Everything held about the person, as JSON: the rows of the recipient list, their
+    /// history with its evidence, consents, deliveries, bounce and complaint records
+    Export {
+        email: String,
+        /// Output: json
+        #[arg(long, value_enum, default_value_t = ExportFormat::Json)]
+        format: ExportFormat,
+    },
+    /// Erase the person's data from the ledger (deliveries, history, bounce records, the
+    /// address wherever another record mentions it), keeping only a keyed hash so that the
+    /// address is never mailed again; lists what still holds it outside the ledger
+    Forget {
+        email: String,
+        /// Do not ask for confirmation (needed when not on a terminal)
+        #[arg(long, short)]
+        yes: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    Json,
 }
 
 #[derive(Debug, Subcommand)]

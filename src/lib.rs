@@ -20,6 +20,7 @@ pub mod ledger;
 pub mod markdown;
 pub mod personalize;
 pub mod preview;
+pub mod readers;
 pub mod recipients;
 pub mod schedule;
 pub mod sections;

@@ -33,6 +33,7 @@ fn main() -> ExitCode {
         Command::Layout(command) => commands::layout::run(cli.config.as_deref(), cli.quiet, command),
         Command::Bounces(args) => commands::bounces::run(cli.config.as_deref(), cli.quiet, args),
         Command::Suppress(command) => commands::suppress::run(cli.config.as_deref(), cli.quiet, command),
+        Command::Subscribers(command) => commands::subscribers::run(cli.config.as_deref(), cli.quiet, command),
         Command::Dkim { format } => commands::dkim::run(cli.config.as_deref(), format),
         Command::Completions { shell } => commands::docs::completions(shell),
         Command::Man { dir } => commands::docs::man(&dir, cli.quiet),

@@ -37,6 +37,8 @@ pub struct Parts {
     pub text: String,
     pub html: String,
     pub unsubscribe_url: String,
+    /// The reader's unsubscribe token, which the mailto: of List-Unsubscribe carries too.
+    pub unsubscribe_token: String,
 }
 
 /// Builds each recipient's message from one rendered issue.
@@ -171,6 +173,10 @@ impl<'a> Personalizer<'a> {
         unsubscribe::url(&self.unsubscribe_base, &self.secret, email, &self.rendered.slug)
     }
 
+    fn unsubscribe_token(&self, email: &str) -> String {
+        self.secret.token(email, &self.rendered.slug)
+    }
+
     /// The recipient's subject, text and HTML.
     pub fn parts(&self, r: &Recipient) -> Result<Parts, PersonalizeError> {
         let fail = |reason: String| PersonalizeError::Recipient {
@@ -179,10 +185,11 @@ impl<'a> Personalizer<'a> {
             reason,
         };
         let mut data: BTreeMap<&str, &str> = r.fields.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        let unsubscribe_url = if self.archive {
-            String::new()
+        let (unsubscribe_url, unsubscribe_token) = if self.archive {
+            (String::new(), String::new())
         } else {
-            self.unsubscribe_url(&r.email)
+            let token = self.unsubscribe_token(&r.email);
+            (unsubscribe::url_with(&self.unsubscribe_base, &token), token)
         };
         data.insert("email", &r.email);
         data.insert("unsubscribe_url", &unsubscribe_url);
@@ -203,6 +210,7 @@ impl<'a> Personalizer<'a> {
             text,
             html,
             unsubscribe_url,
+            unsubscribe_token,
         })
     }
 
@@ -223,6 +231,7 @@ impl<'a> Personalizer<'a> {
             text,
             html,
             unsubscribe_url,
+            unsubscribe_token,
         } = parts;
         let to_address = r.email.parse().map_err(|e| fail(format!("invalid address: {e}")))?;
         let to = Mailbox::new(r.display_name().map(|n| header_value(&n, MAX_NAME)), to_address);
@@ -237,7 +246,7 @@ impl<'a> Personalizer<'a> {
             .raw_header(header(
                 "List-Unsubscribe",
                 format!(
-                    "<{unsubscribe_url}>, <mailto:{}?subject=unsubscribe>",
+                    "<{unsubscribe_url}>, <mailto:{}?subject=unsubscribe%20{unsubscribe_token}>",
                     self.unsubscribe_mailto
                 ),
             ))

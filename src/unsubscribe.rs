@@ -14,8 +14,11 @@
 //! the same token for the same issue every time (a resend carries the same link) and nothing
 //! else is ever encrypted under that nonce. The address cannot be read from the URL; a
 //! changed byte fails the tag. The website may verify tokens itself with the same steps.
-//! Tokens of the first release (`base64url(address).tag`, readable) are still accepted, so
-//! links in issues already sent keep working.
+//! Tokens of the first release (`base64url(address).tag`, readable and bound to no issue) are
+//! accepted only while `unsubscribe.accept_release_0_tokens` is true.
+//!
+//! The secret must be at least [`MIN_SECRET_BYTES`] bytes and not repetitive: from one token of
+//! their own, anyone can try guessed secrets offline, and a guessed secret unsubscribes anyone.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
@@ -31,6 +34,33 @@ pub const PREVIOUS_SECRET_VAR: &str = "NEWSLETTER_UNSUBSCRIBE_SECRET_PREVIOUS";
 
 const VERSION: u8 = 2;
 const AAD: &[u8] = b"newsletter unsubscribe v2";
+/// The shortest secret accepted: `openssl rand -base64 32` makes 44 characters.
+pub const MIN_SECRET_BYTES: usize = 32;
+/// The fewest distinct bytes a secret may have (`aaaa...` or `changeme` repeated are refused).
+const MIN_DISTINCT_BYTES: usize = 10;
+
+/// A secret in the environment that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{var} {why}: make one with `openssl rand -base64 32` and put it in the environment (a guessable secret lets anyone unsubscribe anyone)"
+)]
+pub struct WeakSecret {
+    var: &'static str,
+    why: String,
+}
+
+/// Why `secret` is too weak, if it is.
+fn weakness(secret: &[u8]) -> Option<String> {
+    if secret.len() < MIN_SECRET_BYTES {
+        return Some(format!(
+            "is {} bytes long; it must be at least {MIN_SECRET_BYTES}",
+            secret.len()
+        ));
+    }
+    let distinct = secret.iter().collect::<std::collections::BTreeSet<_>>().len();
+    (distinct < MIN_DISTINCT_BYTES).then(|| format!("repeats {distinct} different characters; it must be random"))
+}
+
 /// Bytes of the tag of a first-release token.
 const LEGACY_TAG_LEN: usize = 16;
 /// Longer tokens are refused before any work: an address and an issue name fit many times.
@@ -80,7 +110,8 @@ impl Secret {
         mac.finalize().into_bytes().into()
     }
 
-    pub fn from_env() -> Option<Secret> {
+    /// The secret of [`SECRET_VAR`], if set; a weak one is an error.
+    pub fn from_env() -> Result<Option<Secret>, WeakSecret> {
         from_var(SECRET_VAR)
     }
 
@@ -113,9 +144,6 @@ impl Secret {
         if token.len() > MAX_TOKEN_LEN {
             return None;
         }
-        if let Some((email, tag)) = token.split_once('.') {
-            return self.verify_legacy(email, tag);
-        }
         let bytes = B64.decode(token).ok()?;
         let (&version, rest) = bytes.split_first()?;
         if version != VERSION || rest.len() < NONCE_LEN + 16 {
@@ -133,7 +161,9 @@ impl Secret {
         })
     }
 
-    fn verify_legacy(&self, email: &str, tag: &str) -> Option<Claim> {
+    /// What a first-release token names, if this secret made it.
+    fn verify_release_0(&self, token: &str) -> Option<Claim> {
+        let (email, tag) = token.split_once('.')?;
         let email = String::from_utf8(B64.decode(email).ok()?).ok()?;
         let tag = B64.decode(tag).ok()?;
         if tag.len() != LEGACY_TAG_LEN {
@@ -150,8 +180,15 @@ impl Secret {
     }
 }
 
-fn from_var(var: &str) -> Option<Secret> {
-    std::env::var(var).ok().filter(|s| !s.is_empty()).map(Secret::new)
+fn from_var(var: &'static str) -> Result<Option<Secret>, WeakSecret> {
+    let Some(value) = std::env::var_os(var).filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    let value = value.into_encoded_bytes();
+    match weakness(&value) {
+        Some(why) => Err(WeakSecret { var, why }),
+        None => Ok(Some(Secret::new(value))),
+    }
 }
 
 /// The current secret, and the previous one during a rotation.
@@ -159,27 +196,44 @@ fn from_var(var: &str) -> Option<Secret> {
 pub struct Secrets {
     pub current: Secret,
     pub previous: Option<Secret>,
+    /// `unsubscribe.accept_release_0_tokens`: the first release's tokens still verify.
+    pub accept_release_0: bool,
 }
 
 impl Secrets {
-    pub fn from_env() -> Option<Secrets> {
-        Some(Secrets {
-            current: Secret::from_env()?,
-            previous: from_var(PREVIOUS_SECRET_VAR),
-        })
+    /// The secrets in the environment; `None` when the current one is not set.
+    pub fn from_env(accept_release_0: bool) -> Result<Option<Secrets>, WeakSecret> {
+        let Some(current) = Secret::from_env()? else {
+            return Ok(None);
+        };
+        Ok(Some(Secrets {
+            current,
+            previous: from_var(PREVIOUS_SECRET_VAR)?,
+            accept_release_0,
+        }))
     }
 
     pub fn verify(&self, token: &str) -> Option<Claim> {
-        self.current
-            .verify(token)
-            .or_else(|| self.previous.as_ref().and_then(|p| p.verify(token)))
+        let secrets = std::iter::once(&self.current).chain(&self.previous);
+        if token.contains('.') {
+            if !self.accept_release_0 || token.len() > MAX_TOKEN_LEN {
+                return None;
+            }
+            return secrets.into_iter().find_map(|s| s.verify_release_0(token));
+        }
+        secrets.into_iter().find_map(|s| s.verify(token))
     }
 }
 
 /// `base?token=...`, keeping any query the base already has.
 pub fn url(base: &str, secret: &Secret, email: &str, issue: &str) -> String {
+    url_with(base, &secret.token(email, issue))
+}
+
+/// `base?token=TOKEN`, keeping any query the base already has.
+pub fn url_with(base: &str, token: &str) -> String {
     let sep = if base.contains('?') { '&' } else { '?' };
-    format!("{base}{sep}token={}", secret.token(email, issue))
+    format!("{base}{sep}token={token}")
 }
 
 #[cfg(test)]
@@ -222,12 +276,13 @@ mod tests {
     }
 
     #[test]
-    fn the_previous_secret_and_first_release_tokens_still_verify() {
+    fn the_previous_secret_verifies_and_first_release_tokens_only_when_allowed() {
         let old = Secret::new("old");
         let t = old.token("bob@example.org", "2025-01");
         let rotated = Secrets {
             current: Secret::new("new"),
             previous: Some(old.clone()),
+            accept_release_0: false,
         };
         assert_eq!(rotated.verify(&t).unwrap().email, "bob@example.org");
         assert!(
@@ -243,13 +298,35 @@ mod tests {
         mac.update(b"unsubscribe\0bob@example.org");
         let tag = mac.finalize().into_bytes();
         let legacy = format!("{}.{}", B64.encode("bob@example.org"), B64.encode(&tag[..16]));
+        assert!(rotated.verify(&legacy).is_none(), "off by default");
+        let allowing = Secrets {
+            accept_release_0: true,
+            ..rotated
+        };
         assert_eq!(
-            old.verify(&legacy).unwrap(),
+            allowing.verify(&legacy).unwrap(),
             Claim {
                 email: "bob@example.org".into(),
                 issue: None
             }
         );
+        assert!(
+            Secret::new("old").verify(&legacy).is_none(),
+            "a single secret reads v2 only"
+        );
+    }
+
+    #[test]
+    fn weak_secrets_are_named_with_the_way_to_make_one() {
+        assert!(weakness(b"changeme").unwrap().contains("8 bytes long"));
+        assert!(weakness(&[b'a'; 40]).unwrap().contains("repeats 1 different"));
+        assert!(weakness(b"changemechangemechangemechangeme").is_some());
+        assert_eq!(weakness(b"q3J0mXr8VbYc1pLw9sT2nZa5KfHd7GuE4oRiQy6eNjA="), None);
+        let e = WeakSecret {
+            var: SECRET_VAR,
+            why: "is 8 bytes long; it must be at least 32".into(),
+        };
+        assert!(e.to_string().contains("openssl rand -base64 32"));
     }
 
     #[test]

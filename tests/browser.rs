@@ -136,7 +136,7 @@ fn july_fits_a_phone_and_every_image_has_alt_text() {
         .current_dir(root())
         .env_remove("NEWSLETTER_RECIPIENTS")
         .env("NEWSLETTER_OUT", &out)
-        .env("NEWSLETTER_UNSUBSCRIBE_SECRET", "test-secret")
+        .env("NEWSLETTER_UNSUBSCRIBE_SECRET", support::SECRET)
         .env("SOURCE_DATE_EPOCH", "1751400000")
         .args(["preview", "2025-07", "--format", "json"]));
     assert_eq!(r.code, 0, "{}", r.stderr);

@@ -16,7 +16,7 @@ fn newsletter(out: &TempDir) -> Command {
     cmd.current_dir(root())
         .env_remove("NEWSLETTER_RECIPIENTS")
         .env("NEWSLETTER_OUT", out.path())
-        .env("NEWSLETTER_UNSUBSCRIBE_SECRET", "test-secret")
+        .env("NEWSLETTER_UNSUBSCRIBE_SECRET", support::SECRET)
         .env("SOURCE_DATE_EPOCH", "1751400000");
     cmd
 }

@@ -334,7 +334,7 @@ fn unsubscribe_url_is_signed_for_the_address() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     let token = r.stdout.trim().split("token=").nth(1).unwrap();
     assert!(!token.contains("alice") && !token.contains("YWxpY2"), "opaque: {token}");
-    let secret = newsletter::unsubscribe::Secret::new("test-secret");
+    let secret = newsletter::unsubscribe::Secret::new(support::SECRET);
     let claim = secret.verify(token).unwrap();
     assert_eq!(
         (claim.email.as_str(), claim.issue.as_deref()),
@@ -688,7 +688,7 @@ fn the_readme_crontab_line_works_in_cron_s_environment() {
         .with_issues(&[("2025-06", scheduled_issue(Some("2025-06-01T09:00:00Z")))]);
     std::fs::write(
         project.dir.path().join("secrets.env"),
-        "NEWSLETTER_UNSUBSCRIBE_SECRET=from-the-file\n",
+        format!("NEWSLETTER_UNSUBSCRIBE_SECRET={}\n", support::SECRET),
     )
     .unwrap();
     let command = command

@@ -7,101 +7,19 @@ mod support;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{Project, Sink, csv, free_port, run, scheduled_issue};
+use support::serve::{Server, curl, link_in_message, one_click, one_click_all};
+use support::{Project, Sink, csv, run, scheduled_issue};
 
 const CONFIG: &str = "throttle: { rate: off }\n\
     unsubscribe: { url: https://openinfra.dev/newsletter/unsubscribe }\n\
     serve: { request_timeout: 2s }\n";
 
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Server {
-    fn start(project: &Project) -> Server {
-        let port = free_port();
-        let child = project
-            .std_command()
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "serve did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Server {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// curl's answer: status and body.
-fn curl(args: &[&str]) -> (u16, String) {
-    let out = Command::new("curl")
-        .args(["-s", "-o", "-", "-w", "\n%{http_code}"])
-        .args(args)
-        .output()
-        .expect("curl");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (body, code) = text.rsplit_once('\n').unwrap();
-    (code.trim().parse().unwrap_or(0), body.to_owned())
-}
-
-/// One-click POSTs to every URL over one curl connection: how many were answered 200.
-fn one_click_all(urls: &[String]) -> usize {
-    let mut args = vec!["-s".to_owned()];
-    for url in urls {
-        let each = [
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}\n",
-            "-X",
-            "POST",
-            "--data",
-            "List-Unsubscribe=One-Click",
-        ];
-        args.extend(each.map(str::to_owned));
-        args.push(url.clone());
-    }
-    let out = Command::new("curl").args(&args).output().expect("curl");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| *l == "200")
-        .count()
-}
-
-fn one_click(url: &str) -> (u16, String) {
-    curl(&["-X", "POST", "--data", "List-Unsubscribe=One-Click", url])
-}
-
 fn suppressed(project: &Project) -> serde_json::Value {
     let r = run(project.command().args(["suppress", "list", "--format", "json"]));
     serde_json::from_str(&r.stdout).unwrap()
-}
-
-/// The one-click URL of the message `rcpt` received, pointed at `server`.
-fn link_in_message(sink: &Sink, rcpt: &str, server: &Server) -> String {
-    let (_, text) = sink.messages().into_iter().find(|(r, _)| r[0] == rcpt).unwrap();
-    let unfolded = text.replace("\r\n ", " ").replace("\n ", " ");
-    let header = unfolded.lines().find(|l| l.starts_with("List-Unsubscribe:")).unwrap();
-    let url = header.split('<').nth(1).unwrap().split('>').next().unwrap();
-    url.replace("https://openinfra.dev", &server.base)
 }
 
 #[test]
@@ -178,7 +96,7 @@ fn hostile_requests_get_plain_refusals_that_reveal_nothing() {
     let good = run(project.command().args(["unsubscribe-url", "user0@example.org"]));
     let token = good.stdout.trim().split("token=").nth(1).unwrap().to_owned();
     let foreign = newsletter::unsubscribe::Secret::new("another site").token("user0@example.org", "x");
-    let unknown = newsletter::unsubscribe::Secret::new("test-secret").token("nobody@example.org", "x");
+    let unknown = newsletter::unsubscribe::Secret::new(support::SECRET).token("nobody@example.org", "x");
     let mut bodies = Vec::new();
     for bad in [
         &token[..token.len() - 5],
@@ -325,7 +243,7 @@ fn a_running_send_honours_unsubscribes_made_while_it_runs() {
         "throttle: { rate: 400/s }\nunsubscribe: { url: https://openinfra.dev/newsletter/unsubscribe }\n",
     );
     let server = Server::start(&project);
-    let secret = newsletter::unsubscribe::Secret::new("test-secret");
+    let secret = newsletter::unsubscribe::Secret::new(support::SECRET);
     let urls: Vec<String> = (1700..2000)
         .map(|i| {
             let token = secret.token(&format!("user{i}@example.org"), "small");
@@ -427,7 +345,7 @@ fn a_browser_at_375_px_unsubscribes_and_reads_the_archive() {
 fn every_acknowledged_unsubscribe_survives_sigkill() {
     let project = Project::new(1, &csv(1), CONFIG);
     let mut server = Server::start(&project);
-    let secret = newsletter::unsubscribe::Secret::new("test-secret");
+    let secret = newsletter::unsubscribe::Secret::new(support::SECRET);
     let urls: Vec<String> = (0..300)
         .map(|i| {
             let token = secret.token(&format!("reader{i}@example.org"), "2025-07");

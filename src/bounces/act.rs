@@ -11,9 +11,13 @@ use super::classify::{Class, Reason};
 use super::report::{Finding, Report, read};
 use super::source::Item;
 use super::verp::{self, Verp};
+use serde_json::json;
+
 use crate::config::Config;
 use crate::ledger::{BounceEvent, Ledger, now};
 use crate::personalize::list_id_value;
+use crate::readers::{self, Kind, Standing};
+use crate::unsubscribe::{Claim, Secrets};
 
 /// One report's verdict on one recipient: a line of `bounces --format json`.
 #[derive(Debug, Clone, Serialize)]
@@ -34,6 +38,8 @@ pub struct Handler<'a> {
     pub config: &'a Config,
     /// Reads VERP tokens (`bounces.return_path` with the unsubscribe secret).
     pub verp: Option<Verp>,
+    /// Check the token a mailto unsubscribe request must carry.
+    pub secrets: Option<Secrets>,
     pub dry_run: bool,
     /// The mailbox's name, which keys its cursor in the ledger.
     pub mailbox: String,
@@ -43,25 +49,42 @@ pub struct Handler<'a> {
 enum Decision {
     /// Nothing to do, and why.
     Nothing(&'static str),
-    AlreadySuppressed,
-    Suppress {
-        source: &'static str,
-    },
+    /// A hard bounce or a complaint: recorded in the reader's history, which decides.
+    Suppress(Kind),
+    /// A mailto request to leave that carries the reader's token.
+    Unsubscribe,
+    /// A request to leave without a valid token: it changes nothing; its From is reported.
+    Unverified(String),
     /// A soft bounce: counted; it suppresses once `soft_limit` issues in a row have one.
     Count,
 }
+
+/// Where the token of a mailto request is looked for: the subject, then the start of the
+/// message (a client that drops the subject's query may quote it in the body).
+const TOKEN_SEARCH_BYTES: usize = 64 * 1024;
 
 impl Handler<'_> {
     /// Reads `item` and acts on it. With `dry_run` the ledger is only read.
     pub fn handle(&self, item: &Item, ledger: Option<&mut Ledger>) -> Result<Vec<Outcome>> {
         let mut report = read(&item.raw);
-        if let Some(from) = self.unsubscribe_request(&report) {
+        if self.is_unsubscribe_request(&report) {
+            let from = report.from.clone().unwrap_or_else(|| "no From".into());
+            let (recipient, diagnostic) = match self.token_in(&report, &item.raw) {
+                Some(claim) => (
+                    Some(claim.email),
+                    format!("mail to the List-Unsubscribe address with a valid token, from {from}"),
+                ),
+                None => (
+                    None,
+                    format!("unverified: mail to the List-Unsubscribe address without a valid token, from {from}"),
+                ),
+            };
             report.findings = vec![Finding {
-                recipient: Some(from),
+                recipient,
                 original_recipient: None,
                 reason: Reason::UnsubscribeRequest,
                 status: None,
-                diagnostic: format!("mail to the List-Unsubscribe address: {}", report.subject.trim()),
+                diagnostic,
             }];
         }
         let id = report_id(&report, &item.raw);
@@ -95,35 +118,34 @@ impl Handler<'_> {
     }
 
     fn act(&self, item: &Item, report: &Report, finding: &Finding, id: &str, ledger: &mut Ledger) -> Result<Outcome> {
-        let mapped = self.recipient_of_ours(report, finding, ledger)?;
-        let issue = mapped.as_ref().and_then(|(_, issue)| issue.clone());
-        // An unsubscribe request counts whoever sent it, on our list or not.
-        let email = match (&mapped, finding.reason) {
-            (Some((email, _)), _) => Some(email.clone()),
-            (None, Reason::UnsubscribeRequest) => finding.recipient.clone(),
-            (None, _) => None,
+        let unsubscribe = finding.reason == Reason::UnsubscribeRequest;
+        // A request to leave names its reader by its token, on our list or not; its issue too.
+        let mapped = match (unsubscribe, &finding.recipient) {
+            (true, Some(email)) => Some((email.clone(), self.token_issue(report, &item.raw))),
+            (true, None) => None,
+            (false, _) => self.recipient_of_ours(report, finding, ledger)?,
         };
+        let issue = mapped.as_ref().and_then(|(_, issue)| issue.clone());
+        let email = mapped.map(|(email, _)| email);
         let decision = match (&email, finding.reason.class()) {
+            (None, _) if unsubscribe => Decision::Unverified(report.from.clone().unwrap_or_else(|| "no From".into())),
             (None, _) => Decision::Nothing("none: not a recipient of ours"),
-            (Some(_), Class::Ignore) if finding.reason != Reason::UnsubscribeRequest => {
-                Decision::Nothing("none: nothing to act on")
-            }
+            (Some(_), _) if unsubscribe => Decision::Unsubscribe,
+            (Some(_), Class::Ignore) => Decision::Nothing("none: nothing to act on"),
             (Some(_), Class::Soft) if finding.reason.is_sender_block() => {
                 Decision::Nothing("none: a block of our sending, not of the reader (see status)")
             }
             (Some(_), _) if finding.reason == Reason::Delayed => {
                 Decision::Nothing("none: a delay warning, the relay is still trying")
             }
-            (Some(email), _) if ledger.is_suppressed(email)? => Decision::AlreadySuppressed,
             (Some(_), Class::Soft) => Decision::Count,
-            (Some(_), Class::Hard) => Decision::Suppress { source: "bounce" },
-            (Some(_), Class::Complaint) => Decision::Suppress { source: "complaint" },
-            (Some(_), Class::Ignore) => Decision::Suppress { source: "mailto" },
+            (Some(_), Class::Hard) => Decision::Suppress(Kind::HardBounce),
+            (Some(_), Class::Complaint) => Decision::Suppress(Kind::Complaint),
         };
         let action = if self.dry_run {
             match &email {
                 Some(email) => self.would(&decision, email, ledger)?,
-                None => describe(&decision),
+                None => label_nothing(&decision),
             }
         } else {
             // Every finding is an event, ours or not: the event is what came back.
@@ -141,7 +163,7 @@ impl Handler<'_> {
             let cause = ledger.record_bounce(&event)?;
             let action = match &email {
                 Some(email) => self.apply(&decision, email, &event, cause, ledger)?,
-                None => describe(&decision),
+                None => label_nothing(&decision),
             };
             ledger.update_bounce_action(cause, &action)?;
             action
@@ -152,23 +174,29 @@ impl Handler<'_> {
 
     /// What a dry run says a real run would do.
     fn would(&self, decision: &Decision, email: &str, ledger: &Ledger) -> Result<String> {
-        Ok(match decision {
-            Decision::Suppress { source } => format!("would suppress ({source})"),
-            Decision::Count => {
+        let already = match readers::standing(ledger, email)? {
+            Standing::Mailable => None,
+            Standing::Suppressed { kind, .. } => Some(kind.as_str()),
+            Standing::Forgotten { .. } => Some("forgotten"),
+        };
+        Ok(match (decision, already) {
+            (Decision::Nothing(_) | Decision::Unverified(_), _) => label_nothing(decision),
+            (Decision::Count, _) => {
                 // This report's issue counts too, as it would once recorded.
                 let run = ledger.soft_bounce_run(email)? + 1;
                 let limit = self.config.bounces.soft_limit;
-                if run >= limit {
-                    format!("would suppress (soft bounces on {run} issues in a row)")
-                } else {
-                    format!("would count ({run} of {limit} soft bounces in a row)")
+                match (run >= limit, already) {
+                    (true, None) => format!("would suppress (soft bounces on {run} issues in a row)"),
+                    (true, Some(kind)) => format!("would record; already suppressed ({kind})"),
+                    (false, _) => format!("would count ({run} of {limit} soft bounces in a row)"),
                 }
             }
-            other => describe(other),
+            (other, None) => format!("would suppress ({})", label(other)),
+            (_, Some(kind)) => format!("would record; already suppressed ({kind})"),
         })
     }
 
-    /// Does what `decision` asks, now that its event has an id the suppression can name.
+    /// Does what `decision` asks, now that its event has an id the reader's history can name.
     fn apply(
         &self,
         decision: &Decision,
@@ -177,25 +205,37 @@ impl Handler<'_> {
         cause: i64,
         ledger: &mut Ledger,
     ) -> Result<String> {
-        let status = event.status.as_deref().unwrap_or("no code");
-        let why = format!("{} {} ({status}): {}", event.class, event.reason, event.diagnostic);
-        Ok(match decision {
-            Decision::Suppress { source } => {
-                ledger.suppress_for(email, &why, source, event.issue.as_deref(), cause)?;
-                format!("suppressed ({source})")
-            }
+        let evidence = json!({
+            "report": event.report,
+            "bounce_event": cause,
+            "status": event.status,
+            "diagnostic": event.diagnostic,
+        });
+        let issue = event.issue.as_deref();
+        let change = match decision {
+            Decision::Nothing(_) | Decision::Unverified(_) => return Ok(label_nothing(decision)),
+            Decision::Suppress(kind) => readers::record(ledger, email, *kind, label(decision), issue, evidence)?,
+            Decision::Unsubscribe => readers::unsubscribe(ledger, email, label(decision), issue, evidence)?,
             Decision::Count => {
                 let run = ledger.soft_bounce_run(email)?;
                 let limit = self.config.bounces.soft_limit;
-                if run >= limit {
-                    let why = format!("{why}; soft bounces on {run} issues in a row");
-                    ledger.suppress_for(email, &why, "soft-limit", event.issue.as_deref(), cause)?;
-                    format!("suppressed (soft bounces on {run} issues in a row)")
-                } else {
-                    format!("counted ({run} of {limit} soft bounces in a row)")
+                if run < limit {
+                    return Ok(format!("counted ({run} of {limit} soft bounces in a row)"));
                 }
+                let change = readers::record(ledger, email, Kind::SoftLimit, "soft-limit", issue, evidence)?;
+                if change.newly_suppressed() {
+                    return Ok(format!("suppressed (soft bounces on {run} issues in a row)"));
+                }
+                change
             }
-            other => describe(other),
+        };
+        Ok(match (change.forgotten, change.before, change.after) {
+            (true, ..) => "none: the address was forgotten".to_owned(),
+            (_, None, _) => format!("suppressed ({})", label(decision)),
+            (_, Some(before), Some(after)) if before != after => {
+                format!("suppressed ({}; was {})", label(decision), before.as_str())
+            }
+            (_, Some(before), _) => format!("recorded; already suppressed ({})", before.as_str()),
         })
     }
 
@@ -237,12 +277,40 @@ impl Handler<'_> {
         Ok(None)
     }
 
-    /// A reader's mail to the List-Unsubscribe mailto: address asking to leave: its sender.
-    fn unsubscribe_request(&self, report: &Report) -> Option<String> {
+    /// Mail to the List-Unsubscribe mailto: address asking to leave.
+    fn is_unsubscribe_request(&self, report: &Report) -> bool {
         let mailto = self.config.unsubscribe.mailto.to_lowercase();
-        let to_us = report.delivered_to.contains(&mailto);
-        let asks = report.subject.trim().to_lowercase().starts_with("unsubscribe");
-        (to_us && asks).then(|| report.from.clone()).flatten()
+        report.delivered_to.contains(&mailto) && report.subject.trim().to_lowercase().starts_with("unsubscribe")
+    }
+
+    /// The reader a request's token names: every token-shaped word of the subject, then of the
+    /// message's start, is tried; a From proves nothing, anyone can write it.
+    fn token_in(&self, report: &Report, raw: &[u8]) -> Option<Claim> {
+        let secrets = self.secrets.as_ref()?;
+        let start = String::from_utf8_lossy(&raw[..raw.len().min(TOKEN_SEARCH_BYTES)]);
+        [report.subject.as_str(), &start]
+            .into_iter()
+            .flat_map(|text| text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')))
+            .filter(|word| word.len() >= MIN_TOKEN_LEN)
+            .find_map(|word| secrets.verify(word))
+    }
+
+    fn token_issue(&self, report: &Report, raw: &[u8]) -> Option<String> {
+        self.token_in(report, raw).and_then(|claim| claim.issue)
+    }
+}
+
+/// The shortest token: a one-letter address and issue still make 50 base64 characters.
+const MIN_TOKEN_LEN: usize = 40;
+
+/// The source recorded for a decision, and the word of its action.
+fn label(decision: &Decision) -> &'static str {
+    match decision {
+        Decision::Suppress(Kind::Complaint) => "complaint",
+        Decision::Suppress(_) => "bounce",
+        Decision::Unsubscribe => "mailto",
+        Decision::Count => "soft-limit",
+        Decision::Nothing(_) | Decision::Unverified(_) => "none",
     }
 }
 
@@ -254,13 +322,14 @@ fn report_id(report: &Report, raw: &[u8]) -> String {
     }
 }
 
-/// The action of a decision that writes nothing.
-fn describe(decision: &Decision) -> String {
+/// The action of a finding that names no reader of ours.
+fn label_nothing(decision: &Decision) -> String {
     match decision {
         Decision::Nothing(why) => (*why).to_owned(),
-        Decision::AlreadySuppressed => "none: already suppressed".to_owned(),
-        Decision::Suppress { source } => format!("suppress ({source})"),
-        Decision::Count => "count".to_owned(),
+        Decision::Unverified(from) => {
+            format!("none: unverified unsubscribe request from {from} (no valid token in it)")
+        }
+        _ => "none".to_owned(),
     }
 }
 

@@ -12,7 +12,7 @@ use newsletter::bounces::verp::Verp;
 use newsletter::config::bounces::{PASSWORD_VAR, Source};
 use newsletter::human::thousands;
 use newsletter::ledger::{self, Ledger};
-use newsletter::unsubscribe::{SECRET_VAR, Secret};
+use newsletter::unsubscribe::{SECRET_VAR, Secrets};
 
 use crate::Exit;
 use crate::cli::{BouncesArgs, Format};
@@ -58,8 +58,9 @@ pub fn run(config_path: Option<&Path>, quiet: bool, args: BouncesArgs) -> Result
     } else {
         None
     };
-    let verp = match (&config.bounces.return_path, Secret::from_env()) {
-        (Some(_), Some(secret)) => Some(Verp::new(&secret)),
+    let secrets = Secrets::from_env(config.unsubscribe.accept_release_0_tokens)?;
+    let verp = match (&config.bounces.return_path, &secrets) {
+        (Some(_), Some(secrets)) => Some(Verp::new(&secrets.current)),
         (Some(_), None) => {
             eprintln!(
                 "warning: {SECRET_VAR} is not set: VERP addresses (bounces.return_path) cannot be read, so reports are matched by their contents"
@@ -68,6 +69,11 @@ pub fn run(config_path: Option<&Path>, quiet: bool, args: BouncesArgs) -> Result
         }
         (None, _) => None,
     };
+    if secrets.is_none() {
+        eprintln!(
+            "warning: {SECRET_VAR} is not set: mail to the unsubscribe address cannot be verified, so it changes nothing"
+        );
+    }
     let mut mailbox: Box<dyn Mailbox> = match &source {
         Source::Maildir(dir) => Box::new(Maildir::open(dir)?),
         Source::Mbox(file) => {
@@ -88,6 +94,7 @@ pub fn run(config_path: Option<&Path>, quiet: bool, args: BouncesArgs) -> Result
     let handler = Handler {
         config: &config,
         verp,
+        secrets,
         dry_run: args.dry_run,
         mailbox: mailbox.name(),
     };
@@ -161,6 +168,10 @@ fn print_summary(name: &str, messages: u64, not_reports: u64, outcomes: &[Outcom
     );
     if quiet {
         return;
+    }
+    // Someone may be trying to unsubscribe others: say so, with the From they gave.
+    for o in outcomes.iter().filter(|o| o.action.starts_with("none: unverified")) {
+        println!("  {}", o.action.trim_start_matches("none: "));
     }
     for o in suppressed {
         println!(

@@ -10,6 +10,7 @@ pub mod preview;
 pub mod send;
 pub mod serve;
 pub mod status;
+pub mod subscribers;
 pub mod suppress;
 
 use std::path::Path;
@@ -40,7 +41,9 @@ pub fn unsubscribe_url(
 
     use newsletter::unsubscribe::{SECRET_VAR, Secret, url};
     let config = load_config(config_path, false)?;
-    let secret = Secret::from_env().ok_or_else(|| anyhow::anyhow!("{SECRET_VAR} is not set: it makes the link"))?;
+    let secret = Secret::from_env()?.ok_or_else(|| {
+        anyhow::anyhow!("{SECRET_VAR} is not set: it makes the link (make one with `openssl rand -base64 32`)")
+    })?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     if let Some(list) = list {
         for row in newsletter::recipients::Recipients::open(list)? {

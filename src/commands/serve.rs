@@ -11,8 +11,9 @@ use crate::Exit;
 
 pub fn run(config_path: Option<&Path>, quiet: bool, listen: Option<String>) -> Result<Exit> {
     let config = super::load_config(config_path, quiet)?;
-    let secrets = Secrets::from_env()
-        .with_context(|| format!("{SECRET_VAR} is not set: the service checks the unsubscribe links with it"))?;
+    let secrets = Secrets::from_env(config.unsubscribe.accept_release_0_tokens)?.with_context(|| {
+        format!("{SECRET_VAR} is not set: the service checks the unsubscribe links with it (make one with `openssl rand -base64 32`)")
+    })?;
     let listen = listen.unwrap_or_else(|| config.serve.listen.clone());
     let app = Arc::new(App::new(config, secrets)?);
     let runtime = newsletter::runtime()?;

@@ -4,7 +4,9 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use newsletter::ledger::Ledger;
+use newsletter::readers::{self, Kind};
 use newsletter::recipients::normalize_address;
+use serde_json::json;
 
 use crate::Exit;
 use crate::cli::{Format, SuppressCommand};
@@ -14,25 +16,49 @@ pub fn run(config_path: Option<&Path>, quiet: bool, command: SuppressCommand) ->
     let mut ledger = Ledger::open(&config.ledger)?;
     match command {
         SuppressCommand::Add { emails, reason } => {
-            let mut added = 0;
+            let (mut added, mut firmer) = (0u32, 0u32);
             for email in &emails {
                 let email = normalize_address(email).map_err(|why| anyhow::anyhow!("`{email}`: {why}"))?;
-                added += u32::from(ledger.suppress(&email, &reason, "manual")?);
+                let change = readers::record(
+                    &mut ledger,
+                    &email,
+                    Kind::Suppressed,
+                    readers::OPERATOR,
+                    None,
+                    json!({ "note": reason }),
+                )?;
+                added += u32::from(change.newly_suppressed());
+                firmer += u32::from(change.before.is_some() && change.before != change.after);
             }
             ledger.commit()?;
             if !quiet {
                 println!(
-                    "Suppressed {added} address{} ({} already were)",
+                    "Suppressed {added} address{}; {firmer} already suppressed for a weaker reason now stand suppressed by the operator; {} already were",
                     plural(added),
-                    emails.len() as u32 - added
+                    emails.len() as u32 - added - firmer
                 );
             }
         }
-        SuppressCommand::Remove { emails } => {
+        SuppressCommand::Remove { emails, reason } => {
             let mut removed = 0;
             for email in &emails {
                 let email = normalize_address(email).map_err(|why| anyhow::anyhow!("`{email}`: {why}"))?;
-                removed += u32::from(ledger.unsuppress(&email)?);
+                if ledger.is_forgotten(&email)? {
+                    eprintln!(
+                        "{email}: forgotten at the person's request (`subscribers forget`): it stays off the list"
+                    );
+                    continue;
+                }
+                if !ledger.is_suppressed(&email)? {
+                    continue;
+                }
+                let change = readers::remove(&mut ledger, &email, &reason)?;
+                if let Some(before) = change.before {
+                    removed += 1;
+                    if !quiet {
+                        println!("{email}: lifted {}", before.describe());
+                    }
+                }
             }
             ledger.commit()?;
             if !quiet {
@@ -45,7 +71,7 @@ pub fn run(config_path: Option<&Path>, quiet: bool, command: SuppressCommand) ->
                 Format::Json => println!("{}", serde_json::to_string_pretty(&list)?),
                 Format::Text => {
                     for s in list {
-                        println!("{}\t{}\t{}\t{}", s.email, s.created_at, s.source, s.reason);
+                        println!("{}\t{}\t{}\t{}", s.email, s.created_at, s.kind, s.reason);
                     }
                 }
             }
@@ -96,7 +122,17 @@ fn import(ledger: &mut Ledger, file: &Path, reason: &str) -> Result<(u32, u32)> 
         let record = record.with_context(|| format!("cannot read {}", file.display()))?;
         let line = record.position().map_or(0, |p| p.line());
         match normalize_address(record.get(col).unwrap_or_default()) {
-            Ok(email) => added += u32::from(ledger.suppress(&email, reason, &source)?),
+            Ok(email) => {
+                let change = readers::record(
+                    ledger,
+                    &email,
+                    Kind::Suppressed,
+                    &source,
+                    None,
+                    json!({ "note": reason }),
+                )?;
+                added += u32::from(change.newly_suppressed());
+            }
             Err(why) => {
                 invalid += 1;
                 eprintln!("skipped: {}:{line}: {why}", file.display());

@@ -1,4 +1,4 @@
-//! Durations written as people write them: `30s`, `5m`, `1h`, `250ms`.
+//! Durations written as people write them: `30s`, `5m`, `1h`, `7d`, `250ms`.
 
 use std::time::Duration;
 
@@ -10,14 +10,15 @@ pub fn parse(s: &str) -> Result<Duration, String> {
     let (num, unit) = s.split_at(split);
     let n: f64 = num
         .parse()
-        .map_err(|_| format!("`{s}` is not a duration: write e.g. 30s, 5m, 1h or 250ms"))?;
+        .map_err(|_| format!("`{s}` is not a duration: write e.g. 30s, 5m, 1h, 7d or 250ms"))?;
     let secs = match unit.trim() {
         "ms" => n / 1000.0,
         "s" | "" => n,
         "m" | "min" => n * 60.0,
         "h" => n * 3600.0,
+        "d" => n * 86_400.0,
         _ => {
-            return Err(format!("`{s}` is not a duration: write e.g. 30s, 5m, 1h or 250ms"));
+            return Err(format!("`{s}` is not a duration: write e.g. 30s, 5m, 1h, 7d or 250ms"));
         }
     };
     Ok(Duration::from_secs_f64(secs))
@@ -27,6 +28,8 @@ pub fn format(d: &Duration) -> String {
     let ms = d.as_millis();
     if !ms.is_multiple_of(1000) {
         format!("{ms}ms")
+    } else if ms >= 86_400_000 && ms.is_multiple_of(86_400_000) {
+        format!("{}d", ms / 86_400_000)
     } else {
         format!("{}s", ms / 1000)
     }

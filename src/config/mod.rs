@@ -100,8 +100,17 @@ pub struct Sender {
 pub struct Unsubscribe {
     /// The one-click unsubscribe endpoint; a signed `?token=` is appended per recipient.
     pub url: String,
-    /// The mailbox for `mailto:` unsubscribes in List-Unsubscribe.
+    /// The mailbox for `mailto:` unsubscribes in List-Unsubscribe. Each message's mailto
+    /// carries the reader's token in its subject; `bounces` acts only on requests whose token
+    /// is valid, whatever their From says.
     pub mailto: String,
+    /// How long after an unsubscribe its page's "subscribe me again" button still undoes it;
+    /// later, only a new subscription or the operator can.
+    #[serde(with = "duration")]
+    pub resubscribe_within: std::time::Duration,
+    /// Accept the first release's unsubscribe tokens (the address in base64, bound to no
+    /// issue). Off by default: turn it on only while issues sent by that release are recent.
+    pub accept_release_0_tokens: bool,
 }
 
 impl Default for Config {
@@ -143,6 +152,8 @@ impl Default for Unsubscribe {
         Unsubscribe {
             url: "https://openinfra.dev/newsletter/unsubscribe".into(),
             mailto: "newsletter-unsubscribe@openinfra.dev".into(),
+            resubscribe_within: std::time::Duration::from_secs(7 * 24 * 3600),
+            accept_release_0_tokens: false,
         }
     }
 }

@@ -31,6 +31,8 @@ pub enum Decision {
     /// A permanent failure in an earlier run.
     AlreadyFailed,
     Suppressed,
+    /// Erased at the person's request (`subscribers forget`) but still in the list.
+    Forgotten,
     /// Not in the segment (`segment:` or `--where`).
     Outside,
 }
@@ -112,6 +114,9 @@ pub fn decide(ledger: Option<&Ledger>, selection: &Selection, recipient: &Recipi
     let Some(ledger) = ledger else {
         return Ok(Decision::Send { resend: false });
     };
+    if ledger.is_forgotten(&recipient.email)? {
+        return Ok(Decision::Forgotten);
+    }
     if ledger.is_suppressed(&recipient.email)? {
         return Ok(Decision::Suppressed);
     }
@@ -159,7 +164,11 @@ pub struct Plan {
     pub resend: u64,
     pub already_sent: u64,
     pub already_failed: u64,
+    /// Suppressed or forgotten: never mailed.
     pub suppressed: u64,
+    /// Of `suppressed`: the lines of the rows whose address was forgotten (the first ones),
+    /// which the list should lose.
+    pub forgotten_rows: Vec<u64>,
     /// Outside the segment (`segment:`, `--where`).
     pub outside: u64,
     /// Still to send, but beyond `--limit`: for a later run.
@@ -197,6 +206,12 @@ impl Plan {
                     Decision::AlreadySent => self.already_sent += 1,
                     Decision::AlreadyFailed => self.already_failed += 1,
                     Decision::Suppressed => self.suppressed += 1,
+                    Decision::Forgotten => {
+                        self.suppressed += 1;
+                        if self.forgotten_rows.len() < SKIPPED_KEPT {
+                            self.forgotten_rows.push(r.line);
+                        }
+                    }
                     Decision::Outside => self.outside += 1,
                 }
             }

@@ -2,10 +2,12 @@
 //! suppresses the addresses a server says do not exist.
 
 use anyhow::Result;
+use serde_json::json;
 
 use super::reply::mailbox_does_not_exist;
 use super::run::{Event, Job, Observer};
 use crate::ledger::Ledger;
+use crate::readers::{self, Kind};
 
 /// Records a run's events in the ledger, committing before each message goes out.
 pub struct Recorder<'a> {
@@ -48,13 +50,16 @@ impl Recorder<'_> {
                 let reply = error.reply();
                 let status = if error.is_transient() { "deferred" } else { "failed" };
                 self.ledger.record_outcome(self.issue, &job.email, status, &reply)?;
-                if !error.is_transient()
-                    && mailbox_does_not_exist(&reply)
-                    && self
-                        .ledger
-                        .suppress(&job.email, &reply, &format!("bounce: {}", self.issue))?
-                {
-                    self.suppressed += 1;
+                if !error.is_transient() && mailbox_does_not_exist(&reply) {
+                    let change = readers::record(
+                        self.ledger,
+                        &job.email,
+                        Kind::HardBounce,
+                        "send",
+                        Some(self.issue),
+                        json!({ "diagnostic": reply, "message_id": job.message_id }),
+                    )?;
+                    self.suppressed += u64::from(change.newly_suppressed());
                 }
             }
         }

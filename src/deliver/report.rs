@@ -223,6 +223,13 @@ pub fn skipped(list: &Path, plan: &Plan) {
     if total > SHOWN as u64 {
         eprintln!("skipped: ... and {} more rows", thousands(total - SHOWN as u64));
     }
+    // Every one of these: the list still holds someone who asked to be forgotten.
+    for line in &plan.forgotten_rows {
+        eprintln!(
+            "skipped: {}:{line}: the address was forgotten at the person's request (`newsletter subscribers forget`) and is never mailed: delete the row",
+            list.display()
+        );
+    }
 }
 
 /// What the ledger already held for a resumed send.

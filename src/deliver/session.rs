@@ -105,7 +105,7 @@ pub fn send(
         .rate
         .parse()
         .map_err(|e| anyhow::anyhow!("throttle.rate: {e}"))?;
-    let secret = match (Secret::from_env(), dry_run) {
+    let secret = match (Secret::from_env()?, dry_run) {
         (Some(secret), _) => secret,
         (None, true) => {
             eprintln!(
@@ -113,7 +113,9 @@ pub fn send(
             );
             Secret::placeholder()
         }
-        (None, false) => bail!("{SECRET_VAR} is not set: unsubscribe links must be signed with the website's secret"),
+        (None, false) => bail!(
+            "{SECRET_VAR} is not set: unsubscribe links are signed with it; make one with `openssl rand -base64 32` (serve must have the same)"
+        ),
     };
     let verp = config
         .bounces
@@ -146,6 +148,7 @@ pub fn send(
     };
     let mut ledger = ledger;
     if let Some(ledger) = ledger.as_deref_mut() {
+        ledger.relax_durability()?;
         let max = config.throttle.max_attempts;
         let given_up = ledger.give_up(&rendered.slug, max)?;
         if given_up > 0 && !quiet {

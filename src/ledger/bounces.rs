@@ -80,24 +80,6 @@ impl Ledger {
         Ok(())
     }
 
-    /// Suppresses `email` for a bounce or complaint, naming the event that did it.
-    pub fn suppress_for(
-        &mut self,
-        email: &str,
-        reason: &str,
-        source: &str,
-        issue: Option<&str>,
-        cause: i64,
-    ) -> Result<bool> {
-        let added = self.suppress_from(email, reason, source, issue)?;
-        if added {
-            self.conn
-                .prepare_cached("UPDATE suppressions SET cause = ?2 WHERE email = ?1")?
-                .execute(params![email.to_lowercase(), cause])?;
-        }
-        Ok(added)
-    }
-
     /// The issue and address of the message we sent with this Message-ID.
     pub fn delivery_by_message_id(&self, message_id: &str) -> Result<Option<(String, String)>> {
         Ok(self
@@ -178,11 +160,20 @@ impl Ledger {
 
     /// Events of `issue` (or of every issue), newest first.
     pub fn bounce_events(&self, issue: Option<&str>) -> Result<Vec<BounceEvent>> {
-        let mut stmt = self.conn.prepare_cached(
+        self.bounce_events_where("?1 IS NULL OR issue = ?1", issue)
+    }
+
+    /// Events about `email`, newest first.
+    pub fn bounce_events_of(&self, email: &str) -> Result<Vec<BounceEvent>> {
+        self.bounce_events_where("email = ?1", Some(&email.to_lowercase()))
+    }
+
+    fn bounce_events_where(&self, condition: &str, value: Option<&str>) -> Result<Vec<BounceEvent>> {
+        let mut stmt = self.conn.prepare_cached(&format!(
             "SELECT email, issue, class, reason, status, diagnostic, action, report, created_at FROM bounce_events
-             WHERE ?1 IS NULL OR issue = ?1 ORDER BY id DESC",
-        )?;
-        let rows = stmt.query_map([issue], |r| {
+             WHERE {condition} ORDER BY id DESC"
+        ))?;
+        let rows = stmt.query_map([value], |r| {
             Ok(BounceEvent {
                 email: r.get(0)?,
                 issue: r.get(1)?,

@@ -14,10 +14,12 @@ use serde::Serialize;
 use crate::compile::Rendered;
 
 mod bounces;
+mod readers;
 pub mod schema;
 mod suppressions;
 
 pub use bounces::{BounceCounts, BounceEvent};
+pub use readers::{Erased, ReaderDelivery, ReaderEvent};
 pub use suppressions::Suppression;
 
 /// Where a recipient stands for one issue.
@@ -81,6 +83,8 @@ pub struct Ledger {
     conn: Connection,
     path: PathBuf,
     in_transaction: bool,
+    /// The key of the forgotten addresses' hashes, once read (see `readers`).
+    forget_key: std::cell::OnceCell<[u8; 32]>,
 }
 
 pub(crate) fn now() -> String {
@@ -94,11 +98,23 @@ impl Ledger {
             std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         }
         let conn = schema::connect(path)?;
+        Ledger::register_scrub(&conn)?;
         Ok(Ledger {
             conn,
             path: path.to_path_buf(),
             in_transaction: false,
+            forget_key: std::cell::OnceCell::new(),
         })
+    }
+
+    /// Commits that survive the process being killed but may be lost, the last few, to a
+    /// power cut: for a send, whose every message is a commit and whose lost records only
+    /// mean a resend flagged as possibly duplicated. Everything else (an unsubscribe a web
+    /// request acknowledges, an operator's change, a bounce report let go) is synced to disk
+    /// before it is reported done.
+    pub fn relax_durability(&mut self) -> Result<()> {
+        self.conn.pragma_update(None, "synchronous", "NORMAL")?;
+        Ok(())
     }
 
     pub fn path(&self) -> &Path {
@@ -120,11 +136,12 @@ impl Ledger {
         Ok(status.as_deref().and_then(Status::parse))
     }
 
+    /// Whether `email` must not be mailed: its standing is a suppression, or it was forgotten.
     pub fn is_suppressed(&self, email: &str) -> Result<bool> {
         let mut stmt = self
             .conn
             .prepare_cached("SELECT 1 FROM suppressions WHERE email = ?1")?;
-        Ok(stmt.exists(params![email.to_lowercase()])?)
+        Ok(stmt.exists(params![email.to_lowercase()])? || self.is_forgotten(email)?)
     }
 
     pub(crate) fn begin(&mut self) -> rusqlite::Result<()> {

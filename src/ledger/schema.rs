@@ -97,17 +97,54 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX deliveries_message_id ON deliveries (message_id);
     ALTER TABLE suppressions ADD COLUMN cause INTEGER;
     ",
+    // 5: a reader's standing as a history. Every change is an event; `suppressions` becomes
+    // the standing derived from the events (the deciding event's kind and id), kept so that a
+    // send looks an address up in one read. Erased addresses leave only a keyed hash. The
+    // rows of the old list become the first events, by what made them.
+    "
+    CREATE TABLE reader_events (
+        id INTEGER PRIMARY KEY,
+        email TEXT NOT NULL,          -- lower case
+        kind TEXT NOT NULL CHECK (kind IN ('subscribed', 'confirmed', 'unsubscribed', 'resubscribed',
+            'suppressed', 'removed', 'hard-bounce', 'soft-limit', 'complaint')),
+        source TEXT NOT NULL,         -- one-click, mailto, operator, import: FILE, bounces, send, ...
+        issue TEXT,
+        evidence TEXT NOT NULL,       -- JSON object: remote address, Message-ID, report, note, ...
+        answers INTEGER,              -- a resubscribe: the unsubscribe it answers
+        created_at TEXT NOT NULL
+    );
+    CREATE INDEX reader_events_email ON reader_events (email, id);
+    CREATE TABLE forgotten (
+        hash TEXT PRIMARY KEY,        -- HMAC-SHA256 of the address under the key file's key
+        created_at TEXT NOT NULL
+    ) WITHOUT ROWID;
+    INSERT INTO reader_events (email, kind, source, issue, evidence, created_at)
+    SELECT email,
+           CASE WHEN source IN ('one-click', 'mailto') THEN 'unsubscribed'
+                WHEN source = 'complaint' THEN 'complaint'
+                WHEN source = 'soft-limit' THEN 'soft-limit'
+                WHEN source = 'bounce' OR source LIKE 'bounce: %' THEN 'hard-bounce'
+                ELSE 'suppressed' END,
+           source, issue,
+           json_object('note', reason, 'bounce_event', cause, 'migrated', 'from the suppression list of an earlier release'),
+           created_at
+    FROM suppressions ORDER BY created_at, email;
+    ALTER TABLE suppressions ADD COLUMN kind TEXT;
+    ALTER TABLE suppressions ADD COLUMN event INTEGER;
+    UPDATE suppressions SET
+        event = (SELECT id FROM reader_events e WHERE e.email = suppressions.email),
+        kind = (SELECT kind FROM reader_events e WHERE e.email = suppressions.email);
+    ",
 ];
 
 /// Opens (creating it if need be) the file at `path`, upgraded to the current schema.
 pub fn connect(path: &Path) -> Result<Connection> {
     let context = || format!("cannot open the ledger {}", path.display());
     let mut conn = Connection::open(path).with_context(context)?;
-    // WAL: readers (status, the producer) never block the writer. NORMAL: a commit
-    // survives the process being killed; only a power cut may lose the last ones.
+    // WAL: readers (status, the producer) never block the writer. FULL: a commit is on disk
+    // before it returns (a send relaxes this for its own records: Ledger::relax_durability).
     conn.pragma_update(None, "journal_mode", "WAL").with_context(context)?;
-    conn.pragma_update(None, "synchronous", "NORMAL")
-        .with_context(context)?;
+    conn.pragma_update(None, "synchronous", "FULL").with_context(context)?;
     conn.busy_timeout(Duration::from_secs(10)).with_context(context)?;
     migrate(&mut conn).with_context(|| format!("cannot upgrade the ledger {}", path.display()))?;
     Ok(conn)

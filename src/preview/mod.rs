@@ -30,15 +30,22 @@ pub struct Personalized {
 pub fn build(config: &Config, path: &Path, recipient: &Recipient) -> Result<Personalized> {
     let issue = Issue::load(path)?;
     let mut rendered = crate::compose(&issue, config)?;
-    let secret = Secret::from_env().unwrap_or_else(|| {
-        rendered.warnings.push(Warning::new(
-            Kind::PlaceholderSecret,
-            "",
-            None,
-            format!("{SECRET_VAR} is not set: the unsubscribe link in this preview is signed with a placeholder key"),
-        ));
-        Secret::placeholder()
-    });
+    let secret = match Secret::from_env() {
+        Ok(Some(secret)) => secret,
+        unset_or_weak => {
+            let why = match unset_or_weak {
+                Err(weak) => weak.to_string(),
+                Ok(_) => format!("{SECRET_VAR} is not set"),
+            };
+            rendered.warnings.push(Warning::new(
+                Kind::PlaceholderSecret,
+                "",
+                None,
+                format!("{why}: the unsubscribe link in this preview is signed with a placeholder key"),
+            ));
+            Secret::placeholder()
+        }
+    };
     let (parts, message) = {
         let personalizer = Personalizer::new(&rendered, config, secret)?;
         let parts = personalizer.parts(recipient)?;

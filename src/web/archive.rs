@@ -33,7 +33,13 @@ pub enum UnsubscribeState {
     Ask,
     /// After the POST: done, with the way back.
     Done,
+    /// The reader's own unsubscribe was lifted: mailed again.
     Resubscribed,
+    /// The address was not unsubscribed: nothing changed.
+    Subscribed,
+    /// The address stays unsubscribed (something stronger or later holds it, or the
+    /// unsubscribe is too old to undo from the link): whom to write to.
+    Kept,
     /// A bad link; says nothing about any address.
     Invalid,
     /// The ledger could not be written: try again.
@@ -45,15 +51,28 @@ pub struct Pages {
     hbs: Handlebars<'static>,
     title: String,
     accent: String,
+    /// Whom a reader writes to: `reply_to`, else the sender.
+    contact: String,
+}
+
+/// What one unsubscribe page shows.
+#[derive(Debug, Default, Serialize)]
+pub struct UnsubscribeView<'a> {
+    /// The address, partly masked (`a****@example.org`): a reader with two knows which.
+    pub address: &'a str,
+    /// The URLs the buttons post to.
+    pub unsubscribe: &'a str,
+    pub resubscribe: &'a str,
 }
 
 #[derive(Serialize)]
-struct UnsubscribeView<'a> {
+struct UnsubscribePage<'a> {
     state: UnsubscribeState,
     title: &'a str,
     accent: &'a str,
-    unsubscribe: &'a str,
-    resubscribe: &'a str,
+    contact: &'a str,
+    #[serde(flatten)]
+    view: UnsubscribeView<'a>,
 }
 
 #[derive(Serialize)]
@@ -92,19 +111,20 @@ impl Pages {
             hbs,
             title: config.archive.title.clone(),
             accent: layout.registry.accent.clone(),
+            contact: config.reply_to.clone().unwrap_or_else(|| config.from.address.clone()),
         })
     }
 
-    pub fn unsubscribe(&self, state: UnsubscribeState, unsubscribe: &str, resubscribe: &str) -> String {
-        let view = UnsubscribeView {
+    pub fn unsubscribe(&self, state: UnsubscribeState, view: UnsubscribeView<'_>) -> String {
+        let page = UnsubscribePage {
             state,
             title: &self.title,
             accent: &self.accent,
-            unsubscribe,
-            resubscribe,
+            contact: &self.contact,
+            view,
         };
         self.hbs
-            .render("unsubscribe.html.hbs", &view)
+            .render("unsubscribe.html.hbs", &page)
             .unwrap_or_else(|e| format!("<p>{}</p>", escape(&e.to_string())))
     }
 

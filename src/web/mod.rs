@@ -59,6 +59,11 @@ impl App {
     }
 }
 
+/// The address a connection came from (before any proxy), kept with a reader's request as
+/// evidence.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub std::net::SocketAddr);
+
 /// The path part of a URL from the configuration (`https://x.org/newsletter/unsubscribe` ->
 /// `/newsletter/unsubscribe`).
 pub fn path_of(url: &str) -> String {
@@ -133,6 +138,28 @@ fn page(status: StatusCode, text: String) -> Response {
         .into_response()
 }
 
+/// The router, with the connection's peer in every request's extensions.
+#[derive(Clone)]
+struct PeerService {
+    router: Router,
+    peer: std::net::SocketAddr,
+}
+
+impl tower_service::Service<Request<hyper::body::Incoming>> for PeerService {
+    type Response = Response;
+    type Error = std::convert::Infallible;
+    type Future = <Router as tower_service::Service<Request<hyper::body::Incoming>>>::Future;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+        tower_service::Service::<Request<hyper::body::Incoming>>::poll_ready(&mut self.router, cx)
+    }
+
+    fn call(&mut self, mut request: Request<hyper::body::Incoming>) -> Self::Future {
+        request.extensions_mut().insert(Peer(self.peer));
+        tower_service::Service::call(&mut self.router, request)
+    }
+}
+
 /// Serves until `shutdown` resolves, then lets the requests in flight finish (up to the
 /// request timeout).
 pub async fn serve(app: Arc<App>, listener: TcpListener, shutdown: impl Future<Output = ()>) -> Result<()> {
@@ -143,8 +170,8 @@ pub async fn serve(app: Arc<App>, listener: TcpListener, shutdown: impl Future<O
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let stream = match accepted {
-                    Ok((stream, _)) => stream,
+                let (stream, peer) = match accepted {
+                    Ok(accepted) => accepted,
                     Err(e) => {
                         tracing::warn!("cannot accept a connection: {e}");
                         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -156,7 +183,7 @@ pub async fn serve(app: Arc<App>, listener: TcpListener, shutdown: impl Future<O
                     .timer(TokioTimer::new())
                     .header_read_timeout(settings.request_timeout)
                     .max_buf_size(settings.max_header_bytes.max(8192))
-                    .serve_connection(TokioIo::new(stream), TowerToHyperService::new(router.clone()));
+                    .serve_connection(TokioIo::new(stream), TowerToHyperService::new(PeerService { router: router.clone(), peer }));
                 let watched = graceful.watch(connection);
                 tokio::spawn(async move {
                     let _ = watched.await;

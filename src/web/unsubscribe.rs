@@ -1,21 +1,26 @@
 //! One-click unsubscribe (RFC 8058): a POST with `List-Unsubscribe=One-Click` records the
 //! suppression and answers 200; a GET only shows a page with the button, since mail scanners
 //! and link previewers fetch every link. After unsubscribing, a reader may resubscribe, which
-//! lifts only a suppression they made themselves.
+//! lifts only the unsubscribe that link made (see `readers` for the precedence). Every
+//! change is on disk before the page says it is done.
 
 use std::sync::Arc;
 
+use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 
-use super::App;
-use super::archive::UnsubscribeState;
+use serde_json::json;
+
+use super::archive::{UnsubscribeState, UnsubscribeView};
+use super::{App, Peer};
+use crate::readers::{self, Resubscribed};
 use crate::unsubscribe::Claim;
 
-/// The source recorded for a reader's own unsubscribe; only these are lifted by resubscribe.
-pub const ONE_CLICK: &str = "one-click";
+/// The source recorded for an unsubscribe through the link.
+const ONE_CLICK: &str = "one-click";
 
 /// A query parameter, percent-decoded.
 fn query_param(uri: &Uri, name: &str) -> Option<String> {
@@ -54,12 +59,33 @@ fn claim(app: &App, uri: &Uri) -> Option<(String, Claim)> {
     Some((token, claim))
 }
 
+/// `a****@example.org`: enough for a reader with two addresses to know which, too little to
+/// read the address off a shared screen. The stars do not count the hidden characters.
+pub fn mask(email: &str) -> String {
+    match email.split_once('@') {
+        Some((local, domain)) => {
+            let first: String = local.chars().take(1).collect();
+            format!("{first}****@{domain}")
+        }
+        None => "****".to_owned(),
+    }
+}
+
 /// The same answer for a token that is bad, truncated or another site's: nothing about any
 /// address.
 fn invalid(app: &App) -> Response {
     html(
         StatusCode::BAD_REQUEST,
-        app.pages.unsubscribe(UnsubscribeState::Invalid, "", ""),
+        app.pages
+            .unsubscribe(UnsubscribeState::Invalid, UnsubscribeView::default()),
+    )
+}
+
+fn failed(app: &App) -> Response {
+    html(
+        StatusCode::SERVICE_UNAVAILABLE,
+        app.pages
+            .unsubscribe(UnsubscribeState::Failed, UnsubscribeView::default()),
     )
 }
 
@@ -77,24 +103,30 @@ fn html(status: StatusCode, body: String) -> Response {
         .into_response()
 }
 
-/// The action URLs of the page, relative to the unsubscribe path.
-fn actions(app: &App, token: &str) -> (String, String) {
+/// A page about the token's address, with its buttons.
+fn page_for(app: &App, status: StatusCode, state: UnsubscribeState, token: &str, claim: &Claim) -> Response {
     let path = super::path_of(&app.config.unsubscribe.url);
-    (
-        format!("{path}?token={token}"),
-        format!("{path}/resubscribe?token={token}"),
+    let unsubscribe = format!("{path}?token={token}");
+    let resubscribe = format!("{path}/resubscribe?token={token}");
+    let address = mask(&claim.email);
+    html(
+        status,
+        app.pages.unsubscribe(
+            state,
+            UnsubscribeView {
+                address: &address,
+                unsubscribe: &unsubscribe,
+                resubscribe: &resubscribe,
+            },
+        ),
     )
 }
 
 pub async fn page(State(app): State<Arc<App>>, uri: Uri) -> Response {
-    let Some((token, _)) = claim(&app, &uri) else {
+    let Some((token, claim)) = claim(&app, &uri) else {
         return invalid(&app);
     };
-    let (unsubscribe, resubscribe) = actions(&app, &token);
-    html(
-        StatusCode::OK,
-        app.pages.unsubscribe(UnsubscribeState::Ask, &unsubscribe, &resubscribe),
-    )
+    page_for(&app, StatusCode::OK, UnsubscribeState::Ask, &token, &claim)
 }
 
 /// RFC 8058 allows the body as a form or as multipart form data.
@@ -112,80 +144,87 @@ fn is_one_click(headers: &HeaderMap, body: &[u8]) -> bool {
     }
 }
 
-pub async fn one_click(State(app): State<Arc<App>>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+/// Where a request came from, as evidence: the peer, and what a proxy in front says.
+fn remote(peer: Option<&Peer>, headers: &HeaderMap) -> serde_json::Value {
+    let forwarded = headers
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.chars().take(200).collect::<String>());
+    json!({ "remote": peer.map(|p| p.0.ip().to_string()), "forwarded_for": forwarded })
+}
+
+/// Runs a change of the reader's standing on the blocking pool, synced to disk before the
+/// answer (the ledger's connection commits with `synchronous = FULL`).
+async fn change<T: Send + 'static>(
+    app: &Arc<App>,
+    work: impl FnOnce(&mut crate::ledger::Ledger) -> anyhow::Result<T> + Send + 'static,
+) -> Option<T> {
+    let writer = Arc::clone(app);
+    let done = tokio::task::spawn_blocking(move || {
+        let mut ledger = writer.ledger();
+        let out = work(&mut ledger)?;
+        ledger.commit()?;
+        anyhow::Ok(out)
+    })
+    .await;
+    match done {
+        Ok(Ok(out)) => Some(out),
+        Ok(Err(e)) => {
+            tracing::error!("cannot record a change of a reader's standing: {e:#}");
+            None
+        }
+        Err(_) => None,
+    }
+}
+
+pub async fn one_click(
+    State(app): State<Arc<App>>,
+    peer: Option<Extension<Peer>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let Some((token, claim)) = claim(&app, &uri) else {
         return invalid(&app);
     };
     if !is_one_click(&headers, &body) {
-        return html(
-            StatusCode::BAD_REQUEST,
-            app.pages.unsubscribe(UnsubscribeState::Invalid, "", ""),
-        );
+        return invalid(&app);
     }
-    let writer = Arc::clone(&app);
-    let recorded = tokio::task::spawn_blocking(move || {
-        let mut ledger = writer.ledger();
-        let issue = claim.issue.as_deref().unwrap_or("an earlier issue");
-        ledger.suppress_from(
-            &claim.email,
-            &format!("one-click unsubscribe from {issue}"),
-            ONE_CLICK,
-            claim.issue.as_deref(),
-        )?;
-        // Acknowledged only once durable.
-        ledger.commit()?;
-        anyhow::Ok(())
+    let evidence = remote(peer.as_deref(), &headers);
+    let (email, issue) = (claim.email.clone(), claim.issue.clone());
+    let recorded = change(&app, move |ledger| {
+        readers::unsubscribe(ledger, &email, ONE_CLICK, issue.as_deref(), evidence)
     })
     .await;
     match recorded {
-        Ok(Ok(())) => {
-            let (unsubscribe, resubscribe) = actions(&app, &token);
-            html(
-                StatusCode::OK,
-                app.pages
-                    .unsubscribe(UnsubscribeState::Done, &unsubscribe, &resubscribe),
-            )
-        }
-        Ok(Err(e)) => {
-            tracing::error!("cannot record an unsubscribe: {e:#}");
-            html(
-                StatusCode::SERVICE_UNAVAILABLE,
-                app.pages.unsubscribe(UnsubscribeState::Failed, "", ""),
-            )
-        }
-        Err(_) => html(
-            StatusCode::SERVICE_UNAVAILABLE,
-            app.pages.unsubscribe(UnsubscribeState::Failed, "", ""),
-        ),
+        Some(_) => page_for(&app, StatusCode::OK, UnsubscribeState::Done, &token, &claim),
+        None => failed(&app),
     }
 }
 
-pub async fn resubscribe(State(app): State<Arc<App>>, uri: Uri) -> Response {
+pub async fn resubscribe(
+    State(app): State<Arc<App>>,
+    peer: Option<Extension<Peer>>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
     let Some((token, claim)) = claim(&app, &uri) else {
         return invalid(&app);
     };
-    let writer = Arc::clone(&app);
-    let lifted = tokio::task::spawn_blocking(move || {
-        let mut ledger = writer.ledger();
-        let lifted = ledger.unsuppress_if(&claim.email, ONE_CLICK)?;
-        ledger.commit()?;
-        anyhow::Ok(lifted)
+    let evidence = remote(peer.as_deref(), &headers);
+    let within = app.config.unsubscribe.resubscribe_within;
+    let (email, issue) = (claim.email.clone(), claim.issue.clone());
+    let outcome = change(&app, move |ledger| {
+        readers::resubscribe(ledger, &email, issue.as_deref(), within, evidence)
     })
     .await;
-    let (unsubscribe, resubscribe) = actions(&app, &token);
-    match lifted {
-        // Lifted, or there was none of the reader's own to lift: the same page either way,
-        // so that it says nothing about bounces or an operator's list.
-        Ok(Ok(_)) => html(
-            StatusCode::OK,
-            app.pages
-                .unsubscribe(UnsubscribeState::Resubscribed, &unsubscribe, &resubscribe),
-        ),
-        _ => html(
-            StatusCode::SERVICE_UNAVAILABLE,
-            app.pages.unsubscribe(UnsubscribeState::Failed, "", ""),
-        ),
-    }
+    let state = match outcome {
+        Some(Resubscribed::Welcome) => UnsubscribeState::Resubscribed,
+        Some(Resubscribed::AlreadySubscribed) => UnsubscribeState::Subscribed,
+        Some(Resubscribed::Kept) => UnsubscribeState::Kept,
+        None => return failed(&app),
+    };
+    page_for(&app, StatusCode::OK, state, &token, &claim)
 }
 
 #[cfg(test)]
@@ -204,5 +243,11 @@ mod tests {
         let body = b"--b\r\nContent-Disposition: form-data; name=\"List-Unsubscribe\"\r\n\r\nOne-Click\r\n--b--\r\n";
         assert!(is_one_click(&multipart, body));
         assert_eq!(percent_decode("a%2Bb+c%"), "a+b c%");
+    }
+
+    #[test]
+    fn masked_addresses_keep_the_first_character_and_the_domain() {
+        assert_eq!(mask("alice@example.org"), "a****@example.org");
+        assert_eq!(mask("b@x.org"), "b****@x.org");
     }
 }

@@ -5,6 +5,7 @@
 pub mod dovecot;
 pub mod http;
 pub mod postfix;
+pub mod serve;
 pub mod smtpd;
 pub mod webdriver;
 
@@ -15,6 +16,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+/// The unsubscribe secret of every test run: as long as `openssl rand -base64 32` makes.
+pub const SECRET: &str = "q3J0mXr8VbYc1pLw9sT2nZa5KfHd7GuE4oRiQy6eNjA=";
 
 use tempfile::TempDir;
 
@@ -509,7 +513,7 @@ impl Project {
     pub fn std_command(&self) -> std::process::Command {
         let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("newsletter"));
         cmd.current_dir(self.dir.path())
-            .env("NEWSLETTER_UNSUBSCRIBE_SECRET", "test-secret")
+            .env("NEWSLETTER_UNSUBSCRIBE_SECRET", SECRET)
             .env("SOURCE_DATE_EPOCH", "1751400000")
             .arg("--config")
             .arg(self.dir.path().join("newsletter.yaml"));
@@ -574,4 +578,61 @@ pub fn decode_qp(text: &str) -> String {
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A header's value in a message as smtp-sink dumped it.
+pub fn header<'a>(text: &'a str, name: &str) -> Option<&'a str> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(": ")))
+        .map(str::trim)
+}
+
+/// An abuse report (ARF) about `rcpt`, whose returned message had `returned_id`.
+pub fn arf(id: &str, rcpt: &str, returned_id: &str) -> String {
+    format!(
+        "From: feedback@fbl.example.net\nTo: fbl@openinfra.dev\nSubject: complaint\nMessage-ID: <{id}@fbl.example.net>\nMIME-Version: 1.0\nContent-Type: multipart/report; report-type=feedback-report; boundary=\"F\"\n\n--F\nContent-Type: text/plain\n\nA reader marked this as spam.\n\n--F\nContent-Type: message/feedback-report\n\nFeedback-Type: abuse\nUser-Agent: FBL/1.0\nVersion: 1\nOriginal-Rcpt-To: {rcpt}\n\n--F\nContent-Type: message/rfc822\n\nMessage-ID: {returned_id}\nTo: {rcpt}\nSubject: Small issue\n\nHello\n--F--\n"
+    )
+}
+
+/// A maildir at `dir` holding `messages` (file name, text) in new/.
+pub fn maildir(dir: &Path, messages: &[(&str, String)]) {
+    std::fs::create_dir_all(dir.join("new")).unwrap();
+    std::fs::create_dir_all(dir.join("cur")).unwrap();
+    for (name, text) in messages {
+        std::fs::write(dir.join("new").join(name), text).unwrap();
+    }
+}
+
+/// Appends `text` to the mbox at `path` with Python's `mailbox` module: an mbox written by
+/// someone else's code, "From " lines and quoting included.
+pub fn python_mbox_add(path: &Path, text: &str) {
+    use std::io::Write;
+    let script = "import mailbox, sys\nbox = mailbox.mbox(sys.argv[1])\nbox.add(sys.stdin.read())\nbox.flush()\n";
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(path)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    assert!(child.wait().unwrap().success());
+}
+
+/// The mailto: of List-Unsubscribe in the message `rcpt` received, as a mail client uses it:
+/// the address and the subject, decoded. With `issue`, only that issue's message counts.
+pub fn mailto_in_message(sink: &Sink, rcpt: &str, issue: Option<&str>) -> (String, String) {
+    let (_, text) = sink
+        .messages()
+        .into_iter()
+        .find(|(r, text)| {
+            r[0] == rcpt
+                && issue.is_none_or(|i| header(text, "Message-ID").is_some_and(|id| id.starts_with(&format!("<{i}."))))
+        })
+        .unwrap_or_else(|| panic!("no message to {rcpt}"));
+    let unfolded = text.replace("\r\n ", " ").replace("\n ", " ");
+    let value = header(&unfolded, "List-Unsubscribe").unwrap();
+    let mailto = value.split("<mailto:").nth(1).unwrap().split('>').next().unwrap();
+    let (address, query) = mailto.split_once('?').unwrap();
+    let subject = query.strip_prefix("subject=").unwrap().replace("%20", " ");
+    (address.to_owned(), subject)
 }

@@ -1,0 +1,190 @@
+//! `newsletter subscribers show|export|forget EMAIL`: a reader's rights. What is held about
+//! them and why they are (not) mailed; all of it as JSON; and erasure.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Result, bail};
+use newsletter::config::Config;
+use newsletter::ledger::Ledger;
+use newsletter::readers::dossier::{self, Dossier};
+use newsletter::readers::{self, Standing};
+use newsletter::recipients::normalize_address;
+
+use crate::Exit;
+use crate::cli::{Format, SubscribersCommand};
+
+pub fn run(config_path: Option<&Path>, quiet: bool, command: SubscribersCommand) -> Result<Exit> {
+    let config = super::load_config(config_path, quiet)?;
+    let mut ledger = Ledger::open(&config.ledger)?;
+    match command {
+        SubscribersCommand::Show { email, format } => {
+            let dossier = gather(&config, &ledger, &email)?;
+            match format {
+                Format::Json => println!("{}", serde_json::to_string_pretty(&dossier)?),
+                Format::Text => print_dossier(&dossier),
+            }
+        }
+        SubscribersCommand::Export { email, .. } => {
+            println!("{}", serde_json::to_string_pretty(&gather(&config, &ledger, &email)?)?);
+        }
+        SubscribersCommand::Forget { email, yes } => {
+            let email = address(&email)?;
+            confirm(&email, yes)?;
+            let erased = readers::forget(&mut ledger, &email)?;
+            println!(
+                "Forgot {email}: erased {} deliver{}, {} event{} of their history, {} bounce and complaint record{} and {} mention{} in other records. \
+                 Only a keyed hash is kept (its key is {}), so the address is never mailed again, even from a list that still holds it.",
+                erased.deliveries,
+                if erased.deliveries == 1 { "y" } else { "ies" },
+                erased.events,
+                plural(erased.events),
+                erased.bounce_records,
+                plural(erased.bounce_records),
+                erased.mentions,
+                plural(erased.mentions),
+                config.ledger.with_extension("key").display(),
+            );
+            for row in dossier::rows_naming(&lists(&config), &email)? {
+                println!("Still held: {}:{}: delete the row", row.file, row.line);
+            }
+            for file in files_naming(&config.out, &email) {
+                println!("Still held: {}: a preview or dry run; delete it", file.display());
+            }
+            if config.test_recipients.iter().any(|t| t.eq_ignore_ascii_case(&email)) {
+                println!("Still held: test_recipients in the configuration: remove it");
+            }
+            if let Some(source) = &config.bounces.source {
+                println!("The bounce mailbox ({source}) may hold reports that name it: delete them there.");
+            }
+        }
+    }
+    Ok(Exit::Success)
+}
+
+/// The address as the ledger keys it: normalized, in lower case.
+fn address(email: &str) -> Result<String> {
+    normalize_address(email)
+        .map(|a| a.to_lowercase())
+        .map_err(|why| anyhow::anyhow!("`{email}`: {why}"))
+}
+
+fn lists(config: &Config) -> Vec<&Path> {
+    vec![config.recipients.as_path()]
+}
+
+fn gather(config: &Config, ledger: &Ledger, email: &str) -> Result<Dossier> {
+    dossier::gather(ledger, &lists(config), &config.test_recipients, &address(email)?)
+}
+
+fn plural(n: u64) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+/// Erasure cannot be undone: asked on a terminal, `--yes` elsewhere.
+fn confirm(email: &str, yes: bool) -> Result<()> {
+    if yes {
+        return Ok(());
+    }
+    if !std::io::stdin().is_terminal() {
+        bail!("not on a terminal: pass --yes to erase everything held about {email}");
+    }
+    eprint!("Erase everything held about {email}? This cannot be undone. [y/N] ");
+    std::io::stderr().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer)?;
+    if !matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes") {
+        bail!("nothing erased: the answer was not yes");
+    }
+    Ok(())
+}
+
+/// Files under `dir` that mention `email` (previews, dry-run messages).
+fn files_naming(dir: &Path, email: &str) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else if std::fs::read(&path)
+                .is_ok_and(|bytes| String::from_utf8_lossy(&bytes).to_lowercase().contains(email))
+            {
+                found.push(path);
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+fn print_dossier(d: &Dossier) {
+    match &d.standing {
+        Standing::Mailable => println!("{}: mailed", d.email),
+        Standing::Suppressed { kind, event } => println!(
+            "{}: not mailed: {} (event {}, {}, {}{})",
+            d.email,
+            kind.describe(),
+            event.id,
+            event.created_at,
+            event.source,
+            event.issue.as_deref().map(|i| format!(", {i}")).unwrap_or_default()
+        ),
+        Standing::Forgotten { at } => {
+            println!(
+                "{}: forgotten at the person's request on {at}: nothing else is held, and it is never mailed",
+                d.email
+            );
+        }
+    }
+    for row in &d.recipient_rows {
+        println!("in {}:{}", row.file, row.line);
+    }
+    if d.test_recipient {
+        println!("in test_recipients of the configuration");
+    }
+    if !d.events.is_empty() {
+        println!("history:");
+    }
+    for e in &d.events {
+        println!(
+            "  {:>5}  {}  {:<13} {:<11} {:<8} {}",
+            e.id,
+            e.created_at,
+            e.kind,
+            e.source,
+            e.issue.as_deref().unwrap_or("-"),
+            e.evidence
+        );
+    }
+    if !d.deliveries.is_empty() {
+        println!("deliveries:");
+    }
+    for m in &d.deliveries {
+        println!(
+            "  {:<10} {:<8} {}  {}",
+            m.issue,
+            m.status,
+            m.sent_at.as_deref().unwrap_or(&m.first_at),
+            m.message_id
+        );
+    }
+    if !d.bounce_records.is_empty() {
+        println!("bounces and complaints:");
+    }
+    for b in &d.bounce_records {
+        println!(
+            "  {}  {:<10} {} {} ({}): {}",
+            b.created_at,
+            b.issue.as_deref().unwrap_or("-"),
+            b.class,
+            b.reason,
+            b.status.as_deref().unwrap_or("no code"),
+            b.action
+        );
+    }
+}

@@ -1,0 +1,107 @@
+//! `newsletter serve` as a process, and curl as its client.
+
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::{Project, Sink, free_port};
+
+pub struct Server {
+    pub child: Child,
+    pub base: String,
+}
+
+impl Server {
+    pub fn start(project: &Project) -> Server {
+        Server::start_under(project, &[])
+    }
+
+    /// Runs serve under `wrapper`, a program and its arguments before newsletter's own (strace).
+    pub fn start_under(project: &Project, wrapper: &[&str]) -> Server {
+        let port = free_port();
+        let mut serve = project.std_command();
+        serve.args(["serve", "--listen", &format!("127.0.0.1:{port}")]);
+        let mut command = match wrapper.split_first() {
+            None => serve,
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(serve.get_program()).args(serve.get_args());
+                for (k, v) in serve.get_envs() {
+                    if let Some(v) = v {
+                        command.env(k, v);
+                    }
+                }
+                if let Some(dir) = serve.get_current_dir() {
+                    command.current_dir(dir);
+                }
+                command
+            }
+        };
+        let child = command.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "serve did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Server {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// curl's answer: status and body.
+pub fn curl(args: &[&str]) -> (u16, String) {
+    let out = Command::new("curl")
+        .args(["-s", "-o", "-", "-w", "\n%{http_code}"])
+        .args(args)
+        .output()
+        .expect("curl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap();
+    (code.trim().parse().unwrap_or(0), body.to_owned())
+}
+
+/// One-click POSTs to every URL over one curl connection: how many were answered 200.
+pub fn one_click_all(urls: &[String]) -> usize {
+    let mut args = vec!["-s".to_owned()];
+    for url in urls {
+        let each = [
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}\n",
+            "-X",
+            "POST",
+            "--data",
+            "List-Unsubscribe=One-Click",
+        ];
+        args.extend(each.map(str::to_owned));
+        args.push(url.clone());
+    }
+    let out = Command::new("curl").args(&args).output().expect("curl");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| *l == "200")
+        .count()
+}
+
+pub fn one_click(url: &str) -> (u16, String) {
+    curl(&["-X", "POST", "--data", "List-Unsubscribe=One-Click", url])
+}
+
+/// The one-click URL of the message `rcpt` received, pointed at `server`.
+pub fn link_in_message(sink: &Sink, rcpt: &str, server: &Server) -> String {
+    let (_, text) = sink.messages().into_iter().find(|(r, _)| r[0] == rcpt).unwrap();
+    let unfolded = text.replace("\r\n ", " ").replace("\n ", " ");
+    let header = unfolded.lines().find(|l| l.starts_with("List-Unsubscribe:")).unwrap();
+    let url = header.split('<').nth(1).unwrap().split('>').next().unwrap();
+    url.replace("https://openinfra.dev", &server.base)
+}
