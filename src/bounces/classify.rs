@@ -132,7 +132,7 @@ const WORDINGS: &[(Reason, &str)] = &[
     ),
     (
         Reason::Blocked,
-        r"(?-u:\b)block(ed|list|listed)(?-u:\b)|blacklist|(?-u:\b)spam(?-u:\b)|spamhaus|(?-u:\b)sbl(?-u:\b)|(?-u:\b)dnsbl(?-u:\b)|(?-u:\b)rbl(?-u:\b)|reputation|poor sender|policy reasons|(?-u:\b)policy(?-u:\b).{0,20}(reject|violation)|rejected (for|due to|by) (policy|content)|content (rejected|filter)|(?-u:\b)dmarc(?-u:\b)|(?-u:\b)spf(?-u:\b)|(?-u:\b)dkim(?-u:\b)|reverse dns|(?-u:\b)ptr(?-u:\b)|unauthenticated|authentication (required|failed)|relay (access )?denied|relaying denied|not permitted to relay|unable to relay|virus|malware|security policy|suspicious|junk mail|access denied|not authorized|delivery not authorized|sender (address )?rejected|sender denied|refused by the recipient's system|rejected by (recipient|the)|client host rejected|sender is on|ip (address )?(is )?(listed|banned|blocked)|has been (temporarily )?rate limited|rate limit|too many (messages|connections|recipients)|connection (rate|limit)|temporarily deferred|greylist|try again later|message rejected|filter",
+        r"(?-u:\b)block(ed|list|listed)(?-u:\b)|blacklist|(?-u:\b)spam(?-u:\b)|spamhaus|(?-u:\b)sbl(?-u:\b)|(?-u:\b)dnsbl(?-u:\b)|(?-u:\b)rbl(?-u:\b)|reputation|poor sender|policy reasons|(?-u:\b)policy(?-u:\b).{0,20}(reject|violation)|rejected (for|due to|by) (policy|content)|content (rejected|filter)|(?-u:\b)dmarc(?-u:\b)|(?-u:\b)spf(?-u:\b)|(?-u:\b)dkim(?-u:\b)|reverse dns|(?-u:\b)ptr(?-u:\b)|unauthenticated|authentication (required|failed)|relay (access )?denied|relaying denied|not permitted to relay|unable to relay|virus|malware|security policy|suspicious|junk mail|access denied|not authorized|delivery not authorized|sender (address )?rejected|sender denied|refused by the recipient's system|rejected by (recipient|the)|client host rejected|sender is on|ip (address )?(is )?(listed|banned|blocked)|has been (temporarily )?rate limited|rate limit|too many (messages|connections|recipients|emails|mails)|connection (rate|limit)|receiving mail (at|too) |rate that prevents|temporarily deferred|greylist|try again later|message rejected|spam filter|sender domain|domain of (the )?sender|mail ?from domain|envelope sender|sender verif|return.?path|(?-u:\b)helo(?-u:\b)|(?-u:\b)ehlo(?-u:\b)",
     ),
     // The conversation broke down (an unexpected reply): nothing is known of the address.
     (Reason::Network, r"protocol error"),
@@ -185,18 +185,103 @@ pub struct Evidence<'a> {
 
 static ADDRESSES: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\S+@\S+").expect("the pattern is valid"));
 
-/// "User unknown" answered to the message's content (after DATA), not to the address: a
-/// filter's answer, which many servers word like a missing mailbox.
-static AT_DATA: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)end of data|after data|>>> data\s*\n\s*<<< 5|in reply to data").expect("the pattern is valid")
-});
-
 /// An SMTP reply of permanent failure (`550`, `550-`, `#5.1.1`) in a diagnostic, or the
 /// report saying in words that the failure is permanent.
 static PERMANENT_REPLY: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?i)(?:^|[^\d.])5[0-5]\d(?:[ -]|$)|#5\.|permanent (?:error|failure|fatal)")
         .expect("the pattern is valid")
 });
+
+/// The SMTP stage a refusal came at, as MTAs write it: Postfix's "(in reply to RCPT TO
+/// command)", Exim's "after MAIL FROM:<...>", qmail's "sender was rejected", a Sendmail
+/// transcript's last command before the failing reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// The connection, its greeting, HELO or EHLO: our server was refused.
+    Connect,
+    /// MAIL FROM: our sender was refused.
+    MailFrom,
+    Rcpt,
+    Data,
+}
+
+/// Stages named in words, tried in order.
+static STAGES: LazyLock<[(Stage, Regex); 4]> = LazyLock::new(|| {
+    let re = |p: &str| Regex::new(&format!("(?i){p}")).expect("the stage patterns are valid");
+    [
+        (
+            Stage::Connect,
+            re(
+                r"in reply to (the )?(helo|ehlo|initial|greeting|banner)|after (helo|ehlo|initial connection|the greeting)|refused to talk to me|greeting failed|(helo|ehlo) command rejected|while (connecting|greeting)",
+            ),
+        ),
+        (
+            Stage::MailFrom,
+            re(
+                r"in reply to mail from|after mail from|sender was rejected|sender address rejected|sender verif(y|ication) failed|mail from command (failed|rejected)|rejected (the )?sender|smtp command\W{0,12}mail(?-u:\b)",
+            ),
+        ),
+        (
+            Stage::Rcpt,
+            re(r"in reply to rcpt to|after rcpt to|rcpt to command|smtp command\W{0,12}rcpt"),
+        ),
+        (
+            Stage::Data,
+            re(
+                r"in reply to (end of )?data|after (end of )?data|end of data|in reply to the data|smtp command\W{0,12}data",
+            ),
+        ),
+    ]
+});
+
+/// A transcript line: a command we sent (`>>> MAIL From:<...>`) or a reply (`<<< 550 ...`).
+static TRANSCRIPT: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?im)^\s*(>>>|<<<)\s*(\S+)(\s+(from|to))?").expect("the pattern is valid"));
+
+/// The stage of the first failing reply in a transcript, or the stage the words name.
+pub fn stage(text: &str) -> Option<Stage> {
+    let mut last: Option<Stage> = None;
+    for caps in TRANSCRIPT.captures_iter(text) {
+        let word = caps.get(2).map_or("", |m| m.as_str()).to_ascii_lowercase();
+        match caps.get(1).map(|m| m.as_str()) {
+            Some(">>>") => {
+                last = match (word.as_str(), caps.get(4).map(|m| m.as_str().to_ascii_lowercase())) {
+                    ("mail", Some(_)) => Some(Stage::MailFrom),
+                    ("rcpt", Some(_)) => Some(Stage::Rcpt),
+                    ("data", _) | (".", _) => Some(Stage::Data),
+                    ("helo" | "ehlo", _) => Some(Stage::Connect),
+                    _ => last,
+                }
+            }
+            _ if word.starts_with(['4', '5']) && last.is_some() => return last,
+            _ => {}
+        }
+    }
+    STAGES.iter().find(|(_, re)| re.is_match(text)).map(|(stage, _)| *stage)
+}
+
+/// A fault of the name service (a failed or malformed answer), not an answer that the domain
+/// does not exist: nothing is known of the address.
+static DNS_FAULT: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)name ?server|servfail|server failure|temporary failure in name resolution|dns (error|failure|timeout|timed out|lookup|problem|server|query)|(lookup|query) (error|fail|timed? ?out)|unable to (resolve|look ?up)|no answer from|resolver (error|failure)")
+        .expect("the pattern is valid")
+});
+
+/// The reader's own delivery program failed (a filter, a vacation script, procmail): the
+/// address exists.
+static LOCAL_PROGRAM: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)command died|command output|pipe to \||child process|transport returned|delivery to (a )?(pipe|program|command)|mailer error|procmail|maildrop|autorespon|auto-respon|vacation (program|script)|(?-u:\b)script(?-u:\b)|exit (code|status) \d|returned (a )?non-?zero|x-unix")
+        .expect("the pattern is valid")
+});
+
+/// Whether any status code in `text` is about policy or security (X.7.X) or our sender's
+/// address (X.1.7, X.1.8): a reply about us, whatever the report's own Status says.
+fn names_a_code_about_us(text: &str) -> bool {
+    STATUS
+        .find_iter(text)
+        .filter_map(|m| parse_status(m.as_str()))
+        .any(|(_, subject, detail)| subject == 7 || (subject == 1 && matches!(detail, 7 | 8)))
+}
 
 /// Why a recipient's delivery failed.
 pub fn reason(evidence: Evidence) -> Reason {
@@ -219,18 +304,30 @@ pub fn reason(evidence: Evidence) -> Reason {
     if !context.is_empty() && MAILBOX_FULL.is_match(&context) {
         return Reason::MailboxFull;
     }
+    // Whose fault it is, before what it is: a refusal of our connection or our sender is
+    // never the reader's, and words about blocklists, rate limits, policy or our domain
+    // outrank any code (a blocklisting reported with Status 5.1.1 is still a blocklisting).
+    let stage = stage(evidence.diagnostic).or_else(|| stage(evidence.context));
+    if matches!(stage, Some(Stage::Connect | Stage::MailFrom))
+        || by_wording == Some(Reason::Blocked)
+        || names_a_code_about_us(&text)
+        || code.is_some_and(|(_, s, d)| s == 7 || (s == 1 && matches!(d, 7 | 8)))
+    {
+        return Reason::Blocked;
+    }
+    // The reader's own program failing, or the name service failing, says nothing of the
+    // address (an unknown user in a script's output is the script's).
+    if LOCAL_PROGRAM.is_match(&text) {
+        return Reason::Other;
+    }
+    if by_wording != Some(Reason::HostUnknown) && DNS_FAULT.is_match(&text) {
+        return Reason::Network;
+    }
     let temporary = matches!(code, Some((4, _, _)));
     let by_code = code.and_then(|(_, subject, detail)| by_status(subject, detail));
     let reason = match (by_code, by_wording) {
-        // A sender block in 5.7.x, or in the text with a vague code, is about us.
-        (Some(Reason::Blocked), _) => Reason::Blocked,
-        (Some(code), Some(Reason::Blocked)) if !is_definite(code) => Reason::Blocked,
         (Some(code), _) if is_definite(code) => code,
-        (_, Some(Reason::UserUnknown))
-            if AT_DATA.is_match(evidence.diagnostic) || AT_DATA.is_match(evidence.context) =>
-        {
-            Reason::Filtered
-        }
+        (_, Some(Reason::UserUnknown)) if stage == Some(Stage::Data) => Reason::Filtered,
         (_, Some(w)) => w,
         (Some(code), None) => code,
         (None, None) => Reason::Other,
@@ -409,5 +506,96 @@ mod tests {
         assert_eq!(r(None, "Host or domain name not found"), Reason::HostUnknown);
         assert_eq!(r(Some("2.0.0"), "delivered"), Reason::Delivered);
         assert_eq!(r(Some("5.0.0"), ""), Reason::Other);
+    }
+
+    /// How mail fails, pattern by pattern: whose fault decides before what the code says.
+    #[test]
+    fn refusals_of_our_sending_outrank_any_code() {
+        let r = |status, diagnostic| {
+            reason(Evidence {
+                status,
+                diagnostic,
+                ..Evidence::default()
+            })
+        };
+        // A blocklisting or a rate limit of our IP, whatever Status the relay put on it.
+        for (status, text) in [
+            (
+                Some("5.1.1"),
+                "550 5.7.1 Service unavailable, Client host [192.0.2.7] blocked using zen.example",
+            ),
+            (
+                Some("5.1.1"),
+                "554 Your IP address 192.0.2.7 is listed at a DNS blacklist",
+            ),
+            (
+                Some("5.1.1"),
+                "550 Too many emails sent to too many recipients this hour from 192.0.2.7",
+            ),
+            (
+                Some("5.1.1"),
+                "421 4.7.0 Our system has detected an unusual rate of unsolicited mail",
+            ),
+            (
+                Some("5.2.1"),
+                "550-5.2.1 The user you are trying to contact is receiving mail at a rate that prevents additional messages from being delivered",
+            ),
+            (
+                Some("5.0.0"),
+                "550 5.7.26 Unauthenticated email from example.org is not accepted due to its DMARC policy",
+            ),
+        ] {
+            assert_eq!(r(status, text), Reason::Blocked, "{text}");
+        }
+        // Refused at the greeting, HELO or MAIL FROM: our server or our sender, never the reader.
+        for text in [
+            "host mx.example.net[192.0.2.9] said: 550 5.1.0 <newsletter@lists.example.org>: Sender address rejected: Domain not found (in reply to MAIL FROM command)",
+            "SMTP error from remote mail server after MAIL FROM:<bounces@lists.example.org> SIZE=9000: 553 5.1.7 The sender address is invalid",
+            "SMTP error from remote mail server after EHLO relay.example.org: 550 Invalid domain name",
+            "host mx.example.net[192.0.2.9] refused to talk to me: 554 5.3.0 No SMTP service here",
+            "Connected to 192.0.2.9 but sender was rejected. Remote host said: 553 sorry, your domain does not exist",
+            "----- Transcript of session follows -----\n>>> MAIL From:<n@lists.example.org> SIZE=900\n<<< 550 5.1.1 unknown or illegal alias",
+        ] {
+            assert_eq!(r(Some("5.1.1"), text), Reason::Blocked, "{text}");
+        }
+        // At RCPT TO the same words are the reader's.
+        assert_eq!(
+            r(
+                Some("5.1.1"),
+                "----- Transcript of session follows -----\n>>> MAIL From:<n@lists.example.org>\n<<< 250 ok\n>>> RCPT To:<reader@example.net>\n<<< 550 5.1.1 unknown or illegal alias"
+            ),
+            Reason::UserUnknown
+        );
+        assert_eq!(
+            r(
+                Some("5.1.1"),
+                "550 5.1.1 <reader@example.net>: Recipient address rejected: User unknown (in reply to RCPT TO command)"
+            ),
+            Reason::UserUnknown
+        );
+        // A fault of the name service is not a missing domain; a missing domain still is.
+        assert_eq!(
+            r(Some("5.4.4"), "554 5.4.4 Malformed or unexpected name server reply"),
+            Reason::Network
+        );
+        assert_eq!(
+            r(Some("5.4.4"), "SERVFAIL looking up the MX of example.net"),
+            Reason::Network
+        );
+        assert_eq!(
+            r(
+                Some("5.4.4"),
+                "Host or domain name not found. Name service error for name=example.net type=MX: Host not found"
+            ),
+            Reason::HostUnknown
+        );
+        // The reader's own program failing: the mailbox exists.
+        for text in [
+            "Command died with status 67: \"/usr/bin/procmail\". Command output: User unknown",
+            "pipe to |/home/reader/bin/autoreply generated by reader@example.net: Child process of pipe transport returned 1",
+            "550 5.1.1 mailer error: the vacation script exited with exit code 2",
+        ] {
+            assert_eq!(r(Some("5.1.1"), text).class(), Class::Soft, "{text}");
+        }
     }
 }

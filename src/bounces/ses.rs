@@ -7,11 +7,8 @@ use super::report::{Finding, one_line};
 
 /// The findings of a notification in `prose`, if it is one.
 pub fn notification(prose: &str) -> Option<Vec<Finding>> {
-    if !prose.contains("\"notificationType\"") {
-        return None;
-    }
-    let json = &prose[prose.find('{')?..=prose.rfind('}')?];
-    let value: serde_json::Value = serde_json::from_str(json).ok()?;
+    // Gateways wrap long lines, even inside the JSON's strings: joined, it reads again.
+    let value = json(prose).or_else(|| json(&prose.replace(['\r', '\n'], "")))?;
     let finding = |recipient: &serde_json::Value, reason, status: Option<String>, diagnostic: String| Finding {
         recipient: recipient.as_str().and_then(fields::clean_address),
         original_recipient: None,
@@ -35,8 +32,10 @@ pub fn notification(prose: &str) -> Option<Vec<Finding>> {
                     });
                     // SES has already decided permanence: its Permanent bounces are to be
                     // removed, its Transient ones (it gave up on a full mailbox) are not.
+                    // A Permanent bounce whose words say nothing more is SES's judgement; words
+                    // of a full mailbox, a block, a fault of DNS or a program stay soft.
                     let reason = match (permanent, said.class()) {
-                        (true, Class::Soft) if !said.is_sender_block() => Reason::UserUnknown,
+                        (true, _) if said == Reason::Other => Reason::UserUnknown,
                         (false, Class::Hard) => Reason::Other,
                         _ => said,
                     };
@@ -56,6 +55,14 @@ pub fn notification(prose: &str) -> Option<Vec<Finding>> {
     })
 }
 
+/// The notification's JSON object in `text`, if it holds one.
+fn json(text: &str) -> Option<serde_json::Value> {
+    if !text.contains("\"notificationType\"") {
+        return None;
+    }
+    serde_json::from_str(&text[text.find('{')?..=text.rfind('}')?]).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -73,5 +80,23 @@ mod tests {
         let complaint = r#"{"notificationType":"Complaint","complaint":{"complainedRecipients":[{"emailAddress":"r@example.org"}]}}"#;
         assert_eq!(notification(complaint).unwrap()[0].reason, Reason::Complaint);
         assert!(notification("no json here").is_none());
+    }
+
+    #[test]
+    fn a_notification_wrapped_by_a_gateway_still_reads() {
+        let complaint = r#"{"notificationType":"Complaint","complaint":{"complainedRecipients":[{"emailAddress":"reader@example.org"}],"complaintFeedbackType":"abuse"},"mail":{"source":"newsletter@openinfra.dev"}}"#;
+        // Cut every 40 characters, inside keys and strings too, as a 40-column wrap would.
+        let wrapped: String = complaint
+            .as_bytes()
+            .chunks(40)
+            .map(|c| String::from_utf8_lossy(c).into_owned())
+            .collect::<Vec<_>>()
+            .join("\r\n");
+        let f = notification(&wrapped).unwrap();
+        assert_eq!(f[0].recipient.as_deref(), Some("reader@example.org"));
+        assert_eq!(f[0].reason, Reason::Complaint);
+        // Permanent, but a fault of DNS stays soft.
+        let dns = r#"{"notificationType":"Bounce","bounce":{"bounceType":"Permanent","bouncedRecipients":[{"emailAddress":"r@example.org","status":"5.4.4","diagnosticCode":"smtp; 554 5.4.4 SERVFAIL from the name server"}]}}"#;
+        assert_eq!(notification(dns).unwrap()[0].reason.class(), Class::Soft);
     }
 }

@@ -13,31 +13,14 @@ pub struct Server {
 
 impl Server {
     pub fn start(project: &Project) -> Server {
-        Server::start_under(project, &[])
-    }
-
-    /// Runs serve under `wrapper`, a program and its arguments before newsletter's own (strace).
-    pub fn start_under(project: &Project, wrapper: &[&str]) -> Server {
         let port = free_port();
-        let mut serve = project.std_command();
-        serve.args(["serve", "--listen", &format!("127.0.0.1:{port}")]);
-        let mut command = match wrapper.split_first() {
-            None => serve,
-            Some((program, args)) => {
-                let mut command = Command::new(program);
-                command.args(args).arg(serve.get_program()).args(serve.get_args());
-                for (k, v) in serve.get_envs() {
-                    if let Some(v) = v {
-                        command.env(k, v);
-                    }
-                }
-                if let Some(dir) = serve.get_current_dir() {
-                    command.current_dir(dir);
-                }
-                command
-            }
-        };
-        let child = command.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        let child = project
+            .std_command()
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
         let deadline = Instant::now() + Duration::from_secs(20);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(Instant::now() < deadline, "serve did not start");
