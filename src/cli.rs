@@ -155,7 +155,11 @@ pub struct StatusArgs {
 }
 
 #[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct BouncesArgs {
+    #[command(subcommand)]
+    pub review: Option<BouncesCommand>,
+
     /// Classify and print, change nothing: not the ledger, not the mailbox
     #[arg(long)]
     pub dry_run: bool,
@@ -171,6 +175,26 @@ pub struct BouncesArgs {
     /// Output: a summary for people, or json: one object per report and recipient
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BouncesCommand {
+    /// The groups the mass guard held (more than bounces.mass_guard readers at one domain
+    /// with one diagnostic in one run): without GROUP, list them; with it, list its readers,
+    /// or decide
+    Review {
+        /// The group's number, as the list shows it
+        group: Option<i64>,
+        /// Suppress every reader of the group: the failure was theirs
+        #[arg(long, requires = "group", conflicts_with = "reject")]
+        accept: bool,
+        /// Suppress none of them: the failure was not theirs (a blocklisting, a receiver's fault)
+        #[arg(long, requires = "group")]
+        reject: bool,
+        /// Output: text for people, json for scripts
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
 }
 
 #[derive(Debug, Subcommand)]

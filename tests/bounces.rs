@@ -605,7 +605,13 @@ fn an_imap_folder_is_read_once_marked_seen_and_never_emptied() {
 fn killed_with_sigkill_and_run_again_each_report_acts_once() {
     let sink = Sink::start();
     let readers = 300;
-    let project = Project::new(sink.port, &csv(readers), "throttle: { rate: off, concurrency: 4 }\n");
+    // Every reader is at one test domain and bounces alike: the mass guard is not what this
+    // tests (a_mass_of_hard_bounces_at_one_domain_is_held_for_the_operator does).
+    let project = Project::new(
+        sink.port,
+        &csv(readers),
+        "throttle: { rate: off, concurrency: 4 }\nbounces: { mass_guard: 100000 }\n",
+    );
     let r = run(project.command().args(["send", "small", "--yes", "-q"]));
     assert_eq!(r.code, 0, "{}", r.stderr);
     let md = project.dir.path().join("bounces");
@@ -668,8 +674,12 @@ fn killed_with_sigkill_and_run_again_each_report_acts_once() {
 #[test]
 fn a_running_send_skips_readers_that_bounce_while_it_runs() {
     let sink = Sink::start();
-    let project = Project::new(sink.port, &csv(400), "throttle: { rate: 100/s }\n")
-        .with_issues(&[("2025-01", scheduled_issue(None)), ("2025-02", scheduled_issue(None))]);
+    let project = Project::new(
+        sink.port,
+        &csv(400),
+        "throttle: { rate: 100/s }\nbounces: { mass_guard: 100000 }\n",
+    )
+    .with_issues(&[("2025-01", scheduled_issue(None)), ("2025-02", scheduled_issue(None))]);
     let r = run(project.command().args(["send", "2025-01", "--yes", "-q"]));
     assert_eq!(r.code, 0, "{}", r.stderr);
     let first = sent(&sink, "2025-01");
@@ -854,4 +864,202 @@ fn a_dry_run_leaves_an_old_ledger_as_it_was() {
         .unwrap();
     assert_eq!(version, 0);
     assert!(!project.dir.path().join("state/newsletter.bounces.lock").exists());
+}
+
+/// 30 readers at one domain and 30 at 30 domains, each list written out.
+fn two_kinds_of_readers() -> String {
+    let mut csv = String::from("email,first_name\n");
+    for i in 0..30 {
+        csv.push_str(&format!("big{i}@bigmail.example,Big{i}\n"));
+        csv.push_str(&format!("own{i}@d{i}.example,Own{i}\n"));
+    }
+    csv
+}
+
+fn suppressed_addresses(project: &Project) -> BTreeSet<String> {
+    let r = run(project.command().args(["suppress", "list", "--format", "json"]));
+    serde_json::from_str::<serde_json::Value>(&r.stdout)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["email"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn a_mass_of_hard_bounces_at_one_domain_is_held_for_the_operator() {
+    let sink = Sink::start();
+    let project = Project::new(sink.port, &two_kinds_of_readers(), "throttle: { rate: off }\n").with_issues(&[
+        ("2025-01", scheduled_issue(None)),
+        ("2025-02", scheduled_issue(None)),
+        ("2025-03", scheduled_issue(None)),
+    ]);
+    let r = run(project.command().args(["send", "2025-01", "--yes"]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let first = sent(&sink, "2025-01");
+    // One blocklisting misread as "user unknown" at bigmail.example (each report from another
+    // of its hosts, with its own id), and 30 readers at 30 domains whose mailboxes are gone.
+    let reports: Vec<(String, String)> = (0..30)
+        .flat_map(|i| {
+            let big = format!("big{i}@bigmail.example");
+            let own = format!("own{i}@d{i}.example");
+            [
+                (
+                    format!("{i:02}.big"),
+                    dsn(
+                        &format!("b{i}"),
+                        "newsletter@openinfra.dev",
+                        &big,
+                        "5.1.1",
+                        &format!("550 5.1.1 <{big}>: Recipient address rejected: User unknown (mx{}.bigmail.example, id {i}X{i})", i % 4),
+                        &first[&big].1,
+                    ),
+                ),
+                (
+                    format!("{i:02}.own"),
+                    dsn(
+                        &format!("o{i}"),
+                        "newsletter@openinfra.dev",
+                        &own,
+                        "5.1.1",
+                        &format!("550 5.1.1 <{own}>: Recipient address rejected: User unknown"),
+                        &first[&own].1,
+                    ),
+                ),
+            ]
+        })
+        .collect();
+    let md = project.dir.path().join("bounces");
+    let refs: Vec<(&str, String)> = reports.iter().map(|(n, t)| (n.as_str(), t.clone())).collect();
+    maildir(&md, &refs);
+
+    // The dry run says what the guard would do.
+    let r = run(project
+        .command()
+        .args(["bounces", "--dry-run", "--format", "json", "--maildir"])
+        .arg(&md));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let verdicts = json(&r.stdout);
+    assert!(
+        verdicts
+            .iter()
+            .filter(|v| v["file"].as_str().unwrap().ends_with(".big"))
+            .all(|v| v["action"] == "would hold (30 readers at bigmail.example with one diagnostic)"),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stderr.contains("a real run would hold them"), "{}", r.stderr);
+
+    let r = run(project
+        .command()
+        .args(["bounces", "--format", "json", "--maildir"])
+        .arg(&md));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("not suppressed: 30 readers at bigmail.example")
+            && r.stderr.contains("newsletter bounces review 1"),
+        "{}",
+        r.stderr
+    );
+    let verdicts = json(&r.stdout);
+    for v in &verdicts {
+        let file = v["file"].as_str().unwrap();
+        let action = v["action"].as_str().unwrap();
+        if file.ends_with(".big") {
+            assert!(
+                action.starts_with("held: group 1, 30 readers at bigmail.example"),
+                "{v}"
+            );
+        } else {
+            assert_eq!(action, "suppressed (bounce)", "{v}");
+        }
+    }
+    let own: BTreeSet<String> = (0..30).map(|i| format!("own{i}@d{i}.example")).collect();
+    assert_eq!(
+        suppressed_addresses(&project),
+        own,
+        "30 domains: 30 suppressed, none of the group"
+    );
+    let status = project.status("2025-01");
+    assert_eq!(status["held_groups"][0]["readers"], 30);
+    assert_eq!(status["held_groups"][0]["domain"], "bigmail.example");
+    let r = run(project.command().arg("status"));
+    assert!(
+        r.stdout
+            .contains("1 group(s) of bounces held by the mass guard (30 readers"),
+        "{}",
+        r.stdout
+    );
+
+    // A held group never blocks a send: its readers are still mailed.
+    let r = run(project.command().args(["send", "2025-02", "--yes"]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let second = sent(&sink, "2025-02");
+    assert_eq!(second.len(), 30);
+    assert!(second.keys().all(|r| r.ends_with("@bigmail.example")));
+
+    // The operator reads the group and accepts it: all 30 are suppressed, once.
+    let r = run(project.command().args(["bounces", "review"]));
+    assert!(
+        r.stdout.contains("group 1: held, 30 readers at bigmail.example"),
+        "{}",
+        r.stdout
+    );
+    let r = run(project.command().args(["bounces", "review", "1"]));
+    assert_eq!(
+        r.stdout
+            .lines()
+            .filter(|l| l.starts_with("  ") && l.ends_with("@bigmail.example"))
+            .count(),
+        30,
+        "{}",
+        r.stdout
+    );
+    let r = run(project.command().args(["bounces", "review", "1", "--accept"]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("group 1: accepted, 30 readers"), "{}", r.stdout);
+    assert_eq!(suppressed_addresses(&project).len(), 60);
+    let r = run(project.command().args(["bounces", "review", "1", "--reject"]));
+    assert_eq!(r.code, 2, "decided once: {}", r.stderr);
+    assert!(r.stderr.contains("already accepted"), "{}", r.stderr);
+    let r = run(project.command().args(["send", "2025-03", "--yes"]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(sent(&sink, "2025-03").is_empty(), "every reader is suppressed now");
+    let history = run(project
+        .command()
+        .args(["subscribers", "show", "big7@bigmail.example", "--format", "json"]));
+    let history: serde_json::Value = serde_json::from_str(&history.stdout).unwrap();
+    assert_eq!(history["events"][0]["kind"], "hard-bounce");
+    assert_eq!(history["events"][0]["evidence"]["held_group"], 1);
+}
+
+#[test]
+fn a_send_refused_for_many_readers_at_one_domain_holds_them() {
+    // The relay refuses every bigmail.example reader at RCPT as unknown: a blocklisting
+    // misworded. Their suppression waits for the operator; the others' is at once.
+    let server = support::ScriptServer::start(|stage, rcpt, _| {
+        if stage == support::Stage::Rcpt && (rcpt.ends_with("@bigmail.example") || rcpt == "own3@d3.example") {
+            support::Reply::Code(550, "5.1.1 Mailbox does not exist")
+        } else {
+            support::Reply::Ok
+        }
+    });
+    let project = Project::new(server.port, &two_kinds_of_readers(), "throttle: { rate: off }\n")
+        .with_issues(&[("2025-01", scheduled_issue(None))]);
+    let r = run(project.command().args(["send", "2025-01", "--yes"]));
+    assert_eq!(r.code, 1, "31 failed: {}", r.stderr);
+    assert!(
+        r.stderr.contains("not suppressed: 30 readers at bigmail.example"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(
+        suppressed_addresses(&project),
+        BTreeSet::from(["own3@d3.example".to_owned()])
+    );
+    let r = run(project.command().args(["bounces", "review", "--format", "json"]));
+    let review: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(review["groups"][0]["readers"], 30);
+    assert_eq!(review["groups"][0]["state"], "held");
 }

@@ -3,11 +3,14 @@
 //! that it was handled go into the ledger's open transaction together; the caller commits a
 //! batch before letting its messages go, so a crash loses the whole batch or none of it.
 
+use std::collections::BTreeMap;
+
 use anyhow::Result;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::classify::{Class, Reason};
+use super::guard::{self, HeldGroup};
 use super::report::{Finding, Report, read};
 use super::source::Item;
 use super::verp::{self, Verp};
@@ -29,6 +32,8 @@ pub struct Outcome {
     pub reason: Reason,
     pub status: Option<String>,
     pub issue: Option<String>,
+    /// The receiver's words.
+    pub diagnostic: String,
     /// What was done, or with --dry-run what would be.
     pub action: String,
 }
@@ -212,8 +217,24 @@ impl Handler<'_> {
             "diagnostic": event.diagnostic,
         });
         let issue = event.issue.as_deref();
+        let defer = |ledger: &mut Ledger, kind: Kind, source: &str, evidence: serde_json::Value| {
+            guard::defer(
+                ledger,
+                &guard::Deferred {
+                    email,
+                    issue,
+                    kind,
+                    source,
+                    diagnostic: &event.diagnostic,
+                    evidence,
+                },
+            )
+            .map(|()| PENDING.to_owned())
+        };
         let change = match decision {
             Decision::Nothing(_) | Decision::Unverified(_) => return Ok(label_nothing(decision)),
+            // A suppression for good waits for the end of the run and the mass guard.
+            Decision::Suppress(Kind::HardBounce) => return defer(ledger, Kind::HardBounce, "bounce", evidence),
             Decision::Suppress(kind) => readers::record(ledger, email, *kind, label(decision), issue, evidence)?,
             Decision::Unsubscribe => readers::unsubscribe(ledger, email, label(decision), issue, evidence)?,
             Decision::Count => {
@@ -222,21 +243,12 @@ impl Handler<'_> {
                 if run < limit {
                     return Ok(format!("counted ({run} of {limit} soft bounces in a row)"));
                 }
-                let change = readers::record(ledger, email, Kind::SoftLimit, "soft-limit", issue, evidence)?;
-                if change.newly_suppressed() {
-                    return Ok(format!("suppressed (soft bounces on {run} issues in a row)"));
-                }
-                change
+                let mut evidence = evidence;
+                evidence["soft_run"] = json!(run);
+                return defer(ledger, Kind::SoftLimit, "soft-limit", evidence);
             }
         };
-        Ok(match (change.forgotten, change.before, change.after) {
-            (true, ..) => "none: the address was forgotten".to_owned(),
-            (_, None, _) => format!("suppressed ({})", label(decision)),
-            (_, Some(before), Some(after)) if before != after => {
-                format!("suppressed ({}; was {})", label(decision), before.as_str())
-            }
-            (_, Some(before), _) => format!("recorded; already suppressed ({})", before.as_str()),
-        })
+        Ok(change.action(label(decision)))
     }
 
     /// The address we sent to and the issue, if the report is about a message of ours.
@@ -300,6 +312,10 @@ impl Handler<'_> {
     }
 }
 
+/// The action of a suppression that waits for the end of the run; `bounces` replaces it with
+/// what settling did.
+pub const PENDING: &str = "pending: decided at the end of the run";
+
 /// The shortest token: a one-letter address and issue still make 50 base64 characters.
 const MIN_TOKEN_LEN: usize = 40;
 
@@ -312,6 +328,60 @@ fn label(decision: &Decision) -> &'static str {
         Decision::Count => "soft-limit",
         Decision::Nothing(_) | Decision::Unverified(_) => "none",
     }
+}
+
+/// Settles the run's waiting suppressions through the mass guard; each pending action becomes
+/// what was done. Returns the groups held.
+pub fn settle(ledger: &mut Ledger, limit: u32, outcomes: &mut [Outcome]) -> Result<Vec<HeldGroup>> {
+    let settled = guard::settle(ledger, limit)?;
+    for o in outcomes.iter_mut().filter(|o| o.action == PENDING) {
+        if let Some(action) = o.recipient.as_ref().and_then(|r| settled.actions.get(r)) {
+            o.action.clone_from(action);
+        }
+    }
+    Ok(settled.held)
+}
+
+/// What the guard would do with a dry run's suppressions: the groups it would hold (their
+/// id is 0 when no such group is held yet).
+pub fn would_hold(ledger: &Ledger, limit: u32, outcomes: &mut [Outcome]) -> Result<Vec<HeldGroup>> {
+    let key = |o: &Outcome| {
+        let domain = o
+            .recipient
+            .as_deref()
+            .and_then(|r| r.rsplit_once('@'))
+            .map_or("", |(_, d)| d);
+        (domain.to_owned(), guard::signature(&o.diagnostic))
+    };
+    let mut groups: BTreeMap<(String, String), Vec<usize>> = BTreeMap::new();
+    for (i, o) in outcomes.iter().enumerate() {
+        if o.action.starts_with("would suppress (bounce") || o.action.starts_with("would suppress (soft") {
+            groups.entry(key(o)).or_default().push(i);
+        }
+    }
+    let mut held = Vec::new();
+    for ((domain, signature), members) in groups {
+        let open = ledger.open_group(&domain, &signature)?;
+        if open.is_none() && members.len() as u64 <= u64::from(limit) {
+            continue;
+        }
+        for &i in &members {
+            outcomes[i].action = match open {
+                Some(id) => format!("would hold (joins group {id})"),
+                None => format!("would hold ({} readers at {domain} with one diagnostic)", members.len()),
+            };
+        }
+        held.push(HeldGroup {
+            id: open.unwrap_or(0),
+            domain,
+            diagnostic: outcomes[members[0]].diagnostic.clone(),
+            readers: members.len() as u64,
+            state: "held".into(),
+            created_at: String::new(),
+            decided_at: None,
+        });
+    }
+    Ok(held)
 }
 
 /// A report is known by its Message-ID, or by its bytes when it has none.
@@ -347,6 +417,7 @@ fn outcome(
         reason: finding.reason,
         status: finding.status.clone(),
         issue,
+        diagnostic: finding.diagnostic.clone(),
         action,
     }
 }

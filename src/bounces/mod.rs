@@ -3,12 +3,13 @@
 //!
 //! [`report`] reads one message ([`fields`] for the machine-readable parts, [`text`] for
 //! prose, [`ses`] for Amazon SES's JSON), [`classify`] says what a failure means; [`source`]
-//! and [`imap`] read the mailbox, [`act`] does what a report asks, [`verp`] makes and reads
-//! the envelope senders that name the recipient.
+//! and [`imap`] read the mailbox, [`act`] does what a report asks, [`guard`] holds back a
+//! mass suppression, [`verp`] makes and reads the envelope senders that name the recipient.
 
 pub mod act;
 pub mod classify;
 pub mod fields;
+pub mod guard;
 pub mod imap;
 pub mod report;
 pub mod ses;

@@ -5,20 +5,31 @@ use std::path::Path;
 
 use anyhow::{Result, bail};
 use newsletter::bounces::Reason;
-use newsletter::bounces::act::{Handler, Outcome};
+use newsletter::bounces::act::{self, Handler, Outcome};
+use newsletter::bounces::guard::{self, HeldGroup};
 use newsletter::bounces::imap::Imap;
 use newsletter::bounces::source::{Mailbox, Maildir, Mbox};
 use newsletter::bounces::verp::Verp;
+use newsletter::config::Config;
 use newsletter::config::bounces::{PASSWORD_VAR, Source};
 use newsletter::human::thousands;
 use newsletter::ledger::{self, Ledger};
 use newsletter::unsubscribe::{SECRET_VAR, Secrets};
 
 use crate::Exit;
-use crate::cli::{BouncesArgs, Format};
+use crate::cli::{BouncesArgs, BouncesCommand, Format};
 
 pub fn run(config_path: Option<&Path>, quiet: bool, args: BouncesArgs) -> Result<Exit> {
     let config = super::load_config(config_path, quiet)?;
+    if let Some(BouncesCommand::Review {
+        group,
+        accept,
+        reject,
+        format,
+    }) = args.review
+    {
+        return review(&config, group, accept, reject, format);
+    }
     let source = match (&args.maildir, &args.mbox, &config.bounces.source) {
         (Some(dir), _, _) => Source::Maildir(dir.clone()),
         (_, Some(file), _) => Source::Mbox(file.clone()),
@@ -122,6 +133,12 @@ pub fn run(config_path: Option<&Path>, quiet: bool, args: BouncesArgs) -> Result
             mailbox.done(&items, &is_report)?;
         }
     }
+    let held = match ledger.as_mut() {
+        Some(ledger) if !args.dry_run => act::settle(ledger, config.bounces.mass_guard, &mut outcomes)?,
+        Some(ledger) => act::would_hold(ledger, config.bounces.mass_guard, &mut outcomes)?,
+        None => Vec::new(),
+    };
+    newsletter::deliver::report::held(&held, config.bounces.mass_guard);
     match args.format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&outcomes)?),
         Format::Text => print_summary(&mailbox.name(), messages, not_reports, &outcomes, args.dry_run, quiet),
@@ -182,4 +199,50 @@ fn print_summary(name: &str, messages: u64, not_reports: u64, outcomes: &[Outcom
             o.action
         );
     }
+}
+
+/// `newsletter bounces review [GROUP] [--accept | --reject]`.
+fn review(config: &Config, group: Option<i64>, accept: bool, reject: bool, format: Format) -> Result<Exit> {
+    let mut ledger = Ledger::open(&config.ledger)?;
+    let shown: Vec<HeldGroup> =
+        match group {
+            Some(id) if accept || reject => vec![guard::decide(&mut ledger, id, accept)?],
+            Some(id) => vec![ledger.held_group(id)?.ok_or_else(|| {
+                anyhow::anyhow!("there is no held group {id}: `newsletter bounces review` lists them")
+            })?],
+            None => ledger.held_groups(false)?,
+        };
+    let readers = match group {
+        Some(id) => ledger.group_readers(id)?,
+        None => Vec::new(),
+    };
+    match format {
+        Format::Json => {
+            let value = serde_json::json!({ "groups": shown, "readers": readers });
+            println!("{}", serde_json::to_string_pretty(&value)?);
+        }
+        Format::Text => {
+            if shown.is_empty() {
+                println!(
+                    "No group was held: no run would have suppressed more than {} readers at one domain with one diagnostic.",
+                    config.bounces.mass_guard
+                );
+            }
+            for g in &shown {
+                println!(
+                    "group {}: {}, {} readers at {} since {}: {}",
+                    g.id, g.state, g.readers, g.domain, g.created_at, g.diagnostic
+                );
+            }
+            for r in &readers {
+                println!("  {r}");
+            }
+            if group.is_none() && shown.iter().any(|g| g.state == "held") {
+                println!(
+                    "They are still mailed. `newsletter bounces review GROUP` lists a group's readers; --accept suppresses them, --reject keeps them."
+                );
+            }
+        }
+    }
+    Ok(Exit::Success)
 }

@@ -6,7 +6,7 @@ use anyhow::Result;
 use newsletter::deliver::queue;
 use newsletter::human::thousands;
 use newsletter::issue::{self, Issue};
-use newsletter::ledger::{self, BounceCounts, BounceEvent, Counts, DeliveryRecord, Ledger};
+use newsletter::ledger::{self, BounceCounts, BounceEvent, Counts, DeliveryRecord, HeldGroup, Ledger};
 use serde::Serialize;
 
 use crate::Exit;
@@ -52,6 +52,23 @@ struct Detail {
     complaint_rate: f64,
     /// What a relay or mailbox provider would act on.
     warnings: Vec<String>,
+    /// Groups of bounces the mass guard holds for the operator (any issue's): their readers
+    /// are still mailed.
+    held_groups: Vec<HeldGroup>,
+}
+
+fn held_groups(ledger: Option<&Ledger>) -> Result<Vec<HeldGroup>> {
+    ledger.map_or(Ok(Vec::new()), |l| l.held_groups(true))
+}
+
+fn held_line(held: &[HeldGroup]) -> String {
+    let readers: u64 = held.iter().map(|g| g.readers).sum();
+    format!(
+        "{} group(s) of bounces held by the mass guard ({} readers, still mailed: {}): decide with `newsletter bounces review`",
+        held.len(),
+        thousands(readers),
+        held.iter().map(|g| g.domain.as_str()).collect::<Vec<_>>().join(", ")
+    )
 }
 
 /// Relays suspend senders whose bounces pass about 5% (Amazon SES reviews at 5%, suspends
@@ -151,6 +168,10 @@ pub fn run(config_path: Option<&Path>, args: StatusArgs) -> Result<Exit> {
                         l.subject
                     );
                 }
+                let held = held_groups(ledger.as_ref())?;
+                if !held.is_empty() {
+                    println!("{}", held_line(&held));
+                }
             }
         }
         return Ok(Exit::Success);
@@ -217,6 +238,7 @@ pub fn run(config_path: Option<&Path>, args: StatusArgs) -> Result<Exit> {
             None => Vec::new(),
         },
         warnings: bounce_warnings(&bounces, counts.sent, rates),
+        held_groups: held_groups(ledger.as_ref())?,
         bounces,
         hard_bounce_rate: rates.0,
         soft_bounce_rate: rates.1,
@@ -326,6 +348,9 @@ fn print_detail(d: &Detail, list: &Path) {
     }
     if d.bounces.delayed > 0 {
         println!("  delay warnings       {} (not bounces)", thousands(d.bounces.delayed));
+    }
+    if !d.held_groups.is_empty() {
+        println!("  {}", held_line(&d.held_groups));
     }
     for w in &d.warnings {
         println!("  warning: {w}");

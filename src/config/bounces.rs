@@ -20,6 +20,12 @@ pub struct Bounces {
     /// with no delivery between them, suppress the address. Blocks aimed at our sending never
     /// count.
     pub soft_limit: u32,
+    /// The guard against mass suppression: when one run (of `bounces`, or a `send` refused
+    /// synchronously) would suppress more than this many readers at one receiving domain
+    /// with the same diagnostic, it suppresses none of them and holds them as a group for
+    /// `newsletter bounces review` (a blocklisting misread as "user unknown" must not
+    /// unsubscribe everyone behind that receiver). They are mailed until the group is accepted.
+    pub mass_guard: u32,
 }
 
 impl Default for Bounces {
@@ -28,6 +34,7 @@ impl Default for Bounces {
             source: None,
             return_path: None,
             soft_limit: 3,
+            mass_guard: 20,
         }
     }
 }

@@ -1,20 +1,21 @@
 //! Writes a run's events into the ledger, committing before each message goes out, and
-//! suppresses the addresses a server says do not exist.
+//! marks for suppression the addresses a server says do not exist (settled through the mass
+//! guard when the run ends).
 
 use anyhow::Result;
 use serde_json::json;
 
 use super::reply::mailbox_does_not_exist;
 use super::run::{Event, Job, Observer};
+use crate::bounces::guard;
 use crate::ledger::Ledger;
-use crate::readers::{self, Kind};
+use crate::readers::Kind;
 
 /// Records a run's events in the ledger, committing before each message goes out.
 pub struct Recorder<'a> {
     pub ledger: &'a mut Ledger,
     pub issue: &'a str,
     pub error: Option<String>,
-    pub suppressed: u64,
 }
 
 impl Recorder<'_> {
@@ -51,15 +52,18 @@ impl Recorder<'_> {
                 let status = if error.is_transient() { "deferred" } else { "failed" };
                 self.ledger.record_outcome(self.issue, &job.email, status, &reply)?;
                 if !error.is_transient() && mailbox_does_not_exist(&reply) {
-                    let change = readers::record(
+                    // Suppressed at the end of the run, through the mass guard.
+                    guard::defer(
                         self.ledger,
-                        &job.email,
-                        Kind::HardBounce,
-                        "send",
-                        Some(self.issue),
-                        json!({ "diagnostic": reply, "message_id": job.message_id }),
+                        &guard::Deferred {
+                            email: &job.email,
+                            issue: Some(self.issue),
+                            kind: Kind::HardBounce,
+                            source: "send",
+                            diagnostic: &reply,
+                            evidence: json!({ "diagnostic": reply, "message_id": job.message_id }),
+                        },
                     )?;
-                    self.suppressed += u64::from(change.newly_suppressed());
                 }
             }
         }

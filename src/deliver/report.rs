@@ -283,6 +283,23 @@ pub fn summary(issue: &str, outcome: &RunOutcome, total: u64, failed: u64, suppr
     );
 }
 
+/// The groups the mass guard held back, one warning each.
+pub fn held(groups: &[crate::ledger::HeldGroup], limit: u32) {
+    for group in groups {
+        let what = if group.id == 0 {
+            "a real run would hold them for `newsletter bounces review`".to_owned()
+        } else {
+            format!("see `newsletter bounces review {}`", group.id)
+        };
+        eprintln!(
+            "warning: not suppressed: {} readers at {} failed with one diagnostic, more than bounces.mass_guard ({limit}): \"{}\"; {what}",
+            group.readers,
+            group.domain,
+            group.diagnostic.chars().take(200).collect::<String>(),
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,6 +14,7 @@ use super::report::{self, Progress};
 use super::run::{self, Settings};
 use super::smtp::SmtpConnection;
 use super::throttle::{Rate, TokenBucket};
+use crate::bounces::guard;
 use crate::bounces::verp::Verp;
 use crate::check;
 use crate::compile::Rendered;
@@ -345,7 +346,6 @@ impl Session<'_> {
             ledger,
             issue,
             error: None,
-            suppressed: 0,
         });
         let mut observers = (Progress::new(self.total, self.quiet), recorder);
         let (tx, rx) = tokio::sync::mpsc::channel(QUEUE_DEPTH);
@@ -364,7 +364,8 @@ impl Session<'_> {
         });
         let (progress, recorder) = observers;
         progress.finish();
-        let (suppressed, ledger_error) = recorder.map_or((0, None), |r| (r.suppressed, r.error));
+        let ledger_error = recorder.and_then(|r| r.error);
+        let mut suppressed = 0;
 
         let failed = outcome.failed + unpersonalized.len() as u64;
         let issue = &self.composer.personalizer.rendered().slug;
@@ -390,6 +391,11 @@ impl Session<'_> {
                 &ended,
                 complete,
             )?;
+            // The addresses the server refused as missing: suppressed now, unless too many
+            // at one domain failed alike (then held for `bounces review`).
+            let settled = guard::settle(ledger, config.bounces.mass_guard)?;
+            suppressed = settled.actions.values().filter(|a| a.starts_with("suppressed")).count() as u64;
+            report::held(&settled.held, config.bounces.mass_guard);
         }
         if !self.quiet || failed > 0 {
             report::summary(issue, &outcome, self.total, failed, suppressed);

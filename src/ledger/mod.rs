@@ -14,11 +14,13 @@ use serde::Serialize;
 use crate::compile::Rendered;
 
 mod bounces;
+mod held;
 mod readers;
 pub mod schema;
 mod suppressions;
 
 pub use bounces::{BounceCounts, BounceEvent};
+pub use held::{DeferredRow, HeldGroup};
 pub use readers::{Erased, ReaderDelivery, ReaderEvent};
 pub use suppressions::Suppression;
 

@@ -253,6 +253,7 @@ impl Ledger {
         erased.events = delete("DELETE FROM reader_events WHERE email = ?1")?;
         erased.bounce_records = delete("DELETE FROM bounce_events WHERE email = ?1")?;
         delete("DELETE FROM suppressions WHERE email = ?1")?;
+        erased.bounce_records += delete("DELETE FROM deferred_suppressions WHERE email = ?1")?;
         erased.mentions = self.scrub(&email)?;
         self.conn.execute(
             "INSERT OR IGNORE INTO forgotten (hash, created_at) VALUES (?1, ?2)",

@@ -135,6 +135,36 @@ const MIGRATIONS: &[&str] = &[
         event = (SELECT id FROM reader_events e WHERE e.email = suppressions.email),
         kind = (SELECT kind FROM reader_events e WHERE e.email = suppressions.email);
     ",
+    // 6: the guard against mass suppression. A hard bounce waits here for the end of its run;
+    // a group of them at one domain with one diagnostic, past bounces.mass_guard, is held for
+    // the operator.
+    "
+    CREATE TABLE held_groups (
+        id INTEGER PRIMARY KEY,
+        domain TEXT NOT NULL,
+        signature TEXT NOT NULL,      -- the diagnostic, addresses and identifiers taken out
+        diagnostic TEXT NOT NULL,     -- one reader's, as written
+        state TEXT NOT NULL CHECK (state IN ('held', 'accepted', 'rejected')),
+        created_at TEXT NOT NULL,
+        decided_at TEXT
+    );
+    CREATE TABLE deferred_suppressions (
+        id INTEGER PRIMARY KEY,
+        email TEXT NOT NULL,          -- lower case
+        issue TEXT,
+        kind TEXT NOT NULL,           -- the reader event it becomes: hard-bounce, soft-limit
+        source TEXT NOT NULL,
+        domain TEXT NOT NULL,
+        signature TEXT NOT NULL,
+        diagnostic TEXT NOT NULL,
+        evidence TEXT NOT NULL,       -- JSON, for the reader's history
+        state TEXT NOT NULL CHECK (state IN ('pending', 'held', 'applied', 'accepted', 'rejected')),
+        grp INTEGER REFERENCES held_groups (id),
+        created_at TEXT NOT NULL
+    );
+    CREATE INDEX deferred_by_state ON deferred_suppressions (state, domain, signature);
+    CREATE INDEX deferred_by_group ON deferred_suppressions (grp);
+    ",
 ];
 
 /// Opens (creating it if need be) the file at `path`, upgraded to the current schema.

@@ -201,17 +201,16 @@ pub struct Change {
 }
 
 impl Change {
-    /// For the logs and summaries of `bounces`, `send` and `suppress`.
-    pub fn describe(&self) -> String {
+    /// What it did, for the actions `bounces` and `send` report: `label` says what made it
+    /// (`bounce`, `complaint`, `mailto`).
+    pub fn action(&self, label: &str) -> String {
         match (self.forgotten, self.before, self.after) {
             (true, ..) => "none: the address was forgotten".into(),
-            (_, None, Some(after)) => format!("suppressed ({})", after.as_str()),
+            (_, None, _) => format!("suppressed ({label})"),
             (_, Some(before), Some(after)) if before != after => {
-                format!("suppressed ({}; was {})", after.as_str(), before.as_str())
+                format!("suppressed ({label}; was {})", before.as_str())
             }
-            (_, Some(before), Some(_)) => format!("recorded; already suppressed ({})", before.as_str()),
-            (_, Some(before), None) => format!("lifted ({})", before.as_str()),
-            (_, None, None) => "recorded".into(),
+            (_, Some(before), _) => format!("recorded; already suppressed ({})", before.as_str()),
         }
     }
 

@@ -147,7 +147,7 @@ fn the_firmest_suppression_decides_and_the_list_shows_it() {
         json!({ "note": "GDPR objection" }),
     )
     .unwrap();
-    assert_eq!(change.describe(), "suppressed (suppressed; was unsubscribed)");
+    assert_eq!(change.action("manual"), "suppressed (manual; was unsubscribed)");
     event(&mut l, Kind::SoftLimit);
     let list = l.suppressions().unwrap();
     assert_eq!(list.len(), 1);
