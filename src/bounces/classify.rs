@@ -132,7 +132,7 @@ const WORDINGS: &[(Reason, &str)] = &[
     ),
     (
         Reason::Blocked,
-        r"(?-u:\b)block(ed|list|listed)(?-u:\b)|blacklist|(?-u:\b)spam(?-u:\b)|spamhaus|(?-u:\b)sbl(?-u:\b)|(?-u:\b)dnsbl(?-u:\b)|(?-u:\b)rbl(?-u:\b)|reputation|poor sender|policy reasons|(?-u:\b)policy(?-u:\b).{0,20}(reject|violation)|rejected (for|due to|by) (policy|content)|content (rejected|filter)|(?-u:\b)dmarc(?-u:\b)|(?-u:\b)spf(?-u:\b)|(?-u:\b)dkim(?-u:\b)|reverse dns|(?-u:\b)ptr(?-u:\b)|unauthenticated|authentication (required|failed)|relay (access )?denied|relaying denied|not permitted to relay|unable to relay|virus|malware|security policy|suspicious|junk mail|access denied|not authorized|delivery not authorized|sender (address )?rejected|sender denied|refused by the recipient's system|rejected by (recipient|the)|client host rejected|sender is on|ip (address )?(is )?(listed|banned|blocked)|has been (temporarily )?rate limited|rate limit|too many (messages|connections|recipients|emails|mails)|connection (rate|limit)|receiving mail (at|too) |rate that prevents|temporarily deferred|greylist|try again later|message rejected|spam filter|sender domain|domain of (the )?sender|mail ?from domain|envelope sender|sender verif|return.?path|(?-u:\b)helo(?-u:\b)|(?-u:\b)ehlo(?-u:\b)",
+        r"(?-u:\b)block(ed|list|listed)(?-u:\b)|blacklist|(?-u:\b)spam(?-u:\b)|spamhaus|(?-u:\b)sbl(?-u:\b)|(?-u:\b)dnsbl(?-u:\b)|(?-u:\b)rbl(?-u:\b)|reputation|poor sender|(?-u:\b)polic(y|ies)(?-u:\b)|spoof|rejected (for|due to|by) content|content (rejected|filter)|(?-u:\b)dmarc(?-u:\b)|(?-u:\b)spf(?-u:\b)|(?-u:\b)dkim(?-u:\b)|reverse dns|(?-u:\b)ptr(?-u:\b)|unauthenticated|authentication (required|failed)|relay (access )?denied|relaying denied|not permitted to relay|unable to relay|virus|malware|security policy|suspicious|junk mail|access denied|not authorized|delivery not authorized|sender (address )?rejected|sender denied|refused by the recipient's system|rejected by (recipient|the)|client host rejected|sender is on|ip (address )?(is )?(listed|banned|blocked)|has been (temporarily )?rate limited|rate limit|too many (messages|connections|recipients|emails|mails)|connection (rate|limit)|receiving mail (at|too) |rate that prevents|temporarily deferred|greylist|try again later|message rejected|spam filter|sender domain|domain of (the )?sender|mail ?from domain|envelope sender|sender verif|return.?path|(?-u:\b)helo(?-u:\b)|(?-u:\b)ehlo(?-u:\b)",
     ),
     // The conversation broke down (an unexpected reply): nothing is known of the address.
     (Reason::Network, r"protocol error"),
@@ -207,7 +207,9 @@ pub enum Stage {
 
 /// Stages named in words, tried in order.
 static STAGES: LazyLock<[(Stage, Regex); 4]> = LazyLock::new(|| {
-    let re = |p: &str| Regex::new(&format!("(?i){p}")).expect("the stage patterns are valid");
+    // Reports wrap long lines anywhere ("(in reply to MAIL\n    FROM command)"): a space in
+    // a pattern is any run of white space.
+    let re = |p: &str| Regex::new(&format!("(?i){}", p.replace(' ', r"\s+"))).expect("the stage patterns are valid");
     [
         (
             Stage::Connect,

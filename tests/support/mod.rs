@@ -4,6 +4,7 @@
 
 pub mod dovecot;
 pub mod http;
+pub mod lab;
 pub mod postfix;
 pub mod serve;
 pub mod smtpd;

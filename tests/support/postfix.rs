@@ -34,6 +34,25 @@ impl Postfix {
 
     /// With `settings` (main.cf lines) after the defaults, which they override.
     pub fn start_with(relay_port: u16, settings: &str) -> Postfix {
+        Postfix::start_with_files(relay_port, settings, &[])
+    }
+
+    /// Routes each domain to its own server (`smtp:[ip]:port`) through a transport map;
+    /// other mail goes to `relay_port`.
+    pub fn start_routed(relay_port: u16, routes: &[(String, String, u16)]) -> Postfix {
+        let map: String = routes
+            .iter()
+            .map(|(domain, ip, port)| format!("{domain} smtp:[{ip}]:{port}\n"))
+            .collect();
+        Postfix::start_with_files(
+            relay_port,
+            "transport_maps = texthash:{etc}/transport\n",
+            &[("transport", map)],
+        )
+    }
+
+    /// With `files` written into its etc/ folder (`{etc}` in `settings` names it).
+    fn start_with_files(relay_port: u16, settings: &str, files: &[(&str, String)]) -> Postfix {
         assert!(
             Postfix::available(),
             "Postfix needs root and Debian's postfix package: run scripts/test"
@@ -82,7 +101,11 @@ impl Postfix {
              maximal_queue_lifetime = 0\n\
              {settings}",
             d = d.display(),
+            settings = settings.replace("{etc}", &d.join("etc").display().to_string()),
         );
+        for (name, text) in files {
+            std::fs::write(d.join("etc").join(name), text).unwrap();
+        }
         std::fs::write(d.join("etc/main.cf"), main).unwrap();
         std::fs::write(
             d.join("etc/mailboxes"),

@@ -1,0 +1,126 @@
+//! The lab: evidence no corpus can give. The newsletter goes through each MTA foundations
+//! relay through (Postfix, Exim, OpenSMTPD, Sendmail, each a throwaway instance) to readers'
+//! servers that refuse with the catalogue of real refusal texts
+//! (`tests/fixtures/lab/refusals.tsv`, one server per text, at the stage its receiver gives
+//! it). The MTA writes the reports; `newsletter bounces` reads them. Every text's truth is
+//! known by construction: none of the refusals that are not the reader's may suppress or count
+//! anyone, at any MTA.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use support::lab::{Receivers, Refusal, catalogue};
+use support::postfix::Postfix;
+use support::{Project, run, scheduled_issue};
+
+/// The readers of the catalogue, one per refusal.
+fn readers(catalogue: &[Refusal]) -> String {
+    let mut csv = String::from("email,first_name\n");
+    for i in 0..catalogue.len() {
+        csv.push_str(&format!("{},Reader{i}\n", Receivers::reader(i)));
+    }
+    csv
+}
+
+/// Sends the issue through the MTA on `mta_port`, waits for one report per refusal in
+/// `maildir`, reads them, and checks each reader's fate against the catalogue's truth.
+fn send_and_judge(mta: &str, mta_port: u16, maildir: &Path, catalogue: &[Refusal], log: impl Fn() -> String) {
+    let project = Project::new(
+        mta_port,
+        &readers(catalogue),
+        "throttle: { rate: off }\nbounces: { return_path: \"bounces+{token}@lists.example.org\" }\n",
+    )
+    .with_issues(&[("2025-01", scheduled_issue(None))]);
+    let r = run(project.command().args(["send", "2025-01", "--yes"]));
+    assert_eq!(r.code, 0, "{mta}: {}", r.stderr);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let waiting = || std::fs::read_dir(maildir.join("new")).map_or(0, |d| d.count());
+    while waiting() < catalogue.len() {
+        assert!(
+            Instant::now() < deadline,
+            "{mta}: {} reports of {}; its log:\n{}",
+            waiting(),
+            catalogue.len(),
+            log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let r = run(project
+        .command()
+        .args(["bounces", "--format", "json", "--maildir"])
+        .arg(maildir));
+    assert_eq!(r.code, 0, "{mta}: {}", r.stderr);
+    let all: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let verdicts: BTreeMap<String, &serde_json::Value> = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| Some((v["recipient"].as_str()?.to_owned(), v)))
+        .collect();
+    let mut wrong = Vec::new();
+    let mut false_suppressions = 0;
+    for (i, refusal) in catalogue.iter().enumerate() {
+        let reader = Receivers::reader(i);
+        let Some(v) = verdicts.get(&reader) else {
+            wrong.push(format!("{reader} ({}): no verdict", refusal.receiver));
+            continue;
+        };
+        let action = v["action"].as_str().unwrap_or_default();
+        let got = if action.starts_with("suppressed") || action.starts_with("held") {
+            "hard"
+        } else if action.starts_with("counted") {
+            "soft"
+        } else {
+            "none"
+        };
+        if got == "hard" && refusal.truth != "hard" {
+            false_suppressions += 1;
+        }
+        if got != refusal.truth {
+            wrong.push(format!(
+                "{mta}: {} {:?} `{}`: truth {}, got {got} ({} {}: {action})",
+                refusal.receiver,
+                refusal.when,
+                refusal.reply.join(" ").chars().take(90).collect::<String>(),
+                refusal.truth,
+                v["class"],
+                v["reason"],
+            ));
+        }
+    }
+    eprintln!(
+        "{mta}: {} of {} refusals read as their truth",
+        catalogue.len() - wrong.len(),
+        catalogue.len()
+    );
+    assert_eq!(
+        false_suppressions,
+        0,
+        "{mta}: false suppressions:\n{}",
+        wrong.join("\n")
+    );
+    assert!(wrong.is_empty(), "{mta}:\n{}", wrong.join("\n"));
+}
+
+fn routes(catalogue: &[Refusal], port: u16) -> Vec<(String, String, u16)> {
+    (0..catalogue.len())
+        .map(|i| (Receivers::domain(i), Receivers::ip(i), port))
+        .collect()
+}
+
+#[test]
+fn postfix_reports_of_every_refusal_are_read_as_their_truth() {
+    if !Postfix::available() {
+        eprintln!("skipped: a Postfix instance needs root and Debian's postfix (scripts/test)");
+        return;
+    }
+    let catalogue = catalogue();
+    let receivers = Receivers::start(&catalogue);
+    let relay = Postfix::start_routed(receivers.port, &routes(&catalogue, receivers.port));
+    send_and_judge("Postfix", relay.port, &relay.maildir("bounces"), &catalogue, || {
+        relay.log()
+    });
+}
