@@ -16,7 +16,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::rustls;
 
 use super::oauth::Tokens;
-use super::streams::{Greeted, TlsStream};
+use super::streams::{Greeted, Recorded, TlsStream};
 use super::tls;
 use crate::config::{AuthMethod, Security, Smtp};
 
@@ -290,9 +290,10 @@ impl Connector {
             Security::Starttls => Box::new(Greeted::new(self.handshake(self.starttls(tcp).await?).await?)),
             Security::None => Box::new(tcp),
         };
+        let (stream, heard) = Recorded::new(stream);
         let mut conn = self
             .greeted(async {
-                AsyncSmtpConnection::connect_with_transport(stream, &self.hello)
+                AsyncSmtpConnection::connect_with_transport(Box::new(stream), &self.hello)
                     .await
                     .map_err(|e| match e.status() {
                         Some(code) if u16::from(code) == 421 => ConnectError::Busy {
@@ -306,18 +307,11 @@ impl Connector {
                     })
             })
             .await?;
-        // lettre does not keep whether the server offers PIPELINING; ask once per connection.
-        let ehlo = self
-            .step(conn.command(Ehlo::new(self.hello.clone())), |server, e| {
-                ConnectError::Greeting {
-                    server,
-                    detail: e.to_string(),
-                }
-            })
-            .await?;
-        let pipelining = ehlo
-            .message()
-            .any(|line| line.trim().eq_ignore_ascii_case("PIPELINING"));
+        // lettre keeps no PIPELINING from the EHLO reply it read: read it from what was heard.
+        let pipelining = heard.take().lines().any(|line| {
+            line.get(4..)
+                .is_some_and(|k| k.trim().eq_ignore_ascii_case("PIPELINING"))
+        });
         match &self.login {
             None => {}
             Some(Login::Password(credentials)) => {

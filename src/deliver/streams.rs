@@ -88,3 +88,83 @@ impl AsyncTokioStream for Greeted {
         self.stream.peer_addr()
     }
 }
+
+/// A stream that keeps a copy of what the server says until its EHLO reply has been read:
+/// lettre reads that reply but keeps no PIPELINING from it, and a second EHLO to ask again is
+/// refused by some servers (OpenSMTPD: "503 5.5.1 Invalid command: Already identified").
+#[derive(Debug)]
+pub(super) struct Recorded {
+    stream: Box<dyn AsyncTokioStream>,
+    heard: std::sync::Arc<std::sync::Mutex<Option<Vec<u8>>>>,
+}
+
+/// What a [`Recorded`] stream heard; taking it stops the recording.
+#[derive(Debug, Clone)]
+pub(super) struct Heard(std::sync::Arc<std::sync::Mutex<Option<Vec<u8>>>>);
+
+/// Enough for any greeting and EHLO reply; past it nothing more is kept.
+const HEARD_MAX: usize = 16 * 1024;
+
+impl Recorded {
+    pub(super) fn new(stream: Box<dyn AsyncTokioStream>) -> (Recorded, Heard) {
+        let heard = std::sync::Arc::new(std::sync::Mutex::new(Some(Vec::new())));
+        (
+            Recorded {
+                stream,
+                heard: std::sync::Arc::clone(&heard),
+            },
+            Heard(heard),
+        )
+    }
+}
+
+impl Heard {
+    /// Everything heard so far, as text; recording stops.
+    pub(super) fn take(&self) -> String {
+        let bytes = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+            .unwrap_or_default();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+}
+
+impl AsyncRead for Recorded {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.stream).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = polled
+            && let Some(heard) = self
+                .heard
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .as_mut()
+                .filter(|h| h.len() < HEARD_MAX)
+        {
+            heard.extend_from_slice(&buf.filled()[before..]);
+        }
+        polled
+    }
+}
+
+impl AsyncWrite for Recorded {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
+impl AsyncTokioStream for Recorded {
+    fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.stream.peer_addr()
+    }
+}

@@ -5,6 +5,7 @@
 pub mod dovecot;
 pub mod http;
 pub mod lab;
+pub mod mta;
 pub mod postfix;
 pub mod serve;
 pub mod smtpd;
