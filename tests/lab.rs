@@ -184,3 +184,18 @@ fn opensmtpd_reports_of_every_refusal_are_read_as_their_truth() {
     let smtpd = Mta::opensmtpd(&routes(&catalogue, receivers.port));
     send_and_judge("OpenSMTPD", smtpd.port, &smtpd.maildir(), &catalogue, || smtpd.log());
 }
+
+#[test]
+fn sendmail_reports_of_every_refusal_are_read_as_their_truth() {
+    if !Mta::sendmail_available() {
+        eprintln!("skipped: Sendmail needs root and the sendmail scripts/test unpacks");
+        return;
+    }
+    let catalogue = catalogue();
+    let receivers = Receivers::start(&catalogue);
+    let sendmail = Mta::sendmail(&routes(&catalogue, receivers.port));
+    support::lab::catch_reports(receivers.port, &sendmail.maildir());
+    send_and_judge("Sendmail", sendmail.port, &sendmail.maildir(), &catalogue, || {
+        sendmail.log()
+    });
+}

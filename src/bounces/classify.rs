@@ -132,7 +132,7 @@ const WORDINGS: &[(Reason, &str)] = &[
     ),
     (
         Reason::Blocked,
-        r"(?-u:\b)block(ed|list|listed)(?-u:\b)|blacklist|(?-u:\b)spam(?-u:\b)|spamhaus|(?-u:\b)sbl(?-u:\b)|(?-u:\b)dnsbl(?-u:\b)|(?-u:\b)rbl(?-u:\b)|reputation|poor sender|(?-u:\b)polic(y|ies)(?-u:\b)|spoof|rejected (for|due to|by) content|content (rejected|filter)|(?-u:\b)dmarc(?-u:\b)|(?-u:\b)spf(?-u:\b)|(?-u:\b)dkim(?-u:\b)|reverse dns|(?-u:\b)ptr(?-u:\b)|unauthenticated|authentication (required|failed)|relay (access )?denied|relaying denied|not permitted to relay|unable to relay|virus|malware|security policy|suspicious|junk mail|access denied|not authorized|delivery not authorized|(?-u:\b)sender(?-u:\b).{0,30}(not allowed|not permitted|refused|rejected|denied|blocked|invalid|not accepted|verif)|refused by the recipient's system|rejected by (recipient|the)|client host rejected|sender is on|ip (address )?(is )?(listed|banned|blocked)|has been (temporarily )?rate limited|rate limit|too many (messages|connections|recipients|emails|mails)|connection (rate|limit)|receiving mail (at|too) |rate that prevents|temporarily deferred|greylist|try again later|message rejected|spam filter|sender domain|domain of (the )?sender|mail ?from domain|envelope sender|sender verif|return.?path|(?-u:\b)helo(?-u:\b)|(?-u:\b)ehlo(?-u:\b)",
+        r"(?-u:\b)block(ed|list|listed)(?-u:\b)|blacklist|(?-u:\b)spam(?-u:\b)|spamhaus|(?-u:\b)(dnsbl|rbl|sbl|dnsrbl)s?(?-u:\b)|reputation|poor sender|(?-u:\b)polic(y|ies)(?-u:\b)|spoof|rejected (for|due to|by) content|content (rejected|filter)|(?-u:\b)dmarc(?-u:\b)|(?-u:\b)spf(?-u:\b)|(?-u:\b)dkim(?-u:\b)|reverse dns|(?-u:\b)ptr(?-u:\b)|unauthenticated|authentication (required|failed)|relay (access )?denied|relaying denied|not permitted to relay|unable to relay|virus|malware|security policy|suspicious|junk mail|access denied|not authorized|delivery not authorized|(?-u:\b)sender(?-u:\b).{0,30}(not allowed|not permitted|refused|rejected|denied|blocked|invalid|not accepted|verif)|refused by the recipient's system|rejected by (recipient|the)|client host rejected|sender is on|ip (address )?(is )?(listed|banned|blocked)|has been (temporarily )?rate limited|rate limit|too many (messages|connections|recipients|emails|mails)|connection (rate|limit)|receiving mail (at|too) |rate that prevents|temporarily deferred|greylist|try again later|message rejected|spam filter|sender domain|domain of (the )?sender|mail ?from domain|envelope sender|sender verif|return.?path|(?-u:\b)helo(?-u:\b)|(?-u:\b)ehlo(?-u:\b)",
     ),
     // The conversation broke down (an unexpected reply): nothing is known of the address.
     (Reason::Network, r"protocol error"),
@@ -236,30 +236,40 @@ static STAGES: LazyLock<[(Stage, Regex); 4]> = LazyLock::new(|| {
     ]
 });
 
-/// A transcript line: a command we sent (`>>> MAIL From:<...>`) or a reply (`<<< 550 ...`).
-static TRANSCRIPT: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"(?im)^\s*(>>>|<<<)\s*(\S+)(\s+(from|to))?").expect("the pattern is valid"));
-
-/// The stage of the first failing reply in a transcript, or the stage the words name.
+/// The stage of the decisive failing reply in a transcript (the last permanent one, else the
+/// last temporary one), or the stage the words name. A transcript may hold several servers,
+/// each after "... while talking to HOST:"; a failing reply before anything was said to its
+/// server refused the greeting.
 pub fn stage(text: &str) -> Option<Stage> {
-    let mut last: Option<Stage> = None;
-    for caps in TRANSCRIPT.captures_iter(text) {
-        let word = caps.get(2).map_or("", |m| m.as_str()).to_ascii_lowercase();
-        match caps.get(1).map(|m| m.as_str()) {
-            Some(">>>") => {
-                last = match (word.as_str(), caps.get(4).map(|m| m.as_str().to_ascii_lowercase())) {
-                    ("mail", Some(_)) => Some(Stage::MailFrom),
-                    ("rcpt", Some(_)) => Some(Stage::Rcpt),
-                    ("data", _) | (".", _) => Some(Stage::Data),
-                    ("helo" | "ehlo", _) => Some(Stage::Connect),
-                    _ => last,
-                }
+    let (mut last, mut said) = (None, false);
+    let (mut permanent, mut temporary) = (None, None);
+    for line in text.lines() {
+        let line = line.trim_start();
+        if line.contains("while talking to") {
+            (last, said) = (None, false);
+        } else if let Some(command) = line.strip_prefix(">>>") {
+            said = true;
+            let mut words = command.split_whitespace().map(str::to_ascii_lowercase);
+            let (first, second) = (words.next().unwrap_or_default(), words.next().unwrap_or_default());
+            last = match first.as_str() {
+                "mail" if second.starts_with("from") => Some(Stage::MailFrom),
+                "rcpt" if second.starts_with("to") => Some(Stage::Rcpt),
+                "data" | "." => Some(Stage::Data),
+                "helo" | "ehlo" => Some(Stage::Connect),
+                _ => last,
+            };
+        } else if let Some(reply) = line.strip_prefix("<<<") {
+            let stage = if said { last } else { Some(Stage::Connect) };
+            match reply.trim_start().as_bytes().first() {
+                Some(b'5') if stage.is_some() => permanent = stage,
+                Some(b'4') if stage.is_some() => temporary = stage,
+                _ => {}
             }
-            _ if word.starts_with(['4', '5']) && last.is_some() => return last,
-            _ => {}
         }
     }
-    STAGES.iter().find(|(_, re)| re.is_match(text)).map(|(stage, _)| *stage)
+    permanent
+        .or(temporary)
+        .or_else(|| STAGES.iter().find(|(_, re)| re.is_match(text)).map(|(stage, _)| *stage))
 }
 
 /// A fault of the name service (a failed or malformed answer), not an answer that the domain
@@ -285,8 +295,36 @@ fn names_a_code_about_us(text: &str) -> bool {
         .any(|(_, subject, detail)| subject == 7 || (subject == 1 && matches!(detail, 7 | 8)))
 }
 
+/// A reply of several lines that a report cut to its first (`554-Transaction failed`), with
+/// the lines of the same reply that the report's transcript keeps (`<<< 554-Reject due to
+/// policy restrictions.`).
+fn whole_reply<'a>(diagnostic: &'a str, context: &str) -> std::borrow::Cow<'a, str> {
+    let code = diagnostic
+        .trim_start()
+        .get(..4)
+        .filter(|c| c.ends_with('-') && c[..3].bytes().all(|b| b.is_ascii_digit()) && diagnostic.lines().count() == 1);
+    let Some(code) = code else {
+        return diagnostic.into();
+    };
+    let code = &code[..3];
+    let rest: Vec<&str> = context
+        .lines()
+        .map(|l| l.trim_start().trim_start_matches("<<<").trim_start())
+        .filter(|l| l.len() > 3 && l.starts_with(code) && matches!(l.as_bytes()[3], b'-' | b' '))
+        .collect();
+    if rest.len() < 2 {
+        return diagnostic.into();
+    }
+    rest.join(" ").into()
+}
+
 /// Why a recipient's delivery failed.
 pub fn reason(evidence: Evidence) -> Reason {
+    let diagnostic = whole_reply(evidence.diagnostic, evidence.context);
+    let evidence = Evidence {
+        diagnostic: &diagnostic,
+        ..evidence
+    };
     // Addresses are not words: `filtered@example.com` says nothing about a filter.
     let text = ADDRESSES.replace_all(evidence.diagnostic, " ");
     let context = ADDRESSES.replace_all(evidence.context, " ");
@@ -560,6 +598,29 @@ mod tests {
         ] {
             assert_eq!(r(Some("5.1.1"), text), Reason::Blocked, "{text}");
         }
+        // A transcript whose first line is the server refusing: the greeting.
+        let greeting = Evidence {
+            status: Some("5.5.0"),
+            diagnostic: "554-mx.example.net Service not available",
+            context: "... while talking to [192.0.2.9]:\n<<< 554-mx.example.net Service not available\n<<< 554 No SMTP service\n554 5.0.0 Service unavailable",
+            ..Evidence::default()
+        };
+        assert_eq!(reason(greeting), Reason::Blocked);
+        // A reply cut to its first line: the transcript's other lines say why.
+        let cut = Evidence {
+            status: Some("5.0.0"),
+            diagnostic: "554-Transaction failed",
+            context: "... while talking to [192.0.2.9]:\n>>> MAIL From:<n@lists.example.org>\n<<< 250 ok\n>>> RCPT To:<reader@example.net>\n<<< 250 ok\n>>> DATA\n<<< 554-Transaction failed\n<<< 554-Reject due to policy restrictions.\n<<< 554 see https://postmaster.example.net",
+            ..Evidence::default()
+        };
+        assert_eq!(reason(cut), Reason::Blocked);
+        assert_eq!(
+            r(
+                Some("5.0.0"),
+                "554 mx.example.net 192.0.2.7 found on one or more DNSBLs"
+            ),
+            Reason::Blocked
+        );
         // At RCPT TO the same words are the reader's.
         assert_eq!(
             r(

@@ -189,3 +189,80 @@ fn serve(stream: TcpStream, refusal: &Refusal) -> std::io::Result<()> {
         }
     }
 }
+
+/// Where an MTA without local delivery of its own in the lab (Sendmail) sends its reports: an
+/// SMTP server on 127.0.4.1 that writes each message into `maildir` as a delivery agent would,
+/// with a Delivered-To header naming its envelope recipient.
+pub fn catch_reports(port: u16, maildir: &std::path::Path) {
+    for sub in ["new", "cur", "tmp"] {
+        std::fs::create_dir_all(maildir.join(sub)).unwrap();
+    }
+    let listener = TcpListener::bind(("127.0.4.1", port)).unwrap();
+    let maildir = maildir.to_path_buf();
+    std::thread::spawn(move || {
+        for (n, stream) in listener.incoming().flatten().enumerate() {
+            let maildir = maildir.clone();
+            std::thread::spawn(move || {
+                let _ = catch(stream, &maildir, n);
+            });
+        }
+    });
+}
+
+fn catch(stream: TcpStream, maildir: &std::path::Path, connection: usize) -> std::io::Result<()> {
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut out = stream.try_clone()?;
+    let mut lines = BufReader::new(stream);
+    out.write_all(b"220 reports.example ESMTP\r\n")?;
+    let (mut rcpts, mut line, mut count) = (Vec::new(), String::new(), 0);
+    loop {
+        line.clear();
+        if lines.read_line(&mut line)? == 0 {
+            return Ok(());
+        }
+        let verb = line.trim_end().to_ascii_uppercase();
+        if verb.starts_with("QUIT") {
+            out.write_all(b"221 bye\r\n")?;
+            return Ok(());
+        } else if verb.starts_with("EHLO") {
+            out.write_all(b"250-reports.example\r\n250 8BITMIME\r\n")?;
+        } else if verb.starts_with("RCPT") {
+            rcpts.push(
+                line.split_once('<')
+                    .and_then(|(_, r)| r.split_once('>'))
+                    .map_or(String::new(), |(a, _)| a.to_owned()),
+            );
+            out.write_all(b"250 2.1.5 Ok\r\n")?;
+        } else if verb.starts_with("DATA") {
+            out.write_all(b"354 go on\r\n")?;
+            let mut message = String::new();
+            for rcpt in &rcpts {
+                message.push_str(&format!("Delivered-To: {rcpt}\n"));
+            }
+            loop {
+                line.clear();
+                if lines.read_line(&mut line)? == 0 {
+                    return Ok(());
+                }
+                let text = line.trim_end_matches(['\r', '\n']);
+                if text == "." {
+                    break;
+                }
+                message.push_str(
+                    text.strip_prefix('.')
+                        .filter(|_| text.starts_with(".."))
+                        .unwrap_or(text),
+                );
+                message.push('\n');
+            }
+            count += 1;
+            let name = format!("{connection}.{count}.lab");
+            std::fs::write(maildir.join("tmp").join(&name), message)?;
+            std::fs::rename(maildir.join("tmp").join(&name), maildir.join("new").join(&name))?;
+            rcpts.clear();
+            out.write_all(b"250 2.0.0 Ok\r\n")?;
+        } else {
+            out.write_all(b"250 2.0.0 Ok\r\n")?;
+        }
+    }
+}

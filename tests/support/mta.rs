@@ -1,6 +1,6 @@
 //! The other MTAs foundations relay through, run from Debian's packages unpacked (not
 //! installed: they conflict with Postfix, which smtp-sink needs) into `target/lab-mtas/root`
-//! by scripts/test: Exim and OpenSMTPD, each a throwaway instance with its own configuration,
+//! by scripts/test: Exim, OpenSMTPD and Sendmail, each a throwaway instance with its own configuration,
 //! spool and log in a temporary folder, listening on a free loopback port, routing each lab
 //! domain to its own server and delivering the reports it writes into a maildir.
 //! Like Postfix, they need root.
@@ -172,6 +172,115 @@ impl Mta {
             stop: None,
         };
         wait_listening(port);
+        mta
+    }
+}
+
+impl Mta {
+    /// Sendmail 8.17 from `sendmail-bin`, its configuration made with m4 from `sendmail-cf`.
+    pub fn sendmail_available() -> bool {
+        is_root()
+            && unpacked().join("usr/libexec/sendmail/sendmail").exists()
+            && unpacked().join("usr/share/sendmail/cf/m4/cf.m4").exists()
+    }
+
+    /// Reports go by SMTP to 127.0.4.1 on the lab's port, where [`super::lab::catch_reports`]
+    /// writes them into this MTA's maildir.
+    pub fn sendmail(routes: &[(String, String, u16)]) -> Mta {
+        assert!(
+            Mta::sendmail_available(),
+            "Sendmail needs root and scripts/test's unpacked sendmail"
+        );
+        // Not under /tmp: Sendmail refuses maps in a world-writable directory's path.
+        let runs = unpacked().with_file_name("runs");
+        std::fs::create_dir_all(&runs).unwrap();
+        let dir = TempDir::new_in(&runs).unwrap();
+        let d = dir.path();
+        std::fs::create_dir_all(d.join("queue")).unwrap();
+        Command::new("chmod").arg("755").arg(d).status().unwrap();
+        Command::new("chmod").arg("700").arg(d.join("queue")).status().unwrap();
+        let port = free_port();
+        let lab_port = routes.first().map_or(25, |r| r.2);
+        let mut table: String = routes
+            .iter()
+            .map(|(domain, ip, _)| format!("{domain} esmtp:[{ip}]\n"))
+            .collect();
+        table.push_str("lists.example.org esmtp:[127.0.4.1]\nopeninfra.dev esmtp:[127.0.4.1]\n");
+        std::fs::write(d.join("mailertable"), table).unwrap();
+        std::fs::write(d.join("access"), "Connect:127.0.0.1 RELAY\n").unwrap();
+        std::fs::write(d.join("service.switch"), "hosts files\naliases files\n").unwrap();
+        std::fs::write(d.join("hosts"), "127.0.0.1 localhost relay.example.org\n").unwrap();
+        let mc = format!(
+            "divert(0)dnl\n\
+             include(`{cf}/m4/cf.m4')dnl\n\
+             OSTYPE(`linux')dnl\n\
+             define(`confDOMAIN_NAME', `relay.example.org')dnl\n\
+             define(`confDONT_PROBE_INTERFACES', `True')dnl\n\
+             define(`QUEUE_DIR', `{d}/queue')dnl\n\
+             define(`STATUS_FILE', `{d}/statistics')dnl\n\
+             define(`confPID_FILE', `{d}/sendmail.pid')dnl\n\
+             define(`confHOST_STATUS_DIRECTORY', `')dnl\n\
+             define(`confSERVICE_SWITCH_FILE', `{d}/service.switch')dnl\n\
+             define(`confHOSTS_FILE', `{d}/hosts')dnl\n\
+             define(`ALIAS_FILE', `')dnl\n\
+             define(`confTO_QUEUERETURN', `1s')dnl\n\
+             define(`confTO_QUEUEWARN', `1d')dnl\n\
+             define(`ESMTP_MAILER_ARGS', `TCP $h {lab_port}')dnl\n\
+             define(`confDEF_USER_ID', `nobody:nogroup')dnl\n\
+             FEATURE(`nocanonify')dnl\n\
+             FEATURE(`accept_unresolvable_domains')dnl\n\
+             FEATURE(`mailertable', `hash {d}/mailertable')dnl\n\
+             FEATURE(`access_db', `hash -T<TMPF> {d}/access')dnl\n\
+             DAEMON_OPTIONS(`Port={port}, Addr=127.0.0.1, Name=MTA')dnl\n\
+             MAILER(`local')dnl\n\
+             MAILER(`smtp')dnl\n",
+            cf = unpacked().join("usr/share/sendmail/cf").display(),
+            d = d.display(),
+        );
+        let m4 = Command::new("m4")
+            .arg("-")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn();
+        let mut m4 = m4.expect("m4 (scripts/test installs it)");
+        std::io::Write::write_all(&mut m4.stdin.take().unwrap(), mc.as_bytes()).unwrap();
+        let cf = m4.wait_with_output().unwrap();
+        assert!(cf.status.success(), "m4 made no sendmail.cf");
+        std::fs::write(d.join("sendmail.cf"), cf.stdout).unwrap();
+        let bin = unpacked().join("usr/libexec/sendmail");
+        for map in ["mailertable", "access"] {
+            let made = Command::new(bin.join("makemap"))
+                .arg("-C")
+                .arg(d.join("sendmail.cf"))
+                .args(["hash", &d.join(map).display().to_string()])
+                .stdin(std::fs::File::open(d.join(map)).unwrap())
+                .status()
+                .unwrap();
+            assert!(made.success(), "makemap {map}");
+        }
+        // The daemon forks away; its pid file names it for the end. Sendmail sleeps a minute
+        // when the machine's name has no domain: it runs with a qualified one of its own.
+        let started = Command::new("unshare")
+            .args(["--uts", "sh", "-c", "hostname relay.example.org && exec \"$0\" \"$@\""])
+            .arg(bin.join("sendmail"))
+            .arg("-C")
+            .arg(d.join("sendmail.cf"))
+            .args(["-bd", "-q1s"])
+            .status()
+            .unwrap();
+        assert!(started.success(), "sendmail -bd");
+        let mut stop = Command::new("sh");
+        stop.arg("-c")
+            .arg(format!("kill $(head -n 1 {}/sendmail.pid)", d.display()));
+        let mta = Mta {
+            port,
+            log: d.join("log.txt"),
+            dir,
+            child: None,
+            stop: Some(stop),
+        };
+        wait_listening(port);
+        let _ = std::fs::write(&mta.log, "(Sendmail logs to syslog only)\n");
         mta
     }
 }
