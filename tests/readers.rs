@@ -52,6 +52,15 @@ fn kind_of(project: &Project, email: &str) -> Option<String> {
         .map(|s| s["kind"].as_str().unwrap().to_owned())
 }
 
+/// The Message-ID of the message `rcpt` received.
+fn message_id_of(sink: &Sink, rcpt: &str) -> String {
+    sink.messages()
+        .into_iter()
+        .find(|(r, _)| r[0] == rcpt)
+        .map(|(_, text)| header(&text, "Message-ID").unwrap().to_owned())
+        .unwrap()
+}
+
 fn resubscribe_url(one_click_url: &str) -> String {
     one_click_url.replace("/unsubscribe?", "/unsubscribe/resubscribe?")
 }
@@ -100,12 +109,7 @@ fn the_strongest_reason_wins_whatever_came_last() {
 
     // One-click, then a spam complaint: the complaint decides.
     assert_eq!(one_click(&link(1)).0, 200);
-    let message_id = sink
-        .messages()
-        .into_iter()
-        .find(|(r, _)| r[0] == "user1@example.org")
-        .map(|(_, text)| header(&text, "Message-ID").unwrap().to_owned())
-        .unwrap();
+    let message_id = message_id_of(&sink, "user1@example.org");
     let md = project.dir.path().join("bounces");
     maildir(&md, &[("1.complaint", arf("c1", "user1@example.org", &message_id))]);
     let r = run(project
@@ -320,12 +324,7 @@ fn forget_leaves_no_trace_and_the_list_never_mails_the_address_again() {
     let server = Server::start(&project);
     assert_eq!(one_click(&link_in_message(&sink, "user1@example.org", &server)).0, 200);
     drop(server);
-    let message_id = sink
-        .messages()
-        .into_iter()
-        .find(|(r, _)| r[0] == "user1@example.org")
-        .map(|(_, text)| header(&text, "Message-ID").unwrap().to_owned())
-        .unwrap();
+    let message_id = message_id_of(&sink, "user1@example.org");
     // A complaint about them, and another reader's bounce whose text names them.
     let md = project.dir.path().join("bounces");
     let other =         "Return-Path: <>\nFrom: MAILER-DAEMON@relay.example.net\nTo: newsletter@openinfra.dev\nSubject: Undelivered Mail\nMessage-ID: <d1@relay.example.net>\nMIME-Version: 1.0\nContent-Type: multipart/report; report-type=delivery-status; boundary=\"B\"\n\n--B\nContent-Type: text/plain\n\nforwarding loop via User1@Example.org\n\n--B\nContent-Type: message/delivery-status\n\nReporting-MTA: dns; relay.example.net\n\nFinal-Recipient: rfc822; user2@example.org\nAction: failed\nStatus: 5.2.2\nDiagnostic-Code: smtp; 552 5.2.2 mailbox full (forwarded to User1@Example.org)\n\n--B--\n".to_owned();

@@ -163,6 +163,14 @@ impl Ledger {
         Ok(())
     }
 
+    /// Forgets everything recorded since the last commit.
+    pub fn rollback(&mut self) {
+        if self.in_transaction {
+            let _ = self.conn.execute_batch("ROLLBACK");
+            self.in_transaction = false;
+        }
+    }
+
     /// One message about to go out: `resend` if it was in flight when a run stopped.
     pub fn record_sending(
         &mut self,

@@ -9,6 +9,7 @@
 
 pub mod archive;
 mod unsubscribe;
+mod writer;
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -37,21 +38,33 @@ use archive::Pages;
 pub struct App {
     pub config: Config,
     pub secrets: Secrets,
-    /// The one writer; reads take it too (SQLite serializes writers anyway).
-    pub ledger: Mutex<Ledger>,
+    /// The service's one connection: the writer's, which reads take too (SQLite serializes
+    /// writers anyway).
+    pub ledger: Arc<Mutex<Ledger>>,
+    /// Readers' requests, for the writer thread's group commits.
+    pub writes: writer::Requests,
     pub pages: Pages,
 }
 
 impl App {
     pub fn new(config: Config, secrets: Secrets) -> Result<App> {
-        let ledger = Ledger::open(&config.ledger)?;
+        let ledger = Arc::new(Mutex::new(Ledger::open(&config.ledger)?));
         let pages = Pages::load(&config)?;
+        let writes = writer::start(Arc::clone(&ledger), config.unsubscribe.resubscribe_within);
         Ok(App {
             config,
             secrets,
-            ledger: Mutex::new(ledger),
+            ledger,
+            writes,
             pages,
         })
+    }
+
+    /// Has the writer apply `write`; `None` when it could not be recorded.
+    pub async fn write(&self, write: writer::Write) -> Option<writer::Written> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.writes.send((write, reply)).ok()?;
+        answer.await.ok().flatten()
     }
 
     fn ledger(&self) -> std::sync::MutexGuard<'_, Ledger> {

@@ -2,7 +2,7 @@
 //! suppression and answers 200; a GET only shows a page with the button, since mail scanners
 //! and link previewers fetch every link. After unsubscribing, a reader may resubscribe, which
 //! lifts only the unsubscribe that link made (see `readers` for the precedence). Every
-//! change is on disk before the page says it is done.
+//! change is on disk before the page says it is done (`writer`: one sync for all waiting).
 
 use std::sync::Arc;
 
@@ -15,12 +15,10 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::archive::{UnsubscribeState, UnsubscribeView};
+use super::writer::{Write, Written};
 use super::{App, Peer};
-use crate::readers::{self, Resubscribed};
+use crate::readers::Resubscribed;
 use crate::unsubscribe::Claim;
-
-/// The source recorded for an unsubscribe through the link.
-const ONE_CLICK: &str = "one-click";
 
 /// A query parameter, percent-decoded.
 fn query_param(uri: &Uri, name: &str) -> Option<String> {
@@ -153,30 +151,6 @@ fn remote(peer: Option<&Peer>, headers: &HeaderMap) -> serde_json::Value {
     json!({ "remote": peer.map(|p| p.0.ip().to_string()), "forwarded_for": forwarded })
 }
 
-/// Runs a change of the reader's standing on the blocking pool, synced to disk before the
-/// answer (the ledger's connection commits with `synchronous = FULL`).
-async fn change<T: Send + 'static>(
-    app: &Arc<App>,
-    work: impl FnOnce(&mut crate::ledger::Ledger) -> anyhow::Result<T> + Send + 'static,
-) -> Option<T> {
-    let writer = Arc::clone(app);
-    let done = tokio::task::spawn_blocking(move || {
-        let mut ledger = writer.ledger();
-        let out = work(&mut ledger)?;
-        ledger.commit()?;
-        anyhow::Ok(out)
-    })
-    .await;
-    match done {
-        Ok(Ok(out)) => Some(out),
-        Ok(Err(e)) => {
-            tracing::error!("cannot record a change of a reader's standing: {e:#}");
-            None
-        }
-        Err(_) => None,
-    }
-}
-
 pub async fn one_click(
     State(app): State<Arc<App>>,
     peer: Option<Extension<Peer>>,
@@ -190,13 +164,12 @@ pub async fn one_click(
     if !is_one_click(&headers, &body) {
         return invalid(&app);
     }
-    let evidence = remote(peer.as_deref(), &headers);
-    let (email, issue) = (claim.email.clone(), claim.issue.clone());
-    let recorded = change(&app, move |ledger| {
-        readers::unsubscribe(ledger, &email, ONE_CLICK, issue.as_deref(), evidence)
-    })
-    .await;
-    match recorded {
+    let write = Write::Unsubscribe {
+        email: claim.email.clone(),
+        issue: claim.issue.clone(),
+        evidence: remote(peer.as_deref(), &headers),
+    };
+    match app.write(write).await {
         Some(_) => page_for(&app, StatusCode::OK, UnsubscribeState::Done, &token, &claim),
         None => failed(&app),
     }
@@ -211,18 +184,16 @@ pub async fn resubscribe(
     let Some((token, claim)) = claim(&app, &uri) else {
         return invalid(&app);
     };
-    let evidence = remote(peer.as_deref(), &headers);
-    let within = app.config.unsubscribe.resubscribe_within;
-    let (email, issue) = (claim.email.clone(), claim.issue.clone());
-    let outcome = change(&app, move |ledger| {
-        readers::resubscribe(ledger, &email, issue.as_deref(), within, evidence)
-    })
-    .await;
-    let state = match outcome {
-        Some(Resubscribed::Welcome) => UnsubscribeState::Resubscribed,
-        Some(Resubscribed::AlreadySubscribed) => UnsubscribeState::Subscribed,
-        Some(Resubscribed::Kept) => UnsubscribeState::Kept,
-        None => return failed(&app),
+    let write = Write::Resubscribe {
+        email: claim.email.clone(),
+        issue: claim.issue.clone(),
+        evidence: remote(peer.as_deref(), &headers),
+    };
+    let state = match app.write(write).await {
+        Some(Written::Resubscribed(Resubscribed::Welcome)) => UnsubscribeState::Resubscribed,
+        Some(Written::Resubscribed(Resubscribed::AlreadySubscribed)) => UnsubscribeState::Subscribed,
+        Some(Written::Resubscribed(Resubscribed::Kept)) => UnsubscribeState::Kept,
+        _ => return failed(&app),
     };
     page_for(&app, StatusCode::OK, state, &token, &claim)
 }

@@ -27,6 +27,19 @@ pub struct Mta {
 }
 
 impl Mta {
+    /// The MTA once it takes mail on `port`.
+    fn listening(port: u16, dir: TempDir, log: PathBuf, child: Option<Child>, stop: Option<Command>) -> Mta {
+        let mta = Mta {
+            port,
+            dir,
+            child,
+            log,
+            stop,
+        };
+        wait_listening(port);
+        mta
+    }
+
     pub fn maildir(&self) -> PathBuf {
         self.dir.path().join("mail/bounces")
     }
@@ -108,15 +121,8 @@ impl Mta {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let mta = Mta {
-            port,
-            log: d.join("log/mainlog"),
-            dir,
-            child: Some(child),
-            stop: None,
-        };
-        wait_listening(port);
-        mta
+        let log = d.join("log/mainlog");
+        Mta::listening(port, dir, log, Some(child), None)
     }
 }
 
@@ -164,15 +170,7 @@ impl Mta {
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap();
-        let mta = Mta {
-            port,
-            log,
-            dir,
-            child: Some(child),
-            stop: None,
-        };
-        wait_listening(port);
-        mta
+        Mta::listening(port, dir, log, Some(child), None)
     }
 }
 
@@ -272,16 +270,9 @@ impl Mta {
         let mut stop = Command::new("sh");
         stop.arg("-c")
             .arg(format!("kill $(head -n 1 {}/sendmail.pid)", d.display()));
-        let mta = Mta {
-            port,
-            log: d.join("log.txt"),
-            dir,
-            child: None,
-            stop: Some(stop),
-        };
-        wait_listening(port);
-        let _ = std::fs::write(&mta.log, "(Sendmail logs to syslog only)\n");
-        mta
+        let log = d.join("log.txt");
+        std::fs::write(&log, "(Sendmail logs to syslog only)\n").unwrap();
+        Mta::listening(port, dir, log, None, Some(stop))
     }
 }
 
