@@ -48,8 +48,9 @@ pub enum Command {
     #[command(after_help = EXIT_CODES)]
     Status(StatusArgs),
     /// Read new mail in the bounce mailbox (delivery reports, complaints, unsubscribe requests),
-    /// act on it once and print a summary: hard bounces and complaints suppress the address,
-    /// soft bounces count towards bounces.soft_limit
+    /// act on it once and print a summary: hard bounces and complaints suppress the address
+    /// (more than bounces.mass_guard alike at one domain are held for `bounces review`), soft
+    /// bounces count towards bounces.soft_limit
     #[command(after_help = EXIT_CODES)]
     Bounces(BouncesArgs),
     /// Manage the addresses that never get the newsletter
