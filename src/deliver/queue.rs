@@ -114,11 +114,11 @@ pub fn decide(ledger: Option<&Ledger>, selection: &Selection, recipient: &Recipi
     let Some(ledger) = ledger else {
         return Ok(Decision::Send { resend: false });
     };
+    if ledger.is_listed(&recipient.email)? {
+        return Ok(Decision::Suppressed);
+    }
     if ledger.is_forgotten(&recipient.email)? {
         return Ok(Decision::Forgotten);
-    }
-    if ledger.is_suppressed(&recipient.email)? {
-        return Ok(Decision::Suppressed);
     }
     Ok(match ledger.status(&selection.issue, &recipient.email)? {
         Some(Status::Sent) => Decision::AlreadySent,

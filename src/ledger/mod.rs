@@ -140,10 +140,15 @@ impl Ledger {
 
     /// Whether `email` must not be mailed: its standing is a suppression, or it was forgotten.
     pub fn is_suppressed(&self, email: &str) -> Result<bool> {
+        Ok(self.is_listed(email)? || self.is_forgotten(email)?)
+    }
+
+    /// Whether the suppression list holds `email` (its standing, not whether it was forgotten).
+    pub fn is_listed(&self, email: &str) -> Result<bool> {
         let mut stmt = self
             .conn
             .prepare_cached("SELECT 1 FROM suppressions WHERE email = ?1")?;
-        Ok(stmt.exists(params![email.to_lowercase()])? || self.is_forgotten(email)?)
+        Ok(stmt.exists(params![email.to_lowercase()])?)
     }
 
     pub(crate) fn begin(&mut self) -> rusqlite::Result<()> {

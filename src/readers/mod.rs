@@ -201,6 +201,16 @@ pub struct Change {
 }
 
 impl Change {
+    /// Nothing stored: the standing stays `kind`.
+    fn nothing(kind: Option<Kind>, forgotten: bool) -> Change {
+        Change {
+            event: None,
+            before: kind,
+            after: kind,
+            forgotten,
+        }
+    }
+
     /// What it did, for the actions `bounces` and `send` report: `label` says what made it
     /// (`bounce`, `complaint`, `mailto`).
     pub fn action(&self, label: &str) -> String {
@@ -242,12 +252,7 @@ fn record_answering(
     answers: Option<i64>,
 ) -> Result<Change> {
     if ledger.is_forgotten(email)? {
-        return Ok(Change {
-            event: None,
-            before: None,
-            after: None,
-            forgotten: true,
-        });
+        return Ok(Change::nothing(None, true));
     }
     let before = standing_of(&ledger.reader_events(email)?).kind();
     let id = ledger.insert_reader_event(email, kind.as_str(), source, issue, &evidence, answers)?;
@@ -277,13 +282,7 @@ pub fn unsubscribe(
         .iter()
         .any(|e| kind_of(e) == Some(Kind::Unsubscribed) && e.source == source && e.issue.as_deref() == issue);
     if repeated {
-        let kind = standing_of(&events).kind();
-        return Ok(Change {
-            event: None,
-            before: kind,
-            after: kind,
-            forgotten: false,
-        });
+        return Ok(Change::nothing(standing_of(&events).kind(), false));
     }
     record(ledger, email, Kind::Unsubscribed, source, issue, evidence)
 }
