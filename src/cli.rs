@@ -233,7 +233,17 @@ pub enum SuppressCommand {
         /// Why, kept with each address
         #[arg(long, default_value = "unsubscribed on the website")]
         reason: String,
+        /// What the rows are: the readers' own unsubscribes (lifted by the reader subscribing
+        /// again), or the operator's suppressions (lifted only by `suppress remove`)
+        #[arg(long = "as", value_enum, default_value_t = ImportAs::Unsubscribes)]
+        as_: ImportAs,
     },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ImportAs {
+    Unsubscribes,
+    Suppressions,
 }
 
 #[derive(Debug, Subcommand)]

@@ -205,6 +205,22 @@ fn suppressed_addresses_are_never_sent_and_dead_mailboxes_are_suppressed() {
         .expect("auto-suppressed");
     assert!(user4["reason"].as_str().unwrap().contains("5.1.1"));
     assert_eq!(list.as_array().unwrap().len(), 4);
+    // A website's unsubscribe export is the readers' own unsubscribes; the operator's own
+    // list says so with --as suppressions.
+    let kind = |email: &str| {
+        let list = run(project.command().args(["suppress", "list", "--format", "json"]));
+        let list: serde_json::Value = serde_json::from_str(&list.stdout).unwrap();
+        let row = list.as_array().unwrap().iter().find(|s| s["email"] == email).cloned();
+        row.map(|r| r["kind"].as_str().unwrap().to_owned())
+    };
+    assert_eq!(kind("user2@example.org").as_deref(), Some("unsubscribed"));
+    std::fs::write(&export, "email\nuser2@example.org\n").unwrap();
+    let r = run(project
+        .command()
+        .args(["suppress", "import", "--as", "suppressions"])
+        .arg(&export));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(kind("user2@example.org").as_deref(), Some("suppressed"));
 
     let r = run(project.command().args(["suppress", "remove", "user0@example.org"]));
     assert_eq!(r.code, 0, "{}", r.stderr);

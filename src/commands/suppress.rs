@@ -9,7 +9,7 @@ use newsletter::recipients::normalize_address;
 use serde_json::json;
 
 use crate::Exit;
-use crate::cli::{Format, SuppressCommand};
+use crate::cli::{Format, ImportAs, SuppressCommand};
 
 pub fn run(config_path: Option<&Path>, quiet: bool, command: SuppressCommand) -> Result<Exit> {
     let config = super::load_config(config_path, quiet)?;
@@ -76,8 +76,12 @@ pub fn run(config_path: Option<&Path>, quiet: bool, command: SuppressCommand) ->
                 }
             }
         }
-        SuppressCommand::Import { file, reason } => {
-            let (added, invalid) = import(&mut ledger, &file, &reason)?;
+        SuppressCommand::Import { file, reason, as_ } => {
+            let kind = match as_ {
+                ImportAs::Unsubscribes => Kind::Unsubscribed,
+                ImportAs::Suppressions => Kind::Suppressed,
+            };
+            let (added, invalid) = import(&mut ledger, &file, &reason, kind)?;
             if !quiet {
                 println!(
                     "Imported {} new address{} from {}; {} invalid row{} skipped",
@@ -99,7 +103,7 @@ fn plural(n: u32) -> &'static str {
 
 /// Imports the `email` column of a CSV (such as the website's unsubscribe export); invalid
 /// rows are reported with their line and skipped.
-fn import(ledger: &mut Ledger, file: &Path, reason: &str) -> Result<(u32, u32)> {
+fn import(ledger: &mut Ledger, file: &Path, reason: &str, kind: Kind) -> Result<(u32, u32)> {
     let mut reader = csv::ReaderBuilder::new()
         .flexible(true)
         .from_path(file)
@@ -123,14 +127,7 @@ fn import(ledger: &mut Ledger, file: &Path, reason: &str) -> Result<(u32, u32)> 
         let line = record.position().map_or(0, |p| p.line());
         match normalize_address(record.get(col).unwrap_or_default()) {
             Ok(email) => {
-                let change = readers::record(
-                    ledger,
-                    &email,
-                    Kind::Suppressed,
-                    &source,
-                    None,
-                    json!({ "note": reason }),
-                )?;
+                let change = readers::record(ledger, &email, kind, &source, None, json!({ "note": reason }))?;
                 added += u32::from(change.newly_suppressed());
             }
             Err(why) => {
