@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use anyhow::Result;
 use serde::Serialize;
+use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use super::classify::{Class, Reason};
@@ -14,8 +15,6 @@ use super::guard::{self, HeldGroup};
 use super::report::{Finding, Report, read};
 use super::source::Item;
 use super::verp::{self, Verp};
-use serde_json::json;
-
 use crate::config::Config;
 use crate::ledger::{BounceEvent, Ledger, now};
 use crate::personalize::list_id_value;
@@ -72,13 +71,18 @@ impl Handler<'_> {
     /// Reads `item` and acts on it. With `dry_run` the ledger is only read.
     pub fn handle(&self, item: &Item, ledger: Option<&mut Ledger>) -> Result<Vec<Outcome>> {
         let mut report = read(&item.raw);
+        // A request to leave names its reader, and the issue whose link it used, by its token.
+        let mut token_issue = None;
         if self.is_unsubscribe_request(&report) {
             let from = report.from.clone().unwrap_or_else(|| "no From".into());
             let (recipient, diagnostic) = match self.token_in(&report, &item.raw) {
-                Some(claim) => (
-                    Some(claim.email),
-                    format!("mail to the List-Unsubscribe address with a valid token, from {from}"),
-                ),
+                Some(claim) => {
+                    token_issue = claim.issue;
+                    (
+                        Some(claim.email),
+                        format!("mail to the List-Unsubscribe address with a valid token, from {from}"),
+                    )
+                }
                 None => (
                     None,
                     format!("unverified: mail to the List-Unsubscribe address without a valid token, from {from}"),
@@ -111,7 +115,7 @@ impl Handler<'_> {
         };
         let mut outcomes = Vec::with_capacity(report.findings.len());
         for finding in &report.findings {
-            outcomes.push(self.act(item, &report, finding, &id, ledger)?);
+            outcomes.push(self.act(item, &report, finding, token_issue.as_deref(), &id, ledger)?);
         }
         if !self.dry_run {
             ledger.record_report(&id)?;
@@ -122,11 +126,19 @@ impl Handler<'_> {
         Ok(outcomes)
     }
 
-    fn act(&self, item: &Item, report: &Report, finding: &Finding, id: &str, ledger: &mut Ledger) -> Result<Outcome> {
+    fn act(
+        &self,
+        item: &Item,
+        report: &Report,
+        finding: &Finding,
+        token_issue: Option<&str>,
+        id: &str,
+        ledger: &mut Ledger,
+    ) -> Result<Outcome> {
         let unsubscribe = finding.reason == Reason::UnsubscribeRequest;
-        // A request to leave names its reader by its token, on our list or not; its issue too.
+        // A request to leave names its reader by its token, on our list or not.
         let mapped = match (unsubscribe, &finding.recipient) {
-            (true, Some(email)) => Some((email.clone(), self.token_issue(report, &item.raw))),
+            (true, Some(email)) => Some((email.clone(), token_issue.map(str::to_owned))),
             (true, None) => None,
             (false, _) => self.recipient_of_ours(report, finding, ledger)?,
         };
@@ -305,10 +317,6 @@ impl Handler<'_> {
             .flat_map(|text| text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')))
             .filter(|word| word.len() >= MIN_TOKEN_LEN)
             .find_map(|word| secrets.verify(word))
-    }
-
-    fn token_issue(&self, report: &Report, raw: &[u8]) -> Option<String> {
-        self.token_in(report, raw).and_then(|claim| claim.issue)
     }
 }
 
