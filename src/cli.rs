@@ -9,7 +9,8 @@ Exit codes:
   0  success (warnings may have been printed)
   1  the command ran but found problems (recipients that failed, broken links)
   2  error: bad input or configuration, or a send stopped by its server; printed on one line
-  3  another `newsletter send` is running (it holds the lock); nothing was done
+  3  another `newsletter send` is running (it holds the lock); nothing was done (cron's
+     `send` without an issue exits 0 quietly then)
 130  interrupted (Ctrl-C, SIGTERM): in-flight messages were recorded; run again to resume";
 
 #[derive(Debug, Parser)]

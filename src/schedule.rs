@@ -9,9 +9,13 @@ use crate::issue::{self, Issue};
 use crate::ledger::{self, Ledger};
 
 /// Sends, oldest first, every issue whose `send_at` has passed and whose delivery is not
-/// complete. With nothing due it prints nothing.
+/// complete. With nothing due it prints nothing; nor while another send holds the lock: that
+/// send is doing the work, and the next run takes up whatever it leaves (so cron mails no one
+/// every few minutes of a long send).
 pub fn cron(config: &Config, quiet: bool) -> Result<Completion> {
-    let _lock = ledger::lock(&config.ledger)?;
+    let Some(_lock) = ledger::try_lock(&config.ledger)? else {
+        return Ok(Completion::Success);
+    };
     let now = chrono::Utc::now();
     let mut due = Vec::new();
     let mut ledger: Option<Ledger> = None;

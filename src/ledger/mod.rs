@@ -423,6 +423,11 @@ pub fn lock(ledger: &Path) -> Result<std::fs::File> {
     }
 }
 
+/// [`lock`], or `None` when another send holds it.
+pub fn try_lock(ledger: &Path) -> Result<Option<std::fs::File>> {
+    lock_file(&ledger.with_extension("lock"))
+}
+
 /// Locks `path` (creating it): `None` when another process holds it.
 pub fn lock_file(path: &Path) -> Result<Option<std::fs::File>> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
