@@ -2,12 +2,17 @@
 
 /// `; did you mean `x`?` for the candidate nearest to `wrong`, if one is near enough.
 pub fn did_you_mean<'a>(wrong: &str, candidates: impl Iterator<Item = &'a str>) -> String {
+    nearest(wrong, candidates)
+        .map(|(_, c)| format!("; did you mean `{c}`?"))
+        .unwrap_or_default()
+}
+
+/// The candidate nearest to `wrong` and its distance, if one is near enough.
+pub fn nearest<'a>(wrong: &str, candidates: impl Iterator<Item = &'a str>) -> Option<(usize, &'a str)> {
     candidates
         .map(|c| (edit_distance(&wrong.to_ascii_lowercase(), &c.to_ascii_lowercase()), c))
         .filter(|(d, c)| *d <= (c.len() / 3).max(2))
         .min()
-        .map(|(_, c)| format!("; did you mean `{c}`?"))
-        .unwrap_or_default()
 }
 
 fn edit_distance(a: &str, b: &str) -> usize {

@@ -195,15 +195,31 @@ impl Config {
         let mut warnings = Vec::new();
         // Keys set by a variable, so that an error names the variable rather than the file.
         let mut from_env = Vec::new();
-        for (var, raw) in env.filter(|(k, _)| k.starts_with("NEWSLETTER_")) {
+        let env: Vec<(String, String)> = env.filter(|(k, _)| k.starts_with("NEWSLETTER_")).collect();
+        for (var, raw) in env.iter().cloned() {
             if SECRET_VARS.contains(&var.as_str()) || OTHER_VARS.contains(&var.as_str()) {
                 continue;
             }
             let Some((key, default)) = keys.iter().find(|(k, _)| env_name(k) == var) else {
                 let names: Vec<String> = keys.iter().map(|(k, _)| env_name(k)).collect();
+                let key = crate::suggest::nearest(&var, names.iter().map(String::as_str));
+                let secret = crate::suggest::nearest(&var, SECRET_VARS.iter().copied());
+                // A misspelt secret is suggested among the secrets; when the real one is then
+                // missing, going on would fail later for a reason the user cannot see.
+                if let Some((distance, secret)) = secret
+                    && key.is_none_or(|(d, _)| distance < d)
+                {
+                    if !env.iter().any(|(k, v)| k == secret && !v.is_empty()) {
+                        bail!("{var} is set but {secret} is not: a misspelt secret? rename {var} to {secret}");
+                    }
+                    warnings.push(format!(
+                        "{var} is not a variable newsletter reads, so it is ignored; did you mean `{secret}` (which is set)?"
+                    ));
+                    continue;
+                }
                 warnings.push(format!(
                     "{var} is not a configuration variable, so it is ignored{}",
-                    crate::suggest::did_you_mean(&var, names.iter().map(String::as_str))
+                    key.map(|(_, k)| format!("; did you mean `{k}`?")).unwrap_or_default()
                 ));
                 continue;
             };
@@ -479,5 +495,33 @@ mod tests {
     fn secrets_are_not_config_keys() {
         let c = load("{}", &[("NEWSLETTER_SMTP_PASSWORD", "hunter2")]).unwrap();
         assert!(!format!("{c:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn a_misspelt_secret_is_named_among_the_secrets() {
+        // Alone, it is an error naming both: the real one is missing.
+        let err = load("{}", &[("NEWSLETTER_SMTP_PASWORD", "hunter2")])
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "NEWSLETTER_SMTP_PASWORD is set but NEWSLETTER_SMTP_PASSWORD is not: a misspelt secret? rename NEWSLETTER_SMTP_PASWORD to NEWSLETTER_SMTP_PASSWORD"
+        );
+        assert!(!err.contains("hunter2"));
+        // Beside the real one, a warning.
+        let c = load(
+            "{}",
+            &[
+                ("NEWSLETTER_UNSUBSCRIBE_SECERT", "x"),
+                ("NEWSLETTER_UNSUBSCRIBE_SECRET", "y"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            c.warnings,
+            [
+                "NEWSLETTER_UNSUBSCRIBE_SECERT is not a variable newsletter reads, so it is ignored; did you mean `NEWSLETTER_UNSUBSCRIBE_SECRET` (which is set)?"
+            ]
+        );
     }
 }
