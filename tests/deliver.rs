@@ -191,6 +191,56 @@ fn a_refused_connection_stops_before_anything_is_sent() {
 }
 
 #[test]
+fn a_port_that_is_not_smtp_is_named_as_such() {
+    // A web server on the port smtp.port names: it answers in HTTP and hangs up.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut stream = stream;
+            let _ = std::io::Write::write_all(&mut stream, b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n");
+        }
+    });
+    let project = Project::new(port, &csv(3), "");
+    let started = std::time::Instant::now();
+    let r = run(project.command().args(["send", "small", "--yes"]));
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains(&format!("no SMTP greeting from 127.0.0.1:{port}"))
+            && r.stderr.contains("is this the SMTP port? check smtp.port"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "without waiting for a timeout"
+    );
+}
+
+#[test]
+fn a_port_that_never_greets_is_named_within_the_timeout() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    // Accepts, keeps the connection open, says nothing.
+    std::thread::spawn(move || {
+        let held: Vec<_> = listener.incoming().flatten().collect();
+        drop(held);
+    });
+    let project = Project::new(port, &csv(3), "").with_smtp(&format!(
+        "{{ host: 127.0.0.1, port: {port}, security: none, timeout: 1s }}"
+    ));
+    let r = run(project.command().args(["send", "small", "--yes"]));
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains(&format!(
+            "no SMTP greeting from 127.0.0.1:{port} in 1 s: is this the SMTP port?"
+        )),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
 fn a_refused_login_stops_before_anything_is_sent() {
     let server = ScriptServer::start_with(
         Options {

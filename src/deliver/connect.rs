@@ -53,6 +53,11 @@ pub enum ConnectError {
     Tls { server: String, detail: String },
     #[error("{server} refused the connection: {detail}")]
     Greeting { server: String, detail: String },
+    #[error("no SMTP greeting from {server} in {seconds} s: is this the SMTP port? check smtp.port")]
+    NoGreeting { server: String, seconds: u64 },
+    /// What answered is no SMTP server (a web server, a database): the wrong port.
+    #[error("no SMTP greeting from {server} ({detail}): is this the SMTP port? check smtp.port")]
+    NotSmtp { server: String, detail: String },
     /// 421 at the greeting, or a reply saying we hold too many connections.
     #[error("{server} turned the connection away: {detail}")]
     Busy { server: String, detail: String },
@@ -155,7 +160,7 @@ impl Connector {
         let greeting = self.step(greeting, |_, e| e);
         tokio::pin!(greeting);
         tokio::select! {
-            result = &mut greeting => return result,
+            result = &mut greeting => return no_greeting(result),
             _ = tokio::time::sleep(PROBE_AFTER) => {}
         }
         if self.speaks_tls().await {
@@ -164,7 +169,7 @@ impl Connector {
                 detail: format!("the server waits for TLS{}", tls::mode_hint(self.port, self.security)),
             });
         }
-        greeting.await
+        no_greeting(greeting.await)
     }
 
     /// Whether the server answers a TLS handshake (whatever it thinks of our certificate
@@ -291,6 +296,7 @@ impl Connector {
             Security::None => Box::new(tcp),
         };
         let (stream, heard) = Recorded::new(stream);
+        let what_was_heard = heard.clone();
         let mut conn = self
             .greeted(async {
                 AsyncSmtpConnection::connect_with_transport(Box::new(stream), &self.hello)
@@ -299,6 +305,13 @@ impl Connector {
                         Some(code) if u16::from(code) == 421 => ConnectError::Busy {
                             server: self.server(),
                             detail: e.to_string(),
+                        },
+                        None if e.is_response() => ConnectError::NotSmtp {
+                            server: self.server(),
+                            detail: match what_was_heard.take().lines().next() {
+                                Some(line) => format!("it said {:?}", line.chars().take(60).collect::<String>()),
+                                None => "it said nothing".into(),
+                            },
                         },
                         _ => ConnectError::Greeting {
                             server: self.server(),
@@ -356,6 +369,14 @@ impl Connector {
     }
 }
 
+/// A connection accepted and never greeted: something listens there, but not SMTP.
+fn no_greeting<T>(result: Result<T, ConnectError>) -> Result<T, ConnectError> {
+    match result {
+        Err(ConnectError::Timeout { server, seconds }) => Err(ConnectError::NoGreeting { server, seconds }),
+        other => other,
+    }
+}
+
 /// Reads one SMTP reply, possibly of several lines: its code and its text.
 async fn read_reply(reader: &mut BufReader<TcpStream>, server: String) -> Result<(u16, String), ConnectError> {
     let mut text = String::new();
@@ -374,9 +395,9 @@ async fn read_reply(reader: &mut BufReader<TcpStream>, server: String) -> Result
         let line = line.trim_end();
         let code = line.get(..3).and_then(|c| c.parse::<u16>().ok());
         let (Some(code), last) = (code, line.as_bytes().get(3) != Some(&b'-')) else {
-            return Err(ConnectError::Greeting {
+            return Err(ConnectError::NotSmtp {
                 server,
-                detail: format!("not an SMTP reply: {line:?}"),
+                detail: format!("it said {:?}", line.chars().take(60).collect::<String>()),
             });
         };
         if !text.is_empty() {
