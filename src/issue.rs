@@ -298,6 +298,8 @@ fn yaml_error(path: &Path, yaml: &str, err: &serde_norway::Error) -> anyhow::Err
         format!("; write the time as {DATE_FORMAT}")
     } else if text.starts_with(|c: char| c.is_whitespace()) && text.trim_start_matches(' ').starts_with('\t') {
         "; YAML indents with spaces, not tabs: replace the tab with spaces".to_owned()
+    } else if let Some(hint) = crate::suggest::yaml_hint(&err.to_string(), text) {
+        format!("; {hint}")
     } else {
         "; fix the YAML between the `---` lines".to_owned()
     };
@@ -441,6 +443,12 @@ mod tests {
         let err = parse("---\nseo:\n\turl: x\n---\n").unwrap_err().to_string();
         assert!(
             err.starts_with("newsletters/t.md:3:") && err.ends_with("replace the tab with spaces"),
+            "{err}"
+        );
+        let err = parse("---\ntitle: OpenStack: the news\n---\n").unwrap_err().to_string();
+        assert!(
+            err.starts_with("newsletters/t.md:2:")
+                && err.ends_with("a value that holds `: ` must be quoted: title: \"OpenStack: the news\""),
             "{err}"
         );
         let dir = tempfile::tempdir().unwrap();

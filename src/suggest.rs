@@ -1,4 +1,5 @@
-//! "Did you mean" for a misspelt name: a key, a variable, an element.
+//! "Did you mean" for a misspelt name: a key, a variable, an element; and what to do about
+//! the commonest YAML slips, where the parser's words do not say it.
 
 /// `; did you mean `x`?` for the candidate nearest to `wrong`, if one is near enough.
 pub fn did_you_mean<'a>(wrong: &str, candidates: impl Iterator<Item = &'a str>) -> String {
@@ -26,4 +27,44 @@ fn edit_distance(a: &str, b: &str) -> usize {
         prev = cur;
     }
     prev[b.len()]
+}
+
+/// What to do about a YAML error (`message`, the parser's) at `line` (the text of the line it
+/// names), for the two commonest slips: a value holding `: ` unquoted, and a key indented
+/// differently from its siblings.
+pub fn yaml_hint(message: &str, line: &str) -> Option<String> {
+    if message.contains("mapping values are not allowed") {
+        let (key, value) = line.split_once(':')?;
+        let value = value.trim().replace('"', "\\\"");
+        return Some(format!(
+            "a value that holds `: ` must be quoted: {}: \"{value}\"",
+            key.trim_end()
+        ));
+    }
+    (message.contains("did not find expected key") || message.contains("block mapping")).then(|| {
+        "check the indentation: keys under one parent start in the same column, indented with spaces".to_owned()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn yaml_slips_say_what_to_do() {
+        assert_eq!(
+            yaml_hint(
+                "mapping values are not allowed in this context",
+                "title: OpenStack: the news"
+            )
+            .unwrap(),
+            "a value that holds `: ` must be quoted: title: \"OpenStack: the news\""
+        );
+        assert!(
+            yaml_hint("did not find expected key", " port: 25")
+                .unwrap()
+                .contains("indentation")
+        );
+        assert_eq!(yaml_hint("invalid type", "x: y"), None);
+    }
 }

@@ -183,8 +183,8 @@ impl Config {
         let mut value = match (&file, &text) {
             (Some(file), Some(text)) => {
                 // Deserialize the file itself first: its errors carry line and column.
-                let _: Config = serde_norway::from_str(text).map_err(|e| config_error(file, &e))?;
-                serde_norway::from_str::<Value>(text).map_err(|e| config_error(file, &e))?
+                let _: Config = serde_norway::from_str(text).map_err(|e| config_error(file, text, &e))?;
+                serde_norway::from_str::<Value>(text).map_err(|e| config_error(file, text, &e))?
             }
             _ => Value::Mapping(Default::default()),
         };
@@ -328,10 +328,19 @@ fn key_in(text: &str, dotted: &str) -> Option<usize> {
     None
 }
 
-fn config_error(file: &Path, e: &serde_norway::Error) -> anyhow::Error {
+/// `text` is the file's, to show the line a YAML slip is on.
+fn config_error(file: &Path, text: &str, e: &serde_norway::Error) -> anyhow::Error {
     let msg = e.to_string();
     let msg = msg.find(" at line ").map_or(msg.as_str(), |i| &msg[..i]).to_owned();
-    let hint = unknown_field_hint(&msg);
+    let mut hint = unknown_field_hint(&msg);
+    if hint.is_empty()
+        && let Some(l) = e.location()
+    {
+        let line = text.lines().nth(l.line().saturating_sub(1)).unwrap_or_default();
+        if let Some(h) = crate::suggest::yaml_hint(&msg, line) {
+            hint = format!("; {h}");
+        }
+    }
     match e.location() {
         Some(l) => anyhow!("{}:{}:{}: {msg}{hint}", file.display(), l.line(), l.column()),
         None => anyhow!("{}: {msg}{hint}", file.display()),
@@ -495,6 +504,16 @@ mod tests {
     fn secrets_are_not_config_keys() {
         let c = load("{}", &[("NEWSLETTER_SMTP_PASSWORD", "hunter2")]).unwrap();
         assert!(!format!("{c:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn yaml_slips_in_the_configuration_say_what_to_do() {
+        let err = load("smtp:\n  host: x\n port: 25\n", &[]).unwrap_err().to_string();
+        assert!(err.contains(":3:") && err.contains("check the indentation"), "{err}");
+        let err = load("from: { name: OpenInfra: news, address: a@b.org }\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(":1:"), "{err}");
     }
 
     #[test]
