@@ -14,7 +14,6 @@ use std::sync::LazyLock;
 
 use anyhow::{Result, bail};
 use regex::Regex;
-use serde::Serialize;
 use serde_json::Value;
 
 pub use crate::ledger::HeldGroup;
@@ -47,7 +46,7 @@ pub fn defer(ledger: &mut Ledger, d: &Deferred<'_>) -> Result<()> {
 }
 
 /// What settling did.
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default)]
 pub struct Settled {
     /// By reader: what was done (suppressed, or held in a group).
     pub actions: BTreeMap<String, String>,

@@ -16,7 +16,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::rustls;
 
 use super::oauth::Tokens;
-use super::streams::{Greeted, Recorded, TlsStream};
+use super::streams::{Recorded, TLS_GREETING, TlsStream};
 use super::tls;
 use crate::config::{AuthMethod, Security, Smtp};
 
@@ -292,10 +292,15 @@ impl Connector {
         let stream: Box<dyn AsyncTokioStream> = match self.security {
             Security::Tls => Box::new(self.handshake(tcp).await?),
             // The greeting was read before STARTTLS; lettre, which expects one, is given it again.
-            Security::Starttls => Box::new(Greeted::new(self.handshake(self.starttls(tcp).await?).await?)),
+            Security::Starttls => Box::new(self.handshake(self.starttls(tcp).await?).await?),
             Security::None => Box::new(tcp),
         };
-        let (stream, heard) = Recorded::new(stream);
+        let greeting = if self.security == Security::Starttls {
+            TLS_GREETING
+        } else {
+            b""
+        };
+        let (stream, heard) = Recorded::new(stream, greeting);
         let what_was_heard = heard.clone();
         let mut conn = self
             .greeted(async {

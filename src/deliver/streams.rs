@@ -1,5 +1,6 @@
-//! The streams lettre's connection runs over: implicit TLS on our own socket, and a TLS
-//! session after our own STARTTLS, which lettre must be handed a greeting for.
+//! The streams lettre's connection runs over: implicit TLS on our own socket, and around
+//! every connection one that hands lettre a greeting after our own STARTTLS and records the
+//! server's EHLO reply.
 
 use std::io;
 use std::net::SocketAddr;
@@ -40,63 +41,20 @@ impl AsyncTokioStream for TlsStream {
     }
 }
 
-/// A stream whose first bytes are a greeting already read: after our own STARTTLS, lettre
-/// starts its session by reading one.
-#[derive(Debug)]
-pub(super) struct Greeted {
-    stream: TlsStream,
-    greeting: &'static [u8],
-}
-
-impl Greeted {
-    pub(super) fn new(stream: TlsStream) -> Greeted {
-        Greeted {
-            stream,
-            greeting: b"220 TLS established\r\n",
-        }
-    }
-}
-
-impl AsyncRead for Greeted {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        if !self.greeting.is_empty() {
-            let n = self.greeting.len().min(buf.remaining());
-            buf.put_slice(&self.greeting[..n]);
-            self.greeting = &self.greeting[n..];
-            return Poll::Ready(Ok(()));
-        }
-        Pin::new(&mut self.stream).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for Greeted {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_shutdown(cx)
-    }
-}
-
-impl AsyncTokioStream for Greeted {
-    fn peer_addr(&self) -> io::Result<SocketAddr> {
-        self.stream.peer_addr()
-    }
-}
-
-/// A stream that keeps a copy of what the server says until its EHLO reply has been read:
-/// lettre reads that reply but keeps no PIPELINING from it, and a second EHLO to ask again is
-/// refused by some servers (OpenSMTPD: "503 5.5.1 Invalid command: Already identified").
+/// The stream lettre's session runs over. Its first bytes may be a greeting already read
+/// (after our own STARTTLS, lettre starts by reading one). It keeps a copy of what the server
+/// says until its EHLO reply has been read: lettre reads that reply but keeps no PIPELINING
+/// from it, and a second EHLO to ask again is refused by some servers (OpenSMTPD: "503 5.5.1
+/// Invalid command: Already identified").
 #[derive(Debug)]
 pub(super) struct Recorded {
     stream: Box<dyn AsyncTokioStream>,
+    greeting: &'static [u8],
     heard: std::sync::Arc<std::sync::Mutex<Option<Vec<u8>>>>,
 }
+
+/// What lettre is given to read first after our own STARTTLS.
+pub(super) const TLS_GREETING: &[u8] = b"220 TLS established\r\n";
 
 /// What a [`Recorded`] stream heard; taking it stops the recording.
 #[derive(Debug, Clone)]
@@ -106,11 +64,13 @@ pub(super) struct Heard(std::sync::Arc<std::sync::Mutex<Option<Vec<u8>>>>);
 const HEARD_MAX: usize = 16 * 1024;
 
 impl Recorded {
-    pub(super) fn new(stream: Box<dyn AsyncTokioStream>) -> (Recorded, Heard) {
+    /// `greeting`: what to read before the stream's own bytes (empty for none).
+    pub(super) fn new(stream: Box<dyn AsyncTokioStream>, greeting: &'static [u8]) -> (Recorded, Heard) {
         let heard = std::sync::Arc::new(std::sync::Mutex::new(Some(Vec::new())));
         (
             Recorded {
                 stream,
+                greeting,
                 heard: std::sync::Arc::clone(&heard),
             },
             Heard(heard),
@@ -133,6 +93,12 @@ impl Heard {
 
 impl AsyncRead for Recorded {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        if !self.greeting.is_empty() {
+            let n = self.greeting.len().min(buf.remaining());
+            buf.put_slice(&self.greeting[..n]);
+            self.greeting = &self.greeting[n..];
+            return Poll::Ready(Ok(()));
+        }
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.stream).poll_read(cx, buf);
         if let Poll::Ready(Ok(())) = polled
