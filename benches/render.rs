@@ -32,7 +32,9 @@ fn benches(c: &mut Criterion) {
     let sections = newsletter::sections::split(&issue, &layout.registry, origin.as_deref(), &mut warnings);
     group.bench_function("layout, mrml and text (sections to html and text)", |b| {
         b.iter(|| {
-            newsletter::compile::compile(&issue, black_box(&sections), &layout, &config, Vec::new()).expect("compiles")
+            newsletter::compile::Editions::new(&issue, black_box(&sections), &layout, &config, Vec::new())
+                .and_then(|e| e.compile(&newsletter::choice::Choice::Everything))
+                .expect("compiles")
         })
     });
 
@@ -83,6 +85,58 @@ fn benches(c: &mut Criterion) {
     group.bench_function("dkim sign (rsa-sha256 and ed25519-sha256)", |b| {
         b.iter(|| signer.sign(black_box(&bytes)))
     });
+    group.finish();
+    choices(c, &issue, &config);
+}
+
+/// A send's composing work (personalizing and building every message, editions compiled on
+/// first use) for 20,000 readers of the whole issue, and for 20,000 spread over every
+/// combination of the five projects: scripts/bench reports the ratio.
+fn choices(c: &mut Criterion, issue: &Issue, config: &Config) {
+    use newsletter::choice::Choice;
+    use newsletter::deliver::queue::Composer;
+    const READERS: usize = 20_000;
+    let prepared = newsletter::prepare(issue, config).expect("prepares");
+    let editions = prepared.editions(issue, config).expect("styles");
+    let whole = editions.compile(&Choice::Everything).expect("compiles");
+    let ids: Vec<String> = editions.registry().projects.iter().map(|p| p.id.clone()).collect();
+    let reader = |i: usize, spread: bool| {
+        let mut r = Recipient::sample();
+        r.email = format!("reader{i}@example.org");
+        // Every subset of the projects in turn (the empty one is everything).
+        let mask = if spread { i % (1 << ids.len()) } else { 0 };
+        let chosen: Vec<&str> = ids
+            .iter()
+            .enumerate()
+            .filter(|(bit, _)| mask & (1 << bit) != 0)
+            .map(|(_, id)| id.as_str())
+            .collect();
+        r.fields.insert("projects".into(), chosen.join(";"));
+        r
+    };
+    let mut group = c.benchmark_group("send of 20,000");
+    group.sample_size(10);
+    for (name, spread) in [("readers, one edition", false), ("readers over every choice", true)] {
+        let readers: Vec<Recipient> = (0..READERS).map(|i| reader(i, spread)).collect();
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let composer = Composer {
+                    personalizer: std::sync::Arc::new(
+                        Personalizer::new(&whole, config, Secret::new("bench")).expect("templates parse"),
+                    ),
+                    editions: Some(&editions),
+                    made: Default::default(),
+                    dkim: None,
+                    return_path: "bounces@openinfra.dev".parse().expect("an address"),
+                    verp: None,
+                };
+                readers
+                    .iter()
+                    .map(|r| composer.job(black_box(r), false).expect("composes").bytes.len())
+                    .sum::<usize>()
+            })
+        });
+    }
     group.finish();
 }
 

@@ -265,6 +265,22 @@ pub enum SubscribersCommand {
         #[arg(long, value_enum, default_value_t = ExportFormat::Json)]
         format: ExportFormat,
     },
+    /// The confirmed subscribers (signed up and confirmed, or imported) who may be mailed:
+    /// every send goes to them as well as to the recipient list
+    List {
+        /// Output: csv (email,name,projects,joined_at,how) or json
+        #[arg(long, value_enum, default_value_t = ListFormat::Csv)]
+        format: ListFormat,
+    },
+    /// Record the readers of a list brought from elsewhere as subscribers, with the consent
+    /// wording that covered them there (stored with each, verbatim). Columns: email, and
+    /// optionally name (or first_name, last_name) and projects
+    Import {
+        file: PathBuf,
+        /// The wording the readers agreed to where they signed up
+        #[arg(long, value_name = "TEXT")]
+        consent: String,
+    },
     /// Erase the person's data from the ledger (deliveries, history, bounce records, the
     /// address wherever another record mentions it), keeping only a keyed hash so that the
     /// address is never mailed again; lists what still holds it outside the ledger
@@ -274,6 +290,12 @@ pub enum SubscribersCommand {
         #[arg(long, short)]
         yes: bool,
     },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ListFormat {
+    Csv,
+    Json,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -6,12 +6,13 @@ use anyhow::{Result, anyhow};
 use chrono::{DateTime, FixedOffset};
 use serde::Serialize;
 
+use crate::choice::Choice;
 use crate::config::Config;
 use crate::diagnostic::{Kind, Warning};
 use crate::issue::Issue;
-use crate::layout::{Layout, Mjml, Project};
+use crate::layout::{Layout, Mjml, Project, Registry};
 use crate::markdown::Content;
-use crate::sections::Sections;
+use crate::sections::{Section, Sections};
 
 /// Gmail clips messages whose HTML exceeds about 102 KB, hiding the footer and its
 /// unsubscribe link.
@@ -74,10 +75,20 @@ struct View<'a> {
     accent: &'a str,
     lead: Option<LeadView<'a>>,
     sections: Vec<SectionView<'a>>,
+    /// The projects whose sections this edition leaves out, with links to them on the web.
+    elsewhere: Vec<Elsewhere<'a>>,
     footer: Footer<'a>,
     /// Per-recipient values are written back as placeholders, filled by `personalize`.
     unsubscribe_url: &'static str,
+    preferences_url: &'static str,
     email: &'static str,
+}
+
+#[derive(Serialize)]
+struct Elsewhere<'a> {
+    title: &'a str,
+    /// The section in the web archive (`.../2025-07/#kata-containers`), when there is one.
+    url: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -103,95 +114,148 @@ struct Footer<'a> {
     address: &'a str,
 }
 
-pub fn compile(
-    issue: &Issue,
-    sections: &Sections,
-    layout: &Layout,
-    config: &Config,
-    mut warnings: Vec<Warning>,
-) -> Result<Rendered> {
-    let subject = issue.subject().unwrap_or_default();
-    // The archive's page of the issue when there is an archive, else the website's post.
-    let web_url = match &config.archive.url {
-        Some(base) => Some(format!("{}/{}/", base.trim_end_matches('/'), issue.slug)),
-        None => issue.web_url().map(str::to_owned),
-    };
-    let accent = layout.registry.accent.as_str();
-    let lead = sections.lead.as_ref().map(|c| layout.style(c)).transpose()?;
-    let contents = sections
-        .sections
-        .iter()
-        .map(|s| layout.style(&s.content))
-        .collect::<Result<Vec<_>>>()?;
-    let view = View {
-        subject,
-        preheader: issue.preheader(),
-        title: issue.front.title.as_deref(),
-        web_url: web_url.as_deref(),
-        issue_date: issue.front.date.map(|d| d.format("%B %Y").to_string()),
-        accent,
-        lead: lead.as_ref().map(|content| LeadView { accent, content }),
-        sections: sections
-            .sections
-            .iter()
-            .zip(&contents)
-            .map(|(s, content)| {
-                let heading = match &s.tagline {
-                    Some(t) => format!("{}: {t}", s.title),
-                    None => s.title.clone(),
-                };
-                SectionView {
-                    title: &s.title,
-                    tagline: s.tagline.as_deref(),
-                    project: s.project.as_ref(),
-                    accent: s.project.as_ref().map_or(accent, |p| p.color.as_str()),
-                    rule: "=".repeat(heading.chars().count().min(crate::markdown::TEXT_WIDTH)),
-                    content,
-                }
-            })
-            .collect(),
-        footer: Footer {
-            sender: &config.from.name,
-            address: &config.address,
-        },
-        unsubscribe_url: "{{unsubscribe_url}}",
-        email: "{{email}}",
-    };
-    let mjml = layout.render_mjml(&view)?;
-    let html = mjml_to_html(&mjml, &layout.origin, &mut warnings)?;
-    let text = tidy_text(&layout.render_text(&view)?);
+/// An issue's sections styled by its layout once, from which each edition (the whole issue,
+/// or one choice of projects) is compiled.
+pub struct Editions<'a> {
+    issue: &'a Issue,
+    sections: &'a Sections,
+    layout: &'a Layout,
+    config: &'a Config,
+    lead: Option<Content>,
+    contents: Vec<Content>,
+    warnings: Vec<Warning>,
+}
 
-    if issue.preheader().is_none() {
-        warnings.push(Warning::new(
-            Kind::MissingPreheader,
-            &issue.path,
-            Some(1),
-            "no preheader: inboxes will show the first words of the email instead; add `preheader:` or `seo.description`".into(),
-        ));
+impl<'a> Editions<'a> {
+    pub fn new(
+        issue: &'a Issue,
+        sections: &'a Sections,
+        layout: &'a Layout,
+        config: &'a Config,
+        warnings: Vec<Warning>,
+    ) -> Result<Editions<'a>> {
+        Ok(Editions {
+            lead: sections.lead.as_ref().map(|c| layout.style(c)).transpose()?,
+            contents: sections
+                .sections
+                .iter()
+                .map(|s| layout.style(&s.content))
+                .collect::<Result<Vec<_>>>()?,
+            issue,
+            sections,
+            layout,
+            config,
+            warnings,
+        })
     }
-    if html.len() > GMAIL_CLIP_BYTES {
-        warnings.push(Warning::new(
-            Kind::HtmlTooLarge,
-            &issue.path,
-            None,
-            format!(
-                "the HTML is {:.1} KB: Gmail clips messages over 102 KB, hiding the footer and its unsubscribe link",
-                html.len() as f64 / 1024.0
-            ),
-        ));
+
+    pub fn registry(&self) -> &Registry {
+        &self.layout.registry
     }
-    Ok(Rendered {
-        slug: issue.slug.clone(),
-        subject: subject.to_owned(),
-        preheader: issue.preheader().map(str::to_owned),
-        web_url: web_url.clone(),
-        send_at: issue.front.send_at,
-        html,
-        text,
-        sections: summaries(sections),
-        mjml: mjml.source,
-        warnings,
-    })
+
+    /// The issue as readers who made `choice` get it. The whole issue carries the warnings;
+    /// an edition adds none of its own.
+    pub fn compile(&self, choice: &Choice) -> Result<Rendered> {
+        let (issue, config) = (self.issue, self.config);
+        let mut warnings = if *choice == Choice::Everything {
+            self.warnings.clone()
+        } else {
+            Vec::new()
+        };
+        let subject = issue.subject().unwrap_or_default();
+        // The archive's page of the issue when there is an archive, else the website's post.
+        let web_url = match &config.archive.url {
+            Some(base) => Some(format!("{}/{}/", base.trim_end_matches('/'), issue.slug)),
+            None => issue.web_url().map(str::to_owned),
+        };
+        let accent = self.layout.registry.accent.as_str();
+        let chosen = |s: &Section| choice.includes(s.project.as_ref().map(|p| p.id.as_str()));
+        let view = View {
+            subject,
+            preheader: issue.preheader(),
+            title: issue.front.title.as_deref(),
+            web_url: web_url.as_deref(),
+            issue_date: issue.front.date.map(|d| d.format("%B %Y").to_string()),
+            accent,
+            lead: self.lead.as_ref().map(|content| LeadView { accent, content }),
+            sections: self
+                .sections
+                .sections
+                .iter()
+                .zip(&self.contents)
+                .filter(|(s, _)| chosen(s))
+                .map(|(s, content)| {
+                    let heading = match &s.tagline {
+                        Some(t) => format!("{}: {t}", s.title),
+                        None => s.title.clone(),
+                    };
+                    SectionView {
+                        title: &s.title,
+                        tagline: s.tagline.as_deref(),
+                        project: s.project.as_ref(),
+                        accent: s.project.as_ref().map_or(accent, |p| p.color.as_str()),
+                        rule: "=".repeat(heading.chars().count().min(crate::markdown::TEXT_WIDTH)),
+                        content,
+                    }
+                })
+                .collect(),
+            elsewhere: self
+                .sections
+                .sections
+                .iter()
+                .filter(|s| !chosen(s))
+                .filter_map(|s| s.project.as_ref())
+                .map(|p| Elsewhere {
+                    title: &p.name,
+                    url: web_url.as_ref().map(|w| format!("{w}#{}", p.id)),
+                })
+                .collect(),
+            footer: Footer {
+                sender: &config.from.name,
+                address: &config.address,
+            },
+            unsubscribe_url: "{{unsubscribe_url}}",
+            preferences_url: "{{preferences_url}}",
+            email: "{{email}}",
+        };
+        let mjml = self.layout.render_mjml(&view)?;
+        let html = mjml_to_html(&mjml, &self.layout.origin, &mut warnings)?;
+        let text = tidy_text(&self.layout.render_text(&view)?);
+
+        if *choice == Choice::Everything {
+            if issue.preheader().is_none() {
+                warnings.push(Warning::new(
+                    Kind::MissingPreheader,
+                    &issue.path,
+                    Some(1),
+                    "no preheader: inboxes will show the first words of the email instead; add `preheader:` or `seo.description`".into(),
+                ));
+            }
+            if html.len() > GMAIL_CLIP_BYTES {
+                warnings.push(Warning::new(
+                    Kind::HtmlTooLarge,
+                    &issue.path,
+                    None,
+                    format!(
+                        "the HTML is {:.1} KB: Gmail clips messages over 102 KB, hiding the footer and its unsubscribe link",
+                        html.len() as f64 / 1024.0
+                    ),
+                ));
+            }
+        }
+        Ok(Rendered {
+            slug: issue.slug.clone(),
+            subject: subject.to_owned(),
+            preheader: issue.preheader().map(str::to_owned),
+            web_url: web_url.clone(),
+            send_at: issue.front.send_at,
+            html,
+            text,
+            sections: summaries(self.sections),
+            mjml: mjml.source,
+            warnings,
+        })
+    }
 }
 
 fn mjml_to_html(mjml: &Mjml, origin: &Path, warnings: &mut Vec<Warning>) -> Result<String> {

@@ -7,6 +7,7 @@
 
 pub mod bounces;
 pub mod check;
+pub mod choice;
 pub mod compile;
 pub mod config;
 pub mod deliver;
@@ -43,13 +44,35 @@ pub fn compose(issue: &Issue, config: &Config) -> Result<Rendered> {
 
 /// [`compose`], also returning the sections, whose links `check` visits.
 pub fn compose_with_sections(issue: &Issue, config: &Config) -> Result<(Sections, Rendered)> {
+    let prepared = prepare(issue, config)?;
+    let rendered = prepared.editions(issue, config)?.compile(&choice::Choice::Everything)?;
+    Ok((prepared.sections, rendered))
+}
+
+/// An issue's layout and sections, loaded and split once for every edition of it.
+pub struct Prepared {
+    pub layout: Layout,
+    pub sections: Sections,
+    warnings: Vec<diagnostic::Warning>,
+}
+
+pub fn prepare(issue: &Issue, config: &Config) -> Result<Prepared> {
     let layout = Layout::load(issue.front.layout.as_deref(), &config.layouts)?;
     let mut warnings = issue.warnings.clone();
     warnings.extend(layout.warnings.iter().cloned());
     let origin = config.site_origin.clone().or_else(|| issue.site_origin());
     let sections = sections::split(issue, &layout.registry, origin.as_deref(), &mut warnings);
-    let rendered = compile::compile(issue, &sections, &layout, config, warnings)?;
-    Ok((sections, rendered))
+    Ok(Prepared {
+        layout,
+        sections,
+        warnings,
+    })
+}
+
+impl Prepared {
+    pub fn editions<'a>(&'a self, issue: &'a Issue, config: &'a Config) -> Result<compile::Editions<'a>> {
+        compile::Editions::new(issue, &self.sections, &self.layout, config, self.warnings.clone())
+    }
 }
 
 /// The runtime every async part runs on: one thread (delivery drives all its connections from

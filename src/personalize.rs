@@ -42,8 +42,8 @@ pub struct Parts {
 }
 
 /// Builds each recipient's message from one rendered issue.
-pub struct Personalizer<'a> {
-    rendered: &'a Rendered,
+pub struct Personalizer {
+    rendered: Rendered,
     html: Handlebars<'static>,
     plain: Handlebars<'static>,
     from: Mailbox,
@@ -51,6 +51,7 @@ pub struct Personalizer<'a> {
     list_id: String,
     unsubscribe_base: String,
     unsubscribe_mailto: String,
+    preferences_base: String,
     secret: Secret,
     domain: String,
     date: SystemTime,
@@ -63,29 +64,34 @@ pub struct Personalizer<'a> {
     archive: bool,
 }
 
-impl<'a> Personalizer<'a> {
-    pub fn new(rendered: &'a Rendered, config: &Config, secret: Secret) -> Result<Personalizer<'a>, PersonalizeError> {
-        let template_error = |template| {
-            move |e: handlebars::TemplateError| PersonalizeError::Template {
-                template,
-                reason: e.to_string(),
-            }
-        };
-        let mut html = Handlebars::new();
-        html.set_strict_mode(true);
-        html.register_escape_fn(crate::html::escape);
-        html.register_template_string(HTML, &rendered.html)
-            .map_err(template_error("the HTML"))?;
-        let mut plain = Handlebars::new();
-        plain.set_strict_mode(true);
-        plain.register_escape_fn(handlebars::no_escape);
-        plain
-            .register_template_string(TEXT, &rendered.text)
-            .map_err(template_error("the text part"))?;
-        plain
-            .register_template_string(SUBJECT, &rendered.subject)
-            .map_err(template_error("the subject"))?;
+/// The issue's HTML, text and subject as templates of per-recipient values.
+fn templates(rendered: &Rendered) -> Result<(Handlebars<'static>, Handlebars<'static>), PersonalizeError> {
+    let template_error = |template| {
+        move |e: handlebars::TemplateError| PersonalizeError::Template {
+            template,
+            reason: e.to_string(),
+        }
+    };
+    let mut html = Handlebars::new();
+    html.set_strict_mode(true);
+    html.register_escape_fn(crate::html::escape);
+    html.register_template_string(HTML, &rendered.html)
+        .map_err(template_error("the HTML"))?;
+    let mut plain = Handlebars::new();
+    plain.set_strict_mode(true);
+    plain.register_escape_fn(handlebars::no_escape);
+    plain
+        .register_template_string(TEXT, &rendered.text)
+        .map_err(template_error("the text part"))?;
+    plain
+        .register_template_string(SUBJECT, &rendered.subject)
+        .map_err(template_error("the subject"))?;
+    Ok((html, plain))
+}
 
+impl Personalizer {
+    pub fn new(rendered: &Rendered, config: &Config, secret: Secret) -> Result<Personalizer, PersonalizeError> {
+        let (html, plain) = templates(rendered)?;
         let address = config
             .from
             .address
@@ -100,7 +106,7 @@ impl<'a> Personalizer<'a> {
             None => None,
         };
         Ok(Personalizer {
-            rendered,
+            rendered: rendered.clone(),
             html,
             plain,
             domain: config
@@ -114,6 +120,7 @@ impl<'a> Personalizer<'a> {
             list_id: config.list_id.clone(),
             unsubscribe_base: config.unsubscribe.url.clone(),
             unsubscribe_mailto: config.unsubscribe.mailto.clone(),
+            preferences_base: config.preferences_url(),
             secret,
             date: message_date(),
             subject_prefix: String::new(),
@@ -137,7 +144,30 @@ impl<'a> Personalizer<'a> {
 
     /// The issue this personalizes.
     pub fn rendered(&self) -> &Rendered {
-        self.rendered
+        &self.rendered
+    }
+
+    /// The same settings over another edition of the issue (one choice of projects).
+    pub fn edition(&self, rendered: &Rendered) -> Result<Personalizer, PersonalizeError> {
+        let (html, plain) = templates(rendered)?;
+        Ok(Personalizer {
+            rendered: rendered.clone(),
+            html,
+            plain,
+            from: self.from.clone(),
+            reply_to: self.reply_to.clone(),
+            list_id: self.list_id.clone(),
+            unsubscribe_base: self.unsubscribe_base.clone(),
+            unsubscribe_mailto: self.unsubscribe_mailto.clone(),
+            preferences_base: self.preferences_base.clone(),
+            secret: self.secret.clone(),
+            domain: self.domain.clone(),
+            date: self.date,
+            subject_prefix: self.subject_prefix.clone(),
+            message_id_kind: self.message_id_kind,
+            feedback_id: self.feedback_id.clone(),
+            archive: self.archive,
+        })
     }
 
     /// A test send: `[TEST] ` before every subject, Message-IDs of its own, and no
@@ -185,14 +215,19 @@ impl<'a> Personalizer<'a> {
             reason,
         };
         let mut data: BTreeMap<&str, &str> = r.fields.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        let (unsubscribe_url, unsubscribe_token) = if self.archive {
-            (String::new(), String::new())
+        let (unsubscribe_url, preferences_url, unsubscribe_token) = if self.archive {
+            (String::new(), String::new(), String::new())
         } else {
             let token = self.unsubscribe_token(&r.email);
-            (unsubscribe::url_with(&self.unsubscribe_base, &token), token)
+            (
+                unsubscribe::url_with(&self.unsubscribe_base, &token),
+                unsubscribe::url_with(&self.preferences_base, &token),
+                token,
+            )
         };
         data.insert("email", &r.email);
         data.insert("unsubscribe_url", &unsubscribe_url);
+        data.insert("preferences_url", &preferences_url);
         if let Some(web) = &self.rendered.web_url {
             data.insert("web_url", web);
         }

@@ -523,6 +523,9 @@ fn one_file_in_the_project_overrides_the_built_in_footer() {
         "projects.yaml",
         "unsubscribe.html.hbs",
         "archive.html.hbs",
+        "subscribe.html.hbs",
+        "confirm.mjml.hbs",
+        "confirm.txt.hbs",
     ]
     .into_iter()
     .chain(

@@ -278,3 +278,41 @@ fn every_list_shape_keeps_its_items_in_the_text_part() {
     let end = rendered.text.find("* bullet again").unwrap() + "* bullet again".len();
     insta::assert_snapshot!("lists.txt", &rendered.text[start..end]);
 }
+
+/// A reader who chose Kata Containers gets the lead, the foundation's sections and the Kata
+/// section; the other projects are one line of links to their sections on the web.
+#[test]
+fn an_edition_for_one_project_keeps_the_rest_as_links() {
+    use newsletter::choice::Choice;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let config = Config {
+        layouts: root.join("layouts"),
+        archive: newsletter::config::Archive {
+            url: Some("https://openinfra.dev/newsletter/archive".into()),
+            ..Default::default()
+        },
+        ..Config::default()
+    };
+    let issue = Issue::load(&root.join("newsletters/2025-07.md")).unwrap();
+    let prepared = newsletter::prepare(&issue, &config).unwrap();
+    let editions = prepared.editions(&issue, &config).unwrap();
+    let (kata, unknown) = Choice::parse("kata-containers", editions.registry());
+    assert!(unknown.is_empty());
+    let r = editions.compile(&kata).unwrap();
+    let whole = editions.compile(&Choice::Everything).unwrap();
+    for text in [&r.html, &r.text] {
+        assert!(text.contains("rust-vmm"), "the Kata section is there");
+        assert!(text.contains("OpenInfra Summit Europe"), "sections of no project stay");
+        assert!(!text.contains("Kolla-Ansible"), "the OpenStack section is not");
+        assert!(!text.contains("starlingx_user_survey"), "nor StarlingX's");
+        assert!(text.contains("https://openinfra.dev/newsletter/archive/2025-07/#openstack"));
+    }
+    assert!(
+        r.text.contains(
+            "Also in this issue:\n- OpenStack: https://openinfra.dev/newsletter/archive/2025-07/#openstack\n"
+        )
+    );
+    assert!(whole.html.contains("Kolla-Ansible") && !whole.html.contains("Also in this issue"));
+    // The archive page's sections carry the anchors the links point to.
+    assert!(whole.html.contains("id=\"openstack\""));
+}

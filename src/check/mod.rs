@@ -51,7 +51,7 @@ pub fn errors(findings: &[Finding]) -> usize {
 }
 
 /// Values every recipient has besides the CSV's columns.
-const BUILT_IN: &[&str] = &["email", "unsubscribe_url", "web_url"];
+const BUILT_IN: &[&str] = &["email", "unsubscribe_url", "preferences_url", "web_url"];
 
 /// Variables the personalized templates use that the recipient list has no column for:
 /// in strict mode each would make every recipient fail.

@@ -8,11 +8,11 @@ use anyhow::{Result, bail};
 use newsletter::config::Config;
 use newsletter::ledger::Ledger;
 use newsletter::readers::dossier::{self, Dossier};
-use newsletter::readers::{self, Standing};
-use newsletter::recipients::normalize_address;
+use newsletter::readers::{self, Imported, Standing};
+use newsletter::recipients::{Recipients, normalize_address};
 
 use crate::Exit;
-use crate::cli::{Format, SubscribersCommand};
+use crate::cli::{Format, ListFormat, SubscribersCommand};
 
 pub fn run(config_path: Option<&Path>, quiet: bool, command: SubscribersCommand) -> Result<Exit> {
     let config = super::load_config(config_path, quiet)?;
@@ -28,6 +28,8 @@ pub fn run(config_path: Option<&Path>, quiet: bool, command: SubscribersCommand)
         SubscribersCommand::Export { email, .. } => {
             println!("{}", serde_json::to_string_pretty(&gather(&config, &ledger, &email)?)?);
         }
+        SubscribersCommand::List { format } => list(&ledger, format)?,
+        SubscribersCommand::Import { file, consent } => import(&mut ledger, &file, &consent, quiet)?,
         SubscribersCommand::Forget { email, yes } => {
             let email = address(&email)?;
             confirm(&email, yes)?;
@@ -60,6 +62,81 @@ pub fn run(config_path: Option<&Path>, quiet: bool, command: SubscribersCommand)
         }
     }
     Ok(Exit::Success)
+}
+
+fn list(ledger: &Ledger, format: ListFormat) -> Result<()> {
+    let subscribers = ledger.subscribers(true)?;
+    match format {
+        ListFormat::Json => println!("{}", serde_json::to_string_pretty(&subscribers)?),
+        ListFormat::Csv => {
+            let mut out = csv::Writer::from_writer(std::io::stdout().lock());
+            out.write_record(["email", "name", "projects", "joined_at", "how"])?;
+            for s in &subscribers {
+                out.write_record([
+                    s.email.as_str(),
+                    s.name.as_deref().unwrap_or(""),
+                    &s.projects,
+                    &s.joined_at,
+                    &s.how,
+                ])?;
+            }
+            out.flush()?;
+        }
+    }
+    Ok(())
+}
+
+/// Records a list's readers as subscribers; a bad row is reported and skipped.
+fn import(ledger: &mut Ledger, file: &Path, consent: &str, quiet: bool) -> Result<()> {
+    if consent.trim().is_empty() {
+        bail!(
+            "--consent is empty: give the wording the readers of {} agreed to",
+            file.display()
+        );
+    }
+    let mut counts = [0u64; 4]; // added, known, refused, skipped
+    for row in Recipients::open(file)? {
+        let recipient = match row? {
+            Ok(r) => r,
+            Err(skipped) => {
+                eprintln!(
+                    "skipped: {}:{}: {}: {}",
+                    file.display(),
+                    skipped.line,
+                    skipped.reason.label(),
+                    skipped.detail
+                );
+                counts[3] += 1;
+                continue;
+            }
+        };
+        let evidence = serde_json::json!({
+            "consent": consent,
+            "wording": consent,
+            "file": file.display().to_string(),
+            "line": recipient.line,
+        });
+        let name = recipient.display_name();
+        let projects = recipient.fields.get(newsletter::choice::COLUMN).map(String::as_str);
+        let outcome = readers::import(ledger, &recipient.email, name.as_deref(), projects, evidence)?;
+        counts[match outcome {
+            Imported::Added => 0,
+            Imported::Known => 1,
+            Imported::Refused => 2,
+        }] += 1;
+    }
+    ledger.commit()?;
+    if !quiet {
+        println!(
+            "Imported {} subscriber(s) from {}; {} already subscribed, {} not added (unsubscribed, suppressed or forgotten), {} row(s) skipped",
+            counts[0],
+            file.display(),
+            counts[1],
+            counts[2],
+            counts[3]
+        );
+    }
+    Ok(())
 }
 
 /// The address as the ledger keys it: normalized, in lower case.
@@ -146,6 +223,36 @@ fn print_dossier(d: &Dossier) {
     }
     if d.test_recipient {
         println!("in test_recipients of the configuration");
+    }
+    if let Some(projects) = &d.projects {
+        println!(
+            "projects: {}",
+            if projects.is_empty() { "everything" } else { projects }
+        );
+    }
+    for c in &d.consents {
+        let text = |key: &str| c.evidence.get(key).and_then(|v| v.as_str()).unwrap_or("-").to_owned();
+        println!(
+            "consent: {} ({}), form {}, posted {}, confirmed {}: \"{}\"",
+            c.kind,
+            c.source,
+            text("form"),
+            text("posted_at"),
+            text("confirmed_at"),
+            text("wording")
+        );
+    }
+    for s in d.signups.iter().filter(|s| s.confirmed_at.is_none()) {
+        println!(
+            "sign-up {} posted {} (form {}): not confirmed{}",
+            s.id,
+            s.posted_at,
+            s.form,
+            s.emailed_at
+                .as_deref()
+                .map(|at| format!("; emailed {at}"))
+                .unwrap_or_default()
+        );
     }
     if !d.events.is_empty() {
         println!("history:");

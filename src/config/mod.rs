@@ -21,7 +21,7 @@ pub use dkim::{Dkim, DkimAlgorithm};
 use duration::string_or_number;
 pub use smtp::{AuthMethod, OAuth, Security, Smtp};
 pub use throttle::{Rate, Throttle};
-pub use web::{Archive, Serve};
+pub use web::{Archive, DEFAULT_FORM, Serve, Subscribe};
 
 /// Environment variables that hold secrets, never configuration keys.
 pub const SECRET_VARS: &[&str] = &[
@@ -80,6 +80,7 @@ pub struct Config {
     pub check: Check,
     pub preview: Preview,
     pub serve: Serve,
+    pub subscribe: Subscribe,
     pub archive: Archive,
     pub bounces: Bounces,
     /// What loading found worth saying but not stopping for (a misspelt variable); the
@@ -113,6 +114,39 @@ pub struct Unsubscribe {
     pub accept_release_0_tokens: bool,
 }
 
+impl Config {
+    /// The sign-up form's URL: `subscribe.url`, else beside `unsubscribe.url`.
+    pub fn subscribe_url(&self) -> String {
+        self.subscribe
+            .url
+            .clone()
+            .unwrap_or_else(|| beside(&self.unsubscribe.url, "subscribe"))
+    }
+
+    pub fn confirm_url(&self) -> String {
+        self.subscribe
+            .confirm_url
+            .clone()
+            .unwrap_or_else(|| beside(&self.unsubscribe.url, "confirm"))
+    }
+
+    pub fn preferences_url(&self) -> String {
+        self.subscribe
+            .preferences_url
+            .clone()
+            .unwrap_or_else(|| beside(&self.unsubscribe.url, "preferences"))
+    }
+}
+
+/// `https://x.org/newsletter/unsubscribe` -> `https://x.org/newsletter/NAME`.
+fn beside(url: &str, name: &str) -> String {
+    let url = url.trim_end_matches('/');
+    match url.rsplit_once('/') {
+        Some((base, _)) if !base.ends_with('/') => format!("{base}/{name}"),
+        _ => format!("{url}/{name}"),
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -140,6 +174,7 @@ impl Default for Config {
             check: Check::default(),
             preview: Preview::default(),
             serve: Serve::default(),
+            subscribe: Subscribe::default(),
             archive: Archive::default(),
             bounces: Bounces::default(),
             warnings: Vec::new(),

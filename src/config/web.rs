@@ -62,3 +62,54 @@ impl Default for Archive {
         }
     }
 }
+
+/// Sign-up with double opt-in and the preference centre, served by `serve`. The paths sit
+/// beside `unsubscribe.url` unless set: `.../subscribe`, `.../confirm`, `.../preferences`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Subscribe {
+    /// Where the sign-up form posts (`POST`) and its page is (`GET`).
+    pub url: Option<String>,
+    /// The confirmation link's page; only its button's `POST` confirms.
+    pub confirm_url: Option<String>,
+    /// The preference centre each issue's footer links to.
+    pub preferences_url: Option<String>,
+    /// The consent wording of each form, by the form's id (the `form` field of the post). The
+    /// wording a reader saw is stored with their confirmation, verbatim. The form page of
+    /// `serve` is the form `newsletter`.
+    pub forms: BTreeMap<String, String>,
+    /// How long a confirmation link works.
+    #[serde(with = "duration")]
+    pub confirm_within: Duration,
+    /// At most one confirmation email to an address in this time, whatever is posted.
+    #[serde(with = "duration")]
+    pub per_address: Duration,
+    /// Sign-ups accepted from one client address (the peer, or the first X-Forwarded-For
+    /// hop when `serve` sits behind a proxy on the same host) per hour; more are answered 429.
+    pub per_client_per_hour: u32,
+    /// Longest value of any form field; a longer one is a clear error on the page.
+    pub max_field_bytes: usize,
+}
+
+/// The form `serve`'s own sign-up page shows.
+pub const DEFAULT_FORM: &str = "newsletter";
+
+impl Default for Subscribe {
+    fn default() -> Self {
+        Subscribe {
+            url: None,
+            confirm_url: None,
+            preferences_url: None,
+            forms: [(
+                DEFAULT_FORM.to_owned(),
+                "Yes, send me Inside Open Infrastructure, the OpenInfra Foundation's monthly newsletter, by email. I can unsubscribe at any time with the link in every issue.".to_owned(),
+            )]
+            .into_iter()
+            .collect(),
+            confirm_within: Duration::from_secs(7 * 86_400),
+            per_address: Duration::from_secs(3600),
+            per_client_per_hour: 30,
+            max_field_bytes: 320,
+        }
+    }
+}

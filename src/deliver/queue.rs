@@ -1,8 +1,9 @@
 //! From the recipient list to personalized messages: the plan (counts, skipped rows) and the
 //! producer that feeds the delivery loop without holding the list in memory.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use anyhow::Result;
 use lettre::Address;
@@ -12,8 +13,10 @@ use tokio::sync::mpsc;
 
 use super::run::Job;
 use crate::bounces::verp::{self, Verp};
+use crate::choice::{self, Choice};
+use crate::compile::Editions;
 use crate::dkim::Signer;
-use crate::ledger::{Ledger, Status};
+use crate::ledger::{Ledger, Status, Subscriber};
 use crate::personalize::Personalizer;
 use crate::recipients::{KnownList, Recipient, Recipients, SkipReason, Skipped};
 
@@ -129,11 +132,14 @@ pub fn decide(ledger: Option<&Ledger>, selection: &Selection, recipient: &Recipi
     })
 }
 
-/// The recipients of a list that a run sends to, in order, with their resend flag. Owns its
-/// ledger handle, so that it can run on the producer's thread.
+/// The recipients of a list, then the confirmed subscribers the list lacks (`subscribed`),
+/// that a run sends to, in order, with their resend flag; each with the projects they chose
+/// themselves, if they did. Owns its ledger handle, so that it can run on the producer's
+/// thread.
 pub fn selected(
     list: &Path,
     known: KnownList,
+    subscribed: Vec<Recipient>,
     ledger: Option<Ledger>,
     selection: Selection,
 ) -> Result<impl Iterator<Item = (Recipient, bool)> + Send> {
@@ -141,17 +147,29 @@ pub fn selected(
         .limit
         .map_or(usize::MAX, |n| usize::try_from(n).unwrap_or(usize::MAX));
     Ok(Recipients::open_known(list, known)?
-        .filter_map(move |row| {
-            let recipient = row.ok()?.ok()?;
-            match decide(ledger.as_ref(), &selection, &recipient) {
-                Ok(Decision::Send { resend }) => Some((recipient, resend)),
+        .filter_map(|row| row.ok()?.ok())
+        .chain(subscribed)
+        .filter_map(
+            move |mut recipient| match decide(ledger.as_ref(), &selection, &recipient) {
+                Ok(Decision::Send { resend }) => {
+                    if let Some(ledger) = &ledger {
+                        match ledger.choice_of(&recipient.email) {
+                            Ok(Some(projects)) => {
+                                recipient.fields.insert(choice::COLUMN.to_owned(), projects);
+                            }
+                            Ok(None) => {}
+                            Err(e) => tracing::error!("{e:#}"),
+                        }
+                    }
+                    Some((recipient, resend))
+                }
                 Ok(_) => None,
                 Err(e) => {
                     tracing::error!("{e:#}");
                     None
                 }
-            }
-        })
+            },
+        )
         .take(limit))
 }
 
@@ -182,6 +200,12 @@ pub struct Plan {
     /// For the send's own pass over the list.
     #[serde(skip)]
     pub known: KnownList,
+    /// Confirmed subscribers (in the ledger) whom the list does not have; the run takes them
+    /// after the list's rows.
+    #[serde(skip)]
+    pub subscribed: Vec<Recipient>,
+    /// How many of the recipients counted above are such subscribers.
+    pub subscribers: u64,
     #[serde(skip)]
     pub selection: Selection,
 }
@@ -241,6 +265,19 @@ pub fn plan(path: &Path, ledger: Option<&Ledger>, selection: Selection) -> Resul
         };
         plan.count(&row, decision);
     }
+    if let Some(ledger) = ledger {
+        for subscriber in ledger.subscribers(false)? {
+            if rows.has_seen(&subscriber.email) {
+                continue;
+            }
+            let recipient = subscriber_row(rows.headers(), subscriber);
+            let decision = decide(Some(ledger), &plan.selection, &recipient)?;
+            plan.count(&Ok(recipient.clone()), Some(decision));
+            plan.rows -= 1;
+            plan.subscribers += 1;
+            plan.subscribed.push(recipient);
+        }
+    }
     plan.known = rows.into_known();
     if let Some(limit) = plan.selection.limit
         && plan.to_send > limit
@@ -253,9 +290,35 @@ pub fn plan(path: &Path, ledger: Option<&Ledger>, selection: Selection) -> Resul
     Ok(plan)
 }
 
+/// A subscriber as a row of the list: every column of the list, empty unless the sign-up
+/// gave it (`name`, and `first_name` and `last_name` from it).
+fn subscriber_row(headers: &[String], subscriber: Subscriber) -> Recipient {
+    let mut fields: BTreeMap<String, String> = headers
+        .iter()
+        .filter(|h| *h != "email")
+        .map(|h| (h.clone(), String::new()))
+        .collect();
+    if let Some(name) = subscriber.name.filter(|n| !n.trim().is_empty()) {
+        let (first, last) = name.trim().split_once(' ').unwrap_or((name.trim(), ""));
+        fields.insert("first_name".into(), first.to_owned());
+        fields.insert("last_name".into(), last.trim().to_owned());
+        fields.insert("name".into(), name.trim().to_owned());
+    }
+    fields.insert(choice::COLUMN.to_owned(), subscriber.projects);
+    Recipient {
+        line: 0,
+        email: subscriber.email,
+        fields,
+    }
+}
+
 /// Builds the message for one recipient: personalized, DKIM-signed when configured.
 pub struct Composer<'a> {
-    pub personalizer: &'a Personalizer<'a>,
+    /// The whole issue's; a reader who chose some projects gets the edition of that choice.
+    pub personalizer: Arc<Personalizer>,
+    /// The issue's editions by choice of projects; none: everyone gets the whole issue.
+    pub editions: Option<&'a Editions<'a>>,
+    pub made: Made,
     pub dkim: Option<&'a Signer>,
     /// MAIL FROM: where bounces go.
     pub return_path: Address,
@@ -264,14 +327,65 @@ pub struct Composer<'a> {
     pub verp: Option<(Verp, String)>,
 }
 
+/// The personalizer of each choice of projects met in a send, compiled the first time a
+/// reader with that choice comes: per-issue work once per choice, never per reader.
+#[derive(Default)]
+pub struct Made {
+    by_choice: Mutex<HashMap<Choice, Arc<Personalizer>>>,
+    /// Project ids in the list that the layout does not know, said once each.
+    unknown: Mutex<HashSet<String>>,
+}
+
 impl Composer<'_> {
+    /// The personalizer of the edition `recipient` chose (the `projects` field).
+    fn personalizer_for(&self, recipient: &Recipient) -> Result<Arc<Personalizer>> {
+        let (Some(editions), Some(value)) = (self.editions, recipient.fields.get(choice::COLUMN)) else {
+            return Ok(Arc::clone(&self.personalizer));
+        };
+        let (choice, unknown) = Choice::parse(value, editions.registry());
+        if !unknown.is_empty() {
+            let mut said = self.made.unknown.lock().unwrap_or_else(PoisonError::into_inner);
+            for id in unknown {
+                if said.insert(id.clone()) {
+                    eprintln!(
+                        "warning: line {}: project `{id}` in the `{}` column is not in the layout's projects.yaml (ids: {}); ignored",
+                        recipient.line,
+                        choice::COLUMN,
+                        editions
+                            .registry()
+                            .projects
+                            .iter()
+                            .map(|p| p.id.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    );
+                }
+            }
+        }
+        if choice == Choice::Everything {
+            return Ok(Arc::clone(&self.personalizer));
+        }
+        let mut made = self.made.by_choice.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(p) = made.get(&choice) {
+            return Ok(Arc::clone(p));
+        }
+        let edition = Arc::new(self.personalizer.edition(&editions.compile(&choice)?)?);
+        made.insert(choice, Arc::clone(&edition));
+        Ok(edition)
+    }
+
+    /// The issue's slug.
+    pub fn issue(&self) -> &str {
+        &self.personalizer.rendered().slug
+    }
+
     pub fn job(&self, recipient: &Recipient, resent_after_crash: bool) -> Result<Job> {
-        let message = self.personalizer.message(recipient)?;
+        let message = self.personalizer_for(recipient)?.message(recipient)?;
         // The recipients and Message-ID as the message already has them: no second parse.
         let to = message.envelope().to().to_vec();
         let message_id = message.headers().get_raw("Message-ID").unwrap_or_default().to_owned();
         let return_path = match &self.verp {
-            Some((verp, template)) => match verp.token(&self.personalizer.rendered().slug, &message_id) {
+            Some((verp, template)) => match verp.token(self.issue(), &message_id) {
                 Some(token) => {
                     let address = verp::address(template, &token);
                     address

@@ -168,6 +168,12 @@ pub fn dry_run(config: &Config, rendered: &Rendered, list: &Path, plan: &Plan, r
     let t = &config.throttle;
     println!("Dry run of '{}': nothing was sent.", rendered.subject);
     println!("Recipients read: {} from {}", thousands(plan.rows), list.display());
+    if plan.subscribers > 0 {
+        println!(
+            "Subscribers:     {} confirmed in the ledger and not in the list",
+            thousands(plan.subscribers)
+        );
+    }
     println!("To send:         {}", thousands(plan.to_send));
     println!(
         "Skipped:         {}{}",

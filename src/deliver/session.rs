@@ -17,6 +17,7 @@ use super::throttle::{Rate, TokenBucket};
 use crate::bounces::guard;
 use crate::bounces::verp::Verp;
 use crate::check;
+use crate::choice::Choice;
 use crate::compile::Rendered;
 use crate::config::Config;
 use crate::diagnostic::Severity;
@@ -85,7 +86,9 @@ pub fn send(
     let dry_run = matches!(request.mode, Mode::DryRun { .. });
     let test = matches!(request.mode, Mode::Test { .. });
     let issue = Issue::load(path)?;
-    let rendered = crate::compose(&issue, config)?;
+    let prepared = crate::prepare(&issue, config)?;
+    let editions = prepared.editions(&issue, config)?;
+    let rendered = editions.compile(&Choice::Everything)?;
     let header = check::csv_header(config, request.recipients.as_deref())?;
     let findings = check::offline(&issue, &rendered, header.as_deref());
     for f in findings.iter().filter(|f| !quiet || f.severity == Severity::Error) {
@@ -130,7 +133,10 @@ pub fn send(
     let dkim = Signer::from_config(config, |var| std::env::var(var).ok())?;
     let return_path = config.return_path.as_deref().unwrap_or(&config.from.address);
     let composer = Composer {
-        personalizer: &personalizer,
+        personalizer: Arc::new(personalizer),
+        // A test send shows the staff the whole issue.
+        editions: (!test).then_some(&editions),
+        made: Default::default(),
         dkim: dkim.as_ref(),
         return_path: return_path
             .parse()
@@ -213,7 +219,8 @@ pub fn send(
     }
     confirm(&rendered, plan.to_send, rate)?;
     let known = std::mem::take(&mut plan.known);
-    let recipients = queue::selected(&list, known, Some(ledger.reopen()?), plan.selection.clone())?;
+    let subscribed = std::mem::take(&mut plan.subscribed);
+    let recipients = queue::selected(&list, known, subscribed, Some(ledger.reopen()?), plan.selection.clone())?;
     let session = Session {
         config,
         composer: &composer,
@@ -290,7 +297,9 @@ fn write_samples(
         .transpose()?;
     let mut count = 0u64;
     let known = plan.known.clone();
-    for (recipient, resend) in queue::selected(list, known, ledger, plan.selection.clone())?.take(limit) {
+    for (recipient, resend) in
+        queue::selected(list, known, plan.subscribed.clone(), ledger, plan.selection.clone())?.take(limit)
+    {
         let job = composer.job(&recipient, resend)?;
         count += 1;
         let file = dir.join(format!("{count:06}-{}.eml", recipient.email.replace(['/', '\\'], "_")));
@@ -368,7 +377,7 @@ impl Session<'_> {
         let mut suppressed = 0;
 
         let failed = outcome.failed + unpersonalized.len() as u64;
-        let issue = &self.composer.personalizer.rendered().slug;
+        let issue = self.composer.issue();
         report::failures(issue, self.list, &progress.failures, &unpersonalized);
         if let Some((ledger, _, run)) = ledger_run {
             let complete = !self.partial

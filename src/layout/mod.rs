@@ -65,11 +65,27 @@ const BUNDLED: &[(&str, &str)] = &[
         "archive.html.hbs",
         include_str!("../../layouts/inside-openinfra/archive.html.hbs"),
     ),
+    (
+        "subscribe.html.hbs",
+        include_str!("../../layouts/inside-openinfra/subscribe.html.hbs"),
+    ),
+    (
+        CONFIRM_MJML,
+        include_str!("../../layouts/inside-openinfra/confirm.mjml.hbs"),
+    ),
+    (
+        CONFIRM_TEXT,
+        include_str!("../../layouts/inside-openinfra/confirm.txt.hbs"),
+    ),
 ];
 
 /// The pages of `newsletter serve`; a layout without them (made before they existed) gets the
 /// built-in ones.
-const PAGES: &[&str] = &["unsubscribe.html.hbs", "archive.html.hbs"];
+const PAGES: &[&str] = &["unsubscribe.html.hbs", "archive.html.hbs", "subscribe.html.hbs"];
+
+/// The confirmation email of a sign-up; like the pages, built-in unless the layout has its own.
+const CONFIRM_MJML: &str = "confirm.mjml.hbs";
+const CONFIRM_TEXT: &str = "confirm.txt.hbs";
 
 /// The projects a layout knows, from its `projects.yaml`.
 #[derive(Debug, Clone, Deserialize)]
@@ -181,7 +197,7 @@ impl Layout {
                 let text = std::fs::read_to_string(&path)
                     .with_context(|| format!("layout {}: cannot read {}", dir.display(), path.display()))?;
                 files.push((file.to_string(), path, text));
-            } else if overrides_builtin || PAGES.contains(file) {
+            } else if overrides_builtin || PAGES.contains(file) || [CONFIRM_MJML, CONFIRM_TEXT].contains(file) {
                 files.push((file.to_string(), bundled_origin.join(file), bundled.to_string()));
             } else if *file != INLINE_CSS {
                 // A layout copied before inline.css existed styles its HTML with MJML's
@@ -321,6 +337,19 @@ impl Layout {
             .render("email.mjml.hbs", data)
             .map_err(|e| render_error(&self.origin, e))?;
         Ok(unmark(&marked))
+    }
+
+    /// The confirmation email of a sign-up: its MJML and its text.
+    pub fn render_confirmation<T: Serialize>(&self, data: &T) -> Result<(Mjml, String)> {
+        let marked = self
+            .mjml
+            .render(CONFIRM_MJML, data)
+            .map_err(|e| render_error(&self.origin, e))?;
+        let text = self
+            .text
+            .render(CONFIRM_TEXT, data)
+            .map_err(|e| render_error(&self.origin, e))?;
+        Ok((unmark(&marked), text))
     }
 
     pub fn render_text<T: Serialize>(&self, data: &T) -> Result<String> {

@@ -17,11 +17,13 @@ mod bounces;
 mod held;
 mod readers;
 pub mod schema;
+mod signups;
 mod suppressions;
 
 pub use bounces::{BounceCounts, BounceEvent};
 pub use held::{DeferredRow, HeldGroup};
 pub use readers::{Erased, ReaderDelivery, ReaderEvent};
+pub use signups::{Signup, Subscriber};
 pub use suppressions::Suppression;
 
 /// Where a recipient stands for one issue.

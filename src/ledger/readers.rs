@@ -252,6 +252,9 @@ impl Ledger {
         erased.events = delete("DELETE FROM reader_events WHERE email = ?1")?;
         erased.bounce_records = delete("DELETE FROM bounce_events WHERE email = ?1")?;
         delete("DELETE FROM suppressions WHERE email = ?1")?;
+        erased.events += delete("DELETE FROM signups WHERE email = ?1")?;
+        delete("DELETE FROM subscribers WHERE email = ?1")?;
+        delete("DELETE FROM choices WHERE email = ?1")?;
         erased.bounce_records += delete("DELETE FROM deferred_suppressions WHERE email = ?1")?;
         erased.mentions = self.scrub(&email)?;
         self.conn.execute(

@@ -165,6 +165,56 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX deferred_by_state ON deferred_suppressions (state, domain, signature);
     CREATE INDEX deferred_by_group ON deferred_suppressions (grp);
     ",
+    // 7: sign-up with double opt-in and readers' choices. A sign-up waits in `signups` until
+    // its link is confirmed (the request is not the reader's act: anyone may type an
+    // address); the confirmation is a reader event carrying the consent record. `subscribers`
+    // and `choices` are derived from the events, like `suppressions`. The history gains the
+    // kind `chose-projects` (SQLite changes a CHECK only by copying the table).
+    "
+    CREATE TABLE reader_events_7 (
+        id INTEGER PRIMARY KEY,
+        email TEXT NOT NULL,
+        kind TEXT NOT NULL CHECK (kind IN ('subscribed', 'confirmed', 'unsubscribed', 'resubscribed',
+            'suppressed', 'removed', 'hard-bounce', 'soft-limit', 'complaint', 'chose-projects')),
+        source TEXT NOT NULL,
+        issue TEXT,
+        evidence TEXT NOT NULL,
+        answers INTEGER,
+        created_at TEXT NOT NULL
+    );
+    INSERT INTO reader_events_7 (id, email, kind, source, issue, evidence, answers, created_at)
+    SELECT id, email, kind, source, issue, evidence, answers, created_at FROM reader_events;
+    DROP TABLE reader_events;
+    ALTER TABLE reader_events_7 RENAME TO reader_events;
+    CREATE INDEX reader_events_email ON reader_events (email, id);
+    CREATE TABLE signups (
+        id INTEGER PRIMARY KEY,
+        email TEXT NOT NULL,          -- lower case
+        name TEXT,
+        projects TEXT NOT NULL,       -- as the list column: ids joined by ';', '' for everything
+        form TEXT NOT NULL,
+        wording TEXT NOT NULL,        -- the consent wording the form showed, verbatim
+        layout_version TEXT NOT NULL,
+        client TEXT NOT NULL,         -- JSON: remote, forwarded_for
+        posted_at TEXT NOT NULL,
+        emailed_at TEXT,              -- the confirmation email was sent (or is being sent)
+        message_id TEXT,
+        confirmed_at TEXT
+    );
+    CREATE INDEX signups_by_email ON signups (email, posted_at);
+    CREATE TABLE subscribers (
+        email TEXT PRIMARY KEY,       -- lower case
+        name TEXT,
+        event INTEGER NOT NULL,       -- the reader event that made them one (confirmed, subscribed)
+        joined_at TEXT NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE choices (
+        email TEXT PRIMARY KEY,       -- lower case
+        projects TEXT NOT NULL,       -- '' for everything
+        event INTEGER NOT NULL,
+        chosen_at TEXT NOT NULL
+    ) WITHOUT ROWID;
+    ",
 ];
 
 /// Opens (creating it if need be) the file at `path`, upgraded to the current schema.

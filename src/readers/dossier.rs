@@ -9,7 +9,7 @@ use anyhow::Result;
 use serde::Serialize;
 
 use super::{Kind, Standing, standing};
-use crate::ledger::{BounceEvent, Ledger, ReaderDelivery, ReaderEvent};
+use crate::ledger::{BounceEvent, Ledger, ReaderDelivery, ReaderEvent, Signup};
 use crate::recipients::Recipients;
 
 #[derive(Debug, Serialize)]
@@ -23,8 +23,13 @@ pub struct Dossier {
     pub test_recipient: bool,
     /// The reader's history, oldest first: every change of their standing and its evidence.
     pub events: Vec<ReaderEvent>,
-    /// Of `events`: the sign-ups and confirmations, the record of consent.
+    /// Of `events`: the confirmations and imports, each with its record of consent (the
+    /// form, its wording as shown, when it was posted and confirmed, from where).
     pub consents: Vec<ReaderEvent>,
+    /// Sign-ups posted with the address, confirmed or not.
+    pub signups: Vec<Signup>,
+    /// The projects they chose (empty: everything); none if they never chose.
+    pub projects: Option<String>,
     /// Every message recorded for them.
     pub deliveries: Vec<ReaderDelivery>,
     /// What bounce reports and complaints said about them, newest first.
@@ -53,6 +58,8 @@ pub fn gather(ledger: &Ledger, lists: &[&Path], test_recipients: &[String], emai
         test_recipient: test_recipients.iter().any(|t| t.eq_ignore_ascii_case(&email)),
         deliveries: ledger.deliveries_of(&email)?,
         bounce_records: ledger.bounce_events_of(&email)?,
+        signups: ledger.signups_of(&email)?,
+        projects: ledger.choice_of(&email)?,
         events,
         consents,
         exported_at: crate::ledger::now(),

@@ -16,6 +16,9 @@
 //! never anything stronger, never anything later.
 
 pub mod dossier;
+mod join;
+
+pub use join::{Confirmed, Imported, choose, confirm, import, may_be_asked};
 
 use std::time::Duration;
 
@@ -44,6 +47,8 @@ pub enum Kind {
     /// Soft bounces on `bounces.soft_limit` issues in a row.
     SoftLimit,
     Complaint,
+    /// Chose which projects' news to get (the preference centre); suppresses no one.
+    Chose,
 }
 
 impl Kind {
@@ -58,6 +63,7 @@ impl Kind {
             Kind::HardBounce => "hard-bounce",
             Kind::SoftLimit => "soft-limit",
             Kind::Complaint => "complaint",
+            Kind::Chose => "chose-projects",
         }
     }
 
@@ -72,6 +78,7 @@ impl Kind {
             Kind::HardBounce,
             Kind::SoftLimit,
             Kind::Complaint,
+            Kind::Chose,
         ]
         .into_iter()
         .find(|k| k.as_str() == s)
@@ -85,7 +92,7 @@ impl Kind {
             Kind::HardBounce => Some(3),
             Kind::Suppressed => Some(4),
             Kind::Complaint => Some(5),
-            Kind::Subscribed | Kind::Confirmed | Kind::Resubscribed | Kind::Removed => None,
+            Kind::Subscribed | Kind::Confirmed | Kind::Resubscribed | Kind::Removed | Kind::Chose => None,
         }
     }
 
@@ -101,6 +108,7 @@ impl Kind {
             Kind::HardBounce => "a hard bounce",
             Kind::SoftLimit => "soft bounces on too many issues in a row",
             Kind::Complaint => "a spam complaint",
+            Kind::Chose => "chose projects",
         }
     }
 }

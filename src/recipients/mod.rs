@@ -208,6 +208,11 @@ impl Recipients {
         })
     }
 
+    /// Whether the pass so far met `email` (on a first pass over the file: any row).
+    pub fn has_seen(&self, email: &str) -> bool {
+        self.seen.contains(&address_hash(email))
+    }
+
     /// Column names as templates see them (lower case, `_` for spaces).
     pub fn headers(&self) -> &[String] {
         &self.headers
@@ -280,9 +285,7 @@ impl Recipients {
             }
             fields.insert(name.clone(), value.trim().to_owned());
         }
-        let mut hasher = DefaultHasher::new();
-        email.to_lowercase().hash(&mut hasher);
-        let hash = hasher.finish();
+        let hash = address_hash(&email);
         let once_in_file = self.only.as_ref().is_some_and(|only| !only.contains(&hash));
         if !once_in_file && !self.seen.insert(hash) {
             self.repeated.insert(hash);
@@ -290,6 +293,12 @@ impl Recipients {
         }
         Ok(Recipient { line, email, fields })
     }
+}
+
+fn address_hash(email: &str) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    email.to_lowercase().hash(&mut hasher);
+    hasher.finish()
 }
 
 impl Iterator for Recipients {

@@ -14,6 +14,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use handlebars::Handlebars;
 use serde::Serialize;
+use sha2::Digest;
 
 use super::App;
 use crate::config::Config;
@@ -49,6 +50,10 @@ pub enum UnsubscribeState {
 /// The layout's page templates, parsed once.
 pub struct Pages {
     hbs: Handlebars<'static>,
+    /// For the confirmation email and the projects of the forms.
+    layout: Layout,
+    /// Names the sign-up page as shown: stored with each consent record.
+    version: String,
     title: String,
     accent: String,
     /// Whom a reader writes to: `reply_to`, else the sender.
@@ -103,15 +108,22 @@ impl Pages {
         let mut hbs = Handlebars::new();
         hbs.set_strict_mode(true);
         hbs.register_escape_fn(crate::html::escape);
+        let mut version = sha2::Sha256::new();
         for (name, source) in layout.pages() {
             hbs.register_template_string(name, source)
                 .with_context(|| format!("the layout's {name} does not parse"))?;
+            if name == "subscribe.html.hbs" {
+                version.update(source);
+            }
         }
+        let version = version.finalize()[..6].iter().map(|b| format!("{b:02x}")).collect();
         Ok(Pages {
             hbs,
+            version,
             title: config.archive.title.clone(),
             accent: layout.registry.accent.clone(),
             contact: config.reply_to.clone().unwrap_or_else(|| config.from.address.clone()),
+            layout,
         })
     }
 
@@ -126,6 +138,44 @@ impl Pages {
         self.hbs
             .render("unsubscribe.html.hbs", &page)
             .unwrap_or_else(|e| format!("<p>{}</p>", escape(&e.to_string())))
+    }
+
+    /// A page of sign-up or the preference centre.
+    pub fn subscribe(&self, view: &super::subscribe::View<'_>) -> String {
+        #[derive(Serialize)]
+        struct Page<'a> {
+            title: &'a str,
+            accent: &'a str,
+            contact: &'a str,
+            #[serde(flatten)]
+            view: &'a super::subscribe::View<'a>,
+        }
+        let page = Page {
+            title: &self.title,
+            accent: &self.accent,
+            contact: &self.contact,
+            view,
+        };
+        self.hbs
+            .render("subscribe.html.hbs", &page)
+            .unwrap_or_else(|e| format!("<p>{}</p>", escape(&e.to_string())))
+    }
+
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    pub fn registry(&self) -> &crate::layout::Registry {
+        &self.layout.registry
+    }
+
+    pub fn projects(&self) -> &[crate::layout::Project] {
+        &self.layout.registry.projects
+    }
+
+    /// The sign-up page's version (a hash of its template), kept with consent records.
+    pub fn version(&self) -> &str {
+        &self.version
     }
 
     fn index(&self, entries: &[Entry]) -> Result<String> {

@@ -8,6 +8,8 @@
 //! method, the path without its query, the status and the time: never a token or an address.
 
 pub mod archive;
+mod confirmation;
+mod subscribe;
 mod unsubscribe;
 mod writer;
 
@@ -44,6 +46,9 @@ pub struct App {
     /// Readers' requests, for the writer thread's group commits.
     pub writes: writer::Requests,
     pub pages: Pages,
+    /// The relay for sign-ups' confirmation emails; none without `smtp.host`.
+    mailer: Option<Arc<confirmation::Mailer>>,
+    limiter: subscribe::Limiter,
 }
 
 impl App {
@@ -51,12 +56,18 @@ impl App {
         let ledger = Arc::new(Mutex::new(Ledger::open(&config.ledger)?));
         let pages = Pages::load(&config)?;
         let writes = writer::start(Arc::clone(&ledger), config.unsubscribe.resubscribe_within);
+        let mailer = confirmation::Mailer::new(&config)?.map(Arc::new);
+        if mailer.is_none() {
+            tracing::warn!("no relay (smtp.host): sign-ups are answered 503 until one is configured");
+        }
         Ok(App {
             config,
             secrets,
             ledger,
             writes,
             pages,
+            mailer,
+            limiter: subscribe::Limiter::default(),
         })
     }
 
@@ -98,6 +109,18 @@ pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .route(&unsubscribe, get(unsubscribe::page).post(unsubscribe::one_click))
         .route(&format!("{unsubscribe}/resubscribe"), post(unsubscribe::resubscribe))
+        .route(
+            &path_of(&app.config.subscribe_url()),
+            get(subscribe::form_page).post(subscribe::sign_up),
+        )
+        .route(
+            &path_of(&app.config.confirm_url()),
+            get(subscribe::confirm_page).post(subscribe::confirm),
+        )
+        .route(
+            &path_of(&app.config.preferences_url()),
+            get(subscribe::preferences_page).post(subscribe::save_preferences),
+        )
         .route("/healthz", get(health))
         .route(&format!("{archive}/"), get(archive::index))
         .route(&format!("{archive}/feed.xml"), get(archive::feed_xml))

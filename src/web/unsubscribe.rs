@@ -21,14 +21,14 @@ use crate::readers::Resubscribed;
 use crate::unsubscribe::Claim;
 
 /// A query parameter, percent-decoded.
-fn query_param(uri: &Uri, name: &str) -> Option<String> {
+pub(super) fn query_param(uri: &Uri, name: &str) -> Option<String> {
     uri.query()?.split('&').find_map(|pair| {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         (k == name).then(|| percent_decode(v))
     })
 }
 
-fn percent_decode(s: &str) -> String {
+pub(super) fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -143,7 +143,7 @@ fn is_one_click(headers: &HeaderMap, body: &[u8]) -> bool {
 }
 
 /// Where a request came from, as evidence: the peer, and what a proxy in front says.
-fn remote(peer: Option<&Peer>, headers: &HeaderMap) -> serde_json::Value {
+pub(super) fn remote(peer: Option<&Peer>, headers: &HeaderMap) -> serde_json::Value {
     let forwarded = headers
         .get("x-forwarded-for")
         .and_then(|v| v.to_str().ok())

@@ -9,8 +9,8 @@ use std::time::Duration;
 use anyhow::Result;
 use serde_json::Value;
 
-use crate::ledger::Ledger;
-use crate::readers::{self, Resubscribed};
+use crate::ledger::{Ledger, Signup};
+use crate::readers::{self, Confirmed, Resubscribed};
 
 /// A change a reader asks for.
 pub enum Write {
@@ -24,12 +24,30 @@ pub enum Write {
         issue: Option<String>,
         evidence: Value,
     },
+    /// A sign-up posted: stored, and emailed unless the address had one within
+    /// `per_address` or may not be mailed.
+    SignUp { signup: Box<Signup>, per_address: Duration },
+    /// Whether the confirmation email went (its Message-ID), or not.
+    Emailed { id: i64, message_id: Option<String> },
+    /// The confirmation link's button, for the sign-up `id` of `email`.
+    Confirm { id: i64, email: String, client: Value },
+    Choose {
+        email: String,
+        projects: String,
+        evidence: Value,
+    },
 }
 
 /// What it did, once on disk.
 pub enum Written {
     Unsubscribed,
     Resubscribed(Resubscribed),
+    /// The sign-up to email (with its id), or none: limited or refused, silently.
+    SignedUp(Option<Box<Signup>>),
+    Emailed,
+    /// `None`: no such sign-up for that address.
+    Confirmed(Option<Confirmed>),
+    Chose,
 }
 
 type Reply = tokio::sync::oneshot::Sender<Option<Written>>;
@@ -76,6 +94,27 @@ fn apply(ledger: &mut Ledger, within: Duration, batch: &[(Write, Reply)]) -> Vec
                     within,
                     evidence.clone(),
                 )?),
+                Write::SignUp { signup, per_address } => {
+                    Written::SignedUp(sign_up(ledger, signup, *per_address)?.map(Box::new))
+                }
+                Write::Emailed { id, message_id } => {
+                    ledger.signup_emailed(*id, message_id.as_deref())?;
+                    Written::Emailed
+                }
+                Write::Confirm { id, email, client } => {
+                    Written::Confirmed(match ledger.signup(*id)?.filter(|s| s.email == email.to_lowercase()) {
+                        Some(signup) => Some(readers::confirm(ledger, &signup, client.clone())?),
+                        None => None,
+                    })
+                }
+                Write::Choose {
+                    email,
+                    projects,
+                    evidence,
+                } => {
+                    readers::choose(ledger, email, projects, PREFERENCES, evidence.clone())?;
+                    Written::Chose
+                }
             });
         }
         ledger.commit()?;
@@ -93,3 +132,23 @@ fn apply(ledger: &mut Ledger, within: Duration, batch: &[(Write, Reply)]) -> Vec
 
 /// The source recorded for an unsubscribe through the link.
 const ONE_CLICK: &str = "one-click";
+/// The source recorded for a choice made in the preference centre.
+const PREFERENCES: &str = "preferences";
+
+/// Stores a sign-up; returns it (with its id) when its confirmation email should go now.
+fn sign_up(ledger: &mut Ledger, signup: &Signup, per_address: Duration) -> Result<Option<Signup>> {
+    if !readers::may_be_asked(ledger, &signup.email)? {
+        return Ok(None);
+    }
+    let recent = ledger.last_confirmation_email(&signup.email)?.is_some_and(|at| {
+        chrono::DateTime::parse_from_rfc3339(&at).is_ok_and(|at| {
+            chrono::Utc::now()
+                .signed_duration_since(at)
+                .to_std()
+                .unwrap_or_default()
+                < per_address
+        })
+    });
+    let id = ledger.insert_signup(signup, !recent)?;
+    Ok((!recent).then(|| Signup { id, ..signup.clone() }))
+}

@@ -1,0 +1,461 @@
+//! Sign-up with double opt-in, and the preference centre.
+//!
+//! `POST /subscribe` (a plain form post from the website, or the form page `GET /subscribe`
+//! serves) always answers "check your inbox", whatever the address, so the form cannot tell
+//! anyone who is subscribed. An address that may be asked gets one confirmation email an
+//! hour; its link opens a page with one button, and only the button's POST confirms: link
+//! scanners open links, they do not press buttons. The confirmation is a reader event that
+//! keeps the consent record. The preference centre (`{{preferences_url}}` in every issue)
+//! is reached with the reader's unsubscribe token.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use axum::Extension;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde_json::json;
+
+use super::unsubscribe::{mask, percent_decode, query_param, remote};
+use super::writer::{Write, Written};
+use super::{App, Peer, confirmation};
+use crate::choice::{self, Choice};
+use crate::config::DEFAULT_FORM;
+use crate::ledger::Signup;
+use crate::readers::Confirmed;
+
+/// The field people never fill: bots that fill every field are answered as if they were
+/// people, and nothing is stored or sent.
+pub const HONEYPOT: &str = "website";
+
+/// What a page shows; every field is always there (the templates are strict).
+#[derive(Debug, Default, Serialize)]
+pub struct View<'a> {
+    pub state: &'a str,
+    pub message: Option<String>,
+    pub action: String,
+    pub form: &'a str,
+    pub consent: &'a str,
+    pub honeypot: &'a str,
+    pub max: usize,
+    pub token: String,
+    pub address: String,
+    pub everything: bool,
+    pub projects: Vec<ProjectBox<'a>>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ProjectBox<'a> {
+    pub id: &'a str,
+    pub name: &'a str,
+    pub checked: bool,
+}
+
+/// Sign-ups per client address in the last hour.
+#[derive(Default)]
+pub struct Limiter(Mutex<HashMap<String, VecDeque<Instant>>>);
+
+impl Limiter {
+    /// Counts one more request from `client`; false when it is over `per_hour`.
+    fn admit(&self, client: &str, per_hour: u32) -> bool {
+        let hour = Duration::from_secs(3600);
+        let now = Instant::now();
+        let mut map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if map.len() > 100_000 {
+            map.retain(|_, times| times.back().is_some_and(|t| now.duration_since(*t) < hour));
+        }
+        let times = map.entry(client.to_owned()).or_default();
+        while times.front().is_some_and(|t| now.duration_since(*t) >= hour) {
+            times.pop_front();
+        }
+        if times.len() >= per_hour as usize {
+            return false;
+        }
+        times.push_back(now);
+        true
+    }
+}
+
+/// The client a request counts against: the peer, or behind a proxy on this host the
+/// address the proxy added last to X-Forwarded-For (earlier ones are the client's to write).
+fn client_of(peer: Option<&Peer>, headers: &HeaderMap) -> String {
+    let ip = peer.map(|p| p.0.ip());
+    let forwarded = headers
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.rsplit(',').next())
+        .map(str::trim)
+        .filter(|v| !v.is_empty());
+    match (ip, forwarded) {
+        (Some(ip), Some(f)) if ip.is_loopback() => f.to_owned(),
+        (Some(ip), _) => ip.to_string(),
+        (None, Some(f)) => f.to_owned(),
+        (None, None) => "unknown".into(),
+    }
+}
+
+/// A form body's fields, in order (`projects` may repeat).
+fn form_fields(body: &[u8]) -> Vec<(String, String)> {
+    String::from_utf8_lossy(body)
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (percent_decode(k), percent_decode(v))
+        })
+        .collect()
+}
+
+fn field<'a>(fields: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    fields.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+}
+
+fn wants_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').all(|t| t.trim().starts_with("application/json")))
+}
+
+fn html(status: StatusCode, body: String) -> Response {
+    (
+        status,
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+            (header::REFERRER_POLICY, "no-referrer"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// The page of `state`, or for a client that accepts only JSON `{"state": ..., "message": ...}`.
+fn answer(app: &App, headers: &HeaderMap, status: StatusCode, view: View<'_>) -> Response {
+    if wants_json(headers) {
+        let body = json!({ "state": view.state, "message": view.message });
+        return (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response();
+    }
+    html(status, app.pages.subscribe(&view))
+}
+
+fn boxes<'a>(app: &'a App, choice: &Choice) -> Vec<ProjectBox<'a>> {
+    app.pages
+        .projects()
+        .iter()
+        .map(|p| ProjectBox {
+            id: &p.id,
+            name: &p.name,
+            checked: *choice != Choice::Everything && choice.includes(Some(&p.id)),
+        })
+        .collect()
+}
+
+fn form_view<'a>(app: &'a App, message: Option<String>) -> View<'a> {
+    View {
+        state: "form",
+        message,
+        action: super::path_of(&app.config.subscribe_url()),
+        form: DEFAULT_FORM,
+        consent: app.config.subscribe.forms.get(DEFAULT_FORM).map_or("", String::as_str),
+        honeypot: HONEYPOT,
+        max: app.config.subscribe.max_field_bytes,
+        projects: boxes(app, &Choice::Everything),
+        ..View::default()
+    }
+}
+
+fn state(state: &str) -> View<'_> {
+    View {
+        state,
+        ..View::default()
+    }
+}
+
+pub async fn form_page(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    answer(&app, &headers, StatusCode::OK, form_view(&app, None))
+}
+
+/// A form that cannot be taken: the form again with what to fix.
+fn bad_form(app: &App, headers: &HeaderMap, message: String) -> Response {
+    answer(app, headers, StatusCode::BAD_REQUEST, form_view(app, Some(message)))
+}
+
+pub async fn sign_up(
+    State(app): State<Arc<App>>,
+    peer: Option<Extension<Peer>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let settings = &app.config.subscribe;
+    let fields = form_fields(&body);
+    let max = settings.max_field_bytes;
+    if let Some((name, _)) = fields.iter().find(|(_, v)| v.len() > max) {
+        return bad_form(
+            &app,
+            &headers,
+            format!("The {name} field is too long: at most {max} characters."),
+        );
+    }
+    let sent = |app: &App| answer(app, &headers, StatusCode::OK, state("sent"));
+    // A bot: the same answer as anyone gets, and nothing stored or sent.
+    if field(&fields, HONEYPOT).is_some_and(|v| !v.is_empty()) {
+        return sent(&app);
+    }
+    let client = client_of(peer.as_deref(), &headers);
+    if !app.limiter.admit(&client, settings.per_client_per_hour) {
+        return answer(&app, &headers, StatusCode::TOO_MANY_REQUESTS, state("limited"));
+    }
+    let raw = field(&fields, "email").unwrap_or("");
+    let email = match crate::recipients::normalize_address(raw) {
+        Ok(email) => email.to_lowercase(),
+        Err(why) => {
+            let shown = if raw.trim().is_empty() {
+                "The email address is missing.".to_owned()
+            } else {
+                format!(
+                    "“{}” is not an email address ({why}): check it and try again.",
+                    raw.trim()
+                )
+            };
+            return bad_form(&app, &headers, shown);
+        }
+    };
+    let mut ids = std::collections::BTreeSet::new();
+    for (_, id) in fields.iter().filter(|(k, _)| k == choice::COLUMN) {
+        let (chosen, unknown) = Choice::parse(id, app.pages.registry());
+        if let Some(id) = unknown.first() {
+            return bad_form(&app, &headers, format!("There is no project “{id}” to choose."));
+        }
+        ids.extend(chosen.ids().into_iter().map(str::to_owned));
+    }
+    let projects = Choice::from_ids(ids, app.pages.registry()).to_string();
+    let form = field(&fields, "form").filter(|f| !f.is_empty()).unwrap_or(DEFAULT_FORM);
+    let Some(wording) = settings.forms.get(form) else {
+        return bad_form(
+            &app,
+            &headers,
+            format!("This form (“{form}”) is not known here; tell the site's owner."),
+        );
+    };
+    let signup = Signup {
+        id: 0,
+        email,
+        name: field(&fields, "name")
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .map(str::to_owned),
+        projects,
+        form: form.to_owned(),
+        wording: wording.clone(),
+        layout_version: app.pages.version().to_owned(),
+        client: remote(peer.as_deref(), &headers),
+        posted_at: crate::ledger::now(),
+        emailed_at: None,
+        message_id: None,
+        confirmed_at: None,
+    };
+    let Some(mailer) = app.mailer.clone() else {
+        tracing::error!("a sign-up came but no relay is configured (smtp.host): nothing sent");
+        return answer(&app, &headers, StatusCode::SERVICE_UNAVAILABLE, state("failed"));
+    };
+    let write = Write::SignUp {
+        signup: Box::new(signup),
+        per_address: settings.per_address,
+    };
+    match app.write(write).await {
+        Some(Written::SignedUp(Some(signup))) => {
+            let task = Arc::clone(&app);
+            // Sent at once, but the page does not wait for the relay.
+            tokio::spawn(async move {
+                let app = task;
+                let expires = chrono::Utc::now().timestamp()
+                    + i64::try_from(app.config.subscribe.confirm_within.as_secs()).unwrap_or(i64::MAX / 2);
+                let token = confirmation::token(&app.secrets, &signup, expires);
+                let url = crate::unsubscribe::url_with(&app.config.confirm_url(), &token);
+                let sent = confirmation::send(&mailer, &app.config, app.pages.layout(), &signup, &url).await;
+                let message_id = match sent {
+                    Ok(id) => Some(id),
+                    Err(e) => {
+                        tracing::error!("sign-up {}: {e:#}", signup.id);
+                        None
+                    }
+                };
+                app.write(Write::Emailed {
+                    id: signup.id,
+                    message_id,
+                })
+                .await;
+            });
+            sent(&app)
+        }
+        Some(_) => sent(&app),
+        None => answer(&app, &headers, StatusCode::SERVICE_UNAVAILABLE, state("failed")),
+    }
+}
+
+/// A confirmation token's address and sign-up, if it is one and has not expired;
+/// `Err(())`: a token that is not one.
+fn confirmation_claim(app: &App, token: &str) -> Result<Option<(String, i64)>, ()> {
+    let claim = app.secrets.verify(token).ok_or(())?;
+    let (id, expires) = confirmation::parse(&claim).ok_or(())?;
+    Ok((chrono::Utc::now().timestamp() <= expires).then_some((claim.email, id)))
+}
+
+pub async fn confirm_page(State(app): State<Arc<App>>, uri: Uri, headers: HeaderMap) -> Response {
+    let token = query_param(&uri, "token").unwrap_or_default();
+    match confirmation_claim(&app, &token) {
+        Ok(Some(_)) => {
+            let view = View {
+                action: super::path_of(&app.config.confirm_url()),
+                token,
+                ..state("ask")
+            };
+            answer(&app, &headers, StatusCode::OK, view)
+        }
+        Ok(None) => answer(&app, &headers, StatusCode::GONE, state("expired")),
+        Err(()) => answer(&app, &headers, StatusCode::BAD_REQUEST, state("invalid")),
+    }
+}
+
+pub async fn confirm(
+    State(app): State<Arc<App>>,
+    peer: Option<Extension<Peer>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let fields = form_fields(&body);
+    let token = field(&fields, "token")
+        .map(str::to_owned)
+        .or_else(|| query_param(&uri, "token"))
+        .unwrap_or_default();
+    let (email, id) = match confirmation_claim(&app, &token) {
+        Ok(Some(claim)) => claim,
+        Ok(None) => return answer(&app, &headers, StatusCode::GONE, state("expired")),
+        Err(()) => return answer(&app, &headers, StatusCode::BAD_REQUEST, state("invalid")),
+    };
+    let write = Write::Confirm {
+        id,
+        email,
+        client: remote(peer.as_deref(), &headers),
+    };
+    match app.write(write).await {
+        Some(Written::Confirmed(Some(Confirmed::Welcome | Confirmed::Already))) => {
+            answer(&app, &headers, StatusCode::OK, state("confirmed"))
+        }
+        Some(Written::Confirmed(Some(Confirmed::Refused))) => answer(&app, &headers, StatusCode::OK, state("cannot")),
+        Some(_) => answer(&app, &headers, StatusCode::GONE, state("expired")),
+        None => answer(&app, &headers, StatusCode::SERVICE_UNAVAILABLE, state("failed")),
+    }
+}
+
+/// The address of a preference-centre token: any of the reader's links (not a sign-up's).
+fn reader_of(app: &App, token: &str) -> Option<String> {
+    let claim = app.secrets.verify(token)?;
+    confirmation::parse(&claim).is_none().then_some(claim.email)
+}
+
+fn choose_view<'a>(app: &'a App, token: String, email: &str, choice: &Choice, state: &'a str) -> View<'a> {
+    View {
+        state,
+        action: super::path_of(&app.config.preferences_url()),
+        token,
+        address: mask(email),
+        everything: *choice == Choice::Everything,
+        projects: boxes(app, choice),
+        ..View::default()
+    }
+}
+
+pub async fn preferences_page(State(app): State<Arc<App>>, uri: Uri, headers: HeaderMap) -> Response {
+    let token = query_param(&uri, "token").unwrap_or_default();
+    let Some(email) = reader_of(&app, &token) else {
+        return answer(&app, &headers, StatusCode::BAD_REQUEST, state("invalid"));
+    };
+    let current = {
+        let app = Arc::clone(&app);
+        let email = email.clone();
+        tokio::task::spawn_blocking(move || app.ledger().choice_of(&email))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .flatten()
+    };
+    let choice = Choice::parse(current.as_deref().unwrap_or(""), app.pages.registry()).0;
+    answer(
+        &app,
+        &headers,
+        StatusCode::OK,
+        choose_view(&app, token, &email, &choice, "choose"),
+    )
+}
+
+pub async fn save_preferences(
+    State(app): State<Arc<App>>,
+    peer: Option<Extension<Peer>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let fields = form_fields(&body);
+    let token = field(&fields, "token")
+        .map(str::to_owned)
+        .or_else(|| query_param(&uri, "token"))
+        .unwrap_or_default();
+    let Some(email) = reader_of(&app, &token) else {
+        return answer(&app, &headers, StatusCode::BAD_REQUEST, state("invalid"));
+    };
+    let chosen: Vec<&str> = fields
+        .iter()
+        .filter(|(k, _)| k == choice::COLUMN)
+        .map(|(_, v)| v.as_str())
+        .collect();
+    let (choice, unknown) = Choice::parse(&chosen.join(";"), app.pages.registry());
+    if let Some(id) = unknown.first() {
+        let mut view = choose_view(&app, token, &email, &choice, "choose");
+        view.message = Some(format!("There is no project “{id}” to choose."));
+        return answer(&app, &headers, StatusCode::BAD_REQUEST, view);
+    }
+    let write = Write::Choose {
+        email: email.clone(),
+        projects: choice.to_string(),
+        evidence: remote(peer.as_deref(), &headers),
+    };
+    match app.write(write).await {
+        Some(_) => answer(
+            &app,
+            &headers,
+            StatusCode::OK,
+            choose_view(&app, token, &email, &choice, "saved"),
+        ),
+        None => answer(&app, &headers, StatusCode::SERVICE_UNAVAILABLE, state("failed")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_client_is_held_to_its_hourly_sign_ups() {
+        let limiter = Limiter::default();
+        assert!((0..3).all(|_| limiter.admit("192.0.2.1", 3)));
+        assert!(!limiter.admit("192.0.2.1", 3));
+        assert!(limiter.admit("192.0.2.2", 3));
+    }
+
+    #[test]
+    fn behind_a_local_proxy_the_client_is_the_address_it_added() {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-forwarded-for", "203.0.113.9, 198.51.100.7".parse().unwrap());
+        let local = Peer("127.0.0.1:5000".parse().unwrap());
+        let remote_peer = Peer("192.0.2.5:5000".parse().unwrap());
+        assert_eq!(client_of(Some(&local), &headers), "198.51.100.7");
+        assert_eq!(client_of(Some(&remote_peer), &headers), "192.0.2.5");
+    }
+}
