@@ -62,7 +62,8 @@ pub enum Command {
     #[command(subcommand)]
     Subscribers(SubscribersCommand),
     /// The web service behind the links in every message: one-click unsubscribe (RFC 8058),
-    /// the issue archive and its feed, /healthz. Runs until SIGTERM or Ctrl-C
+    /// sign-up with double opt-in, the preference centre, the issue archive and its feed,
+    /// /healthz. Runs until SIGTERM or Ctrl-C
     #[command(after_help = EXIT_CODES)]
     Serve {
         /// Address and port [default: serve.listen of the configuration, 127.0.0.1:8026]

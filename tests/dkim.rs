@@ -352,3 +352,35 @@ fn bad_keys_are_refused_before_sending_with_what_to_do() {
     }
     assert_eq!(sink.count(), 0);
 }
+
+/// A sign-up's confirmation email, sent by `serve` with both keys, verifies in dkimpy.
+#[test]
+fn the_confirmation_email_of_a_sign_up_verifies_in_dkimpy() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Sink::start();
+    let config = format!(
+        "throttle: {{ rate: off }}\ndkim: {BOTH}\nunsubscribe: {{ url: https://openinfra.dev/newsletter/unsubscribe }}\n"
+    );
+    let project = Project::new(sink.port, RECIPIENTS, &config);
+    let server = support::serve::Server::start_with_env(&project, &keys());
+    let (code, _) = support::serve::curl(&[
+        "--data",
+        "email=zoe%40example.org&name=Zo%C3%AB+%C3%85ngstr%C3%B6m",
+        &format!("{}/newsletter/subscribe", server.base),
+    ]);
+    assert_eq!(code, 200);
+    let deadline = Instant::now() + std::time::Duration::from_secs(15);
+    while sink.count() == 0 {
+        assert!(Instant::now() < deadline, "no confirmation email");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let (_, dump) = sink.messages().remove(0);
+    let file = dir.path().join("confirm.eml");
+    std::fs::write(&file, as_received(&dump)).unwrap();
+    let r = run(project.command().args(["dkim", "--format", "json"]).envs(keys()));
+    let records: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let (ok, report) = dkimpy(dir.path(), &records, &[file]);
+    assert!(ok, "{report}");
+    assert_eq!(report.matches(" pass").count(), 2, "{report}");
+}

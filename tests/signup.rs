@@ -421,3 +421,42 @@ fn wait_for(browser: &support::webdriver::Browser, css: &str) {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+#[test]
+fn confirmation_links_expire_and_no_other_token_confirms() {
+    use newsletter::unsubscribe::Secret;
+    let sink = Sink::start();
+    let project = project(&sink, "email\nolive@example.org\n", "");
+    let server = Server::start(&project);
+    let (code, _) = curl(&[
+        "--data",
+        "email=late%40example.org",
+        &format!("{}/newsletter/subscribe", server.base),
+    ]);
+    assert_eq!(code, 200);
+    let link = confirmation_link(&sink, "late@example.org", &server);
+    let confirm = format!("{}/newsletter/confirm", server.base);
+    // The same sign-up's token, made with the service's secret, but a second past its expiry.
+    let past = chrono::Utc::now().timestamp() - 1;
+    let expired = Secret::new(support::SECRET).token("late@example.org", &format!("signup 1 {past}"));
+    let (code, page) = curl(&[&format!("{confirm}?token={expired}")]);
+    assert_eq!(code, 410);
+    assert!(page.contains("id=\"expired\""), "{page}");
+    let (code, _) = curl(&["--data", &format!("token={expired}"), &confirm]);
+    assert_eq!(code, 410);
+    // An unsubscribe link's token is no confirmation, and a confirmation no preference key.
+    let r = run(project
+        .command()
+        .args(["unsubscribe-url", "late@example.org", "--issue", "2025-07"]));
+    let unsubscribe_token = r.stdout.trim().split("token=").nth(1).unwrap().to_owned();
+    let (code, _) = curl(&["--data", &format!("token={unsubscribe_token}"), &confirm]);
+    assert_eq!(code, 400);
+    let token = link.split("token=").nth(1).unwrap();
+    let (code, _) = curl(&[&format!("{}/newsletter/preferences?token={token}", server.base)]);
+    assert_eq!(code, 400);
+    assert!(!subscribers(&project).contains("late@"), "nothing confirmed");
+    // The link itself still works.
+    let (code, page) = curl(&["--data", &format!("token={token}"), &confirm]);
+    assert_eq!(code, 200, "{page}");
+    assert!(subscribers(&project).contains("late@example.org"));
+}

@@ -84,8 +84,9 @@ pub struct Subscribe {
     /// At most one confirmation email to an address in this time, whatever is posted.
     #[serde(with = "duration")]
     pub per_address: Duration,
-    /// Sign-ups accepted from one client address (the peer, or the first X-Forwarded-For
-    /// hop when `serve` sits behind a proxy on the same host) per hour; more are answered 429.
+    /// Sign-ups accepted from one client address per hour; more are answered 429. The client
+    /// is the peer, or behind a proxy on the same host the address it added to
+    /// X-Forwarded-For.
     pub per_client_per_hour: u32,
     /// Longest value of any form field; a longer one is a clear error on the page.
     pub max_field_bytes: usize,

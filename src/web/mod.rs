@@ -1,5 +1,6 @@
 //! `newsletter serve`: the production service behind the links in every message. One-click
-//! unsubscribe (RFC 8058) and its page, the issue archive and its feed, and `/healthz`, on
+//! unsubscribe (RFC 8058) and its page, sign-up with double opt-in and the preference centre
+//! (`subscribe`), the issue archive and its feed, and `/healthz`, on
 //! the tokio runtime the rest of the tool uses, sharing the ledger with cron's `send`.
 //!
 //! Limits: the request head ([`Serve::max_header_bytes`]), the body

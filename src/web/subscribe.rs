@@ -20,7 +20,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::json;
 
-use super::unsubscribe::{mask, percent_decode, query_param, remote};
+use super::unsubscribe::{html, mask, percent_decode, query_param, remote};
 use super::writer::{Write, Written};
 use super::{App, Peer, confirmation};
 use crate::choice::{self, Choice};
@@ -119,19 +119,6 @@ fn wants_json(headers: &HeaderMap) -> bool {
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.split(',').all(|t| t.trim().starts_with("application/json")))
-}
-
-fn html(status: StatusCode, body: String) -> Response {
-    (
-        status,
-        [
-            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
-            (header::CACHE_CONTROL, "no-store"),
-            (header::REFERRER_POLICY, "no-referrer"),
-        ],
-        body,
-    )
-        .into_response()
 }
 
 /// The page of `state`, or for a client that accepts only JSON `{"state": ..., "message": ...}`.
@@ -298,6 +285,14 @@ pub async fn sign_up(
     }
 }
 
+/// The token a button posts, or the link's.
+fn token_of(fields: &[(String, String)], uri: &Uri) -> String {
+    field(fields, "token")
+        .map(str::to_owned)
+        .or_else(|| query_param(uri, "token"))
+        .unwrap_or_default()
+}
+
 /// A confirmation token's address and sign-up, if it is one and has not expired;
 /// `Err(())`: a token that is not one.
 fn confirmation_claim(app: &App, token: &str) -> Result<Option<(String, i64)>, ()> {
@@ -330,10 +325,7 @@ pub async fn confirm(
     body: Bytes,
 ) -> Response {
     let fields = form_fields(&body);
-    let token = field(&fields, "token")
-        .map(str::to_owned)
-        .or_else(|| query_param(&uri, "token"))
-        .unwrap_or_default();
+    let token = token_of(&fields, &uri);
     let (email, id) = match confirmation_claim(&app, &token) {
         Ok(Some(claim)) => claim,
         Ok(None) => return answer(&app, &headers, StatusCode::GONE, state("expired")),
@@ -403,10 +395,7 @@ pub async fn save_preferences(
     body: Bytes,
 ) -> Response {
     let fields = form_fields(&body);
-    let token = field(&fields, "token")
-        .map(str::to_owned)
-        .or_else(|| query_param(&uri, "token"))
-        .unwrap_or_default();
+    let token = token_of(&fields, &uri);
     let Some(email) = reader_of(&app, &token) else {
         return answer(&app, &headers, StatusCode::BAD_REQUEST, state("invalid"));
     };

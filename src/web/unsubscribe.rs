@@ -87,7 +87,7 @@ fn failed(app: &App) -> Response {
     )
 }
 
-fn html(status: StatusCode, body: String) -> Response {
+pub(super) fn html(status: StatusCode, body: String) -> Response {
     (
         status,
         [

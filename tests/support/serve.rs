@@ -13,9 +13,15 @@ pub struct Server {
 
 impl Server {
     pub fn start(project: &Project) -> Server {
+        Server::start_with_env(project, &[])
+    }
+
+    /// With more environment (signing keys).
+    pub fn start_with_env(project: &Project, env: &[(&str, String)]) -> Server {
         let port = free_port();
         let child = project
             .std_command()
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
