@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
-use handlebars::Handlebars;
+use handlebars::{Context, Handlebars};
 use lettre::Message;
 use lettre::message::header::{ContentTransferEncoding, ContentType, HeaderName, HeaderValue};
 use lettre::message::{Body, Mailbox, MultiPart, SinglePart};
@@ -15,6 +15,9 @@ use crate::compile::Rendered;
 use crate::config::Config;
 use crate::recipients::Recipient;
 use crate::unsubscribe::{self, Secret};
+
+mod template;
+use template::Template;
 
 #[derive(Debug, Error)]
 pub enum PersonalizeError {
@@ -44,8 +47,13 @@ pub struct Parts {
 /// Builds each recipient's message from one rendered issue.
 pub struct Personalizer {
     rendered: Rendered,
+    /// The HTML's templates, escaping values for HTML.
     html: Handlebars<'static>,
+    /// The text's and the subject's, which take values as they are.
     plain: Handlebars<'static>,
+    html_template: Template,
+    text_template: Template,
+    subject_template: Template,
     from: Mailbox,
     reply_to: Option<Mailbox>,
     list_id: String,
@@ -65,7 +73,15 @@ pub struct Personalizer {
 }
 
 /// The issue's HTML, text and subject as templates of per-recipient values.
-fn templates(rendered: &Rendered) -> Result<(Handlebars<'static>, Handlebars<'static>), PersonalizeError> {
+struct Templates {
+    html: Handlebars<'static>,
+    plain: Handlebars<'static>,
+    html_template: Template,
+    text_template: Template,
+    subject_template: Template,
+}
+
+fn templates(rendered: &Rendered) -> Result<Templates, PersonalizeError> {
     let template_error = |template| {
         move |e: handlebars::TemplateError| PersonalizeError::Template {
             template,
@@ -75,23 +91,32 @@ fn templates(rendered: &Rendered) -> Result<(Handlebars<'static>, Handlebars<'st
     let mut html = Handlebars::new();
     html.set_strict_mode(true);
     html.register_escape_fn(crate::html::escape);
-    html.register_template_string(HTML, &rendered.html)
-        .map_err(template_error("the HTML"))?;
+    let html_template = Template::register(&mut html, HTML, &rendered.html).map_err(template_error("the HTML"))?;
     let mut plain = Handlebars::new();
     plain.set_strict_mode(true);
     plain.register_escape_fn(handlebars::no_escape);
-    plain
-        .register_template_string(TEXT, &rendered.text)
-        .map_err(template_error("the text part"))?;
-    plain
-        .register_template_string(SUBJECT, &rendered.subject)
-        .map_err(template_error("the subject"))?;
-    Ok((html, plain))
+    let text_template =
+        Template::register(&mut plain, TEXT, &rendered.text).map_err(template_error("the text part"))?;
+    let subject_template =
+        Template::register(&mut plain, SUBJECT, &rendered.subject).map_err(template_error("the subject"))?;
+    Ok(Templates {
+        html,
+        plain,
+        html_template,
+        text_template,
+        subject_template,
+    })
 }
 
 impl Personalizer {
     pub fn new(rendered: &Rendered, config: &Config, secret: Secret) -> Result<Personalizer, PersonalizeError> {
-        let (html, plain) = templates(rendered)?;
+        let Templates {
+            html,
+            plain,
+            html_template,
+            text_template,
+            subject_template,
+        } = templates(rendered)?;
         let address = config
             .from
             .address
@@ -109,6 +134,9 @@ impl Personalizer {
             rendered: rendered.clone(),
             html,
             plain,
+            html_template,
+            text_template,
+            subject_template,
             domain: config
                 .from
                 .address
@@ -149,11 +177,20 @@ impl Personalizer {
 
     /// The same settings over another edition of the issue (one choice of projects).
     pub fn edition(&self, rendered: &Rendered) -> Result<Personalizer, PersonalizeError> {
-        let (html, plain) = templates(rendered)?;
+        let Templates {
+            html,
+            plain,
+            html_template,
+            text_template,
+            subject_template,
+        } = templates(rendered)?;
         Ok(Personalizer {
             rendered: rendered.clone(),
             html,
             plain,
+            html_template,
+            text_template,
+            subject_template,
             from: self.from.clone(),
             reply_to: self.reply_to.clone(),
             list_id: self.list_id.clone(),
@@ -231,14 +268,18 @@ impl Personalizer {
         if let Some(web) = &self.rendered.web_url {
             data.insert("web_url", web);
         }
-        let render =
-            |hbs: &Handlebars<'_>, name: &str| hbs.render(name, &data).map_err(|e| fail(missing_field_reason(&e)));
-        let html = render(&self.html, HTML)?;
-        let text = render(&self.plain, TEXT)?;
+        let context = Context::wraps(&data).map_err(|e| fail(e.to_string()))?;
+        let render = |hbs: &Handlebars<'_>, template: &Template| {
+            template
+                .render(hbs, &context)
+                .map_err(|e| fail(missing_field_reason(&e)))
+        };
+        let html = render(&self.html, &self.html_template)?;
+        let text = render(&self.plain, &self.text_template)?;
         let subject = format!(
             "{}{}",
             self.subject_prefix,
-            header_value(&render(&self.plain, SUBJECT)?, MAX_SUBJECT)
+            header_value(&render(&self.plain, &self.subject_template)?, MAX_SUBJECT)
         );
         Ok(Parts {
             subject,
