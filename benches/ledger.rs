@@ -31,11 +31,7 @@ fn benches(c: &mut Criterion) {
     let mut ledger = Ledger::open(&dir.path().join("newsletter.db")).expect("the ledger opens");
     // As a send has it: its own records relaxed to synchronous=NORMAL.
     ledger.relax_durability().expect("the pragma applies");
-    let mut recorder = Recorder {
-        ledger: &mut ledger,
-        issue: "bench",
-        error: None,
-    };
+    let mut recorder = Recorder::new(&mut ledger, "bench", None);
     let mut i = 0u64;
     c.bench_function("ledger: record one message (sending, commit, sent)", |b| {
         b.iter(|| {

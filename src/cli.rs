@@ -359,6 +359,11 @@ pub struct SendArgs {
     #[arg(long, requires = "issue", conflicts_with = "test")]
     pub retry_failed: bool,
 
+    /// Go on although the circuit breaker stopped the send (hard bounces or complaints over
+    /// throttle.breaker's limits): for this run, after looking at why
+    #[arg(long, requires = "issue", conflicts_with_all = ["test", "dry_run"])]
+    pub resume_despite_rates: bool,
+
     /// Send to the first N recipients still to send, then stop; the next run goes on from
     /// there. The issue is complete only when a run without --limit finds no one left
     #[arg(long, value_name = "N", requires = "issue", conflicts_with = "test")]

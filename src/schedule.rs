@@ -11,7 +11,7 @@ use crate::ledger::{self, Ledger};
 /// Sends, oldest first, every issue whose `send_at` has passed and whose delivery is not
 /// complete. With nothing due it prints nothing; nor while another send holds the lock: that
 /// send is doing the work, and the next run takes up whatever it leaves (so cron mails no one
-/// every few minutes of a long send).
+/// every few minutes of a long send), nor once the warm-up's cap for the day is reached.
 pub fn cron(config: &Config, quiet: bool) -> Result<Completion> {
     let Some(_lock) = ledger::try_lock(&config.ledger)? else {
         return Ok(Completion::Success);
@@ -51,6 +51,13 @@ pub fn cron(config: &Config, quiet: bool) -> Result<Completion> {
         );
     }
     due.sort();
+    // Today's warm-up cap is reached: the issues wait for tomorrow, silently.
+    if let Some(l) = &ledger
+        && crate::deliver::reputation::today(config.throttle.warmup.as_ref(), Some(l), now)?
+            .is_some_and(|t| t.left() == 0)
+    {
+        return Ok(Completion::Success);
+    }
     let mut worst = Completion::Success;
     for (_, path) in due {
         let ledger = ledger.as_mut().expect("opened for every due issue");
@@ -62,6 +69,7 @@ pub fn cron(config: &Config, quiet: bool) -> Result<Completion> {
             retry_failed: false,
             limit: None,
             where_: Vec::new(),
+            resume_despite_rates: false,
             quiet,
         };
         // Cron's schedule is the confirmation.

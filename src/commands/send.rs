@@ -47,6 +47,7 @@ pub fn run(config_path: Option<&Path>, quiet: bool, args: SendArgs) -> Result<Ex
         retry_failed: args.retry_failed,
         limit: args.limit,
         where_: args.where_.clone(),
+        resume_despite_rates: args.resume_despite_rates,
         quiet,
     };
     let yes = args.yes;

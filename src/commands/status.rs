@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use anyhow::Result;
-use newsletter::deliver::queue;
+use newsletter::deliver::{queue, reputation};
 use newsletter::human::thousands;
 use newsletter::issue::{self, Issue};
 use newsletter::ledger::{self, BounceCounts, BounceEvent, Counts, DeliveryRecord, HeldGroup, Ledger};
@@ -55,6 +55,21 @@ struct Detail {
     /// Groups of bounces the mass guard holds for the operator (any issue's): their readers
     /// are still mailed.
     held_groups: Vec<HeldGroup>,
+    /// Today on the warm-up's ramp (over every issue), while there is one.
+    warmup: Option<WarmupToday>,
+}
+
+#[derive(Serialize)]
+struct WarmupToday {
+    day: i64,
+    days: u32,
+    cap: u64,
+    sent_today: u64,
+    left_today: u64,
+}
+
+fn warmup_today(config: &newsletter::config::Config, ledger: Option<&Ledger>) -> Result<Option<reputation::Today>> {
+    reputation::today(config.throttle.warmup.as_ref(), ledger, chrono::Utc::now())
 }
 
 fn held_groups(ledger: Option<&Ledger>) -> Result<Vec<HeldGroup>> {
@@ -172,6 +187,9 @@ pub fn run(config_path: Option<&Path>, args: StatusArgs) -> Result<Exit> {
                 if !held.is_empty() {
                     println!("{}", held_line(&held));
                 }
+                if let Some(today) = warmup_today(&config, ledger.as_ref())? {
+                    println!("{}; {} left today", today.describe(), thousands(today.left()));
+                }
             }
         }
         return Ok(Exit::Success);
@@ -239,6 +257,13 @@ pub fn run(config_path: Option<&Path>, args: StatusArgs) -> Result<Exit> {
         },
         warnings: bounce_warnings(&bounces, counts.sent, rates),
         held_groups: held_groups(ledger.as_ref())?,
+        warmup: warmup_today(&config, ledger.as_ref())?.map(|t| WarmupToday {
+            day: t.day,
+            days: t.days,
+            cap: t.cap,
+            sent_today: t.used,
+            left_today: t.left(),
+        }),
         bounces,
         hard_bounce_rate: rates.0,
         soft_bounce_rate: rates.1,
@@ -348,6 +373,16 @@ fn print_detail(d: &Detail, list: &Path) {
     }
     if d.bounces.delayed > 0 {
         println!("  delay warnings       {} (not bounces)", thousands(d.bounces.delayed));
+    }
+    if let Some(w) = &d.warmup {
+        println!(
+            "  warm-up              day {} of {}: {} of today's {} sent, {} left",
+            w.day,
+            w.days,
+            thousands(w.sent_today),
+            thousands(w.cap),
+            thousands(w.left_today)
+        );
     }
     if !d.held_groups.is_empty() {
         println!("  {}", held_line(&d.held_groups));

@@ -20,7 +20,7 @@ pub use check::{Check, Preview};
 pub use dkim::{Dkim, DkimAlgorithm};
 use duration::string_or_number;
 pub use smtp::{AuthMethod, OAuth, Security, Smtp};
-pub use throttle::{Rate, Throttle};
+pub use throttle::{Breaker, Rate, Throttle, Warmup};
 pub use web::{Archive, DEFAULT_FORM, Serve, Subscribe};
 
 /// Environment variables that hold secrets, never configuration keys.
@@ -332,6 +332,7 @@ impl Config {
             .rate
             .parse::<Rate>()
             .map_err(|why| ("throttle.rate".to_owned(), why))?;
+        self.throttle.validate()?;
         self.bounces.validate()
     }
 }

@@ -34,6 +34,72 @@ pub struct Throttle {
     /// Attempts over all runs after which a recipient that still fails temporarily is given up
     /// (counted as failed), so that cron can finish the issue.
     pub max_attempts: u32,
+    /// A new account's or domain's ramp: each day's messages capped from the first day of
+    /// sending; none by default.
+    pub warmup: Option<Warmup>,
+    /// Stops a send whose bounces or complaints climb.
+    pub breaker: Breaker,
+}
+
+impl Throttle {
+    /// The warm-up and the breaker: the key and why, for values that cannot work.
+    pub(super) fn validate(&self) -> Result<(), (String, String)> {
+        if let Some(w) = &self.warmup
+            && (w.start == 0 || w.until < w.start || w.days == 0)
+        {
+            return Err((
+                "throttle.warmup".into(),
+                format!(
+                    "start {} until {} over {} days cannot ramp: start must be at least 1, until at least start, days at least 1",
+                    w.start, w.until, w.days
+                ),
+            ));
+        }
+        let b = &self.breaker;
+        for (key, percent) in [
+            ("throttle.breaker.hard_bounce_percent", b.hard_bounce_percent),
+            ("throttle.breaker.complaint_percent", b.complaint_percent),
+        ] {
+            if !(percent > 0.0 && percent <= 100.0) {
+                return Err((
+                    key.into(),
+                    format!("{percent} is not a percentage above 0 and at most 100"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `start × (until / start) ^ (day / (days − 1))` messages on day `day` (0 for the first day
+/// of sending, in UTC), up to `until` on the last day of the ramp; no cap after it.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Warmup {
+    pub start: u64,
+    pub until: u64,
+    pub days: u32,
+}
+
+/// The circuit breaker of a send: once the issue has gone to `min_messages` readers, hard
+/// bounces at `hard_bounce_percent` or complaints at `complaint_percent` of them stop it
+/// (`send --resume-despite-rates` goes on deliberately). SES reviews an account at 5% and 0.1%.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Breaker {
+    pub hard_bounce_percent: f64,
+    pub complaint_percent: f64,
+    pub min_messages: u64,
+}
+
+impl Default for Breaker {
+    fn default() -> Self {
+        Breaker {
+            hard_bounce_percent: 5.0,
+            complaint_percent: 0.1,
+            min_messages: 500,
+        }
+    }
 }
 
 impl Default for Throttle {
@@ -48,6 +114,8 @@ impl Default for Throttle {
             retry_delay: Duration::from_secs(5),
             max_consecutive_failures: 20,
             max_attempts: 20,
+            warmup: None,
+            breaker: Breaker::default(),
         }
     }
 }

@@ -6,6 +6,7 @@ pub mod queue;
 pub mod recorder;
 pub mod reply;
 pub mod report;
+pub mod reputation;
 pub mod run;
 pub mod session;
 pub mod smtp;

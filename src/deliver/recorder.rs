@@ -6,8 +6,10 @@ use anyhow::Result;
 use serde_json::json;
 
 use super::reply::mailbox_does_not_exist;
+use super::reputation;
 use super::run::{Event, Job, Observer};
 use crate::bounces::guard;
+use crate::config::Breaker;
 use crate::ledger::Ledger;
 use crate::readers::Kind;
 
@@ -16,9 +18,27 @@ pub struct Recorder<'a> {
     pub ledger: &'a mut Ledger,
     pub issue: &'a str,
     pub error: Option<String>,
+    /// The circuit breaker; none when the send goes on despite the rates.
+    breaker: Option<Breaker>,
+    /// Messages asked about so far: the breaker looks at every CHECK_EVERY-th.
+    since_check: u64,
 }
 
-impl Recorder<'_> {
+/// The breaker reads the issue's rates before the first message and then every so many: the
+/// counts take a few milliseconds on a large list.
+const CHECK_EVERY: u64 = 50;
+
+impl<'a> Recorder<'a> {
+    pub fn new(ledger: &'a mut Ledger, issue: &'a str, breaker: Option<Breaker>) -> Recorder<'a> {
+        Recorder {
+            ledger,
+            issue,
+            error: None,
+            breaker,
+            since_check: 0,
+        }
+    }
+
     fn record(&mut self, event: &Event<'_>) -> Result<()> {
         // An outcome is committed at once: the write lock is never held while the run waits
         // for a throttle slot, so `serve` can record unsubscribes in between. (A `sending`
@@ -86,6 +106,22 @@ impl Observer for Recorder<'_> {
     fn admit(&mut self, job: &Job) -> bool {
         // When the list cannot be read the message goes: the run's start checked it.
         !self.ledger.is_suppressed(&job.email).unwrap_or(false)
+    }
+
+    fn halt(&mut self) -> Option<String> {
+        let breaker = self.breaker?;
+        let due = self.since_check.is_multiple_of(CHECK_EVERY);
+        self.since_check += 1;
+        if !due {
+            return None;
+        }
+        match self.ledger.issue_rates(self.issue) {
+            Ok(rates) => reputation::tripped(&breaker, self.issue, rates),
+            Err(e) => Some(format!(
+                "cannot read the ledger {}: {e:#}",
+                self.ledger.path().display()
+            )),
+        }
     }
 
     fn checkpoint(&mut self) -> Result<(), String> {

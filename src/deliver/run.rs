@@ -86,6 +86,11 @@ pub trait Observer {
     fn admit(&mut self, _job: &Job) -> bool {
         true
     }
+
+    /// Asked before each message: `Some(why)` stops the run before it (the circuit breaker).
+    fn halt(&mut self) -> Option<String> {
+        None
+    }
 }
 
 /// An observer that may be absent (no ledger for test sends).
@@ -103,6 +108,10 @@ impl<T: Observer> Observer for Option<T> {
     fn admit(&mut self, job: &Job) -> bool {
         self.as_mut().is_none_or(|o| o.admit(job))
     }
+
+    fn halt(&mut self) -> Option<String> {
+        self.as_mut().and_then(Observer::halt)
+    }
 }
 
 /// Two observers, e.g. the progress report and the ledger.
@@ -119,6 +128,10 @@ impl<A: Observer, B: Observer> Observer for (A, B) {
 
     fn admit(&mut self, job: &Job) -> bool {
         self.0.admit(job) && self.1.admit(job)
+    }
+
+    fn halt(&mut self) -> Option<String> {
+        self.0.halt().or_else(|| self.1.halt())
     }
 }
 
@@ -501,6 +514,9 @@ async fn dispatch(
     in_flight: &mut usize,
     since_pause: &mut u64,
 ) -> Result<(), String> {
+    if let Some(why) = observer.halt() {
+        return Err(why); // never marked: a later run sends it
+    }
     if !observer.admit(&job) {
         observer.event(&Event::Withdrawn { job: &job });
         return Ok(());

@@ -11,6 +11,7 @@ use super::connect::Connector;
 use super::queue::{self, Composer, Plan, Selection};
 use super::recorder::Recorder;
 use super::report::{self, Progress};
+use super::reputation;
 use super::run::{self, Settings};
 use super::smtp::SmtpConnection;
 use super::throttle::{Rate, TokenBucket};
@@ -66,6 +67,8 @@ pub struct Request {
     pub limit: Option<u64>,
     /// `--where COLUMN=VALUE`, narrowing the issue's segment.
     pub where_: Vec<String>,
+    /// `--resume-despite-rates`: no circuit breaker for this run.
+    pub resume_despite_rates: bool,
     pub quiet: bool,
 }
 
@@ -166,13 +169,24 @@ pub fn send(
     }
     let mut filter = issue.segment();
     filter.extend(queue::parse_where(&request.where_)?);
+    // The warm-up's cap for today, read from the ledger a real run writes to.
+    let warmup = reputation::today(
+        config.throttle.warmup.as_ref(),
+        ledger.as_deref().or(dry_ledger.as_ref()),
+        chrono::Utc::now(),
+    )?;
+    let limit = match (request.limit, warmup.map(|w| w.left())) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
     let selection = Selection {
         issue: rendered.slug.clone(),
         retry_failed: request.retry_failed,
         filter,
-        limit: request.limit,
+        limit,
     };
-    // A run that leaves part of the issue's audience for later does not complete it.
+    // A run that leaves part of the issue's audience for later does not complete it (the
+    // warm-up's cap counts when it holds readers back: `plan.held_back`).
     let partial = request.limit.is_some() || !request.where_.is_empty();
     let mut plan = queue::plan(&list, ledger.as_deref().or(dry_ledger.as_ref()), selection)?;
     if let Some(first) = &plan.first {
@@ -185,9 +199,29 @@ pub fn send(
     if let Mode::DryRun { all } = request.mode {
         let written = write_samples(config, all, &rendered, &composer, &list, &plan)?;
         report::dry_run(config, &rendered, &list, &plan, rate, &written);
+        if let Some(today) = warmup {
+            println!(
+                "Warm-up:         {}: a run now sends at most {}",
+                today.describe(),
+                thousands(today.left())
+            );
+        }
         return Ok(Completion::Success);
     }
     let ledger = ledger.expect("a real send has the ledger");
+    if let Some(today) = warmup
+        && today.left() == 0
+        && plan.held_back > 0
+    {
+        if !quiet {
+            println!(
+                "{}: not sent today: {}; the rest goes tomorrow (throttle.warmup)",
+                rendered.slug,
+                today.describe()
+            );
+        }
+        return Ok(Completion::Success);
+    }
     if plan.to_send == 0 {
         if plan.rows == 0 || plan.already_sent + plan.already_failed + plan.suppressed == 0 {
             bail!(
@@ -231,8 +265,22 @@ pub fn send(
         ledger: Some((ledger, &rendered)),
         selection: plan.selection.describe(),
         partial: partial || plan.held_back > 0,
+        breaker: (!request.resume_despite_rates).then_some(config.throttle.breaker),
     };
     let result = session.run(recipients)?;
+    if let Some(today) = warmup
+        && plan.held_back > 0
+        && !quiet
+    {
+        let after =
+            reputation::today(config.throttle.warmup.as_ref(), Some(ledger), chrono::Utc::now())?.unwrap_or(today);
+        println!(
+            "{}: {}; {} left for the next days (throttle.warmup)",
+            rendered.slug,
+            after.describe(),
+            thousands(plan.held_back)
+        );
+    }
     if !quiet && plan.already_sent + plan.resend > 0 {
         println!("Resumed: {}", report::resume_counts(&plan));
     }
@@ -271,6 +319,7 @@ fn test_send(config: &Config, to: &[String], composer: &Composer<'_>, rate: Rate
         ledger: None,
         selection: None,
         partial: false,
+        breaker: None,
     };
     session.run(list.into_iter())
 }
@@ -322,6 +371,8 @@ struct Session<'a> {
     selection: Option<String>,
     /// The run sends to part of the issue's audience (--where, --limit): it never completes it.
     partial: bool,
+    /// The circuit breaker of a real send, unless it goes on despite the rates.
+    breaker: Option<crate::config::Breaker>,
 }
 
 impl Session<'_> {
@@ -351,11 +402,9 @@ impl Session<'_> {
             }
             None => None,
         };
-        let recorder = ledger_run.as_mut().map(|(ledger, issue, _)| Recorder {
-            ledger,
-            issue,
-            error: None,
-        });
+        let recorder = ledger_run
+            .as_mut()
+            .map(|(ledger, issue, _)| Recorder::new(ledger, issue, self.breaker));
         let mut observers = (Progress::new(self.total, self.quiet), recorder);
         let (tx, rx) = tokio::sync::mpsc::channel(QUEUE_DEPTH);
         let composer = self.composer;

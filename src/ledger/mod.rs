@@ -16,6 +16,7 @@ use crate::compile::Rendered;
 mod bounces;
 mod held;
 mod readers;
+mod reputation;
 pub mod schema;
 mod signups;
 mod suppressions;
@@ -23,6 +24,7 @@ mod suppressions;
 pub use bounces::{BounceCounts, BounceEvent};
 pub use held::{DeferredRow, HeldGroup};
 pub use readers::{Erased, ReaderDelivery, ReaderEvent};
+pub use reputation::IssueRates;
 pub use signups::{Signup, Subscriber};
 pub use suppressions::Suppression;
 
