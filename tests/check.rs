@@ -321,4 +321,12 @@ fn with_no_site_reachable_check_says_the_network_looks_down() {
         r.stderr
     );
     assert!(!r.stdout.contains("BROKEN"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("2 URLs not checked (the network looks unreachable)"),
+        "{}",
+        r.stdout
+    );
+    // Quiet: nothing on success, not even the summary.
+    let r = run(project.command().args(["check", "offline", "--offline", "-q"]));
+    assert_eq!((r.code, r.stdout.as_str()), (0, ""), "{}", r.stderr);
 }

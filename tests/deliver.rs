@@ -394,9 +394,10 @@ fn test_sends_go_to_staff_with_a_test_subject() {
     assert_eq!(messages.len(), 1);
     assert_eq!(messages[0].0, vec!["staff@openinfra.dev"]);
     assert!(
-        messages[0].1.contains("Subject: [TEST] Small issue for User0"),
-        "personalized as the first row"
+        messages[0].1.contains("Subject: [TEST] Small issue for reader"),
+        "neutral values, never a reader's"
     );
+    assert!(r.stderr.contains("note: a test send fills the recipient fields with neutral values (archive.fields: first_name=reader, name=reader)"), "{}", r.stderr);
 
     let r = run(project
         .command()
@@ -609,4 +610,75 @@ fn no_header_line_passes_998_octets_whatever_the_name() {
         let longest = text.lines().map(str::len).max().unwrap();
         assert!(longest <= 998, "{rcpt:?}: a line of {longest} octets");
     }
+}
+
+/// The summary counts everyone of the list: those sent, and those not sent with why.
+#[test]
+fn the_summary_counts_everyone_of_the_list() {
+    let sink = Sink::start();
+    let csv = "email,first_name\nann@example.org,Ann\nnot-an-address,X\nbob@example.org,Bob\ncyd@example.org,Cyd\n";
+    let project = Project::new(sink.port, csv, "throttle: { rate: off }\n");
+    assert_eq!(
+        run(project.command().args(["suppress", "add", "cyd@example.org"])).code,
+        0
+    );
+    let r = run(project.command().args(["send", "small", "--yes", "--limit", "1"]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout.contains("Sent 1 of 1 in")
+            && r.stdout.contains(
+                "Not sent: 1 skipped (1 invalid address: line 3), 1 suppressed or forgotten, 1 left for a later run."
+            ),
+        "{}",
+        r.stdout
+    );
+    let r = run(project.command().args(["send", "small", "--yes"]));
+    assert!(
+        r.stdout.contains("Sent 1 of 1 in")
+            && r.stdout.contains(
+                "Not sent: 1 skipped (1 invalid address: line 3), 1 suppressed or forgotten, 1 already sent."
+            ),
+        "{}",
+        r.stdout
+    );
+}
+
+/// Without the recipient list, preview, check and a test send all read recipients.example.csv
+/// in its place and say so; a real send needs the real list.
+#[test]
+fn one_rule_for_a_missing_recipient_list() {
+    let sink = Sink::start();
+    let project = Project::new(
+        sink.port,
+        &csv(1),
+        "test_recipients: [staff@openinfra.dev]\nthrottle: { rate: off }\n",
+    );
+    std::fs::remove_file(project.dir.path().join("recipients.csv")).unwrap();
+    std::fs::copy(
+        support::root().join("recipients.example.csv"),
+        project.dir.path().join("recipients.example.csv"),
+    )
+    .unwrap();
+    let r = run(project.command().args(["preview", "small"]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("(recipients.example.csv line 2)"), "{}", r.stdout);
+    let r = run(project.command().args(["check", "small", "--offline"]));
+    assert!(
+        r.stdout.contains(
+            "recipients.csv does not exist: template variables checked against the columns of recipients.example.csv"
+        ),
+        "{}",
+        r.stdout
+    );
+    let r = run(project.command().args(["send", "small", "--test"]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("neutral values"), "{}", r.stderr);
+    assert_eq!(sink.received().get("staff@openinfra.dev"), Some(&1));
+    let r = run(project.command().args(["send", "small", "--yes"]));
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.contains("cannot open recipient list") && r.stderr.contains("copy recipients.example.csv"),
+        "{}",
+        r.stderr
+    );
 }

@@ -6,7 +6,7 @@ pub mod cache;
 pub mod links;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::Result;
 
@@ -195,10 +195,8 @@ fn is_web(url: &str) -> bool {
 
 /// The columns of the recipient list, when there is one to compare the variables with.
 pub fn csv_header(config: &Config, explicit: Option<&Path>) -> Result<Option<Vec<String>>> {
-    let list: PathBuf = match explicit {
-        Some(p) => p.to_owned(),
-        None if config.recipients.is_file() => config.recipients.clone(),
-        None => return Ok(None),
+    let Some((list, _)) = crate::recipients::list_to_look_at(&config.recipients, explicit) else {
+        return Ok(None);
     };
     Ok(Some(Recipients::open(&list)?.headers().to_vec()))
 }

@@ -10,6 +10,7 @@ use newsletter::check::links::{LinkResult, Tally, Verdict};
 use newsletter::check::{self, Finding, Target};
 use newsletter::diagnostic::Severity;
 use newsletter::issue::{self, Issue};
+use newsletter::recipients;
 use serde::Serialize;
 
 use crate::Exit;
@@ -49,6 +50,18 @@ pub fn run(config_path: Option<&Path>, quiet: bool, args: CheckArgs) -> Result<E
     let issue = Issue::load(&path)?;
     let (sections, rendered) = newsletter::compose_with_sections(&issue, &config)?;
     let header = check::csv_header(&config, args.recipients.as_deref())?;
+    let list_note = match recipients::list_to_look_at(&config.recipients, args.recipients.as_deref()) {
+        None => Some(
+            "no recipient list (`recipients` of the configuration or --recipients): template variables not checked"
+                .to_owned(),
+        ),
+        Some((example, true)) => Some(format!(
+            "{} does not exist: template variables checked against the columns of {}",
+            config.recipients.display(),
+            example.display()
+        )),
+        Some((_, false)) => None,
+    };
     let findings = check::offline(&issue, &rendered, header.as_deref());
 
     let targets = check::targets(&sections);
@@ -84,7 +97,7 @@ pub fn run(config_path: Option<&Path>, quiet: bool, args: CheckArgs) -> Result<E
     {
         let offline = Report { links: None, ..report };
         if args.format == Format::Text {
-            print_text(&offline, header.is_some(), quiet)?;
+            print_text(&offline, list_note.as_deref(), quiet, "the network looks unreachable")?;
         }
         anyhow::bail!(
             "the network looks unreachable: none of the {} URLs could be connected to (the first: {}); check this machine's connection, or run `newsletter check {} --offline`",
@@ -95,7 +108,7 @@ pub fn run(config_path: Option<&Path>, quiet: bool, args: CheckArgs) -> Result<E
     }
     match args.format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
-        Format::Text => print_text(&report, header.is_some(), quiet)?,
+        Format::Text => print_text(&report, list_note.as_deref(), quiet, "--offline")?,
     }
     Ok(if errors > 0 || tally.broken > 0 {
         Exit::Problems
@@ -104,7 +117,9 @@ pub fn run(config_path: Option<&Path>, quiet: bool, args: CheckArgs) -> Result<E
     })
 }
 
-fn print_text(report: &Report<'_>, had_header: bool, quiet: bool) -> Result<()> {
+/// `list_note`: what stood in for the recipient list; `unchecked`: why the links were not
+/// visited, when they were not.
+fn print_text(report: &Report<'_>, list_note: Option<&str>, quiet: bool, unchecked: &str) -> Result<()> {
     let mut out = std::io::stdout().lock();
     for f in report
         .offline
@@ -113,11 +128,8 @@ fn print_text(report: &Report<'_>, had_header: bool, quiet: bool) -> Result<()> 
     {
         writeln!(out, "{:<7} {}", f.severity.label(), f.warning)?;
     }
-    if !had_header && !quiet {
-        writeln!(
-            out,
-            "note    no recipient list (`recipients` of the configuration or --recipients): template variables not checked"
-        )?;
+    if let Some(note) = list_note.filter(|_| !quiet) {
+        writeln!(out, "note    {note}")?;
     }
     if let Some(links) = &report.links {
         // Lines run through the file, so line order groups the rows by section.
@@ -157,8 +169,12 @@ fn print_text(report: &Report<'_>, had_header: bool, quiet: bool) -> Result<()> 
             s.links.broken,
             s.links.cached
         ),
-        None => format!("{} URLs not checked (--offline)", s.urls),
+        None => format!("{} URLs not checked ({unchecked})", s.urls),
     };
+    // Quiet: only what needs doing.
+    if quiet && s.errors == 0 && s.links.broken == 0 {
+        return Ok(());
+    }
     writeln!(
         out,
         "\n{}: {} error{}, {} warning{}; {links}; {:.1} s",

@@ -34,19 +34,21 @@ pub fn run(config_path: Option<&Path>, quiet: bool, command: SubscribersCommand)
             let email = address(&email)?;
             confirm(&email, yes)?;
             let erased = readers::forget(&mut ledger, &email)?;
-            println!(
-                "Forgot {email}: erased {} deliver{}, {} event{} of their history, {} bounce and complaint record{} and {} mention{} in other records. \
+            if !quiet {
+                println!(
+                    "Forgot {email}: erased {} deliver{}, {} event{} of their history, {} bounce and complaint record{} and {} mention{} in other records. \
                  Only a keyed hash is kept (its key is {}), so the address is never mailed again, even from a list that still holds it.",
-                erased.deliveries,
-                if erased.deliveries == 1 { "y" } else { "ies" },
-                erased.events,
-                plural(erased.events),
-                erased.bounce_records,
-                plural(erased.bounce_records),
-                erased.mentions,
-                plural(erased.mentions),
-                config.ledger.with_extension("key").display(),
-            );
+                    erased.deliveries,
+                    if erased.deliveries == 1 { "y" } else { "ies" },
+                    erased.events,
+                    plural(erased.events),
+                    erased.bounce_records,
+                    plural(erased.bounce_records),
+                    erased.mentions,
+                    plural(erased.mentions),
+                    config.ledger.with_extension("key").display(),
+                );
+            }
             for row in dossier::rows_naming(&lists(&config), &email)? {
                 println!("Still held: {}:{}: delete the row", row.file, row.line);
             }

@@ -272,10 +272,11 @@ pub fn failures(issue: &str, list: Option<&Path>, failed: &[Failure], unpersonal
 }
 
 /// The run's last line, naming its issue.
-pub fn summary(issue: &str, outcome: &RunOutcome, total: u64, failed: u64, suppressed: u64) {
+/// `not_sent`: the list's other readers, as [`not_sent`] says them.
+pub fn summary(issue: &str, outcome: &RunOutcome, total: u64, failed: u64, suppressed: u64, not_sent: Option<&str>) {
     let secs = outcome.elapsed.as_secs_f64().max(0.001);
     println!(
-        "{issue}: Sent {} of {} in {} ({:.1}/s); {} failed{}.",
+        "{issue}: Sent {} of {} in {} ({:.1}/s); {} failed{}.{}",
         thousands(outcome.sent),
         thousands(total),
         duration(outcome.elapsed),
@@ -285,8 +286,53 @@ pub fn summary(issue: &str, outcome: &RunOutcome, total: u64, failed: u64, suppr
             format!(", {suppressed} of them suppressed from now on (mailbox does not exist)")
         } else {
             String::new()
-        }
+        },
+        not_sent.map(|n| format!(" Not sent: {n}.")).unwrap_or_default()
     );
+}
+
+/// Everyone of the list a run did not send to, and why: `1 skipped (invalid address: line 3),
+/// 2 suppressed, 5 already sent`. None when it sent to everyone.
+pub fn not_sent(plan: &Plan) -> Option<String> {
+    let mut parts = Vec::new();
+    let skipped = plan.skipped_total();
+    if skipped > 0 {
+        let mut reasons: Vec<String> = plan
+            .skipped
+            .iter()
+            .map(|(reason, n)| {
+                let lines: Vec<String> = plan
+                    .skipped_rows
+                    .iter()
+                    .filter(|r| r.reason == *reason)
+                    .take(5)
+                    .map(|r| r.line.to_string())
+                    .collect();
+                let more = if *n > lines.len() as u64 { ", …" } else { "" };
+                let word = if lines.len() == 1 { "line" } else { "lines" };
+                format!(
+                    "{} {}: {word} {}{more}",
+                    thousands(*n),
+                    reason.label(),
+                    lines.join(", ")
+                )
+            })
+            .collect();
+        reasons.sort();
+        parts.push(format!("{} skipped ({})", thousands(skipped), reasons.join("; ")));
+    }
+    for (n, what) in [
+        (plan.suppressed, "suppressed or forgotten"),
+        (plan.already_sent, "already sent"),
+        (plan.already_failed, "failed in an earlier run"),
+        (plan.outside, "outside the segment"),
+        (plan.held_back, "left for a later run"),
+    ] {
+        if n > 0 {
+            parts.push(format!("{} {what}", thousands(n)));
+        }
+    }
+    (!parts.is_empty()).then(|| parts.join(", "))
 }
 
 /// The groups the mass guard held back, one warning each.

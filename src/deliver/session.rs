@@ -27,7 +27,7 @@ use crate::human::thousands;
 use crate::issue::Issue;
 use crate::ledger::Ledger;
 use crate::personalize::Personalizer;
-use crate::recipients::{self, Recipient};
+use crate::recipients::{self, Recipient, Recipients};
 use crate::unsubscribe::{SECRET_VAR, Secret};
 
 /// Messages personalized ahead of the senders: enough to keep them busy, few enough that a
@@ -198,6 +198,9 @@ pub fn send(
     }
     if let Mode::DryRun { all } = request.mode {
         let written = write_samples(config, all, &rendered, &composer, &list, &plan)?;
+        if quiet {
+            return Ok(Completion::Success);
+        }
         report::dry_run(config, &rendered, &list, &plan, rate, &written);
         if let Some(today) = warmup {
             println!(
@@ -266,6 +269,7 @@ pub fn send(
         selection: plan.selection.describe(),
         partial: partial || plan.held_back > 0,
         breaker: (!request.resume_despite_rates).then_some(config.throttle.breaker),
+        not_sent: report::not_sent(&plan),
     };
     let result = session.run(recipients)?;
     if let Some(today) = warmup
@@ -292,11 +296,29 @@ fn test_send(config: &Config, to: &[String], composer: &Composer<'_>, rate: Rate
     if to.is_empty() {
         bail!("no test recipients: add test_recipients to newsletter.yaml or pass --to EMAIL,...");
     }
-    // The staff see the issue as the list's first reader would.
-    let template = match recipients::first(&config.recipients) {
-        Ok(Some(r)) => r,
-        _ => Recipient::sample(),
+    // Staff's own addresses with neutral values (archive.fields, as the web archive shows the
+    // issue) in every column of the list: never a reader's data in a test.
+    let columns = match recipients::list_to_look_at(&config.recipients, None) {
+        Some((list, _)) => Recipients::open(&list)?.headers().to_vec(),
+        None => Vec::new(),
     };
+    let fields: std::collections::BTreeMap<String, String> = columns
+        .iter()
+        .filter(|c| *c != "email")
+        .map(|c| (c.clone(), config.archive.fields.get(c).cloned().unwrap_or_default()))
+        .chain(config.archive.fields.clone())
+        .collect();
+    if !quiet {
+        let shown: Vec<String> = fields
+            .iter()
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        eprintln!(
+            "note: a test send fills the recipient fields with neutral values (archive.fields: {}), never a reader's",
+            shown.join(", ")
+        );
+    }
     let mut list = Vec::new();
     for address in to {
         let email = recipients::normalize_address(address).map_err(|why| anyhow::anyhow!("--to `{address}`: {why}"))?;
@@ -304,7 +326,7 @@ fn test_send(config: &Config, to: &[String], composer: &Composer<'_>, rate: Rate
             Recipient {
                 email,
                 line: 0,
-                fields: template.fields.clone(),
+                fields: fields.clone(),
             },
             false,
         ));
@@ -320,6 +342,7 @@ fn test_send(config: &Config, to: &[String], composer: &Composer<'_>, rate: Rate
         selection: None,
         partial: false,
         breaker: None,
+        not_sent: None,
     };
     session.run(list.into_iter())
 }
@@ -373,6 +396,8 @@ struct Session<'a> {
     partial: bool,
     /// The circuit breaker of a real send, unless it goes on despite the rates.
     breaker: Option<crate::config::Breaker>,
+    /// The list's readers the run does not send to, and why (for the summary).
+    not_sent: Option<String>,
 }
 
 impl Session<'_> {
@@ -456,7 +481,14 @@ impl Session<'_> {
             report::held(&settled.held, config.bounces.mass_guard);
         }
         if !self.quiet || failed > 0 {
-            report::summary(issue, &outcome, self.total, failed, suppressed);
+            report::summary(
+                issue,
+                &outcome,
+                self.total,
+                failed,
+                suppressed,
+                self.not_sent.as_deref(),
+            );
         }
         if let Some(e) = ledger_error {
             bail!("{e}");

@@ -17,9 +17,6 @@ use crate::recipients::{self, Recipient};
 use crate::unsubscribe::{SECRET_VAR, Secret};
 use server::Page;
 
-/// Used when no recipient list exists.
-const EXAMPLE_RECIPIENTS: &str = "recipients.example.csv";
-
 /// The issue rendered and personalized for one recipient.
 pub struct Personalized {
     pub rendered: Rendered,
@@ -77,11 +74,7 @@ impl Personalized {
 /// `--as EMAIL` from the list; otherwise the list's first row; otherwise a sample reader.
 /// Also says where the recipient came from.
 pub fn recipient(config: &Config, list: Option<PathBuf>, as_email: Option<&str>) -> Result<(Recipient, String)> {
-    let list = list.or_else(|| {
-        [config.recipients.clone(), PathBuf::from(EXAMPLE_RECIPIENTS)]
-            .into_iter()
-            .find(|p| p.is_file())
-    });
+    let list = recipients::list_to_look_at(&config.recipients, list.as_deref()).map(|(list, _)| list);
     match (as_email, list) {
         (Some(email), Some(list)) => {
             let r = recipients::find(&list, email)?;

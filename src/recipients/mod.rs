@@ -17,6 +17,22 @@ pub use address::normalize_address;
 use lines::{Lines, MAX_LINE_BYTES, Tracked, lock};
 use serde::Serialize;
 
+/// Stands in for the recipient list where one is only looked at (previews, checks, test
+/// sends) while the real one does not exist yet.
+pub const EXAMPLE_LIST: &str = "recipients.example.csv";
+
+/// The list previews, checks and test sends read: the one named, else the configured one,
+/// else [`EXAMPLE_LIST`] (the second value says so), else none. Sending needs the real one.
+pub fn list_to_look_at(configured: &Path, named: Option<&Path>) -> Option<(PathBuf, bool)> {
+    match named {
+        Some(p) => Some((p.to_owned(), false)),
+        None if configured.is_file() => Some((configured.to_owned(), false)),
+        None => Path::new(EXAMPLE_LIST)
+            .is_file()
+            .then(|| (PathBuf::from(EXAMPLE_LIST), true)),
+    }
+}
+
 /// The longest value a column may hold; a longer one skips its row. Names, companies and
 /// even notes fit many times over; a megabyte of text in a field is a damaged export.
 pub const MAX_FIELD_BYTES: usize = 64 * 1024;

@@ -167,7 +167,10 @@ impl Smtpd {
             .args(["--port", &port.to_string(), "--mode", mode, "--dir"])
             .arg(dir.path())
             .args(extra)
-            .stdout(Stdio::piped());
+            .stdout(Stdio::piped())
+            // The server's tracebacks for the failures the tests cause (a TLS handshake our
+            // client refuses) go to a log, shown only when the test fails.
+            .stderr(std::fs::File::create(dir.path().join("server.log")).unwrap());
         if let Some((pem, key)) = cert {
             cmd.arg("--cert").arg(pem).arg("--key").arg(key);
         }
@@ -207,5 +210,10 @@ impl Drop for Smtpd {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if std::thread::panicking()
+            && let Ok(log) = std::fs::read_to_string(self.dir.path().join("server.log"))
+        {
+            eprintln!("smtpd.py's log:\n{log}");
+        }
     }
 }
