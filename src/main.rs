@@ -22,6 +22,7 @@ pub enum Exit {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.quiet);
+    end_quietly_when_the_reader_goes(&cli.command);
     let result = match cli.command {
         Command::Preview(args) => commands::preview::run(cli.config.as_deref(), cli.quiet, args),
         Command::Check(args) => commands::check::run(cli.config.as_deref(), cli.quiet, args),
@@ -57,6 +58,19 @@ fn main() -> ExitCode {
             eprintln!("error: {}", chain.join(": "));
             ExitCode::from(2)
         }
+    }
+}
+
+/// A command whose output goes into a pipe the reader closed (`newsletter status | head`) ends
+/// at once and quietly, as Unix tools do, instead of a panic on the next line it prints. Not
+/// the long runs that record as they go (send, serve, bounces): they finish their work.
+fn end_quietly_when_the_reader_goes(command: &Command) {
+    if matches!(command, Command::Send(_) | Command::Serve { .. } | Command::Bounces(_)) {
+        return;
+    }
+    // SAFETY: restoring a signal's default disposition before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 

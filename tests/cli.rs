@@ -566,3 +566,27 @@ fn one_file_in_the_project_overrides_the_built_in_footer() {
         again.stderr
     );
 }
+
+/// `newsletter preview 2025-07 | head -1`: the rest of the output has no reader, and the
+/// command ends quietly, without a panic.
+#[test]
+fn output_into_a_closed_pipe_ends_quietly() {
+    let out = TempDir::new().unwrap();
+    let err = out.path().join("stderr");
+    let bin = assert_cmd::cargo::cargo_bin("newsletter");
+    let status = std::process::Command::new("/bin/sh")
+        .arg("-c")
+        .arg(format!(
+            "'{}' preview 2025-07 2>'{}' | head -1 >/dev/null",
+            bin.display(),
+            err.display()
+        ))
+        .current_dir(root())
+        .env("NEWSLETTER_OUT", out.path())
+        .env("NEWSLETTER_UNSUBSCRIBE_SECRET", support::SECRET)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let stderr = std::fs::read_to_string(&err).unwrap();
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

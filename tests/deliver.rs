@@ -682,3 +682,22 @@ fn one_rule_for_a_missing_recipient_list() {
         r.stderr
     );
 }
+
+/// Without the secret a real send stops before anything goes, saying how to make one.
+#[test]
+fn a_send_without_the_secret_says_how_to_make_it() {
+    let sink = Sink::start();
+    let project = Project::new(sink.port, &csv(2), "throttle: { rate: off }\n");
+    let r = run(project
+        .command()
+        .env_remove("NEWSLETTER_UNSUBSCRIBE_SECRET")
+        .args(["send", "small", "--yes"]));
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr
+            .contains("NEWSLETTER_UNSUBSCRIBE_SECRET is not set: it signs the unsubscribe links and is ours to make, once: `openssl rand -base64 32`"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(sink.count(), 0);
+}

@@ -121,7 +121,7 @@ pub fn send(
             Secret::placeholder()
         }
         (None, false) => bail!(
-            "{SECRET_VAR} is not set: unsubscribe links are signed with it; make one with `openssl rand -base64 32` (serve must have the same)"
+            "{SECRET_VAR} is not set: it signs the unsubscribe links and is ours to make, once: `openssl rand -base64 32`, put in the environment of send and serve alike"
         ),
     };
     let verp = config
