@@ -10,7 +10,7 @@ use super::reputation;
 use super::run::{Event, Job, Observer};
 use crate::bounces::guard;
 use crate::config::Breaker;
-use crate::ledger::Ledger;
+use crate::ledger::{IssueRates, Ledger};
 use crate::readers::Kind;
 
 /// Records a run's events in the ledger, committing before each message goes out.
@@ -22,6 +22,9 @@ pub struct Recorder<'a> {
     breaker: Option<Breaker>,
     /// Messages asked about so far: the breaker looks at every CHECK_EVERY-th.
     since_check: u64,
+    /// The issue's messages before this run (read once), and those this run finished.
+    earlier: Option<u64>,
+    finished: u64,
 }
 
 /// The breaker reads the issue's rates before the first message and then every so many: the
@@ -36,6 +39,8 @@ impl<'a> Recorder<'a> {
             error: None,
             breaker,
             since_check: 0,
+            earlier: None,
+            finished: 0,
         }
     }
 
@@ -60,7 +65,10 @@ impl<'a> Recorder<'a> {
                 &job.message_id,
                 job.resent_after_crash,
             )?,
-            Event::Sent { job, reply } => self.ledger.record_outcome(self.issue, &job.email, "sent", reply)?,
+            Event::Sent { job, reply } => {
+                self.finished += 1;
+                self.ledger.record_outcome(self.issue, &job.email, "sent", reply)?
+            }
             Event::Retrying { job, error, .. } => {
                 self.ledger
                     .record_outcome(self.issue, &job.email, "deferred", &error.reply())?
@@ -70,6 +78,7 @@ impl<'a> Recorder<'a> {
             Event::Failed { job, error } => {
                 let reply = error.reply();
                 let status = if error.is_transient() { "deferred" } else { "failed" };
+                self.finished += u64::from(!error.is_transient());
                 self.ledger.record_outcome(self.issue, &job.email, status, &reply)?;
                 if !error.is_transient() && mailbox_does_not_exist(&reply) {
                     // Suppressed at the end of the run, through the mass guard.
@@ -115,7 +124,21 @@ impl Observer for Recorder<'_> {
         if !due {
             return None;
         }
-        match self.ledger.issue_rates(self.issue) {
+        // The messages are counted as they finish: a pass over a large issue's deliveries
+        // every few messages would make a send quadratic.
+        let rates = (|| -> Result<IssueRates> {
+            let earlier = match self.earlier {
+                Some(n) => n,
+                None => *self.earlier.insert(self.ledger.issue_messages(self.issue)?),
+            };
+            let (hard, complaints) = self.ledger.issue_returns(self.issue)?;
+            Ok(IssueRates {
+                messages: earlier + self.finished,
+                hard,
+                complaints,
+            })
+        })();
+        match rates {
             Ok(rates) => reputation::tripped(&breaker, self.issue, rates),
             Err(e) => Some(format!(
                 "cannot read the ledger {}: {e:#}",

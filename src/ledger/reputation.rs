@@ -33,23 +33,29 @@ impl Ledger {
         Ok(n as u64)
     }
 
-    pub fn issue_rates(&self, issue: &str) -> Result<IssueRates> {
-        let (messages, hard, complaints): (i64, i64, i64) = self
+    /// The issue's messages so far: a pass over its deliveries, for the start of a run.
+    pub fn issue_messages(&self, issue: &str) -> Result<u64> {
+        let n: i64 = self
+            .conn
+            .prepare_cached("SELECT count(*) FROM deliveries WHERE issue = ?1 AND status IN ('sent', 'failed')")?
+            .query_row([issue], |r| r.get(0))?;
+        Ok(n as u64)
+    }
+
+    /// The issue's readers who bounced hard or complained: through indexes, cheap to ask
+    /// again and again during a run.
+    pub fn issue_returns(&self, issue: &str) -> Result<(u64, u64)> {
+        let (hard, complaints): (i64, i64) = self
             .conn
             .prepare_cached(
                 "SELECT
-                (SELECT count(*) FROM deliveries WHERE issue = ?1 AND status IN ('sent', 'failed')),
-                (SELECT count(*) FROM (
-                    SELECT email FROM bounce_events WHERE issue = ?1 AND class = 'hard' AND email IS NOT NULL
-                    UNION SELECT email FROM deferred_suppressions WHERE issue = ?1 AND kind = 'hard-bounce')),
-                (SELECT count(DISTINCT email) FROM bounce_events
-                    WHERE issue = ?1 AND class = 'complaint' AND email IS NOT NULL)",
+                    (SELECT count(*) FROM (
+                        SELECT email FROM bounce_events WHERE issue = ?1 AND class = 'hard' AND email IS NOT NULL
+                        UNION SELECT email FROM deferred_suppressions WHERE issue = ?1 AND kind = 'hard-bounce')),
+                    (SELECT count(DISTINCT email) FROM bounce_events
+                        WHERE issue = ?1 AND class = 'complaint' AND email IS NOT NULL)",
             )?
-            .query_row([issue], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
-        Ok(IssueRates {
-            messages: messages as u64,
-            hard: hard as u64,
-            complaints: complaints as u64,
-        })
+            .query_row([issue], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok((hard as u64, complaints as u64))
     }
 }

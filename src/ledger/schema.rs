@@ -202,6 +202,7 @@ const MIGRATIONS: &[&str] = &[
         confirmed_at TEXT
     );
     CREATE INDEX signups_by_email ON signups (email, posted_at);
+    CREATE INDEX deferred_by_issue ON deferred_suppressions (issue, kind);
     CREATE TABLE subscribers (
         email TEXT PRIMARY KEY,       -- lower case
         name TEXT,
