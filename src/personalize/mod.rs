@@ -47,13 +47,7 @@ pub struct Parts {
 /// Builds each recipient's message from one rendered issue.
 pub struct Personalizer {
     rendered: Rendered,
-    /// The HTML's templates, escaping values for HTML.
-    html: Handlebars<'static>,
-    /// The text's and the subject's, which take values as they are.
-    plain: Handlebars<'static>,
-    html_template: Template,
-    text_template: Template,
-    subject_template: Template,
+    templates: Templates,
     from: Mailbox,
     reply_to: Option<Mailbox>,
     list_id: String,
@@ -74,7 +68,9 @@ pub struct Personalizer {
 
 /// The issue's HTML, text and subject as templates of per-recipient values.
 struct Templates {
+    /// The HTML's templates, escaping values for HTML.
     html: Handlebars<'static>,
+    /// The text's and the subject's, which take values as they are.
     plain: Handlebars<'static>,
     html_template: Template,
     text_template: Template,
@@ -110,13 +106,6 @@ fn templates(rendered: &Rendered) -> Result<Templates, PersonalizeError> {
 
 impl Personalizer {
     pub fn new(rendered: &Rendered, config: &Config, secret: Secret) -> Result<Personalizer, PersonalizeError> {
-        let Templates {
-            html,
-            plain,
-            html_template,
-            text_template,
-            subject_template,
-        } = templates(rendered)?;
         let address = config
             .from
             .address
@@ -132,11 +121,7 @@ impl Personalizer {
         };
         Ok(Personalizer {
             rendered: rendered.clone(),
-            html,
-            plain,
-            html_template,
-            text_template,
-            subject_template,
+            templates: templates(rendered)?,
             domain: config
                 .from
                 .address
@@ -177,20 +162,9 @@ impl Personalizer {
 
     /// The same settings over another edition of the issue (one choice of projects).
     pub fn edition(&self, rendered: &Rendered) -> Result<Personalizer, PersonalizeError> {
-        let Templates {
-            html,
-            plain,
-            html_template,
-            text_template,
-            subject_template,
-        } = templates(rendered)?;
         Ok(Personalizer {
             rendered: rendered.clone(),
-            html,
-            plain,
-            html_template,
-            text_template,
-            subject_template,
+            templates: templates(rendered)?,
             from: self.from.clone(),
             reply_to: self.reply_to.clone(),
             list_id: self.list_id.clone(),
@@ -274,12 +248,13 @@ impl Personalizer {
                 .render(hbs, &context)
                 .map_err(|e| fail(missing_field_reason(&e)))
         };
-        let html = render(&self.html, &self.html_template)?;
-        let text = render(&self.plain, &self.text_template)?;
+        let t = &self.templates;
+        let html = render(&t.html, &t.html_template)?;
+        let text = render(&t.plain, &t.text_template)?;
         let subject = format!(
             "{}{}",
             self.subject_prefix,
-            header_value(&render(&self.plain, &self.subject_template)?, MAX_SUBJECT)
+            header_value(&render(&t.plain, &t.subject_template)?, MAX_SUBJECT)
         );
         Ok(Parts {
             subject,
