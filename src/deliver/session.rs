@@ -27,7 +27,7 @@ use crate::human::thousands;
 use crate::issue::Issue;
 use crate::ledger::Ledger;
 use crate::personalize::Personalizer;
-use crate::recipients::{self, Recipient, Recipients};
+use crate::recipients::{self, Recipient};
 use crate::unsubscribe::{SECRET_VAR, Secret};
 
 /// Messages personalized ahead of the senders: enough to keep them busy, few enough that a
@@ -147,7 +147,14 @@ pub fn send(
         verp,
     };
     if let Mode::Test { to } = &request.mode {
-        return test_send(config, to, &composer, rate, quiet);
+        return test_send(
+            config,
+            to,
+            header.as_deref().unwrap_or_default(),
+            &composer,
+            rate,
+            quiet,
+        );
     }
 
     let list = request.recipients.clone().unwrap_or_else(|| config.recipients.clone());
@@ -291,17 +298,21 @@ pub fn send(
     Ok(result)
 }
 
-fn test_send(config: &Config, to: &[String], composer: &Composer<'_>, rate: Rate, quiet: bool) -> Result<Completion> {
+/// `columns`: the header of the list the offline checks read (the same rule as preview's).
+fn test_send(
+    config: &Config,
+    to: &[String],
+    columns: &[String],
+    composer: &Composer<'_>,
+    rate: Rate,
+    quiet: bool,
+) -> Result<Completion> {
     let to = if to.is_empty() { &config.test_recipients } else { to };
     if to.is_empty() {
         bail!("no test recipients: add test_recipients to newsletter.yaml or pass --to EMAIL,...");
     }
     // Staff's own addresses with neutral values (archive.fields, as the web archive shows the
     // issue) in every column of the list: never a reader's data in a test.
-    let columns = match recipients::list_to_look_at(&config.recipients, None) {
-        Some((list, _)) => Recipients::open(&list)?.headers().to_vec(),
-        None => Vec::new(),
-    };
     let fields: std::collections::BTreeMap<String, String> = columns
         .iter()
         .filter(|c| *c != "email")
