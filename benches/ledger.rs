@@ -22,6 +22,7 @@ fn job(i: u64) -> Job {
         .expect("valid envelope"),
         bytes: Vec::new(),
         attempts: 1,
+        throttled: 0,
         resent_after_crash: false,
     }
 }
@@ -37,7 +38,10 @@ fn benches(c: &mut Criterion) {
         b.iter(|| {
             i += 1;
             let job = job(i);
-            recorder.event(&Event::Sending { job: &job });
+            recorder.event(&Event::Sending {
+                job: &job,
+                relay: "bench",
+            });
             recorder.checkpoint().expect("commits");
             recorder.event(&Event::Sent {
                 job: black_box(&job),

@@ -51,10 +51,12 @@ pub fn cron(config: &Config, quiet: bool) -> Result<Completion> {
         );
     }
     due.sort();
-    // Today's warm-up cap is reached: the issues wait for tomorrow, silently.
+    // Today's warm-up cap is reached, or every relay's daily limit: the issues wait for
+    // tomorrow, silently.
     if let Some(l) = &ledger
-        && crate::deliver::reputation::today(config.throttle.warmup.as_ref(), Some(l), now)?
+        && (crate::deliver::reputation::today(config.throttle.warmup.as_ref(), Some(l), now)?
             .is_some_and(|t| t.left() == 0)
+            || crate::deliver::pool::left_today(&crate::deliver::pool::daily_left(config, Some(l), now)?) == Some(0))
     {
         return Ok(Completion::Success);
     }

@@ -3,6 +3,7 @@
 use std::path::Path;
 
 use anyhow::Result;
+use newsletter::deliver::pool::{self, RelayStanding};
 use newsletter::deliver::{queue, reputation};
 use newsletter::human::thousands;
 use newsletter::issue::{self, Issue};
@@ -57,6 +58,8 @@ struct Detail {
     held_groups: Vec<HeldGroup>,
     /// Today on the warm-up's ramp (over every issue), while there is one.
     warmup: Option<WarmupToday>,
+    /// Each relay's part in the issue's messages, and its day.
+    relays: Vec<RelayStanding>,
 }
 
 #[derive(Serialize)]
@@ -264,6 +267,10 @@ pub fn run(config_path: Option<&Path>, args: StatusArgs) -> Result<Exit> {
             sent_today: t.used,
             left_today: t.left(),
         }),
+        relays: match &ledger {
+            Some(l) => pool::standing(&config, l, &issue.slug)?,
+            None => Vec::new(),
+        },
         bounces,
         hard_bounce_rate: rates.0,
         soft_bounce_rate: rates.1,
@@ -383,6 +390,22 @@ fn print_detail(d: &Detail, list: &Path) {
             thousands(w.cap),
             thousands(w.left_today)
         );
+    }
+    // One relay is the common case: its counts are the issue's.
+    if d.relays.len() > 1 {
+        for r in &d.relays {
+            println!(
+                "  relay {:<14} {} sent, {} failed, {} deferred; today {}{}",
+                r.relay,
+                thousands(r.sent),
+                thousands(r.failed),
+                thousands(r.deferred),
+                thousands(r.today),
+                r.daily_limit
+                    .map(|l| format!(" of {}", thousands(l)))
+                    .unwrap_or_default()
+            );
+        }
     }
     if !d.held_groups.is_empty() {
         println!("  {}", held_line(&d.held_groups));

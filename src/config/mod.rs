@@ -19,7 +19,7 @@ pub use bounces::Bounces;
 pub use check::{Check, Preview};
 pub use dkim::{Dkim, DkimAlgorithm};
 use duration::string_or_number;
-pub use smtp::{AuthMethod, OAuth, Security, Smtp};
+pub use smtp::{AuthMethod, OAuth, RelayKind, Relays, Security, Smtp};
 pub use throttle::{Breaker, Rate, Throttle, Warmup};
 pub use web::{Archive, DEFAULT_FORM, Serve, Subscribe};
 
@@ -72,7 +72,8 @@ pub struct Config {
     /// complaints by: `{issue}`, `{list}` (the List-Id's id) and `{sender}` (the domain of from.address)
     /// are filled in; null for none.
     pub feedback_id: Option<String>,
-    pub smtp: Smtp,
+    /// One relay, or a list of relays (a pool) that a send spreads its messages over.
+    pub smtp: Relays,
     pub throttle: Throttle,
     pub dkim: Dkim,
     /// How many personalized messages `send --dry-run` writes as .eml files (all with `--all`).
@@ -167,7 +168,7 @@ impl Default for Config {
             unsubscribe: Unsubscribe::default(),
             return_path: None,
             feedback_id: Some("{issue}:{list}:newsletter:{sender}".into()),
-            smtp: Smtp::default(),
+            smtp: Relays::default(),
             throttle: Throttle::default(),
             dkim: Dkim::default(),
             dry_run_samples: 10,
@@ -236,6 +237,9 @@ impl Config {
                 continue;
             }
             let Some((key, default)) = keys.iter().find(|(k, _)| env_name(k) == var) else {
+                if is_relay_secret(&var) {
+                    continue;
+                }
                 let names: Vec<String> = keys.iter().map(|(k, _)| env_name(k)).collect();
                 let key = crate::suggest::nearest(&var, names.iter().map(String::as_str));
                 let secret = crate::suggest::nearest(&var, SECRET_VARS.iter().copied());
@@ -258,6 +262,11 @@ impl Config {
                 ));
                 continue;
             };
+            if key.starts_with("smtp.") && value.get("smtp").is_some_and(Value::is_sequence) {
+                bail!(
+                    "{var} is set but smtp is a list of relays, so it cannot say which: set it in the configuration file"
+                );
+            }
             let mut parsed: Value = serde_norway::from_str(&raw).unwrap_or(Value::String(raw.clone()));
             if default.is_sequence() && !parsed.is_sequence() {
                 // NEWSLETTER_TEST_RECIPIENTS=a@x.org,b@x.org
@@ -297,8 +306,8 @@ impl Config {
 
     /// Values that parse but cannot work: the key and why.
     fn validate(&self) -> Result<(), (String, String)> {
+        self.validate_relays()?;
         let at_least_one = [
-            ("smtp.port", u64::from(self.smtp.port)),
             ("throttle.concurrency", self.throttle.concurrency as u64),
             ("throttle.burst", u64::from(self.throttle.burst)),
             (
@@ -320,13 +329,8 @@ impl Config {
                 "must be at least 1, or null for no pauses".into(),
             ));
         }
-        if self.smtp.timeout.is_zero() || self.check.timeout.is_zero() {
-            let key = if self.smtp.timeout.is_zero() {
-                "smtp.timeout"
-            } else {
-                "check.timeout"
-            };
-            return Err((key.into(), "must be longer than 0s".into()));
+        if self.check.timeout.is_zero() {
+            return Err(("check.timeout".into(), "must be longer than 0s".into()));
         }
         self.throttle
             .rate
@@ -335,6 +339,80 @@ impl Config {
         self.throttle.validate()?;
         self.bounces.validate()
     }
+}
+
+impl Config {
+    /// Each relay's settings, and a pool's names: the key and why.
+    fn validate_relays(&self) -> Result<(), (String, String)> {
+        let pooled = self.smtp.pooled;
+        let mut names = std::collections::BTreeSet::new();
+        for relay in &self.smtp.relays {
+            // One relay keeps its keys' names; a pool's relay is named in the message.
+            let fail = |field: &str, why: &str| {
+                Err(if pooled {
+                    ("smtp".to_owned(), format!("relay `{}`: {field} {why}", relay.name()))
+                } else {
+                    (format!("smtp.{field}"), why.to_owned())
+                })
+            };
+            if relay.port == 0 {
+                return fail("port", "must be at least 1");
+            }
+            if relay.timeout.is_zero() {
+                return fail("timeout", "must be longer than 0s");
+            }
+            if relay.weight == 0 {
+                return fail("weight", "must be at least 1");
+            }
+            if relay.concurrency == Some(0) {
+                return fail("concurrency", "must be at least 1, or null for throttle.concurrency");
+            }
+            if relay.daily_limit == Some(0) {
+                return fail("daily_limit", "must be at least 1, or null for none");
+            }
+            if let Some(rate) = &relay.rate
+                && let Err(why) = rate.parse::<Rate>()
+            {
+                return fail("rate", &why);
+            }
+            match relay.kind {
+                RelayKind::Ses if relay.region.is_none() => {
+                    return fail("region", "is required for kind: ses (e.g. eu-west-1)");
+                }
+                RelayKind::Smtp => {
+                    for (field, set) in [
+                        ("region", relay.region.is_some()),
+                        ("configuration_set", relay.configuration_set.is_some()),
+                        ("endpoint", relay.endpoint.is_some()),
+                    ] {
+                        if set {
+                            return fail(field, "is for kind: ses only; remove it, or add kind: ses");
+                        }
+                    }
+                }
+                RelayKind::Ses => {}
+            }
+            if !names.insert(relay.name()) {
+                return fail(
+                    "name",
+                    "is used by two relays: give each relay of the pool its own name (it names the relay in the ledger and its secrets)",
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A pool relay's secret (`NEWSLETTER_SMTP_PASSWORD_BACKUP`): one of the secrets with a
+/// relay's name appended.
+fn is_relay_secret(var: &str) -> bool {
+    SECRET_VARS
+        .iter()
+        .filter(|s| s.starts_with("NEWSLETTER_SMTP_"))
+        .any(|s| {
+            var.strip_prefix(s)
+                .is_some_and(|rest| rest.len() > 1 && rest.starts_with('_'))
+        })
 }
 
 /// The line of a dotted key (`throttle.rate`) in a YAML file, block or flow style.
@@ -518,7 +596,11 @@ mod tests {
             "{err}"
         );
         let c = load("smtp:\n  timeout: 30\n", &[]).unwrap();
-        assert_eq!(c.smtp.timeout, Duration::from_secs(30), "a bare number is seconds");
+        assert_eq!(
+            c.smtp.first().timeout,
+            Duration::from_secs(30),
+            "a bare number is seconds"
+        );
         let err = load("{}", &[("NEWSLETTER_SMTP_PORT", "abc")]).unwrap_err().to_string();
         assert!(err.starts_with("NEWSLETTER_SMTP_PORT=\"abc\": "), "{err}");
         let err = load("throttle: { rate: off, concurrency: 0 }\n", &[])
@@ -534,6 +616,40 @@ mod tests {
                 "NEWSLETTER_SMTP_HOTS is not a configuration variable, so it is ignored; did you mean `NEWSLETTER_SMTP_HOST`?"
             ]
         );
+    }
+
+    #[test]
+    fn smtp_is_one_relay_or_a_pool_with_its_own_secrets() {
+        let c = load("smtp: { host: relay.example.org }\n", &[]).unwrap();
+        assert!(!c.smtp.pooled);
+        assert_eq!(c.smtp.first().name(), "relay.example.org");
+        assert_eq!(
+            c.smtp.first().secret_var("NEWSLETTER_SMTP_PASSWORD", false),
+            "NEWSLETTER_SMTP_PASSWORD"
+        );
+        let pool = "smtp:\n  - { name: main, host: a.example.org, weight: 3 }\n  - { name: back-up, kind: ses, region: eu-west-1 }\n";
+        let c = load(pool, &[("NEWSLETTER_SMTP_PASSWORD_MAIN", "secret")]).unwrap();
+        assert!(c.smtp.pooled && c.warnings.is_empty(), "{:?}", c.warnings);
+        assert_eq!(c.smtp.relays[0].weight, 3);
+        assert_eq!(
+            c.smtp.relays[1].secret_var("NEWSLETTER_SMTP_PASSWORD", true),
+            "NEWSLETTER_SMTP_PASSWORD_BACK_UP"
+        );
+        let err = load(pool, &[("NEWSLETTER_SMTP_HOST", "x")]).unwrap_err().to_string();
+        assert!(
+            err.contains("smtp is a list of relays, so it cannot say which"),
+            "{err}"
+        );
+        let err = load("smtp: [{ host: a }, { host: a }]\n", &[]).unwrap_err().to_string();
+        assert!(err.contains("relay `a`: name is used by two relays"), "{err}");
+        let err = load("smtp: [{ host: a, kind: ses }]\n", &[]).unwrap_err().to_string();
+        assert!(err.contains("region is required for kind: ses"), "{err}");
+        let err = load("smtp: { host: a, region: eu-west-1 }\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("smtp.region: is for kind: ses only"), "{err}");
+        let err = load("smtp: []\n", &[]).unwrap_err().to_string();
+        assert!(err.contains("the list of relays is empty"), "{err}");
     }
 
     #[test]

@@ -1,9 +1,10 @@
-//! `smtp:`: the relay, its TLS and its login.
+//! `smtp:`: the relay, its TLS and its login; or a list of relays (a pool), each with its
+//! own limits, that a send spreads its messages over.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::duration;
 
@@ -18,9 +19,26 @@ pub enum Security {
     None,
 }
 
+/// How a relay takes messages.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum RelayKind {
+    #[default]
+    Smtp,
+    /// Amazon SES's v2 API (`SendEmail` with our raw message), credentials from the AWS
+    /// default chain.
+    Ses,
+}
+
+/// One relay: an SMTP server, or Amazon SES's API.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Smtp {
+    /// How the ledger and `status` name the relay; by default its host (`ses-REGION` for
+    /// SES). In a pool, a relay's secrets are the variables below with `_NAME` appended
+    /// (`NEWSLETTER_SMTP_PASSWORD_BACKUP` for `name: backup`).
+    pub name: Option<String>,
+    pub kind: RelayKind,
     /// The submission server; required to send.
     pub host: Option<String>,
     pub port: u16,
@@ -41,11 +59,28 @@ pub struct Smtp {
     /// NEWSLETTER_SMTP_PASSWORD) or `xoauth2` (an OAuth 2.0 access token).
     pub auth: AuthMethod,
     pub oauth: OAuth,
+    /// Its share of the messages in a pool: weights 1 and 3 send about one in four through
+    /// the first.
+    pub weight: u32,
+    /// This relay's own limit (`14/s`), within `throttle.rate`; none by default.
+    pub rate: Option<String>,
+    /// Connections to this relay at once; by default `throttle.concurrency`.
+    pub concurrency: Option<usize>,
+    /// Messages this relay takes per day (UTC); at the limit it rests until the next day.
+    pub daily_limit: Option<u64>,
+    /// SES: the AWS region (`eu-west-1`); required for `kind: ses`.
+    pub region: Option<String>,
+    /// SES: the configuration set whose event destinations report bounces and complaints.
+    pub configuration_set: Option<String>,
+    /// SES: another endpoint than `https://email.REGION.amazonaws.com` (a VPC endpoint, a test).
+    pub endpoint: Option<String>,
 }
 
 impl Default for Smtp {
     fn default() -> Self {
         Smtp {
+            name: None,
+            kind: RelayKind::Smtp,
             host: None,
             port: 587,
             security: Security::Starttls,
@@ -56,7 +91,108 @@ impl Default for Smtp {
             ca_only: false,
             auth: AuthMethod::Password,
             oauth: OAuth::default(),
+            weight: 1,
+            rate: None,
+            concurrency: None,
+            daily_limit: None,
+            region: None,
+            configuration_set: None,
+            endpoint: None,
         }
+    }
+}
+
+impl Smtp {
+    /// The relay's name in the ledger, `status` and messages.
+    pub fn name(&self) -> String {
+        match (&self.name, self.kind) {
+            (Some(name), _) => name.clone(),
+            (None, RelayKind::Ses) => format!("ses-{}", self.region.as_deref().unwrap_or("default")),
+            (None, RelayKind::Smtp) => self.host.clone().unwrap_or_else(|| "smtp".into()),
+        }
+    }
+
+    /// What a relay's secret variable is called: `NEWSLETTER_SMTP_PASSWORD`, with `_NAME`
+    /// appended for a relay of a pool.
+    pub fn secret_var(&self, var: &str, pooled: bool) -> String {
+        if !pooled {
+            return var.to_owned();
+        }
+        let name: String = self
+            .name()
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_uppercase()
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        format!("{var}_{name}")
+    }
+}
+
+/// `smtp:` as written: one relay (a mapping, as before pools) or a pool (a list).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Relays {
+    pub relays: Vec<Smtp>,
+    /// Written as a list: secrets are per relay.
+    pub pooled: bool,
+}
+
+impl Default for Relays {
+    fn default() -> Self {
+        Relays {
+            relays: vec![Smtp::default()],
+            pooled: false,
+        }
+    }
+}
+
+impl Relays {
+    /// The first relay: the one confirmation emails and the bounce mailbox's TLS settings use.
+    pub fn first(&self) -> &Smtp {
+        &self.relays[0]
+    }
+}
+
+impl Serialize for Relays {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if self.pooled {
+            self.relays.serialize(s)
+        } else {
+            self.first().serialize(s)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Relays {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Relays;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a relay (host, port, ...) or a list of relays")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Relays, A::Error> {
+                let relay = Smtp::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                Ok(Relays {
+                    relays: vec![relay],
+                    pooled: false,
+                })
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<Relays, A::Error> {
+                let relays = Vec::<Smtp>::deserialize(serde::de::value::SeqAccessDeserializer::new(seq))?;
+                if relays.is_empty() {
+                    return Err(serde::de::Error::custom(
+                        "the list of relays is empty: give at least one",
+                    ));
+                }
+                Ok(Relays { relays, pooled: true })
+            }
+        }
+        d.deserialize_any(Visitor)
     }
 }
 

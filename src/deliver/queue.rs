@@ -406,6 +406,7 @@ impl Composer<'_> {
                 None => message.formatted(),
             },
             attempts: 0,
+            throttled: 0,
             resent_after_crash,
         })
     }

@@ -58,12 +58,13 @@ impl<'a> Recorder<'a> {
 
     fn record_event(&mut self, event: &Event<'_>) -> Result<()> {
         match event {
-            Event::Sending { job } => self.ledger.record_sending(
+            Event::Sending { job, relay } => self.ledger.record_sending(
                 self.issue,
                 &job.email,
                 job.line,
                 &job.message_id,
                 job.resent_after_crash,
+                relay,
             )?,
             Event::Sent { job, reply } => {
                 self.finished += 1;
@@ -73,8 +74,10 @@ impl<'a> Recorder<'a> {
                 self.ledger
                     .record_outcome(self.issue, &job.email, "deferred", &error.reply())?
             }
-            Event::Requeued { job, error } => self.ledger.record_unsent(self.issue, &job.email, &error.reply())?,
-            Event::ConnectionsLowered { .. } | Event::Withdrawn { .. } => {}
+            Event::Requeued { job, error } | Event::Rerouted { job, error } => {
+                self.ledger.record_unsent(self.issue, &job.email, &error.reply())?
+            }
+            Event::ConnectionsLowered { .. } | Event::Withdrawn { .. } | Event::RelayOut { .. } => {}
             Event::Failed { job, error } => {
                 let reply = error.reply();
                 let status = if error.is_transient() { "deferred" } else { "failed" };

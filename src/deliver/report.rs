@@ -115,7 +115,17 @@ impl Progress {
 impl Observer for Progress {
     fn event(&mut self, event: &Event<'_>) {
         match event {
-            Event::Sending { .. } | Event::Requeued { .. } => return,
+            Event::Sending { .. } | Event::Requeued { .. } | Event::Rerouted { .. } => return,
+            Event::RelayOut { relay, why, back_off } => {
+                self.say(&match back_off {
+                    Some(back_off) => format!(
+                        "relay {relay} left the rotation for {} ({why}); its messages go to the others",
+                        duration(*back_off)
+                    ),
+                    None => format!("relay {relay} rests until tomorrow: {why}"),
+                });
+                return;
+            }
             Event::Withdrawn { job } => {
                 self.withdrawn += 1;
                 tracing::info!("line {}: unsubscribed during the run, not sent", job.line);

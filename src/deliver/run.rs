@@ -1,6 +1,8 @@
-//! The delivery loop: one dispatcher, one task per connection. The dispatcher hands out
-//! messages, schedules retries with backoff, pauses between batches and stops a run that
-//! fails too often; each sender takes a token from the shared throttle before every message.
+//! The delivery loop: one dispatcher, one task per connection. The dispatcher takes each
+//! message's slot from the shared throttle, gives it to a relay of the pool (by weight, within
+//! each relay's rate, connections and daily limit), schedules retries with backoff, takes a
+//! failing relay out of the rotation for a while, pauses between batches and stops a run that
+//! fails too often.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -12,6 +14,7 @@ use lettre::AsyncTransport;
 use lettre::address::Envelope;
 use lettre::transport::smtp::response::Response;
 use tokio::sync::{Mutex, Notify, mpsc};
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::reply::{mailbox_does_not_exist, without_recipient};
@@ -29,6 +32,8 @@ pub struct Job {
     pub bytes: Vec<u8>,
     /// Attempts made so far.
     pub attempts: u32,
+    /// Times the relay said to slow down (not counted as attempts): each wait is longer.
+    pub throttled: u32,
     /// The ledger shows it in flight when an earlier run stopped: the recipient may have it.
     pub resent_after_crash: bool,
 }
@@ -36,9 +41,10 @@ pub struct Job {
 /// What happened to a message; the report and the ledger follow these.
 #[derive(Debug)]
 pub enum Event<'a> {
-    /// About to be transmitted: from here on the server may have it.
+    /// About to be transmitted through `relay`: from here on the server may have it.
     Sending {
         job: &'a Job,
+        relay: &'a str,
     },
     Sent {
         job: &'a Job,
@@ -65,10 +71,23 @@ pub enum Event<'a> {
     Withdrawn {
         job: &'a Job,
     },
+    /// Not delivered because its relay failed or refused everyone: handed to another relay,
+    /// the attempt not counted.
+    Rerouted {
+        job: &'a Job,
+        error: &'a SendError,
+    },
     /// The server turned away a connection: fewer are used from now on.
     ConnectionsLowered {
         connections: usize,
         error: &'a SendError,
+    },
+    /// A relay of the pool left the rotation for `back_off` (it is tried again after it),
+    /// or for the rest of the day (`back_off` none: its daily limit).
+    RelayOut {
+        relay: &'a str,
+        why: &'a str,
+        back_off: Option<Duration>,
     },
 }
 
@@ -157,7 +176,25 @@ pub struct RunOutcome {
     pub stopped: Option<String>,
     /// Left pending because the relay refused the sender or the message (see `Event::Requeued`).
     pub requeued: u64,
+    /// Ended early because every relay left reached its daily limit: the rest goes tomorrow.
+    pub rested: Option<String>,
     pub elapsed: Duration,
+}
+
+/// Any transport the loop can send through: an SMTP connection, SES's API, a test's.
+pub type Transport = dyn AsyncTransport<Ok = Response, Error = SendError> + Send + Sync;
+
+/// One relay of the pool, as the loop is given it.
+pub struct Lane {
+    pub name: String,
+    /// Its share of the messages.
+    pub weight: u32,
+    /// One per connection: their number is the most connections used.
+    pub transports: Vec<Box<Transport>>,
+    /// The relay's own rate (unlimited when it has none).
+    pub rate: TokenBucket,
+    /// Messages it may still take today; none for no limit.
+    pub daily_left: Option<u64>,
 }
 
 struct Retry {
@@ -187,6 +224,17 @@ impl Ord for Retry {
 /// a row is the relay refusing the message or the sender, not the recipients.
 const RELAY_REFUSAL_AFTER: usize = 3;
 
+/// Failures of the relay itself in a row (connections refused, timeouts, 421) after which it
+/// leaves the rotation.
+const OUT_AFTER: u32 = 3;
+
+/// A relay's first back-off; each further one is twice as long, up to `LONGEST_BACK_OFF`.
+const FIRST_BACK_OFF: Duration = Duration::from_secs(30);
+const LONGEST_BACK_OFF: Duration = Duration::from_secs(15 * 60);
+
+/// The longest wait after a relay's "slow down" (SES's throttling).
+const LONGEST_THROTTLE_WAIT: Duration = Duration::from_secs(60);
+
 /// Replies without trouble after which one more connection is tried, once the server has
 /// turned one away; doubled after each further refusal.
 const RAISE_AFTER: u64 = 100;
@@ -205,15 +253,10 @@ struct Tally<'a> {
     settings: &'a Settings,
     observer: &'a mut dyn Observer,
     consecutive_failures: u32,
-    suspects: Suspects,
-    /// The relay refused the sender or the message: every permanent failure from now on is
-    /// put back rather than recorded against a recipient.
-    relay_refused: bool,
 }
 
 impl Tally<'_> {
     fn sent(&mut self, job: &Job, response: &Response) {
-        self.settle_suspects();
         self.consecutive_failures = 0;
         self.outcome.sent += 1;
         let reply = response.message().collect::<Vec<_>>().join(" ");
@@ -242,46 +285,9 @@ impl Tally<'_> {
     }
 
     /// The suspects were refused one by one after all: record them as failed.
-    fn settle_suspects(&mut self) {
-        for (job, error) in std::mem::take(&mut self.suspects.jobs) {
+    fn settle(&mut self, suspects: &mut Suspects) {
+        for (job, error) in std::mem::take(&mut suspects.jobs) {
             self.failed(&job, &error);
-        }
-    }
-
-    /// A permanent refusal: the recipient's, or the relay's when it refuses the sender or
-    /// gives several recipients in a row the same refusal.
-    fn refused(&mut self, job: Job, error: SendError) {
-        let SendError::Permanent { reply, stage } = &error else {
-            return self.failed(&job, &error);
-        };
-        if self.relay_refused {
-            return self.requeue(&job, &error);
-        }
-        if *stage == Stage::Local || mailbox_does_not_exist(reply) {
-            self.settle_suspects();
-            return self.failed(&job, &error);
-        }
-        let what = if *stage == Stage::Sender {
-            "the relay refused the sender".to_owned()
-        } else {
-            let same = without_recipient(reply, &job.email);
-            if self.suspects.reply != same {
-                self.settle_suspects();
-                self.suspects.reply = same;
-            }
-            if self.suspects.jobs.len() + 1 < RELAY_REFUSAL_AFTER {
-                self.suspects.jobs.push((job, error));
-                return;
-            }
-            format!("the relay gave {RELAY_REFUSAL_AFTER} different recipients in a row the same refusal")
-        };
-        self.relay_refused = true;
-        self.outcome.stopped = Some(format!(
-            "{what}, so the run stopped and those recipients stay pending (nothing was recorded against them): {reply}; fix the relay or the sender (from.address, return_path, smtp.username) and run the same command again"
-        ));
-        self.requeue(&job, &error);
-        for (job, error) in std::mem::take(&mut self.suspects.jobs) {
-            self.requeue(&job, &error);
         }
     }
 }
@@ -297,6 +303,16 @@ struct Connections {
 }
 
 impl Connections {
+    fn new(most: usize) -> Connections {
+        Connections {
+            allowed: Arc::new(AtomicUsize::new(most)),
+            raised: Arc::new(Notify::new()),
+            most,
+            good: 0,
+            raise_after: RAISE_AFTER,
+        }
+    }
+
     fn lower(&mut self) -> Option<usize> {
         let now = self.allowed.load(Ordering::Relaxed);
         if now <= 1 {
@@ -330,155 +346,388 @@ impl Connections {
     }
 }
 
-/// Sends every job from `jobs` through `transports` (one sender each, so the number of
-/// transports is the most connections used) and reports each step to `observer`.
-pub async fn deliver<T>(
+/// Why a relay is out of the rotation.
+struct Out {
+    /// Back in the rotation then; none: resting until tomorrow (its daily limit).
+    until: Option<Instant>,
+    why: String,
+}
+
+/// One relay as the loop runs it.
+struct Relay {
+    name: String,
+    weight: u32,
+    rate: TokenBucket,
+    daily_left: Option<u64>,
+    /// Messages handed to it in this run: its share against its weight.
+    taken: u64,
+    in_flight: usize,
+    /// In flight at most: one per connection and one waiting for the first to be free.
+    in_flight_limit: usize,
+    work_tx: Option<mpsc::Sender<Job>>,
+    connections: Connections,
+    out: Option<Out>,
+    /// Failures of the relay itself in a row.
+    strikes: u32,
+    back_off: Duration,
+    suspects: Suspects,
+    /// It refused the sender or the message: its permanent failures are not the recipients'.
+    refused: bool,
+    senders: Vec<JoinHandle<()>>,
+}
+
+/// A job that came back from a relay.
+type Done = (usize, Job, Result<Response, SendError>);
+
+impl Relay {
+    fn start(index: usize, lane: Lane, done_tx: &mpsc::UnboundedSender<Done>) -> Relay {
+        let concurrency = lane.transports.len().max(1);
+        // A message is marked `sending` when its slot comes and at most one marked message
+        // waits for a free sender: that one is ready the moment a sender finishes, instead of
+        // after the ledger's commit (a third more messages a second on one connection), and a
+        // crash reports at most one message too many as possibly duplicated.
+        let (work_tx, work_rx) = mpsc::channel::<Job>(concurrency + 1);
+        let work_rx = Arc::new(Mutex::new(work_rx));
+        let connections = Connections::new(concurrency);
+        let mut senders = Vec::new();
+        for (slot, transport) in lane.transports.into_iter().enumerate() {
+            let work_rx = Arc::clone(&work_rx);
+            let done_tx = done_tx.clone();
+            let allowed = Arc::clone(&connections.allowed);
+            let raised = Arc::clone(&connections.raised);
+            senders.push(tokio::spawn(async move {
+                loop {
+                    // Beyond the number allowed: close the connection, wait to be needed again.
+                    while slot >= allowed.load(Ordering::Relaxed) {
+                        let wake = raised.notified();
+                        transport.shutdown().await;
+                        if slot < allowed.load(Ordering::Relaxed) {
+                            break;
+                        }
+                        wake.await;
+                    }
+                    let Some(job) = work_rx.lock().await.recv().await else {
+                        break;
+                    };
+                    let result = transport.send_raw(&job.envelope, &job.bytes).await;
+                    if done_tx.send((index, job, result)).is_err() {
+                        break;
+                    }
+                }
+                transport.shutdown().await;
+            }));
+        }
+        Relay {
+            name: lane.name,
+            weight: lane.weight.max(1),
+            rate: lane.rate,
+            daily_left: lane.daily_left,
+            taken: 0,
+            in_flight: 0,
+            in_flight_limit: concurrency + 1,
+            work_tx: Some(work_tx),
+            connections,
+            out: None,
+            strikes: 0,
+            back_off: FIRST_BACK_OFF,
+            suspects: Suspects::default(),
+            refused: false,
+            senders,
+        }
+    }
+
+    fn in_rotation(&self) -> bool {
+        self.out.is_none()
+    }
+
+    /// Takes the relay out of the rotation for its back-off, which doubles for the next time.
+    fn take_out(&mut self, why: String, observer: &mut dyn Observer) {
+        let back_off = self.back_off;
+        self.back_off = (self.back_off * 2).min(LONGEST_BACK_OFF);
+        observer.event(&Event::RelayOut {
+            relay: &self.name,
+            why: &why,
+            back_off: Some(back_off),
+        });
+        self.out = Some(Out {
+            until: Some(Instant::now() + back_off),
+            why,
+        });
+    }
+
+    /// A failure of the relay rather than of the message: out of the rotation after several.
+    fn strike(&mut self, error: &SendError, observer: &mut dyn Observer) {
+        self.strikes += 1;
+        if self.strikes >= OUT_AFTER && self.in_rotation() {
+            self.take_out(
+                format!("{} failures of its own in a row, the last: {error}", self.strikes),
+                observer,
+            );
+        }
+    }
+}
+
+/// A failure that is the relay's, not the message's: no connection, no reply, 421.
+fn relay_trouble(error: &SendError) -> bool {
+    match error {
+        SendError::Connection { .. } | SendError::Busy { .. } => true,
+        SendError::Transient { reply } => reply.contains("(421)"),
+        SendError::Permanent { .. } | SendError::Throttled { .. } => false,
+    }
+}
+
+/// Where the next message goes.
+enum Pick {
+    Relay(usize),
+    /// Every relay in the rotation waits for its own rate: look again then.
+    At(Instant),
+    /// The relay whose turn it is has every connection busy: wait for a reply.
+    Reply,
+    /// No relay is left: why, and whether it is only daily limits (the run ends early, no
+    /// error).
+    NoneLeft {
+        why: String,
+        resting: bool,
+    },
+}
+
+/// The relays of a run.
+struct Pool {
+    relays: Vec<Relay>,
+}
+
+impl Pool {
+    fn in_flight(&self) -> usize {
+        self.relays.iter().map(|r| r.in_flight).sum()
+    }
+
+    fn any_in_rotation(&self) -> bool {
+        self.relays.iter().any(Relay::in_rotation)
+    }
+
+    /// The relay for the next message: the one furthest behind its share among those in the
+    /// rotation whose own rate allows a message now. A relay whose connections are all busy
+    /// is waited for rather than passed over, so that the shares follow the weights.
+    fn pick(&mut self, now: Instant, observer: &mut dyn Observer) -> Pick {
+        for relay in &mut self.relays {
+            if relay.out.as_ref().is_some_and(|o| o.until.is_some_and(|t| t <= now)) {
+                // Back from its back-off: one more failure takes it out again.
+                relay.out = None;
+                relay.strikes = OUT_AFTER - 1;
+                relay.refused = false;
+            }
+            if relay.in_rotation() && relay.daily_left == Some(0) {
+                let why = "its daily limit (daily_limit) is reached; it takes messages again tomorrow".to_owned();
+                observer.event(&Event::RelayOut {
+                    relay: &relay.name,
+                    why: &why,
+                    back_off: None,
+                });
+                relay.out = Some(Out { until: None, why });
+            }
+        }
+        let mut order: Vec<usize> = (0..self.relays.len())
+            .filter(|&i| self.relays[i].in_rotation())
+            .collect();
+        if order.is_empty() {
+            let resting = self
+                .relays
+                .iter()
+                .all(|r| r.out.as_ref().is_some_and(|o| o.until.is_none()));
+            let why: Vec<String> = self
+                .relays
+                .iter()
+                .filter_map(|r| r.out.as_ref().map(|o| format!("{}: {}", r.name, o.why)))
+                .collect();
+            return Pick::NoneLeft {
+                why: why.join("; "),
+                resting,
+            };
+        }
+        // Furthest behind its share first: taken / weight, compared without division.
+        order.sort_by(|&a, &b| {
+            let (a, b) = (&self.relays[a], &self.relays[b]);
+            (u128::from(a.taken) * u128::from(b.weight)).cmp(&(u128::from(b.taken) * u128::from(a.weight)))
+        });
+        let mut earliest: Option<Instant> = None;
+        for i in order {
+            let relay = &self.relays[i];
+            let slot = relay.rate.next_slot(now);
+            if slot > now + TIMER_RESOLUTION {
+                earliest = Some(earliest.map_or(slot, |e| e.min(slot)));
+                continue;
+            }
+            if relay.in_flight >= relay.in_flight_limit {
+                return Pick::Reply;
+            }
+            return Pick::Relay(i);
+        }
+        Pick::At(earliest.unwrap_or(now))
+    }
+}
+
+/// Sends every job from `jobs` through the relays of `lanes` and reports each step to
+/// `observer`.
+pub async fn deliver(
     mut jobs: mpsc::Receiver<Job>,
-    transports: Vec<T>,
+    lanes: Vec<Lane>,
     mut throttle: TokenBucket,
     settings: &Settings,
     observer: &mut dyn Observer,
     interrupt: impl std::future::Future<Output = ()>,
-) -> RunOutcome
-where
-    T: AsyncTransport<Ok = Response, Error = SendError> + Send + Sync + 'static,
-{
+) -> RunOutcome {
     let started = Instant::now();
-    let concurrency = transports.len().max(1);
-    // A message is marked `sending` when its slot comes and at most one marked message waits
-    // for a free sender: that one is ready the moment a sender finishes, instead of after the
-    // ledger's commit (a third more messages a second on one connection), and a crash reports
-    // at most one message too many as possibly duplicated.
-    let in_flight_limit = concurrency + 1;
-    let (work_tx, work_rx) = mpsc::channel::<Job>(in_flight_limit);
-    let work_rx = Arc::new(Mutex::new(work_rx));
-    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(Job, Result<Response, SendError>)>();
-    let mut connections = Connections {
-        allowed: Arc::new(AtomicUsize::new(concurrency)),
-        raised: Arc::new(Notify::new()),
-        most: concurrency,
-        good: 0,
-        raise_after: RAISE_AFTER,
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
+    let mut pool = Pool {
+        relays: lanes
+            .into_iter()
+            .enumerate()
+            .map(|(i, lane)| Relay::start(i, lane, &done_tx))
+            .collect(),
     };
-    let mut senders = Vec::new();
-    for (index, transport) in transports.into_iter().enumerate() {
-        let work_rx = Arc::clone(&work_rx);
-        let done_tx = done_tx.clone();
-        let allowed = Arc::clone(&connections.allowed);
-        let raised = Arc::clone(&connections.raised);
-        senders.push(tokio::spawn(async move {
-            loop {
-                // Beyond the number allowed: close the connection, wait to be needed again.
-                while index >= allowed.load(Ordering::Relaxed) {
-                    let wake = raised.notified();
-                    transport.shutdown().await;
-                    if index < allowed.load(Ordering::Relaxed) {
-                        break;
-                    }
-                    wake.await;
-                }
-                let Some(job) = work_rx.lock().await.recv().await else {
-                    break;
-                };
-                let result = transport.send_raw(&job.envelope, &job.bytes).await;
-                if done_tx.send((job, result)).is_err() {
-                    break;
-                }
-            }
-            transport.shutdown().await;
-        }));
-    }
     drop(done_tx);
-
     let mut tally = Tally {
         outcome: RunOutcome::default(),
         settings,
         observer,
         consecutive_failures: 0,
-        suspects: Suspects::default(),
-        relay_refused: false,
     };
     let mut retries: BinaryHeap<Reverse<Retry>> = BinaryHeap::new();
     let mut seq = 0u64;
-    let mut in_flight = 0usize;
+    let mut retry = |job: Job, delay: Duration, retries: &mut BinaryHeap<Reverse<Retry>>| {
+        seq += 1;
+        retries.push(Reverse(Retry {
+            due: Instant::now() + delay,
+            seq,
+            job,
+        }));
+    };
     let mut jobs_open = true;
     let mut since_pause = 0u64;
-    let mut work_tx = Some(work_tx);
-    // The next message, waiting for its throttle slot.
+    // The next message, waiting for its throttle slot, then for a relay.
     let mut ready: Option<(Job, Instant)> = None;
     tokio::pin!(interrupt);
 
     loop {
+        let in_flight = pool.in_flight();
         let pausing = settings.batch_size.is_some_and(|size| since_pause >= size);
         if pausing && in_flight == 0 {
             tokio::time::sleep(settings.batch_pause).await;
             since_pause = 0;
             continue;
         }
-        let stopping = tally.outcome.stopped.is_some();
+        let stopping = tally.outcome.stopped.is_some() || tally.outcome.rested.is_some();
         if stopping {
             ready = None; // never marked: the next run sends it
         }
-        let can_take = !stopping && !pausing && in_flight < in_flight_limit && ready.is_none();
         if in_flight == 0 && (stopping || (!jobs_open && retries.is_empty() && ready.is_none())) {
             break;
         }
-        let slot = ready.as_ref().map(|(_, slot)| *slot);
-        let next_retry = retries.peek().map(|Reverse(r)| r.due);
-        let Some(tx) = work_tx.as_ref() else { break };
+        let can_take = !stopping && !pausing && ready.is_none();
         // A slot due within the timer's resolution goes now: tokio fires a timer, even an
         // elapsed one, on its next millisecond tick, which would make every message late
         // (and cap a run near 1,000 messages/s). Slots advance by exact intervals, so sending
         // up to 1 ms early keeps the long-run rate exact.
+        let now = Instant::now();
+        let mut wake = ready.as_ref().map(|(_, slot)| *slot);
+        let mut wait_reply = false;
         if let Some((_, due)) = &ready
-            && *due <= Instant::now() + TIMER_RESOLUTION
+            && *due <= now + TIMER_RESOLUTION
         {
-            let (job, _) = ready.take().expect("checked above");
-            if let Err(why) = dispatch(tx, job, tally.observer, &mut in_flight, &mut since_pause).await {
-                tally.outcome.stopped = Some(why);
+            match pool.pick(now, tally.observer) {
+                Pick::Relay(i) => {
+                    let (job, _) = ready.take().expect("checked above");
+                    if let Err(why) = dispatch(&mut pool.relays[i], job, tally.observer, &mut since_pause).await {
+                        tally.outcome.stopped = Some(why);
+                    }
+                    continue;
+                }
+                Pick::At(at) => wake = Some(at),
+                Pick::Reply => wait_reply = true,
+                Pick::NoneLeft { why, resting: true } => {
+                    tally.outcome.rested = Some(why);
+                    continue;
+                }
+                Pick::NoneLeft { why, resting: false } => {
+                    tally.outcome.stopped = Some(every_relay_out(&why));
+                    continue;
+                }
             }
-            continue;
         }
+        let next_retry = retries.peek().map(|Reverse(r)| r.due);
         tokio::select! {
             biased;
             _ = &mut interrupt, if !stopping => {
                 tally.outcome.interrupted = true;
                 tally.outcome.stopped = Some("interrupted".into());
             }
-            Some((mut job, result)) = done_rx.recv() => {
-                in_flight -= 1;
+            Some((index, mut job, result)) = done_rx.recv() => {
+                let relay = &mut pool.relays[index];
+                relay.in_flight -= 1;
                 match result {
                     Ok(response) => {
-                        connections.good_reply();
+                        relay.strikes = 0;
+                        relay.connections.good_reply();
+                        tally.settle(&mut relay.suspects);
                         tally.sent(&job, &response);
                     }
-                    Err(error @ SendError::Busy { .. }) if !stopping && connections.lower().is_some() => {
-                        let connections = connections.allowed.load(Ordering::Relaxed);
+                    Err(error @ SendError::Busy { .. }) if !stopping && relay.connections.lower().is_some() => {
+                        let connections = relay.connections.allowed.load(Ordering::Relaxed);
                         tally.observer.event(&Event::ConnectionsLowered { connections, error: &error });
                         // Not the recipient's failure: the attempt does not count.
                         job.attempts -= 1;
                         let delay = settings.retry_delay.min(Duration::from_secs(1));
                         tally.observer.event(&Event::Retrying { job: &job, error: &error, delay });
-                        seq += 1;
-                        retries.push(Reverse(Retry { due: Instant::now() + delay, seq, job }));
+                        retry(job, delay, &mut retries);
+                    }
+                    Err(error @ SendError::Throttled { .. }) => {
+                        // The relay's pace, not the reader's failure: the attempt does not
+                        // count, and each wait doubles (up to a minute).
+                        job.attempts -= 1;
+                        job.throttled += 1;
+                        let delay = (settings.retry_delay.max(Duration::from_millis(100))
+                            * 2u32.saturating_pow(job.throttled.min(10) - 1))
+                        .min(LONGEST_THROTTLE_WAIT);
+                        tally.observer.event(&Event::Retrying { job: &job, error: &error, delay });
+                        retry(job, delay, &mut retries);
+                    }
+                    Err(error) if relay_trouble(&error) => {
+                        relay.strike(&error, tally.observer);
+                        let elsewhere = pool.relays.iter().enumerate().any(|(i, r)| i != index && r.in_rotation());
+                        if !pool.any_in_rotation() {
+                            // Nowhere to go: pending for the next run, the attempt not counted.
+                            tally.requeue(&job, &error);
+                            if tally.outcome.stopped.is_none() {
+                                let why = pool.relays.iter().filter_map(|r| r.out.as_ref().map(|o| format!("{}: {}", r.name, o.why))).collect::<Vec<_>>().join("; ");
+                                tally.outcome.stopped = Some(every_relay_out(&why));
+                            }
+                        } else if job.attempts <= settings.retries {
+                            // Another relay takes it at once; the same one after the delay.
+                            let delay = if elsewhere {
+                                Duration::ZERO
+                            } else {
+                                settings.retry_delay * 2u32.saturating_pow(job.attempts.saturating_sub(1))
+                            };
+                            tally.observer.event(&Event::Retrying { job: &job, error: &error, delay });
+                            retry(job, delay, &mut retries);
+                        } else {
+                            tally.failed(&job, &error);
+                        }
                     }
                     Err(error) if error.is_transient() && job.attempts <= settings.retries => {
                         let delay = settings.retry_delay * 2u32.saturating_pow(job.attempts.saturating_sub(1));
                         tally.observer.event(&Event::Retrying { job: &job, error: &error, delay });
-                        seq += 1;
-                        retries.push(Reverse(Retry { due: Instant::now() + delay, seq, job }));
+                        retry(job, delay, &mut retries);
                     }
                     Err(error) if error.is_transient() => tally.failed(&job, &error),
-                    Err(error) => tally.refused(job, error),
+                    Err(error) => {
+                        for job in refused(&mut pool, index, job, error, &mut tally) {
+                            retry(job, Duration::ZERO, &mut retries);
+                        }
+                    }
                 }
             }
-            _ = tokio::time::sleep_until(slot.unwrap_or_else(Instant::now)), if slot.is_some() => {
-                if let Some((job, _)) = ready.take()
-                    && let Err(why) = dispatch(tx, job, tally.observer, &mut in_flight, &mut since_pause).await
-                {
-                    tally.outcome.stopped = Some(why);
-                }
-            }
+            _ = tokio::time::sleep_until(wake.unwrap_or_else(Instant::now)), if wake.is_some() && !wait_reply => {}
             _ = tokio::time::sleep_until(next_retry.unwrap_or_else(Instant::now)), if can_take && next_retry.is_some() => {
                 if let Some(Reverse(retry)) = retries.pop() {
                     ready = Some((retry.job, throttle.reserve()));
@@ -491,27 +740,108 @@ where
                 }
             }
         }
-        if in_flight == 0 && tally.outcome.stopped.is_some() {
-            work_tx = None;
+        if pool.in_flight() == 0 && (tally.outcome.stopped.is_some() || tally.outcome.rested.is_some()) {
+            for relay in &mut pool.relays {
+                relay.work_tx = None;
+            }
         }
     }
-    tally.settle_suspects();
-    drop(work_tx);
-    connections.release();
-    for sender in senders {
-        let _ = sender.await;
+    for relay in &mut pool.relays {
+        tally.settle(&mut relay.suspects);
+        relay.work_tx = None;
+        relay.connections.release();
+    }
+    // Retries still waiting when the run ended early stay as they were recorded (deferred).
+    for relay in pool.relays {
+        for sender in relay.senders {
+            let _ = sender.await;
+        }
     }
     let mut outcome = tally.outcome;
     outcome.elapsed = started.elapsed();
     outcome
 }
 
-/// Records the message as being sent, makes that durable, then hands it to a sender.
+fn every_relay_out(why: &str) -> String {
+    format!(
+        "every relay is out of the rotation ({why}), so the run stopped and the recipients left stay pending; run the same command again once a relay takes mail"
+    )
+}
+
+/// A permanent refusal from relay `index`: the recipient's, or the relay's when it refuses
+/// the sender or gives several recipients in a row the same refusal. A relay refusing
+/// everyone leaves the rotation and its messages go to the others (returned, to send again
+/// at once); with no other relay, the run stops and they stay pending.
+fn refused(pool: &mut Pool, index: usize, job: Job, error: SendError, tally: &mut Tally<'_>) -> Vec<Job> {
+    let elsewhere = |pool: &Pool| {
+        pool.relays
+            .iter()
+            .enumerate()
+            .any(|(i, r)| i != index && r.in_rotation())
+    };
+    let relay = &mut pool.relays[index];
+    let SendError::Permanent { reply, stage } = &error else {
+        tally.failed(&job, &error);
+        return Vec::new();
+    };
+    let mut put_back = Vec::new();
+    if relay.refused {
+        put_back.push((job, error));
+    } else if *stage == Stage::Local || mailbox_does_not_exist(reply) {
+        tally.settle(&mut relay.suspects);
+        tally.failed(&job, &error);
+        return Vec::new();
+    } else {
+        let what = if *stage == Stage::Sender {
+            "the relay refused the sender".to_owned()
+        } else {
+            let same = without_recipient(reply, &job.email);
+            if relay.suspects.reply != same {
+                tally.settle(&mut relay.suspects);
+                relay.suspects.reply = same;
+            }
+            if relay.suspects.jobs.len() + 1 < RELAY_REFUSAL_AFTER {
+                relay.suspects.jobs.push((job, error));
+                return Vec::new();
+            }
+            format!("the relay gave {RELAY_REFUSAL_AFTER} different recipients in a row the same refusal")
+        };
+        let reply = reply.clone();
+        relay.refused = true;
+        put_back.push((job, error));
+        put_back.append(&mut relay.suspects.jobs);
+        if elsewhere(pool) {
+            pool.relays[index].take_out(format!("{what}: {reply}"), tally.observer);
+        } else {
+            tally.outcome.stopped = Some(format!(
+                "{what}, so the run stopped and those recipients stay pending (nothing was recorded against them): {reply}; fix the relay or the sender (from.address, return_path, smtp.username) and run the same command again"
+            ));
+        }
+    }
+    if elsewhere(pool) && tally.outcome.stopped.is_none() {
+        return put_back
+            .into_iter()
+            .map(|(mut job, error)| {
+                job.attempts -= 1;
+                tally.observer.event(&Event::Rerouted {
+                    job: &job,
+                    error: &error,
+                });
+                job
+            })
+            .collect();
+    }
+    for (job, error) in &put_back {
+        tally.requeue(job, error);
+    }
+    Vec::new()
+}
+
+/// Records the message as being sent through `relay`, makes that durable, then hands it over.
 async fn dispatch(
-    tx: &mpsc::Sender<Job>,
+    relay: &mut Relay,
     mut job: Job,
     observer: &mut dyn Observer,
-    in_flight: &mut usize,
     since_pause: &mut u64,
 ) -> Result<(), String> {
     if let Some(why) = observer.halt() {
@@ -522,11 +852,21 @@ async fn dispatch(
         return Ok(());
     }
     job.attempts += 1;
-    observer.event(&Event::Sending { job: &job });
+    observer.event(&Event::Sending {
+        job: &job,
+        relay: &relay.name,
+    });
     observer.checkpoint()?;
-    *in_flight += 1;
+    relay.rate.reserve();
+    relay.taken += 1;
+    relay.in_flight += 1;
+    if let Some(left) = &mut relay.daily_left {
+        *left = left.saturating_sub(1);
+    }
     *since_pause += 1;
-    // Senders only stop when this channel closes, so the send cannot fail here.
-    let _ = tx.send(job).await;
+    if let Some(tx) = &relay.work_tx {
+        // Senders only stop when this channel closes, so the send cannot fail here.
+        let _ = tx.send(job).await;
+    }
     Ok(())
 }

@@ -7,13 +7,12 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 
-use super::connect::Connector;
+use super::pool;
 use super::queue::{self, Composer, Plan, Selection};
 use super::recorder::Recorder;
 use super::report::{self, Progress};
 use super::reputation;
 use super::run::{self, Settings};
-use super::smtp::SmtpConnection;
 use super::throttle::{Rate, TokenBucket};
 use crate::bounces::guard;
 use crate::bounces::verp::Verp;
@@ -182,10 +181,12 @@ pub fn send(
         ledger.as_deref().or(dry_ledger.as_ref()),
         chrono::Utc::now(),
     )?;
-    let limit = match (request.limit, warmup.map(|w| w.left())) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    };
+    let daily_left = pool::daily_left(config, ledger.as_deref().or(dry_ledger.as_ref()), chrono::Utc::now())?;
+    let pool_left = pool::left_today(&daily_left);
+    let limit = [request.limit, warmup.map(|w| w.left()), pool_left]
+        .into_iter()
+        .flatten()
+        .min();
     let selection = Selection {
         issue: rendered.slug.clone(),
         retry_failed: request.retry_failed,
@@ -228,6 +229,15 @@ pub fn send(
                 "{}: not sent today: {}; the rest goes tomorrow (throttle.warmup)",
                 rendered.slug,
                 today.describe()
+            );
+        }
+        return Ok(Completion::Success);
+    }
+    if pool_left == Some(0) && plan.held_back > 0 {
+        if !quiet {
+            println!(
+                "{}: not sent today: every relay is at its daily limit (daily_limit in smtp); the rest goes tomorrow",
+                rendered.slug
             );
         }
         return Ok(Completion::Success);
@@ -277,6 +287,7 @@ pub fn send(
         partial: partial || plan.held_back > 0,
         breaker: (!request.resume_despite_rates).then_some(config.throttle.breaker),
         not_sent: report::not_sent(&plan),
+        daily_left,
     };
     let result = session.run(recipients)?;
     if let Some(today) = warmup
@@ -290,6 +301,14 @@ pub fn send(
             rendered.slug,
             after.describe(),
             thousands(plan.held_back)
+        );
+    }
+    if pool_left.is_some() && pool_left == limit && plan.held_back > 0 && !quiet {
+        println!(
+            "{}: {} left for tomorrow: the relays' daily limits (daily_limit in smtp) allowed {} today",
+            rendered.slug,
+            thousands(plan.held_back),
+            thousands(pool_left.unwrap_or_default())
         );
     }
     if !quiet && plan.already_sent + plan.resend > 0 {
@@ -354,6 +373,7 @@ fn test_send(
         partial: false,
         breaker: None,
         not_sent: None,
+        daily_left: vec![None; config.smtp.relays.len()],
     };
     session.run(list.into_iter())
 }
@@ -409,19 +429,17 @@ struct Session<'a> {
     breaker: Option<crate::config::Breaker>,
     /// The list's readers the run does not send to, and why (for the summary).
     not_sent: Option<String>,
+    /// What each relay's daily limit leaves for today.
+    daily_left: Vec<Option<u64>>,
 }
 
 impl Session<'_> {
     fn run(self, recipients: impl Iterator<Item = (Recipient, bool)> + Send) -> Result<Completion> {
         let config = self.config;
-        let connector = Arc::new(Connector::new(&config.smtp, |var| std::env::var(var).ok())?);
         // One thread drives every connection; the producer personalizes on another.
         let runtime = crate::runtime()?;
         // Refused, TLS and login failures stop the run here, before any message.
-        let first = runtime.block_on(connector.connect())?;
-        let concurrency = config.throttle.concurrency.max(1);
-        let mut transports = vec![SmtpConnection::new(Arc::clone(&connector), Some(first))];
-        transports.extend((1..concurrency).map(|_| SmtpConnection::new(Arc::clone(&connector), None)));
+        let lanes = runtime.block_on(pool::open(config, &self.daily_left, self.quiet))?;
         let t = &config.throttle;
         let settings = Settings {
             retries: t.retries,
@@ -448,7 +466,7 @@ impl Session<'_> {
             let producer = scope.spawn(move || composer.produce(recipients, tx));
             let outcome = runtime.block_on(run::deliver(
                 rx,
-                transports,
+                lanes,
                 throttle,
                 &settings,
                 &mut observers,
@@ -466,6 +484,7 @@ impl Session<'_> {
         report::failures(issue, self.list, &progress.failures, &unpersonalized);
         if let Some((ledger, _, run)) = ledger_run {
             let complete = !self.partial
+                && outcome.rested.is_none()
                 && !outcome.interrupted
                 && outcome.stopped.is_none()
                 && outcome.deferred == 0
@@ -473,6 +492,9 @@ impl Session<'_> {
                 && ledger_error.is_none();
             let ended = match (&outcome.stopped, complete, &self.selection) {
                 (Some(why), _, _) => why.clone(),
+                (None, false, _) if outcome.rested.is_some() => {
+                    "the relays' daily limits: the rest goes tomorrow".to_owned()
+                }
                 (None, true, _) => "complete".to_owned(),
                 (None, false, Some(selection)) if self.partial => format!("part of the list: {selection}"),
                 (None, false, _) => "incomplete: temporary failures left for the next run".to_owned(),
@@ -503,6 +525,11 @@ impl Session<'_> {
         }
         if let Some(e) = ledger_error {
             bail!("{e}");
+        }
+        if let Some(why) = &outcome.rested
+            && !self.quiet
+        {
+            println!("{issue}: every relay left rests until tomorrow ({why}); the rest goes then");
         }
         if outcome.interrupted {
             eprintln!(

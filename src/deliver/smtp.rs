@@ -46,6 +46,10 @@ pub enum SendError {
     /// The server has too many connections from us: send over fewer.
     #[error("{detail}")]
     Busy { detail: String },
+    /// The relay asks us to slow down (SES's throttling): the message waits and goes again,
+    /// never counted against the reader.
+    #[error("{detail}")]
+    Throttled { detail: String },
 }
 
 impl SendError {

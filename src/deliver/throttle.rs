@@ -40,19 +40,26 @@ impl TokenBucket {
         self.reserve_at(Instant::now())
     }
 
-    fn reserve_at(&mut self, now: Instant) -> Instant {
+    /// The slot the next message would get, without taking it.
+    pub fn next_slot(&self, now: Instant) -> Instant {
         let Some(interval) = self.interval else { return now };
         let credit = interval * (self.burst - 1);
         let full_bucket = now.checked_sub(credit).unwrap_or(now);
-        let slot = match self.next {
+        match self.next {
             // Late by a little (a timer tick, a stall): the time is made up, so the long-run
             // rate stays exact.
             Some(next) if next + CATCH_UP >= now => next,
             // Idle for longer: at most `burst` messages at once, then the rate.
             Some(next) => next.max(full_bucket),
             None => full_bucket,
-        };
-        self.next = Some(slot + interval);
+        }
+    }
+
+    fn reserve_at(&mut self, now: Instant) -> Instant {
+        let slot = self.next_slot(now);
+        if let Some(interval) = self.interval {
+            self.next = Some(slot + interval);
+        }
         slot
     }
 }

@@ -188,19 +188,49 @@ impl Ledger {
         line: u64,
         message_id: &str,
         resend: bool,
+        relay: &str,
     ) -> rusqlite::Result<()> {
         self.begin()?;
         let now = now();
         self.conn
             .prepare_cached(
-                "INSERT INTO deliveries (issue, email, line, status, attempts, message_id, possibly_duplicated, first_at, updated_at)
-                 VALUES (?1, ?2, ?3, 'sending', 1, ?4, ?5, ?6, ?6)
+                "INSERT INTO deliveries (issue, email, line, status, attempts, message_id, possibly_duplicated, first_at, updated_at, relay)
+                 VALUES (?1, ?2, ?3, 'sending', 1, ?4, ?5, ?6, ?6, ?7)
                  ON CONFLICT (issue, email) DO UPDATE SET
                    status = 'sending', attempts = attempts + 1, line = ?3,
-                   possibly_duplicated = possibly_duplicated OR ?5, updated_at = ?6",
+                   possibly_duplicated = possibly_duplicated OR ?5, updated_at = ?6, relay = ?7",
             )?
-            .execute(params![issue, email.to_lowercase(), line as i64, message_id, resend, now])?;
+            .execute(params![issue, email.to_lowercase(), line as i64, message_id, resend, now, relay])?;
+        self.conn
+            .prepare_cached(
+                "INSERT INTO relay_days (relay, day, messages) VALUES (?1, ?2, 1)
+                 ON CONFLICT (relay, day) DO UPDATE SET messages = messages + 1",
+            )?
+            .execute(params![relay, &now[..10]])?;
         Ok(())
+    }
+
+    /// Messages handed to `relay` on `day` (YYYY-MM-DD, UTC), over every issue.
+    pub fn relay_messages_on(&self, relay: &str, day: &str) -> Result<u64> {
+        let n: i64 = self
+            .conn
+            .query_row(
+                "SELECT coalesce(sum(messages), 0) FROM relay_days WHERE relay = ?1 AND day = ?2",
+                params![relay, day],
+                |r| r.get(0),
+            )
+            .context("cannot read the relays' daily counts")?;
+        Ok(n as u64)
+    }
+
+    /// The issue's messages by the relay that took them, and how they stand: (relay, status,
+    /// count); messages from before pools have no relay.
+    pub fn relay_counts(&self, issue: &str) -> Result<Vec<(Option<String>, String, u64)>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT relay, status, count(*) FROM deliveries WHERE issue = ?1 GROUP BY relay, status ORDER BY relay, status",
+        )?;
+        let rows = stmt.query_map([issue], |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     /// The message did not go out, for reasons that are not the recipient's: pending again,

@@ -216,6 +216,17 @@ const MIGRATIONS: &[&str] = &[
         chosen_at TEXT NOT NULL
     ) WITHOUT ROWID;
     ",
+    // 8: relay pools: which relay took each message, and how many each took per day (for
+    // its daily limit).
+    "
+    ALTER TABLE deliveries ADD COLUMN relay TEXT;
+    CREATE TABLE relay_days (
+        relay TEXT NOT NULL,
+        day TEXT NOT NULL,            -- YYYY-MM-DD, UTC
+        messages INTEGER NOT NULL,
+        PRIMARY KEY (relay, day)
+    ) WITHOUT ROWID;
+    ",
 ];
 
 /// Opens (creating it if need be) the file at `path`, upgraded to the current schema.

@@ -2,11 +2,9 @@
 //! `confirm.txt.hbs`), DKIM-signed like an issue, and sent at once through the configured
 //! relay on one connection the service keeps.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use lettre::AsyncTransport;
 use lettre::address::Envelope;
 use lettre::message::header::ContentType;
 use lettre::message::{Mailbox, MultiPart, SinglePart};
@@ -14,28 +12,24 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::config::Config;
-use crate::deliver::connect::{ConnectError, Connector};
-use crate::deliver::smtp::SmtpConnection;
+use crate::deliver::pool;
+use crate::deliver::run::Transport;
 use crate::dkim::Signer;
 use crate::layout::Layout;
 use crate::ledger::Signup;
 use crate::unsubscribe::{Claim, Secrets};
 
-/// The relay connection, opened on first use and again after it breaks.
+/// The first relay's transport (an SMTP connection opened on first use and again after it
+/// breaks).
 pub struct Mailer {
-    connection: SmtpConnection,
+    connection: Box<Transport>,
 }
 
 impl Mailer {
     /// `None` when no relay is configured (`smtp.host`): sign-up is then answered 503.
     pub fn new(config: &Config) -> Result<Option<Mailer>> {
-        match Connector::new(&config.smtp, |var| std::env::var(var).ok()) {
-            Ok(connector) => Ok(Some(Mailer {
-                connection: SmtpConnection::new(Arc::new(connector), None),
-            })),
-            Err(ConnectError::NoHost) => Ok(None),
-            Err(e) => Err(e).context("sign-up sends confirmation emails through smtp"),
-        }
+        let transport = pool::first_transport(config).context("sign-up sends confirmation emails through smtp")?;
+        Ok(transport.map(|connection| Mailer { connection }))
     }
 }
 

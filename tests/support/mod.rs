@@ -146,6 +146,24 @@ impl Sink {
     }
 }
 
+impl Sink {
+    /// Kills the server at once (SIGKILL), as a crashed relay: its dumps stay readable.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Every complete message's envelope recipients (a dump cut short by a kill has no
+    /// final MIME boundary and is not counted).
+    pub fn delivered(&self) -> Vec<String> {
+        self.messages()
+            .into_iter()
+            .filter(|(_, text)| text.trim_end().ends_with("--"))
+            .flat_map(|(rcpts, _)| rcpts)
+            .collect()
+    }
+}
+
 impl Drop for Sink {
     fn drop(&mut self) {
         let _ = self.child.kill();
