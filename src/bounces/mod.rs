@@ -13,6 +13,7 @@ pub mod guard;
 pub mod imap;
 pub mod report;
 pub mod ses;
+pub mod sns;
 pub mod source;
 pub mod text;
 pub mod verp;

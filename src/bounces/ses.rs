@@ -17,7 +17,12 @@ pub fn notification(prose: &str) -> Option<Vec<Finding>> {
         diagnostic,
     };
     let list = |v: &serde_json::Value| v.as_array().cloned().unwrap_or_default();
-    Some(match value["notificationType"].as_str()? {
+    // Notifications of an identity say `notificationType`; a configuration set's event
+    // destinations say `eventType`, with the same fields.
+    let kind = value["notificationType"]
+        .as_str()
+        .or_else(|| value["eventType"].as_str())?;
+    Some(match kind {
         "Bounce" => {
             let permanent = value["bounce"]["bounceType"] == "Permanent";
             list(&value["bounce"]["bouncedRecipients"])
@@ -57,7 +62,7 @@ pub fn notification(prose: &str) -> Option<Vec<Finding>> {
 
 /// The notification's JSON object in `text`, if it holds one.
 fn json(text: &str) -> Option<serde_json::Value> {
-    if !text.contains("\"notificationType\"") {
+    if !text.contains("\"notificationType\"") && !text.contains("\"eventType\"") {
         return None;
     }
     serde_json::from_str(&text[text.find('{')?..=text.rfind('}')?]).ok()

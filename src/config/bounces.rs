@@ -26,6 +26,34 @@ pub struct Bounces {
     /// `newsletter bounces review` (a blocklisting misread as "user unknown" must not
     /// unsubscribe everyone behind that receiver). They are mailed until the group is accepted.
     pub mass_guard: u32,
+    /// Amazon SES's bounce and complaint events, posted by SNS to `serve`.
+    pub ses_events: SesEvents,
+}
+
+/// `bounces.ses_events`: where `serve` takes SNS notifications of SES's events.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SesEvents {
+    /// The path SNS posts to (the subscription's endpoint is this path on serve's URL).
+    pub path: String,
+    /// The topic ARNs whose messages are taken (`arn:aws:sns:eu-west-1:123456789012:ses`);
+    /// empty: the endpoint is off. Anyone can sign an SNS message with a topic of their own:
+    /// only these topics' are believed.
+    pub topics: Vec<String>,
+    /// Suppressions from events wait this long before they are settled, so that the mass
+    /// guard sees a blocklisting's burst of bounces as one group.
+    #[serde(with = "super::duration")]
+    pub settle_every: std::time::Duration,
+}
+
+impl Default for SesEvents {
+    fn default() -> Self {
+        SesEvents {
+            path: "/events/ses".into(),
+            topics: Vec::new(),
+            settle_every: std::time::Duration::from_secs(60),
+        }
+    }
 }
 
 impl Default for Bounces {
@@ -35,6 +63,7 @@ impl Default for Bounces {
             return_path: None,
             soft_limit: 3,
             mass_guard: 20,
+            ses_events: SesEvents::default(),
         }
     }
 }

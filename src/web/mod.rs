@@ -10,6 +10,7 @@
 
 pub mod archive;
 mod confirmation;
+mod events;
 mod subscribe;
 mod unsubscribe;
 mod writer;
@@ -50,6 +51,8 @@ pub struct App {
     /// The relay for sign-ups' confirmation emails; none without `smtp.host`.
     mailer: Option<Arc<confirmation::Mailer>>,
     limiter: subscribe::Limiter,
+    /// SES's events through SNS; none without `bounces.ses_events.topics`.
+    events: Option<events::Events>,
 }
 
 impl App {
@@ -61,6 +64,7 @@ impl App {
         if mailer.is_none() {
             tracing::warn!("no relay (smtp.host): sign-ups are answered 503 until one is configured");
         }
+        let events = events::Events::new(&config)?;
         Ok(App {
             config,
             secrets,
@@ -69,6 +73,7 @@ impl App {
             pages,
             mailer,
             limiter: subscribe::Limiter::default(),
+            events,
         })
     }
 
@@ -123,6 +128,7 @@ pub fn router(app: Arc<App>) -> Router {
             get(subscribe::preferences_page).post(subscribe::save_preferences),
         )
         .route("/healthz", get(health))
+        .route(&path_of(&app.config.bounces.ses_events.path), post(events::ses))
         .route(&format!("{archive}/"), get(archive::index))
         .route(&format!("{archive}/feed.xml"), get(archive::feed_xml))
         .route(&format!("{archive}/{{issue}}/"), get(archive::issue))
@@ -201,6 +207,10 @@ impl tower_service::Service<Request<hyper::body::Incoming>> for PeerService {
 /// request timeout).
 pub async fn serve(app: Arc<App>, listener: TcpListener, shutdown: impl Future<Output = ()>) -> Result<()> {
     let settings: Serve = app.config.serve.clone();
+    let settling = app
+        .events
+        .is_some()
+        .then(|| tokio::spawn(events::settle_periodically(Arc::clone(&app))));
     let router = router(app);
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
@@ -230,6 +240,9 @@ pub async fn serve(app: Arc<App>, listener: TcpListener, shutdown: impl Future<O
         }
     }
     drop(listener);
+    if let Some(settling) = settling {
+        settling.abort();
+    }
     tokio::time::timeout(settings.request_timeout, graceful.shutdown())
         .await
         .context("requests were still running when the shutdown time ran out")?;

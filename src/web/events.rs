@@ -1,0 +1,193 @@
+//! `POST /events/ses` (`bounces.ses_events.path`): Amazon SNS's messages of SES's events. The
+//! topic must be one of `bounces.ses_events.topics` and the signature must verify against
+//! SNS's certificate; then a subscription is confirmed, and a Bounce or Complaint event goes
+//! through the same handler as a report from the bounce mailbox (same verdicts, same
+//! precedence), its suppressions settled through the mass guard every `settle_every`.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+use super::App;
+use crate::bounces::act::Handler;
+use crate::bounces::guard;
+use crate::bounces::sns::{self, Certificates, Message};
+use crate::bounces::source::Item;
+use crate::config::Config;
+
+/// What the endpoint keeps between requests.
+pub struct Events {
+    client: reqwest::Client,
+    certificates: Certificates,
+}
+
+impl Events {
+    /// `None` when no topic is configured (the endpoint is off).
+    pub fn new(config: &Config) -> anyhow::Result<Option<Events>> {
+        if config.bounces.ses_events.topics.is_empty() {
+            return Ok(None);
+        }
+        // Trusts what the relay trusts (the built-in roots, the system's store, smtp.ca_file).
+        let tls = crate::deliver::tls::client_config(config.smtp.first()).map_err(|e| anyhow::anyhow!(e))?;
+        let client = reqwest::Client::builder()
+            .tls_backend_preconfigured((*tls).clone())
+            .timeout(std::time::Duration::from_secs(10))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?;
+        Ok(Some(Events {
+            certificates: Certificates::new(client.clone()),
+            client,
+        }))
+    }
+}
+
+/// Settles the suppressions events have deferred, every `settle_every`, for as long as the
+/// service runs.
+pub async fn settle_periodically(app: Arc<App>) {
+    let every = app
+        .config
+        .bounces
+        .ses_events
+        .settle_every
+        .max(std::time::Duration::from_millis(100));
+    loop {
+        tokio::time::sleep(every).await;
+        let app = Arc::clone(&app);
+        let settled = tokio::task::spawn_blocking(move || {
+            let mut ledger = app.ledger();
+            guard::settle(&mut ledger, app.config.bounces.mass_guard)
+        })
+        .await;
+        match settled {
+            Ok(Ok(settled)) => {
+                for (email, action) in &settled.actions {
+                    tracing::info!("SES event for {email}: {action}");
+                }
+                for group in &settled.held {
+                    tracing::warn!(
+                        "SES events: {} readers at {} held as group {} for `newsletter bounces review`",
+                        group.readers,
+                        group.domain,
+                        group.id
+                    );
+                }
+            }
+            Ok(Err(e)) => tracing::error!("cannot settle the SES events' suppressions: {e:#}"),
+            Err(e) => tracing::error!("cannot settle the SES events' suppressions: {e}"),
+        }
+    }
+}
+
+fn refuse(status: StatusCode, why: String) -> Response {
+    tracing::warn!("SNS message refused, nothing changed: {why}");
+    (status, why).into_response()
+}
+
+pub async fn ses(State(app): State<Arc<App>>, body: String) -> Response {
+    let Some(events) = &app.events else {
+        return (StatusCode::NOT_FOUND, "Not found").into_response();
+    };
+    let message: Message = match serde_json::from_str(&body) {
+        Ok(m) => m,
+        Err(e) => return refuse(StatusCode::BAD_REQUEST, format!("not an SNS message: {e}")),
+    };
+    if !app.config.bounces.ses_events.topics.contains(&message.topic_arn) {
+        return refuse(
+            StatusCode::FORBIDDEN,
+            format!("topic {} is not in bounces.ses_events.topics", message.topic_arn),
+        );
+    }
+    let Some(region) = message.region() else {
+        return refuse(StatusCode::BAD_REQUEST, format!("bad topic ARN {}", message.topic_arn));
+    };
+    let checked = match events.certificates.get(&message.signing_cert_url, region).await {
+        Ok(pem) => sns::check_signature(&message, &pem),
+        Err(e) => Err(e),
+    };
+    if let Err(why) = checked {
+        return refuse(
+            StatusCode::FORBIDDEN,
+            format!("message {} of {}: {why}", message.message_id, message.topic_arn),
+        );
+    }
+    match message.kind.as_str() {
+        "SubscriptionConfirmation" => confirm(events, &message, region).await,
+        "UnsubscribeConfirmation" => {
+            tracing::warn!("SNS: topic {} unsubscribed this endpoint", message.topic_arn);
+            StatusCode::OK.into_response()
+        }
+        "Notification" => notification(app.clone(), message).await,
+        other => refuse(StatusCode::BAD_REQUEST, format!("unknown message type {other}")),
+    }
+}
+
+/// Visits the SubscribeURL, which must be SNS's own.
+async fn confirm(events: &Events, message: &Message, region: &str) -> Response {
+    let Some(url) = message.subscribe_url.as_deref().filter(|u| sns::is_sns_url(u, region)) else {
+        return refuse(StatusCode::BAD_REQUEST, "the SubscribeURL is not SNS's own".into());
+    };
+    match events.client.get(url).send().await {
+        Ok(reply) if reply.status().is_success() => {
+            tracing::info!("SNS: confirmed the subscription to {}", message.topic_arn);
+            StatusCode::OK.into_response()
+        }
+        Ok(reply) => refuse(
+            StatusCode::BAD_GATEWAY,
+            format!("SNS answered the confirmation with {}", reply.status()),
+        ),
+        Err(e) => refuse(StatusCode::BAD_GATEWAY, format!("cannot confirm the subscription: {e}")),
+    }
+}
+
+/// Reads the event as a report from the bounce mailbox would be read, and records what it
+/// says; SNS's retries of one message change nothing the second time (its MessageId).
+async fn notification(app: Arc<App>, message: Message) -> Response {
+    let raw = format!(
+        "Message-ID: <{}@sns.amazonaws.com>\r\nSubject: SES notification\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{}\r\n",
+        message.message_id.replace(['<', '>', '\r', '\n'], ""),
+        message.message
+    );
+    let item = Item {
+        id: format!("sns:{}", message.message_id),
+        raw: raw.into_bytes(),
+        cursor: None,
+    };
+    let handled = tokio::task::spawn_blocking(move || {
+        let handler = Handler {
+            config: &app.config,
+            verp: None,
+            secrets: Some(app.secrets.clone()),
+            dry_run: false,
+            mailbox: "sns".into(),
+        };
+        let mut ledger = app.ledger();
+        let outcomes = handler.handle(&item, Some(&mut ledger))?;
+        ledger.commit()?;
+        anyhow::Ok(outcomes)
+    })
+    .await;
+    match handled {
+        Ok(Ok(outcomes)) => {
+            for o in &outcomes {
+                tracing::info!(
+                    "SES event: {} {}: {}",
+                    o.recipient.as_deref().unwrap_or("?"),
+                    o.reason.as_str(),
+                    o.action
+                );
+            }
+            StatusCode::OK.into_response()
+        }
+        // SNS tries again later.
+        Ok(Err(e)) => {
+            tracing::error!("cannot record an SES event: {e:#}");
+            StatusCode::SERVICE_UNAVAILABLE.into_response()
+        }
+        Err(e) => {
+            tracing::error!("cannot record an SES event: {e}");
+            StatusCode::SERVICE_UNAVAILABLE.into_response()
+        }
+    }
+}
