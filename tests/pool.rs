@@ -125,6 +125,14 @@ fn a_daily_limit_is_kept_and_the_rest_waits_for_tomorrow() {
         ("limited", &limited, ", weight: 3, daily_limit: 100"),
         ("other", &other, ""),
     ]));
+    let r = run(project.command().args(["send", "small", "--dry-run"]));
+    assert!(
+        r.stdout.contains(
+            "Relays:          limited (weight 3, 2 connections, 100 of 100 left today), other (weight 1, 2 connections)"
+        ),
+        "{}",
+        r.stdout
+    );
     let r = run(project.command().args(["send", "small", "--yes"]));
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(limited.delivered().len(), 100, "no more than its limit");

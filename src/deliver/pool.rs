@@ -11,6 +11,7 @@ use super::ses::Ses;
 use super::smtp::SmtpConnection;
 use super::throttle::{Rate, TokenBucket};
 use crate::config::{Config, RelayKind, Smtp};
+use crate::human::thousands;
 use crate::ledger::Ledger;
 
 /// The relay's connector, its secrets read from the environment (`_NAME` appended in a
@@ -68,6 +69,33 @@ pub fn daily_left(
             Ok(Some(limit.saturating_sub(used)))
         })
         .collect()
+}
+
+/// The pool for people: `a (weight 3, 4 connections, 20/s), b (weight 1, 4 connections, 60 of 100 left today)`.
+pub fn describe(config: &Config, daily_left: &[Option<u64>]) -> String {
+    config
+        .smtp
+        .relays
+        .iter()
+        .zip(daily_left)
+        .map(|(relay, left)| {
+            let mut parts = vec![
+                format!("weight {}", relay.weight),
+                format!(
+                    "{} connections",
+                    relay.concurrency.unwrap_or(config.throttle.concurrency)
+                ),
+            ];
+            if let Some(rate) = &relay.rate {
+                parts.push(rate.clone());
+            }
+            if let (Some(limit), Some(left)) = (relay.daily_limit, left) {
+                parts.push(format!("{} of {} left today", thousands(*left), thousands(limit)));
+            }
+            format!("{} ({})", relay.name(), parts.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The most the pool takes today: when every relay has a daily limit, what they leave.

@@ -210,6 +210,9 @@ pub fn send(
             return Ok(Completion::Success);
         }
         report::dry_run(config, &rendered, &list, &plan, rate, &written);
+        if config.smtp.pooled {
+            println!("Relays:          {}", pool::describe(config, &daily_left));
+        }
         if let Some(today) = warmup {
             println!(
                 "Warm-up:         {}: a run now sends at most {}",
