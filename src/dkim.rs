@@ -261,36 +261,57 @@ fn squeeze(bytes: impl Iterator<Item = u8>, leading: bool, out: &mut Vec<u8>) {
 
 /// SHA-256 of the body in relaxed canonicalization (RFC 6376 3.4.4): white space runs become
 /// one space, trailing white space and trailing empty lines go, a non-empty body ends in CRLF.
+/// Runs of lines that are canonical already (nearly all of our quoted-printable bodies) are
+/// hashed as they stand, in one piece: a hash update per line cost a tenth of the signing.
 fn body_hash(body: &[u8]) -> ring::digest::Digest {
     let mut hash = ring::digest::Context::new(&ring::digest::SHA256);
-    let mut empty_lines = 0usize;
+    // body[span_start..span_end] is canonical and waits to be hashed; after it, `empty`
+    // empty lines wait for a line with content (trailing ones are dropped), each exactly
+    // CRLF in the body while `empty_clean`.
+    let (mut span_start, mut span_end) = (0usize, 0usize);
+    let (mut empty, mut empty_clean) = (0usize, true);
     let mut line_buf = Vec::new();
-    for line in body.split_inclusive(|&b| b == b'\n') {
-        let line = line.strip_suffix(b"\n").unwrap_or(line);
+    let mut pos = 0usize;
+    for raw in body.split_inclusive(|&b| b == b'\n') {
+        let at = pos;
+        pos += raw.len();
+        let crlf = raw.ends_with(b"\r\n");
+        let line = raw.strip_suffix(b"\n").unwrap_or(raw);
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         let end = line
             .iter()
             .rposition(|b| !matches!(b, b' ' | b'\t'))
             .map_or(0, |i| i + 1);
-        let line = &line[..end];
-        if line.is_empty() {
-            empty_lines += 1;
+        if end == 0 {
+            empty += 1;
+            empty_clean &= raw == b"\r\n";
             continue;
         }
-        for _ in 0..empty_lines {
+        let clean = crlf
+            && end == line.len()
+            && memchr::memchr(b'\t', line).is_none()
+            && memchr::memmem::find(line, b"  ").is_none();
+        if clean && empty_clean && at == span_end + 2 * empty {
+            span_end = pos;
+            empty = 0;
+            continue;
+        }
+        hash.update(&body[span_start..span_end]);
+        for _ in 0..empty {
             hash.update(b"\r\n");
         }
-        empty_lines = 0;
-        // Nearly every line of our quoted-printable bodies has no white space run: hash it as is.
-        if memchr::memchr(b'\t', line).is_none() && memchr::memmem::find(line, b"  ").is_none() {
-            hash.update(line);
+        (empty, empty_clean) = (0, true);
+        if clean {
+            (span_start, span_end) = (at, pos);
         } else {
             line_buf.clear();
-            squeeze(line.iter().copied(), true, &mut line_buf);
+            squeeze(line[..end].iter().copied(), true, &mut line_buf);
+            line_buf.extend_from_slice(b"\r\n");
             hash.update(&line_buf);
+            (span_start, span_end) = (pos, pos);
         }
-        hash.update(b"\r\n");
     }
+    hash.update(&body[span_start..span_end]);
     hash.finish()
 }
 
@@ -434,6 +455,14 @@ mod tests {
         assert_eq!(body_hash(body).as_ref(), expected.as_ref());
         let empty = ring::digest::digest(&ring::digest::SHA256, b"");
         assert_eq!(body_hash(b"\r\n\r\n").as_ref(), empty.as_ref());
+        // Canonical runs hashed whole, across empty lines, around lines that change; a last
+        // line without CRLF gains one; leading empty lines stay.
+        let body = b"\r\nA\r\nB\r\n\r\nC  D\r\n\r\nE\r\nF \r\n \r\n\r\nG\nH";
+        let expected = ring::digest::digest(
+            &ring::digest::SHA256,
+            b"\r\nA\r\nB\r\n\r\nC D\r\n\r\nE\r\nF\r\n\r\n\r\nG\r\nH\r\n",
+        );
+        assert_eq!(body_hash(body).as_ref(), expected.as_ref());
     }
 
     #[test]

@@ -411,25 +411,81 @@ impl Composer<'_> {
         })
     }
 
-    /// Personalizes `recipients` in order into `jobs`. Runs on its own thread: the bounded
-    /// channel keeps only a few messages in memory, however long the list. Returns the
-    /// recipients that could not be personalized.
+    /// Personalizes and signs `recipients` into `jobs` on `workers` threads, handing the
+    /// messages on in the list's order (so the ledger's records come in the same order as
+    /// with one thread). At most a few messages per worker are held at any time, however long
+    /// the list. Returns the recipients that could not be personalized.
     pub fn produce(
         &self,
-        recipients: impl Iterator<Item = (Recipient, bool)>,
+        recipients: impl Iterator<Item = (Recipient, bool)> + Send,
         jobs: mpsc::Sender<Job>,
+        workers: usize,
     ) -> Vec<(Recipient, String)> {
-        let mut failed = Vec::new();
-        for (recipient, resend) in recipients {
-            match self.job(&recipient, resend) {
-                Ok(job) => {
-                    if jobs.blocking_send(job).is_err() {
+        let workers = workers.max(1);
+        if workers == 1 {
+            let mut failed = Vec::new();
+            for (recipient, resend) in recipients {
+                match self.job(&recipient, resend) {
+                    Ok(job) => {
+                        if jobs.blocking_send(job).is_err() {
+                            break; // the run stopped
+                        }
+                    }
+                    Err(e) => failed.push((recipient, format!("{e:#}"))),
+                }
+            }
+            return failed;
+        }
+        type Made = (u64, Recipient, Result<Job, String>);
+        let (work_tx, work_rx) = std::sync::mpsc::sync_channel::<(u64, Recipient, bool)>(workers * 2);
+        let (done_tx, done_rx) = std::sync::mpsc::sync_channel::<Made>(workers * 2);
+        // Owned by the workers alone: when the last one ends, the reader's next send fails.
+        let work_rx = Arc::new(Mutex::new(work_rx));
+        std::thread::scope(|scope| {
+            scope.spawn(move || {
+                for (seq, (recipient, resend)) in (0u64..).zip(recipients) {
+                    if work_tx.send((seq, recipient, resend)).is_err() {
                         break; // the run stopped
                     }
                 }
-                Err(e) => failed.push((recipient, format!("{e:#}"))),
+            });
+            for _ in 0..workers {
+                let done_tx = done_tx.clone();
+                let work_rx = Arc::clone(&work_rx);
+                scope.spawn(move || {
+                    loop {
+                        let next = work_rx.lock().unwrap_or_else(PoisonError::into_inner).recv();
+                        let Ok((seq, recipient, resend)) = next else { break };
+                        let job = self.job(&recipient, resend).map_err(|e| format!("{e:#}"));
+                        if done_tx.send((seq, recipient, job)).is_err() {
+                            break;
+                        }
+                    }
+                });
             }
-        }
-        failed
+            drop(done_tx);
+            drop(work_rx);
+            // Back in the list's order: a message waits here only for those before it.
+            let mut waiting: BTreeMap<u64, (Recipient, Result<Job, String>)> = BTreeMap::new();
+            let mut next = 0u64;
+            let mut failed = Vec::new();
+            'done: for (seq, recipient, job) in done_rx.iter() {
+                waiting.insert(seq, (recipient, job));
+                while let Some((recipient, job)) = waiting.remove(&next) {
+                    next += 1;
+                    match job {
+                        Ok(job) => {
+                            if jobs.blocking_send(job).is_err() {
+                                break 'done; // the run stopped
+                            }
+                        }
+                        Err(e) => failed.push((recipient, e)),
+                    }
+                }
+            }
+            // Dropping the receivers ends the reader and the workers.
+            drop(done_rx);
+            failed
+        })
     }
 }

@@ -439,7 +439,7 @@ struct Session<'a> {
 impl Session<'_> {
     fn run(self, recipients: impl Iterator<Item = (Recipient, bool)> + Send) -> Result<Completion> {
         let config = self.config;
-        // One thread drives every connection; the producer personalizes on another.
+        // One thread drives every connection; the producer personalizes and signs on others.
         let runtime = crate::runtime()?;
         // Refused, TLS and login failures stop the run here, before any message.
         let lanes = runtime.block_on(pool::open(config, &self.daily_left, self.quiet))?;
@@ -466,7 +466,13 @@ impl Session<'_> {
         let (tx, rx) = tokio::sync::mpsc::channel(QUEUE_DEPTH);
         let composer = self.composer;
         let (outcome, unpersonalized) = std::thread::scope(|scope| {
-            let producer = scope.spawn(move || composer.produce(recipients, tx));
+            // Signing (about 0.6 ms a message) on every core; personalizing alone (40 us) is
+            // faster on one thread than the extra threads' competition with the senders'.
+            let workers = match composer.dkim {
+                Some(_) => std::thread::available_parallelism().map_or(1, usize::from),
+                None => 1,
+            };
+            let producer = scope.spawn(move || composer.produce(recipients, tx, workers));
             let outcome = runtime.block_on(run::deliver(
                 rx,
                 lanes,
