@@ -151,3 +151,29 @@ fn a_daily_limit_is_kept_and_the_rest_waits_for_tomorrow() {
     std::thread::sleep(Duration::from_millis(100));
     assert_eq!(limited.delivered().len(), 100);
 }
+
+#[test]
+fn when_every_relay_is_out_the_send_stops_and_everyone_stays_pending() {
+    let (a, b) = (
+        Sink::start_with(support::free_port(), &["-f", "MAIL"]),
+        Sink::start_with(support::free_port(), &["-f", "MAIL"]),
+    );
+    let project =
+        Project::new(a.port, &csv(50), "throttle: { rate: off }\n").with_smtp(&pool(&[("a", &a, ""), ("b", &b, "")]));
+    let r = run(project.command().args(["send", "small", "--yes"]));
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("every relay is out of the rotation (")
+            && r.stderr.contains("a: the relay refused the sender")
+            && r.stderr.contains("b: the relay refused the sender"),
+        "{}",
+        r.stderr
+    );
+    let status = project.status("small");
+    assert_eq!(
+        (status["sent"].as_u64(), status["failed"].as_u64()),
+        (Some(0), Some(0)),
+        "{status}"
+    );
+    assert_eq!(status["pending"], 50, "{status}");
+}

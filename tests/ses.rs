@@ -9,8 +9,8 @@ use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use support::{Project, csv, free_port, root, run};
 
@@ -91,6 +91,8 @@ impl Drop for Moto {
 struct Proxy {
     port: u16,
     throttled: Arc<AtomicUsize>,
+    /// The head of every request it took.
+    heads: Arc<Mutex<Vec<String>>>,
 }
 
 impl Proxy {
@@ -99,16 +101,17 @@ impl Proxy {
         let port = listener.local_addr().unwrap().port();
         let throttled = Arc::new(AtomicUsize::new(0));
         let sends = Arc::new(AtomicUsize::new(0));
-        let counter = Arc::clone(&throttled);
+        let heads = Arc::new(Mutex::new(Vec::new()));
+        let (counter, kept) = (Arc::clone(&throttled), Arc::clone(&heads));
         std::thread::spawn(move || {
             for client in listener.incoming().flatten() {
-                let (throttled, sends) = (Arc::clone(&counter), Arc::clone(&sends));
+                let (throttled, sends, heads) = (Arc::clone(&counter), Arc::clone(&sends), Arc::clone(&kept));
                 std::thread::spawn(move || {
-                    let _ = relay(client, upstream, throttle_every, &throttled, &sends);
+                    let _ = relay(client, upstream, throttle_every, &throttled, &sends, &heads);
                 });
             }
         });
-        Proxy { port, throttled }
+        Proxy { port, throttled, heads }
     }
 }
 
@@ -127,6 +130,7 @@ fn relay(
     throttle_every: usize,
     throttled: &AtomicUsize,
     sends: &AtomicUsize,
+    heads: &Mutex<Vec<String>>,
 ) -> std::io::Result<()> {
     let mut reader = BufReader::new(client.try_clone()?);
     let mut head = String::new();
@@ -150,6 +154,7 @@ fn relay(
         .unwrap_or(0);
     let mut body = vec![0; length];
     reader.read_exact(&mut body)?;
+    heads.lock().unwrap().push(head.clone());
     let request_line = head.lines().next().unwrap_or_default().to_owned();
     if request_line.starts_with("GET /v2/email/account") {
         let quota = r#"{"SendQuota":{"Max24HourSend":50000.0,"MaxSendRate":200.0,"SentLast24Hours":0.0}}"#;
@@ -303,4 +308,87 @@ fn an_unverified_sender_is_the_relay_s_refusal_and_nobody_is_failed() {
     assert!(moto.raw_messages().is_empty());
     let status = project.status("small");
     assert_eq!(status["failed"], 0, "nobody failed for the relay's refusal: {status}");
+}
+
+/// EC2's instance metadata service (IMDSv2) as far as credentials go: a session token, the
+/// role's name, its temporary keys.
+fn imds() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut client in listener.incoming().flatten() {
+            let mut reader = BufReader::new(client.try_clone().unwrap());
+            let mut head = String::new();
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                head.push_str(&line);
+            }
+            let lower = head.to_ascii_lowercase();
+            let with_token = lower.contains("x-aws-ec2-metadata-token: imds-session\r\n");
+            let (status, body) = match head.lines().next().unwrap_or_default() {
+                l if l.starts_with("PUT /latest/api/token ") && lower.contains("x-aws-ec2-metadata-token-ttl-seconds") => {
+                    ("200 OK", "imds-session".to_owned())
+                }
+                l if !with_token => ("401 Unauthorized", format!("no token: {l}")),
+                l if l.starts_with("GET /latest/meta-data/iam/security-credentials/ ") => ("200 OK", "newsletter-role".to_owned()),
+                l if l.starts_with("GET /latest/meta-data/iam/security-credentials/newsletter-role ") => (
+                    "200 OK",
+                    r#"{"Code":"Success","AccessKeyId":"ASIAIMDSTEST","SecretAccessKey":"imds-secret","Token":"imds-session-token","Expiration":"2099-01-01T00:00:00Z"}"#.to_owned(),
+                ),
+                _ => ("404 Not Found", String::new()),
+            };
+            let _ = respond(&mut client, status, "", &body);
+        }
+    });
+    port
+}
+
+#[test]
+fn without_keys_in_the_environment_the_instance_role_signs() {
+    let moto = Moto::start();
+    let proxy = Proxy::start(moto.port, usize::MAX);
+    let metadata = imds();
+    let home = tempfile::tempdir().unwrap();
+    let project = Project::new(0, &csv(3), "throttle: { rate: off }\n").with_smtp(&format!(
+        "{{ kind: ses, region: us-east-1, endpoint: \"http://127.0.0.1:{}\", concurrency: 1 }}",
+        proxy.port
+    ));
+    let mut command = project.command();
+    for var in [
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_PROFILE",
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+        "AWS_EC2_METADATA_DISABLED",
+        "AWS_SHARED_CREDENTIALS_FILE",
+        "AWS_CONFIG_FILE",
+    ] {
+        command.env_remove(var);
+    }
+    let r = run(command.args(["send", "small", "--yes"]).env("HOME", home.path()).env(
+        "AWS_EC2_METADATA_SERVICE_ENDPOINT",
+        format!("http://127.0.0.1:{metadata}"),
+    ));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(moto.raw_messages().len(), 3);
+    let heads = proxy.heads.lock().unwrap();
+    let sends: Vec<&String> = heads
+        .iter()
+        .filter(|h| h.starts_with("POST /v2/email/outbound-emails"))
+        .collect();
+    assert_eq!(sends.len(), 3);
+    for head in sends {
+        let lower = head.to_ascii_lowercase();
+        assert!(
+            lower.contains("credential=asiaimdstest/"),
+            "signed with the role's key: {head}"
+        );
+        assert!(lower.contains("x-amz-security-token: imds-session-token"), "{head}");
+    }
 }

@@ -534,13 +534,8 @@ impl Pool {
                 .relays
                 .iter()
                 .all(|r| r.out.as_ref().is_some_and(|o| o.until.is_none()));
-            let why: Vec<String> = self
-                .relays
-                .iter()
-                .filter_map(|r| r.out.as_ref().map(|o| format!("{}: {}", r.name, o.why)))
-                .collect();
             return Pick::NoneLeft {
-                why: why.join("; "),
+                why: out_reasons(self),
                 resting,
             };
         }
@@ -698,8 +693,7 @@ pub async fn deliver(
                             // Nowhere to go: pending for the next run, the attempt not counted.
                             tally.requeue(&job, &error);
                             if tally.outcome.stopped.is_none() {
-                                let why = pool.relays.iter().filter_map(|r| r.out.as_ref().map(|o| format!("{}: {}", r.name, o.why))).collect::<Vec<_>>().join("; ");
-                                tally.outcome.stopped = Some(every_relay_out(&why));
+                                tally.outcome.stopped = Some(every_relay_out(&out_reasons(&pool)));
                             }
                         } else if job.attempts <= settings.retries {
                             // Another relay takes it at once; the same one after the delay.
@@ -762,6 +756,15 @@ pub async fn deliver(
     outcome
 }
 
+/// Each relay out of the rotation, with why.
+fn out_reasons(pool: &Pool) -> String {
+    pool.relays
+        .iter()
+        .filter_map(|r| r.out.as_ref().map(|o| format!("{}: {}", r.name, o.why)))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 fn every_relay_out(why: &str) -> String {
     format!(
         "every relay is out of the rotation ({why}), so the run stopped and the recipients left stay pending; run the same command again once a relay takes mail"
@@ -812,6 +815,10 @@ fn refused(pool: &mut Pool, index: usize, job: Job, error: SendError, tally: &mu
         put_back.append(&mut relay.suspects.jobs);
         if elsewhere(pool) {
             pool.relays[index].take_out(format!("{what}: {reply}"), tally.observer);
+        } else if pool.relays.len() > 1 {
+            // The last relay of a pool: the run stops, naming every relay's reason.
+            pool.relays[index].take_out(format!("{what}: {reply}"), tally.observer);
+            tally.outcome.stopped = Some(every_relay_out(&out_reasons(pool)));
         } else {
             tally.outcome.stopped = Some(format!(
                 "{what}, so the run stopped and those recipients stay pending (nothing was recorded against them): {reply}; fix the relay or the sender (from.address, return_path, smtp.username) and run the same command again"
