@@ -359,3 +359,74 @@ fn every_acknowledged_unsubscribe_survives_sigkill() {
     server.child.wait().unwrap();
     assert_eq!(suppressed(&project).as_array().unwrap().len(), acked);
 }
+
+/// curl's answer head: status line and headers, lower case.
+fn head(args: &[&str]) -> String {
+    let out = Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-D", "-"])
+        .args(args)
+        .output()
+        .expect("curl");
+    String::from_utf8_lossy(&out.stdout).to_ascii_lowercase()
+}
+
+#[test]
+fn every_answer_carries_the_security_headers_and_slashless_paths_redirect() {
+    let sink = Sink::start();
+    let project = Project::new(sink.port, &csv(1), CONFIG)
+        .with_issues(&[("2025-06", scheduled_issue(Some("2025-06-01T09:00:00Z")))]);
+    assert_eq!(run(project.command().arg("send")).code, 0);
+    let server = Server::start(&project);
+    let base = &server.base;
+    let token = run(project.command().args(["unsubscribe-url", "user0@example.org"]))
+        .stdout
+        .trim()
+        .split("token=")
+        .nth(1)
+        .unwrap()
+        .to_owned();
+    let routes = [
+        format!("{base}/newsletter/unsubscribe?token={token}"),
+        format!("{base}/newsletter/subscribe"),
+        format!("{base}/newsletter/preferences?token={token}"),
+        format!("{base}/archive/"),
+        format!("{base}/archive/2025-06/"),
+        format!("{base}/archive/feed.xml"),
+        format!("{base}/healthz"),
+        format!("{base}/no/such/page"),
+    ];
+    for url in &routes {
+        let h = head(&[url]);
+        for needed in [
+            "content-security-policy: default-src 'none'; img-src https: data:; style-src 'unsafe-inline'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
+            "x-content-type-options: nosniff",
+            "x-frame-options: deny",
+            "referrer-policy: no-referrer",
+        ] {
+            assert!(h.contains(needed), "{url}: {needed} missing in\n{h}");
+        }
+    }
+    // Without archive.url the feed cannot have absolute ids: refused, saying why.
+    let (code, body) = curl(&[&format!("{base}/archive/feed.xml")]);
+    assert_eq!(code, 404);
+    assert!(body.contains("the Atom feed needs archive.url"), "{body}");
+    // The paths people type without the final slash.
+    for (from, to) in [("/archive", "/archive/"), ("/archive/2025-06", "/archive/2025-06/")] {
+        let h = head(&[&format!("{base}{from}")]);
+        assert!(h.starts_with("http/1.1 308"), "{from}: {h}");
+        assert!(h.contains(&format!("location: {to}\r\n")), "{from}: {h}");
+    }
+    // A body declared larger than allowed is refused at once, before it is sent.
+    let h = head(&[
+        "-X",
+        "POST",
+        "-H",
+        "Content-Length: 10000000",
+        "-H",
+        "Expect: 100-continue",
+        "--max-time",
+        "5",
+        &format!("{base}/newsletter/unsubscribe?token={token}"),
+    ]);
+    assert!(h.starts_with("http/1.1 413"), "{h}");
+}

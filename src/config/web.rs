@@ -22,6 +22,10 @@ pub struct Serve {
     pub max_body_bytes: usize,
     /// Largest request head (request line and headers) accepted; at least 8192.
     pub max_header_bytes: usize,
+    /// The Content-Security-Policy of every answer: what the built-in layout's pages need
+    /// (images over HTTPS, inline styles, forms to this server) and no framing. A layout that
+    /// loads fonts or scripts from elsewhere adds their sources here.
+    pub content_security_policy: String,
 }
 
 impl Default for Serve {
@@ -31,6 +35,7 @@ impl Default for Serve {
             request_timeout: Duration::from_secs(10),
             max_body_bytes: 16 * 1024,
             max_header_bytes: 16 * 1024,
+            content_security_policy: "default-src 'none'; img-src https: data:; style-src 'unsafe-inline'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'".into(),
         }
     }
 }

@@ -84,7 +84,8 @@ struct UnsubscribePage<'a> {
 struct IndexView<'a> {
     title: &'a str,
     accent: &'a str,
-    feed: &'a str,
+    /// None without `archive.url`: no feed then.
+    feed: Option<&'a str>,
     issues: &'a [Entry],
 }
 
@@ -178,11 +179,11 @@ impl Pages {
         &self.version
     }
 
-    fn index(&self, entries: &[Entry]) -> Result<String> {
+    fn index(&self, entries: &[Entry], with_feed: bool) -> Result<String> {
         let view = IndexView {
             title: &self.title,
             accent: &self.accent,
-            feed: "feed.xml",
+            feed: with_feed.then_some("feed.xml"),
             issues: entries,
         };
         Ok(self.hbs.render("archive.html.hbs", &view)?)
@@ -280,16 +281,18 @@ pub fn feed(config: &Config, entries: &[Entry], base: &str) -> String {
     out
 }
 
-/// The archive's absolute URL: `archive.url`, else this server's path.
-fn absolute_base(config: &Config) -> String {
+/// The archive's absolute URL, `archive.url`: Atom's ids must be absolute, so without it
+/// there is no feed.
+fn absolute_base(config: &Config) -> Option<String> {
     config
         .archive
         .url
-        .clone()
-        .unwrap_or_else(|| base_path(config))
-        .trim_end_matches('/')
-        .to_owned()
+        .as_ref()
+        .map(|url| url.trim_end_matches('/').to_owned())
 }
+
+/// Why there is no feed.
+const NO_FEED: &str = "the Atom feed needs archive.url (the archive's absolute URL, such as https://openinfra.dev/newsletter/archive): Atom requires absolute ids";
 
 /// `newsletter archive --out DIR`: index.html, ISSUE/index.html and feed.xml. Returns the
 /// number of issues written.
@@ -307,8 +310,12 @@ pub fn export(config: &Config, dir: &Path) -> Result<usize> {
         write(dir.join(&entry.name).join("index.html"), &issue_page(config, path)?)?;
     }
     let list: Vec<Entry> = entries.iter().map(|(e, _)| e.clone()).collect();
-    write(dir.join("index.html"), &pages.index(&list)?)?;
-    write(dir.join("feed.xml"), &feed(config, &list, &absolute_base(config)))?;
+    let base = absolute_base(config);
+    write(dir.join("index.html"), &pages.index(&list, base.is_some())?)?;
+    match base {
+        Some(base) => write(dir.join("feed.xml"), &feed(config, &list, &base))?,
+        None => eprintln!("warning: no feed.xml written: {NO_FEED}"),
+    }
     Ok(list.len())
 }
 
@@ -335,7 +342,7 @@ pub async fn index(State(app): State<Arc<App>>) -> Response {
     match listed(&app).await {
         Ok(entries) => {
             let list: Vec<Entry> = entries.into_iter().map(|(e, _)| e).collect();
-            match app.pages.index(&list) {
+            match app.pages.index(&list, absolute_base(&app.config).is_some()) {
                 Ok(body) => html(body),
                 Err(e) => failed(e),
             }
@@ -375,10 +382,13 @@ pub async fn issue(State(app): State<Arc<App>>, UrlPath(name): UrlPath<String>) 
 pub async fn feed_xml(State(app): State<Arc<App>>) -> Response {
     match listed(&app).await {
         Ok(entries) => {
+            let Some(base) = absolute_base(&app.config) else {
+                return super::page(StatusCode::NOT_FOUND, format!("No feed: {NO_FEED}."));
+            };
             let list: Vec<Entry> = entries.into_iter().map(|(e, _)| e).collect();
             (
                 [(header::CONTENT_TYPE, "application/atom+xml; charset=utf-8")],
-                feed(&app.config, &list, &absolute_base(&app.config)),
+                feed(&app.config, &list, &base),
             )
                 .into_response()
         }

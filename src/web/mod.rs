@@ -112,7 +112,7 @@ pub fn router(app: Arc<App>) -> Router {
     let unsubscribe = path_of(&app.config.unsubscribe.url);
     let archive = archive::base_path(&app.config);
     let limit = app.config.serve.max_body_bytes;
-    Router::new()
+    let routes = Router::new()
         .route(&unsubscribe, get(unsubscribe::page).post(unsubscribe::one_click))
         .route(&format!("{unsubscribe}/resubscribe"), post(unsubscribe::resubscribe))
         .route(
@@ -132,28 +132,70 @@ pub fn router(app: Arc<App>) -> Router {
         .route(&format!("{archive}/"), get(archive::index))
         .route(&format!("{archive}/feed.xml"), get(archive::feed_xml))
         .route(&format!("{archive}/{{issue}}/"), get(archive::issue))
-        .fallback(|| async { page(StatusCode::NOT_FOUND, "Not found".into()) })
+        .route(&format!("{archive}/{{issue}}"), get(with_slash))
+        .fallback(|| async { page(StatusCode::NOT_FOUND, "Not found".into()) });
+    // The archive at the site's root has no slashless form.
+    let routes = if archive.is_empty() {
+        routes
+    } else {
+        routes.route(&archive, get(with_slash))
+    };
+    routes
         .layer(DefaultBodyLimit::max(limit))
         .layer(middleware::from_fn_with_state(Arc::clone(&app), limits_and_log))
         .with_state(app)
 }
 
-/// Each request within its time, and a log line without its query.
+/// Each request within its time, a body declared too large refused before it is read, the
+/// security headers on every answer, and a log line without its query.
 async fn limits_and_log(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
-    let timeout = app.config.serve.request_timeout;
-    let response = match tokio::time::timeout(timeout, next.run(request)).await {
-        Ok(response) => response,
-        Err(_) => page(StatusCode::REQUEST_TIMEOUT, "The request took too long.".into()),
+    let settings = &app.config.serve;
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let mut response = if declared.is_some_and(|n| n > settings.max_body_bytes as u64) {
+        page(StatusCode::PAYLOAD_TOO_LARGE, "The request is too large.".into())
+    } else {
+        match tokio::time::timeout(settings.request_timeout, next.run(request)).await {
+            Ok(response) => response,
+            Err(_) => page(StatusCode::REQUEST_TIMEOUT, "The request took too long.".into()),
+        }
     };
+    let headers = response.headers_mut();
+    if let Ok(csp) = header::HeaderValue::from_str(&settings.content_security_policy) {
+        headers.insert(header::CONTENT_SECURITY_POLICY, csp);
+    }
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        header::HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, header::HeaderValue::from_static("DENY"));
+    // Unsubscribe and preference pages carry a reader's token in their URL.
+    headers.insert(header::REFERRER_POLICY, header::HeaderValue::from_static("no-referrer"));
     tracing::info!(
         "{method} {path} {} {:.1}ms",
         response.status().as_u16(),
         started.elapsed().as_secs_f64() * 1000.0
     );
     response
+}
+
+/// `/archive` and `/archive/2025-07`, as people type them: the page is at the path with a
+/// slash (relative links in it resolve from there).
+async fn with_slash(uri: axum::http::Uri) -> Response {
+    let location = match uri.query() {
+        Some(query) => format!("{}/?{query}", uri.path()),
+        None => format!("{}/", uri.path()),
+    };
+    match header::HeaderValue::from_str(&location) {
+        Ok(location) => (StatusCode::PERMANENT_REDIRECT, [(header::LOCATION, location)]).into_response(),
+        Err(_) => page(StatusCode::NOT_FOUND, "Not found".into()),
+    }
 }
 
 async fn health(State(app): State<Arc<App>>) -> Response {
