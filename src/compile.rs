@@ -282,10 +282,18 @@ fn mjml_to_html(mjml: &Mjml, origin: &Path, warnings: &mut Vec<Warning>) -> Resu
         disable_comments: true,
         ..Default::default()
     };
-    parsed
+    let html = parsed
         .element
         .render(&options)
-        .map_err(|e| anyhow!("{}: cannot render the MJML: {e}", origin.display()))
+        .map_err(|e| anyhow!("{}: cannot render the MJML: {e}", origin.display()))?;
+    // mrml hides the preheader with white text as well as display:none: white on our light
+    // body is what SpamAssassin's HTML_FONT_LOW_CONTRAST scores on every issue. Hidden it
+    // stays (display, opacity, size), in the body's own colour.
+    Ok(html.replacen(
+        "<div style=\"display:none;font-size:1px;color:#ffffff;line-height:1px;",
+        "<div style=\"display:none;font-size:1px;line-height:1px;",
+        1,
+    ))
 }
 
 fn error_offset(e: &mrml::prelude::parser::Error, source: &str) -> Option<usize> {

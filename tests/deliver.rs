@@ -569,10 +569,15 @@ fn a_test_send_has_its_own_message_id_and_real_mail_a_feedback_id() {
         .command()
         .args(["send", "small", "--test", "--to", "staff@openinfra.dev"]));
     assert_eq!(r.code, 0, "{}", r.stderr);
+    // A second test (after a correction, say) is a message of its own.
+    let r = run(project
+        .command()
+        .args(["send", "small", "--test", "--to", "staff@openinfra.dev"]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
     let r = run(project.command().args(["send", "small", "--yes"]));
     assert_eq!(r.code, 0, "{}", r.stderr);
     let messages = sink.messages();
-    assert_eq!(messages.len(), 2);
+    assert_eq!(messages.len(), 3);
     let header = |text: &str, name: &str| {
         text.lines()
             .find(|l| {
@@ -582,9 +587,15 @@ fn a_test_send_has_its_own_message_id_and_real_mail_a_feedback_id() {
             .map(|l| l.split_once(':').unwrap().1.trim().to_owned())
     };
     let (test, real): (Vec<_>, Vec<_>) = messages.iter().partition(|(_, t)| t.contains("Subject: [TEST]"));
+    let second_id = header(&test[1].1, "Message-ID").unwrap();
     let (test, real) = (&test[0].1, &real[0].1);
     let (test_id, real_id) = (header(test, "Message-ID").unwrap(), header(real, "Message-ID").unwrap());
     assert_ne!(test_id, real_id);
+    assert_ne!(test_id, second_id, "two test sends, two Message-IDs");
+    // The staff's own address, and a neutral name rather than a reader's (the list's only
+    // row is this address, with Sam).
+    assert!(header(test, "To").unwrap().contains("staff@openinfra.dev"));
+    assert!(!test.contains("Sam"), "no reader's value in a test");
     assert!(test_id.starts_with("<small.test."), "{test_id}");
     assert_eq!(
         header(real, "Feedback-ID").as_deref(),

@@ -32,24 +32,6 @@ fn keys() -> [(&'static str, String); 2] {
     ]
 }
 
-/// The message as the server received it: without the lines smtp-sink puts before it (its
-/// X-* lines and a folded Received: header), with CRLF line ends.
-fn as_received(dump: &str) -> String {
-    let mut lines = dump.lines().peekable();
-    while let Some(line) = lines.peek() {
-        let preamble = line.starts_with("X-")
-            || line.starts_with("Received:")
-            || (line.starts_with([' ', '\t']) && !line.trim().is_empty());
-        if !preamble {
-            break;
-        }
-        lines.next();
-    }
-    let mut out = lines.collect::<Vec<_>>().join("\r\n");
-    out.push_str("\r\n");
-    out
-}
-
 /// A DNS cache for mail-auth holding only our records, so that it never asks a real resolver.
 struct Records(HashMap<Box<str>, Txt>);
 
@@ -108,7 +90,7 @@ fn send_signed(
         .enumerate()
         .map(|(i, (_, dump))| {
             let path = dir.join(format!("{i:03}.eml"));
-            std::fs::write(&path, as_received(dump)).unwrap();
+            std::fs::write(&path, support::as_received(dump)).unwrap();
             path
         })
         .collect();
@@ -377,7 +359,7 @@ fn the_confirmation_email_of_a_sign_up_verifies_in_dkimpy() {
     std::thread::sleep(std::time::Duration::from_millis(200));
     let (_, dump) = sink.messages().remove(0);
     let file = dir.path().join("confirm.eml");
-    std::fs::write(&file, as_received(&dump)).unwrap();
+    std::fs::write(&file, support::as_received(&dump)).unwrap();
     let r = run(project.command().args(["dkim", "--format", "json"]).envs(keys()));
     let records: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     let (ok, report) = dkimpy(dir.path(), &records, &[file]);

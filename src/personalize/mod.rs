@@ -60,7 +60,7 @@ pub struct Personalizer {
     subject_prefix: String,
     /// Tells a test send's Message-IDs from the real send's, so a reader who gets both does
     /// not have the real one dropped as a duplicate.
-    message_id_kind: &'static str,
+    message_id_kind: String,
     feedback_id: Option<String>,
     /// For the web archive: no unsubscribe link.
     archive: bool,
@@ -137,7 +137,7 @@ impl Personalizer {
             secret,
             date: message_date(),
             subject_prefix: String::new(),
-            message_id_kind: "",
+            message_id_kind: String::new(),
             archive: false,
             feedback_id: config.feedback_id.as_ref().map(|template| {
                 template
@@ -175,7 +175,7 @@ impl Personalizer {
             domain: self.domain.clone(),
             date: self.date,
             subject_prefix: self.subject_prefix.clone(),
-            message_id_kind: self.message_id_kind,
+            message_id_kind: self.message_id_kind.clone(),
             feedback_id: self.feedback_id.clone(),
             archive: self.archive,
         })
@@ -185,7 +185,13 @@ impl Personalizer {
     /// Feedback-ID (a test is not a campaign).
     pub fn for_test_send(mut self) -> Self {
         self.subject_prefix = "[TEST] ".to_owned();
-        self.message_id_kind = "test";
+        // Each test send its own: a corrected re-test with the same Message-ID may be dropped
+        // as a duplicate (Gmail does), and the staff would look at the old one.
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
+        self.message_id_kind = format!("test {now} {}", std::process::id());
         self.feedback_id = None;
         self
     }
@@ -257,9 +263,9 @@ impl Personalizer {
             header_value(&render(&t.plain, &t.subject_template)?, MAX_SUBJECT)
         );
         Ok(Parts {
+            html: title_as_subject(html, &subject),
             subject,
             text,
-            html,
             unsubscribe_url,
             unsubscribe_token,
         })
@@ -439,6 +445,27 @@ fn header_value(s: &str, max: usize) -> String {
     line.chars().take(max - 1).chain(['…']).collect()
 }
 
+/// The HTML's `<title>` as the Subject header goes out (cut, or with the test prefix):
+/// receivers compare the two (SpamAssassin's HTML_TITLE_SUBJ_DIFF). Copied only when they
+/// differ, which a usual subject does not.
+fn title_as_subject(html: String, subject: &str) -> String {
+    let Some(start) = html.find("<title>").map(|i| i + "<title>".len()) else {
+        return html;
+    };
+    let Some(length) = html[start..].find("</title>") else {
+        return html;
+    };
+    let title = handlebars::html_escape(subject);
+    if html[start..start + length] == title {
+        return html;
+    }
+    let mut out = String::with_capacity(html.len() + title.len());
+    out.push_str(&html[..start]);
+    out.push_str(&title);
+    out.push_str(&html[start + length..]);
+    out
+}
+
 /// Says which field is missing in words a writer acts on.
 fn missing_field_reason(e: &handlebars::RenderError) -> String {
     match e.reason() {
@@ -466,6 +493,18 @@ fn hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::{MAX_NAME, header_value, quoted_printable};
+
+    #[test]
+    fn the_title_is_the_subject_as_sent() {
+        let html = "<html><head><title>Long &amp; longer</title></head><body>x</body></html>".to_owned();
+        let same = super::title_as_subject(html.clone(), "Long & longer");
+        assert_eq!(same, html);
+        let cut = super::title_as_subject(html, "[TEST] Long & lo…");
+        assert_eq!(
+            cut,
+            "<html><head><title>[TEST] Long &amp; lo…</title></head><body>x</body></html>"
+        );
+    }
 
     #[test]
     fn header_values_are_one_line_and_cut() {

@@ -656,3 +656,21 @@ pub fn mailto_in_message(sink: &Sink, rcpt: &str, issue: Option<&str>) -> (Strin
     let subject = query.strip_prefix("subject=").unwrap().replace("%20", " ");
     (address.to_owned(), subject)
 }
+
+/// The message as the server received it: without the lines smtp-sink puts before it (its
+/// X-* lines and a folded Received: header), with CRLF line ends.
+pub fn as_received(dump: &str) -> String {
+    let mut lines = dump.lines().peekable();
+    while let Some(line) = lines.peek() {
+        let preamble = line.starts_with("X-")
+            || line.starts_with("Received:")
+            || (line.starts_with([' ', '\t']) && !line.trim().is_empty());
+        if !preamble {
+            break;
+        }
+        lines.next();
+    }
+    let mut out = lines.collect::<Vec<_>>().join("\r\n");
+    out.push_str("\r\n");
+    out
+}
