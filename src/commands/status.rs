@@ -47,12 +47,9 @@ struct Detail {
     /// Recipients with a hard or soft bounce or a complaint (from `newsletter bounces`), and
     /// blocks of our sending.
     bounces: BounceCounts,
-    /// Per cent of the recipients sent to.
-    hard_bounce_rate: f64,
-    soft_bounce_rate: f64,
-    complaint_rate: f64,
-    /// What a relay or mailbox provider would act on.
-    warnings: Vec<String>,
+    /// Per cent of the recipients sent to, and what a relay or mailbox provider would act on.
+    #[serde(flatten)]
+    health: reputation::Health,
     /// Groups of bounces the mass guard holds for the operator (any issue's): their readers
     /// are still mailed.
     held_groups: Vec<HeldGroup>,
@@ -87,39 +84,6 @@ fn held_line(held: &[HeldGroup]) -> String {
         thousands(readers),
         held.iter().map(|g| g.domain.as_str()).collect::<Vec<_>>().join(", ")
     )
-}
-
-/// Relays suspend senders whose bounces pass about 5% (Amazon SES reviews at 5%, suspends
-/// at 10%) or complaints pass 0.1%; Gmail's limit for spam reports is 0.3%.
-const BOUNCE_LIMIT: f64 = 5.0;
-const COMPLAINT_LIMIT: f64 = 0.1;
-
-fn bounce_warnings(b: &BounceCounts, sent: u64, rates: (f64, f64, f64)) -> Vec<String> {
-    let (hard, soft, complaints) = rates;
-    let mut warnings = Vec::new();
-    if hard + soft > BOUNCE_LIMIT {
-        warnings.push(format!(
-            "bounce rate {:.2}% is over {BOUNCE_LIMIT}%: relays (Amazon SES, Google) review or suspend senders past it; clean the list",
-            hard + soft
-        ));
-    }
-    if complaints > COMPLAINT_LIMIT {
-        warnings.push(format!(
-            "complaint rate {complaints:.3}% is over {COMPLAINT_LIMIT}% (Gmail's limit is 0.3%): readers are marking it as spam"
-        ));
-    }
-    if b.blocked > 0 {
-        warnings.push(format!(
-            "{} of {} recipient(s) refused the message as from us (policy, spam, reputation, authentication): a problem with our sending, not with them; see `newsletter status --bounces`",
-            thousands(b.blocked),
-            thousands(sent)
-        ));
-    }
-    warnings
-}
-
-fn percent(n: u64, of: u64) -> f64 {
-    if of == 0 { 0.0 } else { n as f64 * 100.0 / of as f64 }
 }
 
 pub fn run(config_path: Option<&Path>, args: StatusArgs) -> Result<Exit> {
@@ -170,8 +134,8 @@ pub fn run(config_path: Option<&Path>, args: StatusArgs) -> Result<Exit> {
                     let returned = if l.bounced + l.complaints > 0 {
                         format!(
                             "  bounced {:.1}%  complaints {:.2}%",
-                            percent(l.bounced, l.sent),
-                            percent(l.complaints, l.sent)
+                            reputation::percent(l.bounced, l.sent),
+                            reputation::percent(l.complaints, l.sent)
                         )
                     } else {
                         String::new()
@@ -231,11 +195,7 @@ pub fn run(config_path: Option<&Path>, args: StatusArgs) -> Result<Exit> {
         .map(|l| l.bounce_counts(&issue.slug))
         .transpose()?
         .unwrap_or_default();
-    let rates = (
-        percent(bounces.hard, counts.sent),
-        percent(bounces.soft, counts.sent),
-        percent(bounces.complaints, counts.sent),
-    );
+    let health = reputation::health(&bounces, counts.sent, &config.throttle.breaker);
     let detail = Detail {
         issue: issue.slug.clone(),
         // Complete for the lists sent so far, but the list has readers who never got it (rows
@@ -258,7 +218,6 @@ pub fn run(config_path: Option<&Path>, args: StatusArgs) -> Result<Exit> {
             Some(l) => l.undelivered(&issue.slug, if args.failed { None } else { Some(5) })?,
             None => Vec::new(),
         },
-        warnings: bounce_warnings(&bounces, counts.sent, rates),
         held_groups: held_groups(ledger.as_ref())?,
         warmup: warmup_today(&config, ledger.as_ref())?.map(|t| WarmupToday {
             day: t.day,
@@ -272,9 +231,7 @@ pub fn run(config_path: Option<&Path>, args: StatusArgs) -> Result<Exit> {
             None => Vec::new(),
         },
         bounces,
-        hard_bounce_rate: rates.0,
-        soft_bounce_rate: rates.1,
-        complaint_rate: rates.2,
+        health,
         counts,
     };
     match args.format {
@@ -363,17 +320,17 @@ fn print_detail(d: &Detail, list: &Path) {
     println!(
         "  hard bounces         {} ({:.2}%)",
         thousands(d.bounces.hard),
-        d.hard_bounce_rate
+        d.health.hard_bounce_rate
     );
     println!(
         "  soft bounces         {} ({:.2}%)",
         thousands(d.bounces.soft),
-        d.soft_bounce_rate
+        d.health.soft_bounce_rate
     );
     println!(
         "  complaints           {} ({:.3}%)",
         thousands(d.bounces.complaints),
-        d.complaint_rate
+        d.health.complaint_rate
     );
     if d.bounces.blocked > 0 {
         println!("  blocked as from us   {}", thousands(d.bounces.blocked));
@@ -410,7 +367,7 @@ fn print_detail(d: &Detail, list: &Path) {
     if !d.held_groups.is_empty() {
         println!("  {}", held_line(&d.held_groups));
     }
-    for w in &d.warnings {
+    for w in &d.health.warnings {
         println!("  warning: {w}");
     }
     if !d.undelivered.is_empty() {

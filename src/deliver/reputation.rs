@@ -8,7 +8,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::config::{Breaker, Warmup};
 use crate::human::thousands;
-use crate::ledger::{IssueRates, Ledger};
+use crate::ledger::{BounceCounts, IssueRates, Ledger};
 
 /// The cap of day `day` (0: the first day of sending); `None` once the ramp is over.
 pub fn daily_cap(warmup: &Warmup, day: i64) -> Option<u64> {
@@ -85,6 +85,59 @@ fn start_of(day: NaiveDate) -> String {
     format!("{}T00:00:00.000Z", day.format("%Y-%m-%d"))
 }
 
+/// `n` of `of` in per cent (0 of nothing is 0%).
+pub fn percent(n: u64, of: u64) -> f64 {
+    if of == 0 { 0.0 } else { n as f64 * 100.0 / of as f64 }
+}
+
+/// An issue's returns against its sent messages, and what a relay or mailbox provider would
+/// act on: `status` shows them.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Health {
+    /// Per cent of the recipients sent to.
+    pub hard_bounce_rate: f64,
+    pub soft_bounce_rate: f64,
+    pub complaint_rate: f64,
+    pub warnings: Vec<String>,
+}
+
+/// The issue's rates and warnings, judged by the circuit breaker's limits (the same that
+/// stop a send: SES reviews at 5% bounces or 0.1% complaints).
+pub fn health(bounces: &BounceCounts, sent: u64, limits: &Breaker) -> Health {
+    let (hard, soft, complaints) = (
+        percent(bounces.hard, sent),
+        percent(bounces.soft, sent),
+        percent(bounces.complaints, sent),
+    );
+    let mut warnings = Vec::new();
+    if hard + soft > limits.hard_bounce_percent {
+        warnings.push(format!(
+            "bounce rate {:.2}% is over {}%: relays (Amazon SES, Google) review or suspend senders past it; clean the list",
+            hard + soft,
+            limits.hard_bounce_percent
+        ));
+    }
+    if complaints > limits.complaint_percent {
+        warnings.push(format!(
+            "complaint rate {complaints:.3}% is over {}% (Gmail's limit is 0.3%): readers are marking it as spam",
+            limits.complaint_percent
+        ));
+    }
+    if bounces.blocked > 0 {
+        warnings.push(format!(
+            "{} of {} recipient(s) refused the message as from us (policy, spam, reputation, authentication): a problem with our sending, not with them; see `newsletter status --bounces`",
+            thousands(bounces.blocked),
+            thousands(sent)
+        ));
+    }
+    Health {
+        hard_bounce_rate: hard,
+        soft_bounce_rate: soft,
+        complaint_rate: complaints,
+        warnings,
+    }
+}
+
 /// Why `rates` trip the breaker, if they do: one line with the rate, the limit and what to do.
 pub fn tripped(breaker: &Breaker, issue: &str, rates: IssueRates) -> Option<String> {
     if rates.messages < breaker.min_messages.max(1) {
@@ -136,6 +189,39 @@ mod tests {
             days: 1,
         };
         assert_eq!((daily_cap(&one, 0), daily_cap(&one, 1)), (Some(80), None));
+    }
+
+    #[test]
+    fn health_warns_past_the_breaker_s_limits() {
+        let limits = Breaker::default();
+        let counts = |hard, soft, complaints, blocked| BounceCounts {
+            hard,
+            soft,
+            complaints,
+            blocked,
+            delayed: 0,
+        };
+        let fine = health(&counts(30, 10, 0, 0), 1000, &limits);
+        assert_eq!((fine.hard_bounce_rate, fine.soft_bounce_rate), (3.0, 1.0));
+        assert!(fine.warnings.is_empty());
+        let bad = health(&counts(40, 20, 2, 3), 1000, &limits);
+        assert_eq!(bad.warnings.len(), 3, "{:?}", bad.warnings);
+        assert!(
+            bad.warnings[0].starts_with("bounce rate 6.00% is over 5%"),
+            "{:?}",
+            bad.warnings
+        );
+        assert!(
+            bad.warnings[1].starts_with("complaint rate 0.200% is over 0.1%"),
+            "{:?}",
+            bad.warnings
+        );
+        assert!(bad.warnings[2].starts_with("3 of 1,000 recipient(s) refused the message as from us"));
+        assert_eq!(
+            health(&counts(0, 0, 0, 0), 0, &limits).hard_bounce_rate,
+            0.0,
+            "nothing sent"
+        );
     }
 
     #[test]
