@@ -70,11 +70,15 @@ pub enum Command {
         #[arg(long, value_name = "ADDR:PORT")]
         listen: Option<String>,
     },
-    /// Write the archive as static files: index.html, ISSUE/index.html and feed.xml
+    /// The archive: `--out DIR` writes it as static files (index.html, ISSUE/index.html,
+    /// feed.xml); `publish ISSUE` replaces an issue's page, kept as it was sent, with the file's
+    #[command(args_conflicts_with_subcommands = true)]
     Archive {
         /// The folder
         #[arg(long, value_name = "DIR")]
-        out: std::path::PathBuf,
+        out: Option<std::path::PathBuf>,
+        #[command(subcommand)]
+        action: Option<ArchiveCommand>,
     },
     /// Work with layouts: `layout export` writes the built-in one out for editing
     #[command(subcommand)]
@@ -302,6 +306,12 @@ pub enum ListFormat {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ExportFormat {
     Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ArchiveCommand {
+    /// Make ISSUE's archive page again from its file (an edit after the send shows only then)
+    Publish { issue: String },
 }
 
 #[derive(Debug, Subcommand)]

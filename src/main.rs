@@ -30,7 +30,7 @@ fn main() -> ExitCode {
         Command::Send(args) => commands::send::run(cli.config.as_deref(), cli.quiet, args),
         Command::Status(args) => commands::status::run(cli.config.as_deref(), args),
         Command::Serve { listen } => commands::serve::run(cli.config.as_deref(), cli.quiet, listen),
-        Command::Archive { out } => commands::serve::archive(cli.config.as_deref(), cli.quiet, &out),
+        Command::Archive { out, action } => commands::serve::archive(cli.config.as_deref(), cli.quiet, out, action),
         Command::Layout(command) => commands::layout::run(cli.config.as_deref(), cli.quiet, command),
         Command::Bounces(args) => commands::bounces::run(cli.config.as_deref(), cli.quiet, args),
         Command::Suppress(command) => commands::suppress::run(cli.config.as_deref(), cli.quiet, command),

@@ -430,3 +430,51 @@ fn every_answer_carries_the_security_headers_and_slashless_paths_redirect() {
     ]);
     assert!(h.starts_with("http/1.1 413"), "{h}");
 }
+
+#[test]
+fn the_archive_shows_what_was_sent_until_it_is_published_again() {
+    let sink = Sink::start();
+    let config = format!("{CONFIG}archive: {{ url: https://openinfra.dev/newsletter/archive }}\n");
+    let project = Project::new(sink.port, &csv(3), &config).with_issues(&[
+        ("2025-06", scheduled_issue(Some("2025-06-01T09:00:00Z"))),
+        ("2030-01", scheduled_issue(Some("2030-01-01T09:00:00Z"))),
+    ]);
+    assert_eq!(run(project.command().args(["send", "2025-06", "--yes"])).code, 0);
+    // A part of an issue due in 2030, sent early by hand: still not public.
+    assert_eq!(
+        run(project.command().args(["send", "2030-01", "--yes", "--limit", "1"])).code,
+        0
+    );
+    // The file is edited after the send.
+    let file = project.dir.path().join("newsletters/2025-06.md");
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(
+        &file,
+        text.replace("this is the lead", "this is the lead, EDITED LATER"),
+    )
+    .unwrap();
+
+    let server = Server::start(&project);
+    let archive = format!("{}/newsletter/archive", server.base);
+    let (code, page) = curl(&[&format!("{archive}/2025-06/")]);
+    assert_eq!(code, 200);
+    assert!(
+        page.contains("this is the lead") && !page.contains("EDITED LATER"),
+        "as sent"
+    );
+    let (_, index) = curl(&[&format!("{archive}/")]);
+    assert!(index.contains("2025-06/") && !index.contains("2030-01"), "{index}");
+    let (_, feed) = curl(&[&format!("{archive}/feed.xml")]);
+    assert!(feed.contains("/2025-06/") && !feed.contains("2030-01"), "{feed}");
+    let (code, _) = curl(&[&format!("{archive}/2030-01/")]);
+    assert_eq!(code, 404, "not public before its send_at");
+
+    // Published again on purpose: the edit shows.
+    let r = run(project.command().args(["archive", "publish", "2025-06"]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let (_, page) = curl(&[&format!("{archive}/2025-06/")]);
+    assert!(page.contains("EDITED LATER"), "published again");
+    // An issue never sent cannot be published.
+    let r = run(project.command().args(["archive", "publish", "small"]));
+    assert_ne!(r.code, 0);
+}

@@ -1,6 +1,6 @@
 //! `newsletter serve` and `newsletter archive --out DIR`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
@@ -8,6 +8,7 @@ use newsletter::unsubscribe::{SECRET_VAR, Secrets};
 use newsletter::web::{self, App};
 
 use crate::Exit;
+use crate::cli::ArchiveCommand;
 
 pub fn run(config_path: Option<&Path>, quiet: bool, listen: Option<String>) -> Result<Exit> {
     let config = super::load_config(config_path, quiet)?;
@@ -29,11 +30,27 @@ pub fn run(config_path: Option<&Path>, quiet: bool, listen: Option<String>) -> R
     Ok(Exit::Success)
 }
 
-pub fn archive(config_path: Option<&Path>, quiet: bool, out: &Path) -> Result<Exit> {
+pub fn archive(
+    config_path: Option<&Path>,
+    quiet: bool,
+    out: Option<PathBuf>,
+    action: Option<ArchiveCommand>,
+) -> Result<Exit> {
     let config = super::load_config(config_path, quiet)?;
-    let issues = web::archive::export(&config, out)?;
-    if !quiet {
-        println!("Wrote the archive of {issues} issue(s) to {}", out.display());
+    match (out, action) {
+        (Some(out), _) => {
+            let issues = web::archive::export(&config, &out)?;
+            if !quiet {
+                println!("Wrote the archive of {issues} issue(s) to {}", out.display());
+            }
+        }
+        (None, Some(ArchiveCommand::Publish { issue })) => {
+            web::archive::publish(&config, &issue)?;
+            if !quiet {
+                println!("{issue}: the archive's page is made again from its file");
+            }
+        }
+        (None, None) => anyhow::bail!("archive: give --out DIR (static files) or `publish ISSUE`"),
     }
     Ok(Exit::Success)
 }

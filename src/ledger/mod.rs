@@ -13,6 +13,7 @@ use serde::Serialize;
 
 use crate::compile::Rendered;
 
+mod archive;
 mod bounces;
 mod held;
 mod readers;
@@ -21,6 +22,7 @@ pub mod schema;
 mod signups;
 mod suppressions;
 
+pub use archive::Archived;
 pub use bounces::{BounceCounts, BounceEvent};
 pub use held::{DeferredRow, HeldGroup};
 pub use readers::{Erased, ReaderDelivery, ReaderEvent};

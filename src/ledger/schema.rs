@@ -227,6 +227,17 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (relay, day)
     ) WITHOUT ROWID;
     ",
+    // 9: the archive keeps each issue's page as it was sent.
+    "
+    CREATE TABLE archive (
+        issue TEXT PRIMARY KEY,
+        subject TEXT NOT NULL,        -- with the archive's neutral fields
+        preheader TEXT,
+        send_at TEXT,                 -- UTC, as now() writes times: public from then on
+        published_at TEXT NOT NULL,
+        page TEXT NOT NULL
+    ) WITHOUT ROWID;
+    ",
 ];
 
 /// Opens (creating it if need be) the file at `path`, upgraded to the current schema.

@@ -1,6 +1,6 @@
-//! The issue archive: an index of every issue whose send has started (newest first), each
-//! issue as a web page (the email's HTML with neutral recipient fields and no unsubscribe
-//! link), and an Atom feed. Served by `serve`, and written as static files by
+//! The issue archive: an index of every public issue (newest first), each issue as a web
+//! page (the email's HTML with neutral recipient fields and no unsubscribe link) as it was
+//! when its send began, stored in the ledger, and an Atom feed. Served by `serve`, and written as static files by
 //! `newsletter archive --out DIR`. The pages of `serve` (unsubscribe, archive index) come
 //! from the layout, so a layout restyles them.
 
@@ -17,11 +17,12 @@ use serde::Serialize;
 use sha2::Digest;
 
 use super::App;
+use crate::compile::Rendered;
 use crate::config::Config;
 use crate::html::escape;
 use crate::issue::{self, Issue};
 use crate::layout::Layout;
-use crate::ledger::{IssueState, Ledger};
+use crate::ledger::{Archived, Ledger};
 use crate::personalize::Personalizer;
 use crate::recipients::Recipient;
 use crate::unsubscribe::Secret;
@@ -200,31 +201,81 @@ pub fn base_path(config: &Config) -> String {
     .to_owned()
 }
 
-/// The issues whose send has started and whose file is still there, newest first.
-pub fn entries(config: &Config, ledger: &Ledger) -> Result<Vec<(Entry, PathBuf)>> {
-    let mut out = Vec::new();
+/// The public issues, newest first, from the ledger alone (no issue file is read).
+pub fn entries(ledger: &Ledger) -> Result<Vec<Entry>> {
+    Ok(ledger.archived()?.into_iter().map(entry).collect())
+}
+
+fn entry(a: Archived) -> Entry {
+    let date = chrono::DateTime::parse_from_rfc3339(&a.published_at)
+        .map(|d| d.format("%Y-%m-%d").to_string())
+        .unwrap_or_else(|_| a.published_at.clone());
+    Entry {
+        href: format!("{}/", a.issue),
+        name: a.issue,
+        subject: a.subject,
+        preheader: a.preheader,
+        started_at: a.published_at,
+        date,
+    }
+}
+
+/// Stores the archive's page of `issue` as `rendered` makes it, unless one is stored and a
+/// message of it went out (`replace`: `archive publish`). Says whether it wrote.
+pub fn store(ledger: &mut Ledger, issue: &Issue, rendered: &Rendered, config: &Config, replace: bool) -> Result<bool> {
+    let kept = ledger.has_archive(&rendered.slug)? && ledger.has_sent(&rendered.slug)?;
+    if kept && !replace {
+        return Ok(false);
+    }
+    let replace = replace || ledger.has_archive(&rendered.slug)?;
+    let fields = &config.archive.fields;
+    let subject = neutral_text(issue.subject().unwrap_or(&rendered.subject), fields);
+    let preheader = issue.preheader().map(|p| neutral_text(p, fields));
+    let send_at = issue.front.send_at.map(|t| {
+        t.with_timezone(&chrono::Utc)
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    });
+    ledger.store_archive(
+        &rendered.slug,
+        &subject,
+        preheader.as_deref(),
+        send_at.as_deref(),
+        &page(rendered, config)?,
+        replace,
+    )
+}
+
+/// `newsletter archive publish ISSUE`: the page made again from the issue's file, in place of
+/// the one stored when it was sent.
+pub fn publish(config: &Config, name: &str) -> Result<()> {
+    let path = issue::find(name, &config.newsletters)?;
+    let issue = Issue::load(&path)?;
+    let rendered = crate::compose(&issue, config)?;
+    let mut ledger = Ledger::open(&config.ledger)?;
+    if ledger.issue_state(&rendered.slug)?.is_none() {
+        anyhow::bail!(
+            "{}: not sent yet, so not in the archive: its first real message stores its page",
+            path.display()
+        );
+    }
+    store(&mut ledger, &issue, &rendered, config, true)?;
+    Ok(())
+}
+
+/// Issues sent before the archive stored pages get theirs from their file, once.
+pub fn backfill(config: &Config, ledger: &mut Ledger) -> Result<()> {
     for state in ledger.started_issues()? {
+        if ledger.has_archive(&state.issue)? {
+            continue;
+        }
         let Ok(path) = issue::find(&state.issue, &config.newsletters) else {
             continue;
         };
-        let Ok(issue) = Issue::load(&path) else { continue };
-        out.push((entry(&state, &issue, &config.archive.fields), path));
+        let issue = Issue::load(&path)?;
+        let rendered = crate::compose(&issue, config)?;
+        store(ledger, &issue, &rendered, config, false)?;
     }
-    Ok(out)
-}
-
-fn entry(state: &IssueState, issue: &Issue, fields: &BTreeMap<String, String>) -> Entry {
-    let date = chrono::DateTime::parse_from_rfc3339(&state.started_at)
-        .map(|d| d.format("%Y-%m-%d").to_string())
-        .unwrap_or_else(|_| state.started_at.clone());
-    Entry {
-        name: state.issue.clone(),
-        subject: neutral_text(issue.subject().unwrap_or(&state.subject), fields),
-        preheader: issue.preheader().map(|p| neutral_text(p, fields)),
-        started_at: state.started_at.clone(),
-        date,
-        href: format!("{}/", state.issue),
-    }
+    Ok(())
 }
 
 /// A subject's `{{first_name}}` and the like, as the archive's fields fill them.
@@ -243,14 +294,12 @@ fn neutral_text(text: &str, fields: &BTreeMap<String, String>) -> String {
 }
 
 /// One issue's page: the email's HTML for a neutral reader, without an unsubscribe link.
-pub fn issue_page(config: &Config, path: &Path) -> Result<String> {
-    let issue = Issue::load(path)?;
-    let rendered = crate::compose(&issue, config)?;
-    let personalizer = Personalizer::new(&rendered, config, Secret::placeholder())?.for_archive();
+fn page(rendered: &Rendered, config: &Config) -> Result<String> {
+    let personalizer = Personalizer::new(rendered, config, Secret::placeholder())?.for_archive();
     let mut reader = Recipient::sample();
     reader.fields = config.archive.fields.clone();
     // Every column the issue uses shows something, if only nothing.
-    for name in crate::check::template_fields(&rendered) {
+    for name in crate::check::template_fields(rendered) {
         reader.fields.entry(name).or_default();
     }
     Ok(personalizer.parts(&reader)?.html)
@@ -297,19 +346,21 @@ const NO_FEED: &str = "the Atom feed needs archive.url (the archive's absolute U
 /// `newsletter archive --out DIR`: index.html, ISSUE/index.html and feed.xml. Returns the
 /// number of issues written.
 pub fn export(config: &Config, dir: &Path) -> Result<usize> {
-    let ledger = Ledger::open(&config.ledger)?;
+    let mut ledger = Ledger::open(&config.ledger)?;
+    backfill(config, &mut ledger)?;
     let pages = Pages::load(config)?;
-    let entries = entries(config, &ledger)?;
+    let list = entries(&ledger)?;
     let write = |path: PathBuf, text: &str| -> Result<()> {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
         }
         std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))
     };
-    for (entry, path) in &entries {
-        write(dir.join(&entry.name).join("index.html"), &issue_page(config, path)?)?;
+    for entry in &list {
+        if let Some(page) = ledger.archive_page(&entry.name)? {
+            write(dir.join(&entry.name).join("index.html"), &page)?;
+        }
     }
-    let list: Vec<Entry> = entries.iter().map(|(e, _)| e.clone()).collect();
     let base = absolute_base(config);
     write(dir.join("index.html"), &pages.index(&list, base.is_some())?)?;
     match base {
@@ -323,9 +374,14 @@ fn html(body: String) -> Response {
     ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response()
 }
 
-async fn listed(app: &Arc<App>) -> Result<Vec<(Entry, PathBuf)>> {
+/// Archive work reads through the archive's own connection: the ledger's lock, which
+/// one-click unsubscribes need, is never held for it.
+async fn read<T: Send + 'static>(
+    app: &Arc<App>,
+    work: impl FnOnce(&Ledger) -> Result<T> + Send + 'static,
+) -> Result<T> {
     let app = Arc::clone(app);
-    tokio::task::spawn_blocking(move || entries(&app.config, &app.ledger()))
+    tokio::task::spawn_blocking(move || work(&app.archive()))
         .await
         .context("the archive task stopped")?
 }
@@ -339,59 +395,34 @@ fn failed(e: anyhow::Error) -> Response {
 }
 
 pub async fn index(State(app): State<Arc<App>>) -> Response {
-    match listed(&app).await {
-        Ok(entries) => {
-            let list: Vec<Entry> = entries.into_iter().map(|(e, _)| e).collect();
-            match app.pages.index(&list, absolute_base(&app.config).is_some()) {
-                Ok(body) => html(body),
-                Err(e) => failed(e),
-            }
-        }
+    match read(&app, entries).await {
+        Ok(list) => match app.pages.index(&list, absolute_base(&app.config).is_some()) {
+            Ok(body) => html(body),
+            Err(e) => failed(e),
+        },
         Err(e) => failed(e),
     }
 }
 
 pub async fn issue(State(app): State<Arc<App>>, UrlPath(name): UrlPath<String>) -> Response {
-    // Only an issue whose send has started: the name must be one the ledger holds, and is
-    // then looked up among the issue files, never used as a path.
-    let lookup = Arc::clone(&app);
-    let found = tokio::task::spawn_blocking(move || -> Result<Option<PathBuf>> {
-        if lookup.ledger().issue_state(&name)?.is_none() {
-            return Ok(None);
-        }
-        Ok(issue::list(&lookup.config.newsletters)
-            .into_iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, path)| path))
-    })
-    .await;
-    let path = match found {
-        Ok(Ok(Some(path))) => path,
-        Ok(Ok(None)) => return super::page(StatusCode::NOT_FOUND, "No such issue in the archive.".into()),
-        Ok(Err(e)) => return failed(e),
-        Err(e) => return failed(e.into()),
-    };
-    let config = app.config.clone();
-    match tokio::task::spawn_blocking(move || issue_page(&config, &path)).await {
-        Ok(Ok(body)) => html(body),
-        Ok(Err(e)) => failed(e),
-        Err(e) => failed(e.into()),
+    // The name is only ever a key of the ledger's archive, never a path.
+    match read(&app, move |ledger| ledger.archive_page(&name)).await {
+        Ok(Some(page)) => html(page),
+        Ok(None) => super::page(StatusCode::NOT_FOUND, "No such issue in the archive.".into()),
+        Err(e) => failed(e),
     }
 }
 
 pub async fn feed_xml(State(app): State<Arc<App>>) -> Response {
-    match listed(&app).await {
-        Ok(entries) => {
-            let Some(base) = absolute_base(&app.config) else {
-                return super::page(StatusCode::NOT_FOUND, format!("No feed: {NO_FEED}."));
-            };
-            let list: Vec<Entry> = entries.into_iter().map(|(e, _)| e).collect();
-            (
-                [(header::CONTENT_TYPE, "application/atom+xml; charset=utf-8")],
-                feed(&app.config, &list, &base),
-            )
-                .into_response()
-        }
+    let Some(base) = absolute_base(&app.config) else {
+        return super::page(StatusCode::NOT_FOUND, format!("No feed: {NO_FEED}."));
+    };
+    match read(&app, entries).await {
+        Ok(list) => (
+            [(header::CONTENT_TYPE, "application/atom+xml; charset=utf-8")],
+            feed(&app.config, &list, &base),
+        )
+            .into_response(),
         Err(e) => failed(e),
     }
 }

@@ -53,10 +53,14 @@ pub struct App {
     limiter: subscribe::Limiter,
     /// SES's events through SNS; none without `bounces.ses_events.topics`.
     events: Option<events::Events>,
+    /// The archive's own connection to the ledger (WAL: it reads beside the writer).
+    archive: Mutex<Ledger>,
 }
 
 impl App {
     pub fn new(config: Config, secrets: Secrets) -> Result<App> {
+        let mut archive = Ledger::open(&config.ledger)?;
+        archive::backfill(&config, &mut archive)?;
         let ledger = Arc::new(Mutex::new(Ledger::open(&config.ledger)?));
         let pages = Pages::load(&config)?;
         let writes = writer::start(Arc::clone(&ledger), config.unsubscribe.resubscribe_within);
@@ -74,6 +78,7 @@ impl App {
             mailer,
             limiter: subscribe::Limiter::default(),
             events,
+            archive: Mutex::new(archive),
         })
     }
 
@@ -86,6 +91,10 @@ impl App {
 
     fn ledger(&self) -> std::sync::MutexGuard<'_, Ledger> {
         self.ledger.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn archive(&self) -> std::sync::MutexGuard<'_, Ledger> {
+        self.archive.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
