@@ -289,11 +289,12 @@ fn mjml_to_html(mjml: &Mjml, origin: &Path, warnings: &mut Vec<Warning>) -> Resu
     // mrml hides the preheader with white text as well as display:none: white on our light
     // body is what SpamAssassin's HTML_FONT_LOW_CONTRAST scores on every issue. Hidden it
     // stays (display, opacity, size), in the body's own colour.
-    Ok(html.replacen(
+    let html = html.replacen(
         "<div style=\"display:none;font-size:1px;color:#ffffff;line-height:1px;",
         "<div style=\"display:none;font-size:1px;line-height:1px;",
         1,
-    ))
+    );
+    Ok(html)
 }
 
 fn error_offset(e: &mrml::prelude::parser::Error, source: &str) -> Option<usize> {
