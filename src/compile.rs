@@ -78,10 +78,22 @@ struct View<'a> {
     /// The projects whose sections this edition leaves out, with links to them on the web.
     elsewhere: Vec<Elsewhere<'a>>,
     footer: Footer<'a>,
+    /// The archive's web page of the issue rather than the email: no "View in browser", a
+    /// footer for the web.
+    web: Option<&'a WebPage>,
     /// Per-recipient values are written back as placeholders, filled by `personalize`.
     unsubscribe_url: &'static str,
     preferences_url: &'static str,
     email: &'static str,
+}
+
+/// What the archive's page of an issue links to instead of a reader's links.
+#[derive(Debug, Clone, Serialize)]
+pub struct WebPage {
+    /// The sign-up form.
+    pub subscribe_url: String,
+    /// The archive's Atom feed, when there is one.
+    pub feed_url: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -156,6 +168,15 @@ impl<'a> Editions<'a> {
     /// The issue as readers who made `choice` get it. The whole issue carries the warnings;
     /// an edition adds none of its own.
     pub fn compile(&self, choice: &Choice) -> Result<Rendered> {
+        self.compile_as(choice, None)
+    }
+
+    /// The whole issue as the archive's web page.
+    pub fn compile_for_web(&self, web: &WebPage) -> Result<Rendered> {
+        self.compile_as(&Choice::Everything, Some(web))
+    }
+
+    fn compile_as(&self, choice: &Choice, web: Option<&WebPage>) -> Result<Rendered> {
         let (issue, config) = (self.issue, self.config);
         let mut warnings = if *choice == Choice::Everything {
             self.warnings.clone()
@@ -167,7 +188,8 @@ impl<'a> Editions<'a> {
         let web_url = match &config.archive.url {
             Some(base) => Some(format!("{}/{}/", base.trim_end_matches('/'), issue.slug)),
             None => issue.web_url().map(str::to_owned),
-        };
+        }
+        .filter(|_| web.is_none());
         let accent = self.layout.registry.accent.as_str();
         let chosen = |s: &Section| choice.includes(s.project.as_ref().map(|p| p.id.as_str()));
         let view = View {
@@ -214,6 +236,7 @@ impl<'a> Editions<'a> {
                 sender: &config.from.name,
                 address: &config.address,
             },
+            web,
             unsubscribe_url: "{{unsubscribe_url}}",
             preferences_url: "{{preferences_url}}",
             email: "{{email}}",

@@ -200,6 +200,21 @@ fn the_archive_lists_sent_issues_only_with_neutral_fields_and_no_unsubscribe_lin
         !page.contains(">Unsubscribe<") && !page.contains("token="),
         "no unsubscribe link"
     );
+    // A web page, not the email: no "View in browser", no dead per-reader link, a footer that
+    // says how to subscribe and where the feed is.
+    assert!(
+        !page.contains("View in browser") && !page.contains("href=\"\""),
+        "{page}"
+    );
+    assert!(!page.contains("You are receiving this email"));
+    assert!(
+        page.contains("href=\"https://openinfra.dev/newsletter/subscribe\"")
+            && page.contains("href=\"https://openinfra.dev/newsletter/archive/feed.xml\""),
+        "{page}"
+    );
+    assert!(page.contains("<h1 ") && page.matches("<h2 ").count() >= 1, "headings");
+    // The email keeps its own footer.
+    assert!(text.contains("You are receiving this email"));
     let (code, _) = curl(&[&format!("{archive}/draft/")]);
     assert_eq!(code, 404);
     let (code, feed) = curl(&[&format!("{archive}/feed.xml")]);

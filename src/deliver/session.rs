@@ -276,7 +276,7 @@ pub fn send(
     }
     confirm(&rendered, plan.to_send, rate)?;
     // The archive keeps the issue as its first real run sends it (`archive publish` replaces it).
-    crate::web::archive::store(ledger, &issue, &rendered, config, false)?;
+    crate::web::archive::store(ledger, &issue, &editions, config, false)?;
     let known = std::mem::take(&mut plan.known);
     let subscribed = std::mem::take(&mut plan.subscribed);
     let recipients = queue::selected(&list, known, subscribed, Some(ledger.reopen()?), plan.selection.clone())?;

@@ -17,7 +17,7 @@ use serde::Serialize;
 use sha2::Digest;
 
 use super::App;
-use crate::compile::Rendered;
+use crate::compile::{Editions, Rendered, WebPage};
 use crate::config::Config;
 use crate::html::escape;
 use crate::issue::{self, Issue};
@@ -220,9 +220,14 @@ fn entry(a: Archived) -> Entry {
     }
 }
 
-/// Stores the archive's page of `issue` as `rendered` makes it, unless one is stored and a
+/// Stores the archive's page of `issue`, made from `editions`, unless one is stored and a
 /// message of it went out (`replace`: `archive publish`). Says whether it wrote.
-pub fn store(ledger: &mut Ledger, issue: &Issue, rendered: &Rendered, config: &Config, replace: bool) -> Result<bool> {
+pub fn store(ledger: &mut Ledger, issue: &Issue, editions: &Editions, config: &Config, replace: bool) -> Result<bool> {
+    let rendered = editions.compile_for_web(&WebPage {
+        subscribe_url: config.subscribe_url(),
+        feed_url: absolute_base(config).map(|base| format!("{base}/feed.xml")),
+    })?;
+    let rendered = &rendered;
     let kept = ledger.has_archive(&rendered.slug)? && ledger.has_sent(&rendered.slug)?;
     if kept && !replace {
         return Ok(false);
@@ -250,15 +255,15 @@ pub fn store(ledger: &mut Ledger, issue: &Issue, rendered: &Rendered, config: &C
 pub fn publish(config: &Config, name: &str) -> Result<()> {
     let path = issue::find(name, &config.newsletters)?;
     let issue = Issue::load(&path)?;
-    let rendered = crate::compose(&issue, config)?;
     let mut ledger = Ledger::open(&config.ledger)?;
-    if ledger.issue_state(&rendered.slug)?.is_none() {
+    if ledger.issue_state(&issue.slug)?.is_none() {
         anyhow::bail!(
             "{}: not sent yet, so not in the archive: its first real message stores its page",
             path.display()
         );
     }
-    store(&mut ledger, &issue, &rendered, config, true)?;
+    let prepared = crate::prepare(&issue, config)?;
+    store(&mut ledger, &issue, &prepared.editions(&issue, config)?, config, true)?;
     Ok(())
 }
 
@@ -272,8 +277,8 @@ pub fn backfill(config: &Config, ledger: &mut Ledger) -> Result<()> {
             continue;
         };
         let issue = Issue::load(&path)?;
-        let rendered = crate::compose(&issue, config)?;
-        store(ledger, &issue, &rendered, config, false)?;
+        let prepared = crate::prepare(&issue, config)?;
+        store(ledger, &issue, &prepared.editions(&issue, config)?, config, false)?;
     }
     Ok(())
 }
