@@ -243,6 +243,7 @@ impl<'a> Editions<'a> {
         };
         let mjml = self.layout.render_mjml(&view)?;
         let html = mjml_to_html(&mjml, &self.layout.origin, &mut warnings)?;
+        let html = if web.is_some() { in_main(html) } else { html };
         let text = tidy_text(&self.layout.render_text(&view)?);
 
         if *choice == Choice::Everything {
@@ -318,6 +319,22 @@ fn mjml_to_html(mjml: &Mjml, origin: &Path, warnings: &mut Vec<Warning>) -> Resu
         1,
     );
     Ok(html)
+}
+
+/// A web page's content in its `main` landmark (an email has none: it is not a page).
+fn in_main(html: String) -> String {
+    let (Some(body), Some(end)) = (html.find("<body"), html.rfind("</body>")) else {
+        return html;
+    };
+    let Some(open_end) = html[body..].find('>').map(|i| body + i + 1) else {
+        return html;
+    };
+    format!(
+        "{}<main>{}</main>{}",
+        &html[..open_end],
+        &html[open_end..end],
+        &html[end..]
+    )
 }
 
 fn error_offset(e: &mrml::prelude::parser::Error, source: &str) -> Option<usize> {

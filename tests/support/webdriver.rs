@@ -118,6 +118,12 @@ impl Browser {
     pub fn script(&self, source: &str) -> Value {
         self.call("POST", "/execute/sync", Some(&json!({ "script": source, "args": [] })))
     }
+
+    /// A script that ends by calling its last argument with its result.
+    pub fn script_async(&self, source: &str) -> Value {
+        self.call("POST", "/timeouts", Some(&json!({ "script": 60_000 })));
+        self.call("POST", "/execute/async", Some(&json!({ "script": source, "args": [] })))
+    }
 }
 
 impl Drop for Browser {
