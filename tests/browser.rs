@@ -29,6 +29,28 @@ frame.addEventListener("load", () => {
     .filter(e => e.getBoundingClientRect().right > win.innerWidth + 1)
     .map(e => e.tagName + (e.className ? "." + e.className : ""));
   const images = [...doc.images].map(i => ({ src: i.getAttribute("src"), alt: i.getAttribute("alt") }));
+  // WCAG contrast of every visible text against the background it is drawn on.
+  const channels = c => c.match(/[\d.]+/g).map(Number);
+  const lum = c => {
+    const [r, g, b] = channels(c).slice(0, 3).map(v => { v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); });
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+  };
+  const background = e => {
+    for (let n = e; n; n = n.parentElement) {
+      const c = win.getComputedStyle(n).backgroundColor;
+      const parts = channels(c);
+      if (parts.length < 4 || parts[3] > 0) return c;
+    }
+    return "rgb(255, 255, 255)";
+  };
+  const low = [...doc.querySelectorAll("body *")]
+    .filter(e => [...e.childNodes].some(n => n.nodeType === 3 && n.textContent.trim()))
+    .filter(e => e.getClientRects().length && e.getBoundingClientRect().height > 2 && win.getComputedStyle(e).opacity !== "0")
+    .map(e => {
+      const f = lum(win.getComputedStyle(e).color), b = lum(background(e));
+      return [e.tagName, e.textContent.trim().slice(0, 40), Math.round((Math.max(f, b) + 0.05) / (Math.min(f, b) + 0.05) * 100) / 100];
+    })
+    .filter(x => x[2] < 4.5);
   const out = document.createElement("pre");
   out.id = "probe";
   out.textContent = JSON.stringify({
@@ -36,6 +58,9 @@ frame.addEventListener("load", () => {
     scroll_width: doc.documentElement.scrollWidth,
     wide: wide.slice(0, 10),
     images,
+    low_contrast: low.slice(0, 20),
+    dark: win.matchMedia("(prefers-color-scheme: dark)").matches,
+    page_luminance: Math.round(lum(background(doc.body)) * 1000) / 1000,
   });
   document.body.appendChild(out);
 });
@@ -111,12 +136,11 @@ fn headless(width: u32, args: &[String], url: &str) -> String {
     reader.join().unwrap()
 }
 
-fn probe(html: &Path, width: u32) -> Value {
-    let dom = headless(
-        width,
-        &["--dump-dom".into(), "--virtual-time-budget=5000".into()],
-        &format!("file://{}", framed(html, width).display()),
-    );
+/// What the frame's script measured; `extra`: more Chromium flags (`--force-dark-mode`).
+fn probe(html: &Path, width: u32, extra: &[&str]) -> Value {
+    let mut args: Vec<String> = vec!["--dump-dom".into(), "--virtual-time-budget=5000".into()];
+    args.extend(extra.iter().map(|a| (*a).to_owned()));
+    let dom = headless(width, &args, &format!("file://{}", framed(html, width).display()));
     let start = dom.find("<pre id=\"probe\">").expect("the probe ran") + "<pre id=\"probe\">".len();
     let end = start + dom[start..].find("</pre>").unwrap();
     let json = dom[start..end]
@@ -157,14 +181,14 @@ fn july_fits_a_phone_and_every_image_has_alt_text() {
         );
     }
 
-    let phone = probe(&html, 375);
+    let phone = probe(&html, 375, &[]);
     assert_eq!(phone["width"], 375, "the window is phone-sized: {phone}");
     assert!(
         phone["scroll_width"].as_u64().unwrap() <= 375,
         "the page scrolls sideways at 375px; too wide: {}",
         phone["wide"]
     );
-    let desktop = probe(&html, 600);
+    let desktop = probe(&html, 600, &[]);
     assert!(desktop["scroll_width"].as_u64().unwrap() <= 600, "{}", desktop["wide"]);
 
     // Every image has an alt attribute, and a non-empty one except where the Markdown gave
@@ -193,4 +217,41 @@ fn july_fits_a_phone_and_every_image_has_alt_text() {
     without.sort();
     flagged.sort();
     assert_eq!(without, flagged);
+
+    // Every text readable (WCAG AA, 4.5:1) in the light scheme and in the dark one, where the
+    // layout's dark styles take over (prefers-color-scheme: dark); the dark look is kept as a
+    // screenshot beside the others.
+    assert_eq!(
+        desktop["low_contrast"],
+        serde_json::json!([]),
+        "light: {}",
+        desktop["low_contrast"]
+    );
+    let dark = probe(&html, 600, &["--force-dark-mode"]);
+    assert_eq!(dark["dark"], true, "{dark}");
+    assert!(
+        desktop["page_luminance"].as_f64().unwrap() > 0.5,
+        "light page: {desktop}"
+    );
+    assert!(
+        dark["page_luminance"].as_f64().unwrap() < 0.05,
+        "the dark styles apply: {dark}"
+    );
+    assert_eq!(
+        dark["low_contrast"],
+        serde_json::json!([]),
+        "dark: {}",
+        dark["low_contrast"]
+    );
+    let shot = out.join("2025-07-600-dark.png");
+    let _ = std::fs::remove_file(&shot);
+    headless(
+        600,
+        &[format!("--screenshot={}", shot.display()), "--force-dark-mode".into()],
+        &format!("file://{}", framed(&html, 600).display()),
+    );
+    assert!(
+        std::fs::metadata(&shot).is_ok_and(|m| m.len() > 10_000),
+        "no dark screenshot"
+    );
 }
