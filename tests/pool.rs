@@ -97,8 +97,10 @@ fn a_relay_killed_mid_send_hands_its_messages_to_the_other() {
     let status = project.status("small");
     assert_eq!(status["sent"], 4000, "{status}");
     assert_eq!(status["pending"], 0, "{status}");
+    // It took its share until it died: about 500 (a message it had whole but never
+    // acknowledged went again through the other, and counts there).
     let doomed = relay(&status, "doomed")["sent"].as_u64().unwrap();
-    assert!((500..2000).contains(&doomed), "{status}");
+    assert!((400..2000).contains(&doomed), "{status}");
 }
 
 #[test]
