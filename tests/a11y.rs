@@ -58,15 +58,7 @@ fn axe_finds_nothing_on_the_web_pages_and_only_landmarks_in_the_email() {
     );
     let r = run(project.command().args(["preview", "2025-07", "--quiet"]));
     assert_eq!(r.code, 0, "{}", r.stderr);
-    let token = run(project
-        .command()
-        .args(["unsubscribe-url", "user0@example.org", "--issue", "2025-07"]))
-    .stdout
-    .trim()
-    .split("token=")
-    .nth(1)
-    .unwrap()
-    .to_owned();
+    let token = project.unsubscribe_token("user0@example.org", "2025-07");
     let server = Server::start(&project);
     let base = format!("{}/newsletter", server.base);
     let browser = Browser::start(1024);

@@ -393,13 +393,7 @@ fn every_answer_carries_the_security_headers_and_slashless_paths_redirect() {
     assert_eq!(run(project.command().arg("send")).code, 0);
     let server = Server::start(&project);
     let base = &server.base;
-    let token = run(project.command().args(["unsubscribe-url", "user0@example.org"]))
-        .stdout
-        .trim()
-        .split("token=")
-        .nth(1)
-        .unwrap()
-        .to_owned();
+    let token = project.unsubscribe_token("user0@example.org", "2025-06");
     let routes = [
         format!("{base}/newsletter/unsubscribe?token={token}"),
         format!("{base}/newsletter/subscribe"),

@@ -85,6 +85,16 @@ mod tests {
         let complaint = r#"{"notificationType":"Complaint","complaint":{"complainedRecipients":[{"emailAddress":"r@example.org"}]}}"#;
         assert_eq!(notification(complaint).unwrap()[0].reason, Reason::Complaint);
         assert!(notification("no json here").is_none());
+        // A configuration set's event destination says eventType, with the same fields; a
+        // transient bounce there stays soft as well.
+        let event = r#"{"eventType":"Bounce","bounce":{"bounceType":"Transient","bouncedRecipients":[{"emailAddress":"full@example.net","status":"4.2.2","diagnosticCode":"smtp; 452 4.2.2 mailbox full"}]},"mail":{"messageId":"0100"}}"#;
+        let f = notification(event).unwrap();
+        assert_eq!(f[0].recipient.as_deref(), Some("full@example.net"));
+        assert_eq!(f[0].reason.class(), Class::Soft);
+        assert!(
+            notification(r#"{"eventType":"Send","mail":{}}"#).is_none(),
+            "not a return"
+        );
     }
 
     #[test]

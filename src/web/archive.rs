@@ -223,16 +223,16 @@ fn entry(a: Archived) -> Entry {
 /// Stores the archive's page of `issue`, made from `editions`, unless one is stored and a
 /// message of it went out (`replace`: `archive publish`). Says whether it wrote.
 pub fn store(ledger: &mut Ledger, issue: &Issue, editions: &Editions, config: &Config, replace: bool) -> Result<bool> {
-    let rendered = editions.compile_for_web(&WebPage {
+    // Every real run asks; the page is compiled only when it is to be stored.
+    let stored = ledger.has_archive(&issue.slug)?;
+    if stored && !replace && ledger.has_sent(&issue.slug)? {
+        return Ok(false);
+    }
+    let rendered = &editions.compile_for_web(&WebPage {
         subscribe_url: config.subscribe_url(),
         feed_url: absolute_base(config).map(|base| format!("{base}/feed.xml")),
     })?;
-    let rendered = &rendered;
-    let kept = ledger.has_archive(&rendered.slug)? && ledger.has_sent(&rendered.slug)?;
-    if kept && !replace {
-        return Ok(false);
-    }
-    let replace = replace || ledger.has_archive(&rendered.slug)?;
+    let replace = replace || stored;
     let fields = &config.archive.fields;
     let subject = neutral_text(issue.subject().unwrap_or(&rendered.subject), fields);
     let preheader = issue.preheader().map(|p| neutral_text(p, fields));

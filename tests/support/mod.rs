@@ -529,6 +529,13 @@ impl Project {
         serde_json::from_str(&r.stdout).unwrap()
     }
 
+    /// `email`'s unsubscribe token for `issue`, as `newsletter unsubscribe-url` gives it.
+    pub fn unsubscribe_token(&self, email: &str, issue: &str) -> String {
+        let r = run(self.command().args(["unsubscribe-url", email, "--issue", issue]));
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        r.stdout.trim().split("token=").nth(1).unwrap().to_owned()
+    }
+
     /// The binary with this project's configuration, as a plain process (for kill tests).
     pub fn std_command(&self) -> std::process::Command {
         let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("newsletter"));
