@@ -115,7 +115,7 @@ fn the_message_a_recipient_receives() {
         .unwrap()
         .with_date(SystemTime::UNIX_EPOCH + Duration::from_secs(1_751_400_000));
     let alice = recipient(&[("first_name", "Alice <b>"), ("name", "Alice\r\nBcc: eve@evil.example")]);
-    let eml = String::from_utf8(p.message(&alice).unwrap().formatted()).unwrap();
+    let eml = String::from_utf8(p.mime(&alice, false).unwrap().bytes).unwrap();
     let (head, body) = eml.split_once("\r\n\r\n").unwrap();
     let head = head.replace("\r\n ", " "); // unfold long headers
 
@@ -172,7 +172,52 @@ fn the_message_a_recipient_receives() {
     assert!(text_at < html_at);
 
     // The same message twice is byte for byte the same (pinned date, derived boundary).
-    assert_eq!(eml, String::from_utf8(p.message(&alice).unwrap().formatted()).unwrap());
+    assert_eq!(eml, String::from_utf8(p.mime(&alice, false).unwrap().bytes).unwrap());
+}
+
+/// The message is one splice of pieces encoded once per issue and fields encoded per
+/// recipient: Python's email package, decoding it as a mail client does, must find exactly
+/// the personalized text and HTML in it, for a reader with and without fields that need
+/// encoding, and the HTML's title must be the subject as sent.
+#[test]
+fn the_spliced_message_decodes_to_the_personalized_parts() {
+    use std::io::Write;
+    let r = compose("2025-07");
+    let p = Personalizer::new(&r, &Config::default(), Secret::new("k"))
+        .unwrap()
+        .for_test_send();
+    let script = "import email, email.policy, json, sys\nm = email.message_from_binary_file(sys.stdin.buffer, policy=email.policy.default)\nprint(json.dumps({'subject': m['subject'], 'text': m.get_body(('plain',)).get_content(), 'html': m.get_body(('html',)).get_content()}))\n";
+    for fields in [
+        &[("first_name", "Alice")][..],
+        &[("first_name", ".Zoë  =?x?= \t"), ("name", "Zoë Ünal")][..],
+    ] {
+        let reader = recipient(fields);
+        let parts = p.parts(&reader).unwrap();
+        let mime = p.mime(&reader, false).unwrap();
+        let mut child = std::process::Command::new("python3")
+            .args(["-c", script])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3 runs");
+        child.stdin.take().unwrap().write_all(&mime.bytes).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success());
+        let decoded: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(decoded["subject"], parts.subject);
+        assert!(parts.subject.starts_with("[TEST] "));
+        // Python gives the text with \n line ends, as the parts have them.
+        assert_eq!(decoded["text"].as_str().unwrap(), parts.text);
+        assert_eq!(decoded["html"].as_str().unwrap(), parts.html);
+        assert!(
+            parts.html.contains(&format!("<title>{}</title>", parts.subject)),
+            "the title is the subject as sent"
+        );
+        let text = String::from_utf8(mime.bytes).unwrap();
+        let body = text.split_once("\r\n\r\n").unwrap().1;
+        let long: Vec<&str> = body.split("\r\n").filter(|line| line.len() > 76).collect();
+        assert!(long.is_empty(), "{long:?}");
+    }
 }
 
 #[test]

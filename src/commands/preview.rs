@@ -46,11 +46,7 @@ pub fn run(config_path: Option<&Path>, quiet: bool, args: PreviewArgs) -> Result
     if args.serve {
         return serve(config, path, recipient, args.port, args.open);
     }
-    let Personalized {
-        rendered,
-        parts,
-        message,
-    } = preview::build(&config, &path, &recipient)?;
+    let Personalized { rendered, parts, eml } = preview::build(&config, &path, &recipient)?;
 
     let dir = config.out.join(&rendered.slug);
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
@@ -62,7 +58,7 @@ pub fn run(config_path: Option<&Path>, quiet: bool, args: PreviewArgs) -> Result
     };
     write(&files.html, parts.html.as_bytes())?;
     write(&files.text, parts.text.as_bytes())?;
-    write(&files.eml, &message.formatted())?;
+    write(&files.eml, &eml)?;
     write(&files.mjml, rendered.mjml.as_bytes())?;
 
     let summary = Summary {

@@ -380,12 +380,9 @@ impl Composer<'_> {
     }
 
     pub fn job(&self, recipient: &Recipient, resent_after_crash: bool) -> Result<Job> {
-        let message = self.personalizer_for(recipient)?.message(recipient)?;
-        // The recipients and Message-ID as the message already has them: no second parse.
-        let to = message.envelope().to().to_vec();
-        let message_id = message.headers().get_raw("Message-ID").unwrap_or_default().to_owned();
+        let mime = self.personalizer_for(recipient)?.mime(recipient, self.dkim.is_some())?;
         let return_path = match &self.verp {
-            Some((verp, template)) => match verp.token(self.issue(), &message_id) {
+            Some((verp, template)) => match verp.token(self.issue(), &mime.message_id) {
                 Some(token) => {
                     let address = verp::address(template, &token);
                     address
@@ -399,12 +396,13 @@ impl Composer<'_> {
         Ok(Job {
             email: recipient.email.clone(),
             line: recipient.line,
-            message_id,
-            envelope: Envelope::new(Some(return_path), to)?,
-            bytes: match self.dkim {
-                Some(signer) => signer.sign(&message.formatted()),
-                None => message.formatted(),
+            envelope: Envelope::new(Some(return_path), vec![mime.to])?,
+            bytes: match (self.dkim, &mime.body_hash) {
+                (Some(signer), Some(body_hash)) => signer.sign_hashed(&mime.bytes, body_hash),
+                (Some(signer), None) => signer.sign(&mime.bytes),
+                (None, _) => mime.bytes,
             },
+            message_id: mime.message_id,
             attempts: 0,
             throttled: 0,
             resent_after_crash,

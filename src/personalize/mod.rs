@@ -5,18 +5,21 @@ use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
 use handlebars::{Context, Handlebars};
-use lettre::Message;
-use lettre::message::header::{ContentTransferEncoding, ContentType, HeaderName, HeaderValue};
-use lettre::message::{Body, Mailbox, MultiPart, SinglePart};
+use lettre::Address;
+use lettre::message::Mailbox;
+use lettre::message::header::{self, ContentType, HeaderName, HeaderValue, Headers};
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
 use crate::compile::Rendered;
 use crate::config::Config;
+use crate::dkim::BodyHash;
 use crate::recipients::Recipient;
 use crate::unsubscribe::{self, Secret};
 
+mod splice;
 mod template;
+use splice::{Splice, Which};
 use template::Template;
 
 #[derive(Debug, Error)]
@@ -44,10 +47,23 @@ pub struct Parts {
     pub unsubscribe_token: String,
 }
 
+/// One recipient's message as it goes out.
+pub struct Mime {
+    /// Headers and body, CRLF line ends, formatted for SMTP.
+    pub bytes: Vec<u8>,
+    pub message_id: String,
+    pub to: Address,
+    /// DKIM's relaxed body hash, when asked for: made from the splice's pieces.
+    pub body_hash: Option<BodyHash>,
+}
+
 /// Builds each recipient's message from one rendered issue.
 pub struct Personalizer {
     rendered: Rendered,
     templates: Templates,
+    splice: Splice,
+    /// The header fields that are the same in every message, formatted once.
+    fixed: FixedHeaders,
     from: Mailbox,
     reply_to: Option<Mailbox>,
     list_id: String,
@@ -87,14 +103,15 @@ fn templates(rendered: &Rendered) -> Result<Templates, PersonalizeError> {
     let mut html = Handlebars::new();
     html.set_strict_mode(true);
     html.register_escape_fn(crate::html::escape);
-    let html_template = Template::register(&mut html, HTML, &rendered.html).map_err(template_error("the HTML"))?;
+    let html_template =
+        Template::register(&mut html, HTML, &rendered.html, true).map_err(template_error("the HTML"))?;
     let mut plain = Handlebars::new();
     plain.set_strict_mode(true);
     plain.register_escape_fn(handlebars::no_escape);
     let text_template =
-        Template::register(&mut plain, TEXT, &rendered.text).map_err(template_error("the text part"))?;
+        Template::register(&mut plain, TEXT, &rendered.text, false).map_err(template_error("the text part"))?;
     let subject_template =
-        Template::register(&mut plain, SUBJECT, &rendered.subject).map_err(template_error("the subject"))?;
+        Template::register(&mut plain, SUBJECT, &rendered.subject, false).map_err(template_error("the subject"))?;
     Ok(Templates {
         html,
         plain,
@@ -102,6 +119,49 @@ fn templates(rendered: &Rendered) -> Result<Templates, PersonalizeError> {
         text_template,
         subject_template,
     })
+}
+
+impl Templates {
+    /// The body's splice, its boundary derived from the issue: quoted-printable never holds
+    /// `=_`, so no part can contain it.
+    fn splice(&self, rendered: &Rendered) -> Splice {
+        let boundary = format!(
+            "=_{}",
+            &hex(&Sha256::digest(format!("{}\0{}", rendered.slug, rendered.html)))[..24]
+        );
+        fn static_parts(t: &Template) -> Vec<Option<&str>> {
+            (0..t.len()).map(|i| t.static_part(i)).collect()
+        }
+        Splice::new(&splice::Layout {
+            boundary: &boundary,
+            text: static_parts(&self.text_template),
+            html: static_parts(&self.html_template),
+        })
+    }
+}
+
+/// A recipient's values, ready for the templates.
+struct Values {
+    context: Context,
+    subject: String,
+    /// The subject as the HTML's title shows it.
+    title: String,
+    unsubscribe_url: String,
+    unsubscribe_token: String,
+}
+
+/// Header fields in the order they go out, split where the recipient's fields come.
+#[derive(Default)]
+struct FixedHeaders {
+    /// From.
+    from: String,
+    /// Date.
+    date: String,
+    /// List-Id.
+    list_id: String,
+    /// List-Unsubscribe-Post, Reply-To, Feedback-ID, MIME-Version and the multipart's
+    /// Content-Type.
+    rest: String,
 }
 
 impl Personalizer {
@@ -119,9 +179,12 @@ impl Personalizer {
             ),
             None => None,
         };
-        Ok(Personalizer {
+        let templates = templates(rendered)?;
+        let mut personalizer = Personalizer {
             rendered: rendered.clone(),
-            templates: templates(rendered)?,
+            splice: templates.splice(rendered),
+            templates,
+            fixed: FixedHeaders::default(),
             domain: config
                 .from
                 .address
@@ -145,13 +208,48 @@ impl Personalizer {
                     .replace("{list}", list_id_value(&config.list_id))
                     .replace("{sender}", config.from.address.rsplit_once('@').map_or("", |(_, d)| d))
             }),
-        })
+        };
+        personalizer.fix_headers();
+        Ok(personalizer)
+    }
+
+    /// Formats the header fields every message shares, after any setting changed.
+    fn fix_headers(&mut self) {
+        let format = |fill: &dyn Fn(&mut Headers)| {
+            let mut headers = Headers::new();
+            fill(&mut headers);
+            headers.to_string()
+        };
+        self.fixed = FixedHeaders {
+            from: format(&|h| h.set(header::From::from(lettre::message::Mailboxes::from(self.from.clone())))),
+            date: format(&|h| h.set(header::Date::new(self.date))),
+            list_id: format(&|h| h.insert_raw(raw_header("List-Id", self.list_id.clone()))),
+            rest: format(&|h| {
+                h.insert_raw(raw_header("List-Unsubscribe-Post", "List-Unsubscribe=One-Click".into()));
+                if let Some(reply_to) = &self.reply_to {
+                    h.set(header::ReplyTo::from(lettre::message::Mailboxes::from(
+                        reply_to.clone(),
+                    )));
+                }
+                if let Some(feedback_id) = &self.feedback_id {
+                    h.insert_raw(raw_header("Feedback-ID", feedback_id.clone()));
+                }
+                h.set(header::MIME_VERSION_1_0);
+                if let Ok(content_type) = ContentType::parse(&format!(
+                    "multipart/alternative; boundary=\"{}\"",
+                    self.splice.boundary()
+                )) {
+                    h.set(content_type);
+                }
+            }),
+        };
     }
 
     /// For the web archive: every message's HTML without an unsubscribe link.
     pub fn for_archive(mut self) -> Self {
         self.archive = true;
         self.feedback_id = None;
+        self.fix_headers();
         self
     }
 
@@ -162,9 +260,12 @@ impl Personalizer {
 
     /// The same settings over another edition of the issue (one choice of projects).
     pub fn edition(&self, rendered: &Rendered) -> Result<Personalizer, PersonalizeError> {
-        Ok(Personalizer {
+        let templates = templates(rendered)?;
+        let mut edition = Personalizer {
             rendered: rendered.clone(),
-            templates: templates(rendered)?,
+            splice: templates.splice(rendered),
+            templates,
+            fixed: FixedHeaders::default(),
             from: self.from.clone(),
             reply_to: self.reply_to.clone(),
             list_id: self.list_id.clone(),
@@ -178,7 +279,9 @@ impl Personalizer {
             message_id_kind: self.message_id_kind.clone(),
             feedback_id: self.feedback_id.clone(),
             archive: self.archive,
-        })
+        };
+        edition.fix_headers();
+        Ok(edition)
     }
 
     /// A test send: `[TEST] ` before every subject, Message-IDs of its own, and no
@@ -193,12 +296,14 @@ impl Personalizer {
             .as_nanos();
         self.message_id_kind = format!("test {now} {}", std::process::id());
         self.feedback_id = None;
+        self.fix_headers();
         self
     }
 
     /// Pins the Date header (otherwise `SOURCE_DATE_EPOCH`, else now).
     pub fn with_date(mut self, date: SystemTime) -> Self {
         self.date = date;
+        self.fix_headers();
         self
     }
 
@@ -224,13 +329,17 @@ impl Personalizer {
         self.secret.token(email, &self.rendered.slug)
     }
 
-    /// The recipient's subject, text and HTML.
-    pub fn parts(&self, r: &Recipient) -> Result<Parts, PersonalizeError> {
-        let fail = |reason: String| PersonalizeError::Recipient {
+    fn recipient_error(r: &Recipient) -> impl Fn(String) -> PersonalizeError + '_ {
+        |reason| PersonalizeError::Recipient {
             email: r.email.clone(),
             line: r.line,
             reason,
-        };
+        }
+    }
+
+    /// The recipient's values and subject.
+    fn values(&self, r: &Recipient) -> Result<Values, PersonalizeError> {
+        let fail = Self::recipient_error(r);
         let mut data: BTreeMap<&str, &str> = r.fields.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let (unsubscribe_url, preferences_url, unsubscribe_token) = if self.archive {
             (String::new(), String::new(), String::new())
@@ -249,168 +358,98 @@ impl Personalizer {
             data.insert("web_url", web);
         }
         let context = Context::wraps(&data).map_err(|e| fail(e.to_string()))?;
-        let render = |hbs: &Handlebars<'_>, template: &Template| {
-            template
-                .render(hbs, &context)
-                .map_err(|e| fail(missing_field_reason(&e)))
-        };
         let t = &self.templates;
-        let html = render(&t.html, &t.html_template)?;
-        let text = render(&t.plain, &t.text_template)?;
-        let subject = format!(
-            "{}{}",
-            self.subject_prefix,
-            header_value(&render(&t.plain, &t.subject_template)?, MAX_SUBJECT)
-        );
-        Ok(Parts {
-            html: title_as_subject(html, &subject),
+        let subject = t
+            .subject_template
+            .render(&t.plain, &context, "")
+            .map_err(|e| fail(missing_field_reason(&e)))?;
+        let subject = format!("{}{}", self.subject_prefix, header_value(&subject, MAX_SUBJECT));
+        Ok(Values {
+            context,
+            // What receivers compare with the Subject (SpamAssassin's HTML_TITLE_SUBJ_DIFF).
+            title: handlebars::html_escape(&subject),
             subject,
-            text,
             unsubscribe_url,
             unsubscribe_token,
         })
     }
 
-    pub fn message(&self, r: &Recipient) -> Result<Message, PersonalizeError> {
-        self.message_with(r, &self.parts(r)?)
+    /// Part `index` of the text or the HTML for one recipient.
+    fn fill(&self, values: &Values, which: Which, index: usize) -> Result<String, handlebars::RenderError> {
+        let t = &self.templates;
+        let (hbs, template) = match which {
+            Which::Text => (&t.plain, &t.text_template),
+            Which::Html => (&t.html, &t.html_template),
+        };
+        Ok(template
+            .render_part(index, hbs, &values.context, &values.title)?
+            .into_owned())
     }
 
-    /// The complete message for `r` around parts already personalized for it (`preview`
-    /// writes the parts too, and must not render them twice).
-    pub fn message_with(&self, r: &Recipient, parts: &Parts) -> Result<Message, PersonalizeError> {
-        let fail = |reason: String| PersonalizeError::Recipient {
-            email: r.email.clone(),
-            line: r.line,
-            reason,
+    /// The recipient's subject, text and HTML.
+    pub fn parts(&self, r: &Recipient) -> Result<Parts, PersonalizeError> {
+        let fail = Self::recipient_error(r);
+        let values = self.values(r)?;
+        let t = &self.templates;
+        let render = |hbs: &Handlebars<'_>, template: &Template| {
+            template
+                .render(hbs, &values.context, &values.title)
+                .map_err(|e| fail(missing_field_reason(&e)))
         };
-        let Parts {
-            subject,
-            text,
-            html,
-            unsubscribe_url,
-            unsubscribe_token,
-        } = parts;
-        let to_address = r.email.parse().map_err(|e| fail(format!("invalid address: {e}")))?;
-        let to = Mailbox::new(r.display_name().map(|n| header_value(&n, MAX_NAME)), to_address);
+        Ok(Parts {
+            html: render(&t.html, &t.html_template)?,
+            text: render(&t.plain, &t.text_template)?,
+            subject: values.subject,
+            unsubscribe_url: values.unsubscribe_url,
+            unsubscribe_token: values.unsubscribe_token,
+        })
+    }
+
+    /// The complete message for `r`: its header fields, then the issue's splice with the
+    /// recipient's parts encoded into it; with `body_hash`, DKIM's hash of the body.
+    pub fn mime(&self, r: &Recipient, body_hash: bool) -> Result<Mime, PersonalizeError> {
+        let fail = Self::recipient_error(r);
+        let values = self.values(r)?;
+        let to_address: Address = r.email.parse().map_err(|e| fail(format!("invalid address: {e}")))?;
+        let to = Mailbox::new(r.display_name().map(|n| header_value(&n, MAX_NAME)), to_address.clone());
         let message_id = self.message_id(&r.email);
-        let mut builder = Message::builder()
-            .from(self.from.clone())
-            .to(to)
-            .subject(subject.as_str())
-            .date(self.date)
-            .message_id(Some(message_id.clone()))
-            .raw_header(header("List-Id", self.list_id.clone()))
-            .raw_header(header(
+        let own = |fill: &dyn Fn(&mut Headers)| {
+            let mut headers = Headers::new();
+            fill(&mut headers);
+            headers.to_string()
+        };
+        let to_subject = own(&|h| {
+            h.set(header::To::from(lettre::message::Mailboxes::from(to.clone())));
+            h.set(header::Subject::from(values.subject.clone()));
+        });
+        let id = own(&|h| h.set(header::MessageId::from(message_id.clone())));
+        let unsubscribe = own(&|h| {
+            h.insert_raw(raw_header(
                 "List-Unsubscribe",
                 format!(
-                    "<{unsubscribe_url}>, <mailto:{}?subject=unsubscribe%20{unsubscribe_token}>",
-                    self.unsubscribe_mailto
+                    "<{}>, <mailto:{}?subject=unsubscribe%20{}>",
+                    values.unsubscribe_url, self.unsubscribe_mailto, values.unsubscribe_token
                 ),
             ))
-            .raw_header(header("List-Unsubscribe-Post", "List-Unsubscribe=One-Click".into()));
-        if let Some(reply_to) = &self.reply_to {
-            builder = builder.reply_to(reply_to.clone());
+        });
+        let f = &self.fixed;
+        let head = [&f.from, &to_subject, &f.date, &id, &f.list_id, &unsubscribe, &f.rest];
+        let mut bytes = Vec::with_capacity(head.iter().map(|h| h.len()).sum::<usize>() + 2 + self.splice.len() + 1024);
+        for h in head {
+            bytes.extend_from_slice(h.as_bytes());
         }
-        if let Some(feedback_id) = &self.feedback_id {
-            builder = builder.raw_header(header("Feedback-ID", feedback_id.clone()));
-        }
-        // Text first, HTML last: clients show the last alternative they understand.
-        let boundary = format!("=_{}", &hex(&Sha256::digest(message_id.as_bytes()))[..24]);
-        let body = MultiPart::alternative()
-            .boundary(boundary)
-            .singlepart(part(ContentType::TEXT_PLAIN, text))
-            .singlepart(part(ContentType::TEXT_HTML, html));
-        builder.multipart(body).map_err(|e| fail(e.to_string()))
+        bytes.extend_from_slice(b"\r\n");
+        let body_hash = self
+            .splice
+            .write(&mut bytes, body_hash, |which, index| self.fill(&values, which, index))
+            .map_err(|e| fail(missing_field_reason(&e)))?;
+        Ok(Mime {
+            bytes,
+            message_id,
+            to: to_address,
+            body_hash,
+        })
     }
-}
-
-fn part(content_type: ContentType, body: &str) -> SinglePart {
-    SinglePart::builder()
-        .header(content_type)
-        .header(ContentTransferEncoding::QuotedPrintable)
-        .body(Body::dangerous_pre_encoded(
-            quoted_printable(body),
-            ContentTransferEncoding::QuotedPrintable,
-        ))
-}
-
-/// Quoted-printable (RFC 2045) with CRLF line ends and lines of at most 76 characters. Ours
-/// rather than lettre's: encoding the ~60 KB HTML per recipient was over half of the cost of
-/// personalizing a message, and Markdown-made HTML is almost all plain ASCII, which this
-/// copies through.
-fn quoted_printable(text: &str) -> Vec<u8> {
-    // Characters per line before the soft break `=`, which makes 76.
-    const ROOM: usize = 75;
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    let literal = |b: u8| matches!(b, b'!'..=b'<' | b'>'..=b'~' | b' ' | b'\t');
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(text.len() + text.len() / 16);
-    let mut column = 0;
-    let mut i = 0;
-    while i < bytes.len() {
-        let b = bytes[i];
-        if b == b'\n' || (b == b'\r' && bytes.get(i + 1) == Some(&b'\n')) {
-            out.extend_from_slice(b"\r\n");
-            column = 0;
-            i += if b == b'\r' { 2 } else { 1 };
-            continue;
-        }
-        if column >= ROOM {
-            out.extend_from_slice(b"=\r\n");
-            column = 0;
-        }
-        // Copy the longest run of plain characters that fits on the line. A dot opening a
-        // line is encoded, so that the message never needs SMTP dot-stuffing.
-        let mut end = i;
-        if !(column == 0 && b == b'.') {
-            let limit = bytes.len().min(i + ROOM - column);
-            end = i + plain_prefix(&bytes[i..limit]);
-            while end < limit && literal(bytes[end]) {
-                end += 1;
-            }
-        }
-        // Space or tab ending a line would be stripped in transit: encode it.
-        if end > i && matches!(bytes[end - 1], b' ' | b'\t') && matches!(bytes.get(end), None | Some(b'\r' | b'\n')) {
-            end -= 1;
-        }
-        if end > i {
-            out.extend_from_slice(&bytes[i..end]);
-            column += end - i;
-            i = end;
-            continue;
-        }
-        if column + 3 > ROOM {
-            out.extend_from_slice(b"=\r\n");
-            column = 0;
-        }
-        out.extend_from_slice(&[b'=', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]);
-        column += 3;
-        i += 1;
-    }
-    out
-}
-
-/// How many bytes at the start of `s` are printable ASCII other than `=`, eight at a time
-/// (the encoder's hot loop: nearly all of an HTML part is such bytes). Exact about whether a
-/// word holds another byte, not about which: the caller finishes byte by byte.
-fn plain_prefix(s: &[u8]) -> usize {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    let mut n = 0;
-    while let Some(chunk) = s.get(n..n + 8) {
-        let mut word = [0; 8];
-        word.copy_from_slice(chunk);
-        let w = u64::from_le_bytes(word);
-        let control = w.wrapping_sub(0x20 * ONES) & !w & HIGH; // a byte below 0x20
-        let high = (w.wrapping_add(ONES) | w) & HIGH; // a byte of 0x7F or more
-        let eq = w ^ (u64::from(b'=') * ONES);
-        let equals = eq.wrapping_sub(ONES) & !eq & HIGH; // a `=`
-        if control | high | equals != 0 {
-            break;
-        }
-        n += 8;
-    }
-    n
 }
 
 /// `newsletter.openinfra.dev` of `Inside Open Infrastructure <newsletter.openinfra.dev>`.
@@ -421,7 +460,7 @@ pub fn list_id_value(list_id: &str) -> &str {
         .trim()
 }
 
-fn header(name: &'static str, value: String) -> HeaderValue {
+fn raw_header(name: &'static str, value: String) -> HeaderValue {
     HeaderValue::new(HeaderName::new_from_ascii_str(name), value)
 }
 
@@ -443,27 +482,6 @@ fn header_value(s: &str, max: usize) -> String {
         return line;
     }
     line.chars().take(max - 1).chain(['…']).collect()
-}
-
-/// The HTML's `<title>` as the Subject header goes out (cut, or with the test prefix):
-/// receivers compare the two (SpamAssassin's HTML_TITLE_SUBJ_DIFF). Copied only when they
-/// differ, which a usual subject does not.
-fn title_as_subject(html: String, subject: &str) -> String {
-    let Some(start) = html.find("<title>").map(|i| i + "<title>".len()) else {
-        return html;
-    };
-    let Some(length) = html[start..].find("</title>") else {
-        return html;
-    };
-    let title = handlebars::html_escape(subject);
-    if html[start..start + length] == title {
-        return html;
-    }
-    let mut out = String::with_capacity(html.len() + title.len());
-    out.push_str(&html[..start]);
-    out.push_str(&title);
-    out.push_str(&html[start + length..]);
-    out
 }
 
 /// Says which field is missing in words a writer acts on.
@@ -492,19 +510,7 @@ fn hex(bytes: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{MAX_NAME, header_value, quoted_printable};
-
-    #[test]
-    fn the_title_is_the_subject_as_sent() {
-        let html = "<html><head><title>Long &amp; longer</title></head><body>x</body></html>".to_owned();
-        let same = super::title_as_subject(html.clone(), "Long & longer");
-        assert_eq!(same, html);
-        let cut = super::title_as_subject(html, "[TEST] Long & lo…");
-        assert_eq!(
-            cut,
-            "<html><head><title>[TEST] Long &amp; lo…</title></head><body>x</body></html>"
-        );
-    }
+    use super::{MAX_NAME, header_value};
 
     #[test]
     fn header_values_are_one_line_and_cut() {
@@ -513,42 +519,5 @@ mod tests {
         let cut = header_value(&long, MAX_NAME);
         assert_eq!(cut.chars().count(), MAX_NAME);
         assert!(cut.ends_with('…'));
-    }
-
-    fn decode(encoded: &[u8]) -> String {
-        let bytes = ::quoted_printable::decode(encoded, ::quoted_printable::ParseMode::Strict).unwrap();
-        String::from_utf8(bytes).unwrap()
-    }
-
-    #[test]
-    fn quoted_printable_round_trips_and_keeps_lines_short() {
-        let long_url = format!("<a href=\"https://example.org/?a=1&b={}\">x</a>", "y".repeat(200));
-        // Every character up to U+00FF at every offset against the 8-byte words of the scan.
-        let every_char: String = (0..3)
-            .flat_map(|shift| std::iter::repeat_n('x', shift).chain((1u8..=255).map(char::from)))
-            .collect();
-        for text in [
-            "plain ascii\nsecond line\n",
-            "We’d like — café, naïve, 日本語\r\nand = signs == here",
-            "trailing space \nand tab\t\n",
-            ".leading dot\n..two\n.\n",
-            long_url.as_str(),
-            "",
-            &every_char,
-            &format!("{}\n.{}", "a".repeat(74), "b ".repeat(90)),
-        ] {
-            let encoded = quoted_printable(text);
-            assert_eq!(
-                decode(&encoded),
-                text.replace("\r\n", "\n").replace('\n', "\r\n"),
-                "{text:?}"
-            );
-            let encoded = String::from_utf8(encoded).unwrap();
-            assert!(encoded.split("\r\n").all(|l| l.len() <= 76), "{encoded}");
-            assert!(
-                !encoded.split("\r\n").any(|l| l.ends_with(' ') || l.ends_with('\t')),
-                "{encoded}"
-            );
-        }
     }
 }

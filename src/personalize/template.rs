@@ -1,9 +1,10 @@
 //! A rendered issue's HTML, text or subject as a template of per-recipient values. Only the
-//! parts holding `{{` go through Handlebars; the static text between them is copied as it is.
-//! Handlebars took 5 ms to parse the 60 KB of an issue's HTML, nearly all of it static: once
-//! per issue, but also once per edition (readers' choices of projects), where it made a send
-//! over 32 editions 12% slower.
+//! parts holding `{{` go through Handlebars; the static text between them is copied as it is
+//! (and quoted-printable encoded once per issue: see `splice`). Handlebars took 5 ms to parse
+//! the 60 KB of an issue's HTML, nearly all of it static: once per issue, but also once per
+//! edition (readers' choices of projects), where it made a send over 32 editions 12% slower.
 
+use std::borrow::Cow;
 use std::ops::Range;
 
 use handlebars::{Context, Handlebars, RenderError, TemplateError};
@@ -13,6 +14,8 @@ enum Part {
     Static(Range<usize>),
     /// A template registered under this name.
     Handlebars(String),
+    /// The HTML's `<title>` text: the subject as sent, which may differ from the issue's.
+    Title,
 }
 
 #[derive(Debug, Clone)]
@@ -23,17 +26,37 @@ pub struct Template {
 
 impl Template {
     /// Registers the template parts of `source` in `hbs` under names starting with `name`.
-    pub fn register(hbs: &mut Handlebars<'static>, name: &str, source: &str) -> Result<Template, TemplateError> {
-        let ranges = split(source).unwrap_or_else(|| vec![(true, 0..source.len())]);
+    /// With `title`, the text of the HTML's `<title>` becomes a part of its own.
+    pub fn register(
+        hbs: &mut Handlebars<'static>,
+        name: &str,
+        source: &str,
+        title: bool,
+    ) -> Result<Template, TemplateError> {
+        let whole = || split(source, 0..source.len()).unwrap_or_else(|| vec![(Kind::Template, 0..source.len())]);
+        let ranges = match title.then(|| title_range(source)).flatten() {
+            // A block reaching into the title (not one of ours) keeps the title as it is.
+            Some(t) => match (split(source, 0..t.start), split(source, t.end..source.len())) {
+                (Some(mut before), Some(after)) => {
+                    before.push((Kind::Title, t));
+                    before.extend(after);
+                    before
+                }
+                _ => whole(),
+            },
+            None => whole(),
+        };
         let mut parts = Vec::with_capacity(ranges.len());
-        for (i, (is_template, range)) in ranges.into_iter().enumerate() {
-            if is_template {
-                let part_name = format!("{name}#{i}");
-                hbs.register_template_string(&part_name, &source[range])?;
-                parts.push(Part::Handlebars(part_name));
-            } else {
-                parts.push(Part::Static(range));
-            }
+        for (i, (kind, range)) in ranges.into_iter().enumerate() {
+            parts.push(match kind {
+                Kind::Template => {
+                    let part_name = format!("{name}#{i}");
+                    hbs.register_template_string(&part_name, &source[range])?;
+                    Part::Handlebars(part_name)
+                }
+                Kind::Static => Part::Static(range),
+                Kind::Title => Part::Title,
+            });
         }
         Ok(Template {
             source: source.to_owned(),
@@ -41,31 +64,70 @@ impl Template {
         })
     }
 
-    pub fn render(&self, hbs: &Handlebars<'_>, context: &Context) -> Result<String, RenderError> {
+    pub fn len(&self) -> usize {
+        self.parts.len()
+    }
+
+    /// Part `i` when it is the same for every recipient.
+    pub fn static_part(&self, i: usize) -> Option<&str> {
+        match &self.parts[i] {
+            Part::Static(range) => Some(&self.source[range.clone()]),
+            Part::Handlebars(_) | Part::Title => None,
+        }
+    }
+
+    /// Part `i` for one recipient; `title` is what the HTML's title says.
+    pub fn render_part<'a>(
+        &'a self,
+        i: usize,
+        hbs: &Handlebars<'_>,
+        context: &Context,
+        title: &'a str,
+    ) -> Result<Cow<'a, str>, RenderError> {
+        Ok(match &self.parts[i] {
+            Part::Static(range) => Cow::Borrowed(&self.source[range.clone()]),
+            Part::Handlebars(name) => Cow::Owned(hbs.render_with_context(name, context)?),
+            Part::Title => Cow::Borrowed(title),
+        })
+    }
+
+    pub fn render(&self, hbs: &Handlebars<'_>, context: &Context, title: &str) -> Result<String, RenderError> {
         let mut out = String::with_capacity(self.source.len() + 512);
-        for part in &self.parts {
-            match part {
-                Part::Static(range) => out.push_str(&self.source[range.clone()]),
-                Part::Handlebars(name) => out.push_str(&hbs.render_with_context(name, context)?),
-            }
+        for i in 0..self.parts.len() {
+            out.push_str(&self.render_part(i, hbs, context, title)?);
         }
         Ok(out)
     }
 }
 
-/// The ranges of `source` that are static text (false) and that are templates (true): each
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Static,
+    Template,
+    Title,
+}
+
+/// The text between `<title>` and `</title>`.
+fn title_range(source: &str) -> Option<Range<usize>> {
+    let start = source.find("<title>")? + "<title>".len();
+    let length = source[start..].find("</title>")?;
+    Some(start..start + length)
+}
+
+/// The ranges of `source[within]` that are static text and that are templates: each
 /// expression, or each block from its opening to its closing tag. `None` for what this does
 /// not follow (partials, raw blocks, escapes, whitespace control, unbalanced blocks): the
 /// whole is then one template, and Handlebars says what is wrong with it.
-fn split(source: &str) -> Option<Vec<(bool, Range<usize>)>> {
+fn split(source: &str, within: Range<usize>) -> Option<Vec<(Kind, Range<usize>)>> {
     let mut parts = Vec::new();
-    let mut static_from = 0;
+    let mut static_from = within.start;
     let mut template_from = None;
     let mut depth = 0usize;
-    let mut at = 0;
+    let mut at = within.start;
+    let source = &source[..within.end];
     while let Some(found) = source[at..].find("{{") {
         let open = at + found;
-        if source[..open].ends_with('\\') {
+        if source[within.start..open].ends_with('\\') {
             return None;
         }
         let rest = &source[open + 2..];
@@ -91,7 +153,7 @@ fn split(source: &str) -> Option<Vec<(bool, Range<usize>)>> {
         }
         if template_from.is_none() {
             if open > static_from {
-                parts.push((false, static_from..open));
+                parts.push((Kind::Static, static_from..open));
             }
             template_from = Some(open);
         }
@@ -99,7 +161,7 @@ fn split(source: &str) -> Option<Vec<(bool, Range<usize>)>> {
         if depth == 0
             && let Some(from) = template_from.take()
         {
-            parts.push((true, from..close));
+            parts.push((Kind::Template, from..close));
             static_from = close;
         }
     }
@@ -107,7 +169,7 @@ fn split(source: &str) -> Option<Vec<(bool, Range<usize>)>> {
         return None;
     }
     if static_from < source.len() {
-        parts.push((false, static_from..source.len()));
+        parts.push((Kind::Static, static_from..source.len()));
     }
     Some(parts)
 }
@@ -119,8 +181,8 @@ mod tests {
     fn render(source: &str, data: serde_json::Value) -> String {
         let mut hbs = Handlebars::new();
         hbs.set_strict_mode(true);
-        let template = Template::register(&mut hbs, "t", source).unwrap();
-        template.render(&hbs, &Context::wraps(data).unwrap()).unwrap()
+        let template = Template::register(&mut hbs, "t", source, false).unwrap();
+        template.render(&hbs, &Context::wraps(data).unwrap(), "").unwrap()
     }
 
     #[test]
@@ -144,7 +206,8 @@ mod tests {
                 "{source}"
             );
         }
-        assert_eq!(split("a {{x}} b {{#if y}}c{{/if}}").unwrap().len(), 4);
+        let source = "a {{x}} b {{#if y}}c{{/if}}";
+        assert_eq!(split(source, 0..source.len()).unwrap().len(), 4);
     }
 
     #[test]
@@ -158,12 +221,33 @@ mod tests {
             "{{/if}}",
             "{{a",
         ] {
-            assert!(split(source).is_none(), "{source}");
+            assert!(split(source, 0..source.len()).is_none(), "{source}");
         }
         // A missing variable is still an error in strict mode.
         let mut hbs = Handlebars::new();
         hbs.set_strict_mode(true);
-        let t = Template::register(&mut hbs, "t", "static {{missing}} static").unwrap();
-        assert!(t.render(&hbs, &Context::wraps(serde_json::json!({})).unwrap()).is_err());
+        let t = Template::register(&mut hbs, "t", "static {{missing}} static", false).unwrap();
+        assert!(
+            t.render(&hbs, &Context::wraps(serde_json::json!({})).unwrap(), "")
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn the_title_is_a_part_of_its_own() {
+        let mut hbs = Handlebars::new();
+        hbs.set_strict_mode(true);
+        let context = Context::wraps(serde_json::json!({ "a": "A" })).unwrap();
+        let source = "<title>Hi {{a}}</title><p>{{a}}</p>";
+        let t = Template::register(&mut hbs, "t", source, true).unwrap();
+        assert_eq!(
+            t.render(&hbs, &context, "As sent").unwrap(),
+            "<title>As sent</title><p>A</p>"
+        );
+        assert_eq!(t.static_part(0), Some("<title>"));
+        // A block reaching into the title leaves it alone.
+        let source = "{{#if a}}<title>x{{/if}}</title>";
+        let t = Template::register(&mut hbs, "u", source, true).unwrap();
+        assert_eq!(t.render(&hbs, &context, "As sent").unwrap(), "<title>x</title>");
     }
 }

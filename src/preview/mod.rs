@@ -6,7 +6,6 @@ pub mod server;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail};
-use lettre::Message;
 
 use crate::compile::Rendered;
 use crate::config::Config;
@@ -21,7 +20,8 @@ use server::Page;
 pub struct Personalized {
     pub rendered: Rendered,
     pub parts: Parts,
-    pub message: Message,
+    /// The message as sent, formatted for SMTP.
+    pub eml: Vec<u8>,
 }
 
 pub fn build(config: &Config, path: &Path, recipient: &Recipient) -> Result<Personalized> {
@@ -43,23 +43,20 @@ pub fn build(config: &Config, path: &Path, recipient: &Recipient) -> Result<Pers
             Secret::placeholder()
         }
     };
-    let (parts, message) = {
+    let (parts, eml) = {
         let personalizer = Personalizer::new(&rendered, config, secret)?;
-        let parts = personalizer.parts(recipient)?;
-        let message = personalizer.message_with(recipient, &parts)?;
-        (parts, message)
+        (
+            personalizer.parts(recipient)?,
+            personalizer.mime(recipient, false)?.bytes,
+        )
     };
-    Ok(Personalized {
-        rendered,
-        parts,
-        message,
-    })
+    Ok(Personalized { rendered, parts, eml })
 }
 
 impl Personalized {
     /// What the live preview shows: the HTML, the text part, the headers and the warnings.
     pub fn page(self) -> Page {
-        let eml = self.message.formatted();
+        let eml = self.eml;
         let end = memchr::memmem::find(&eml, b"\r\n\r\n").unwrap_or(eml.len());
         Page {
             title: self.parts.subject,
