@@ -49,6 +49,8 @@ fn starttls_and_implicit_tls_to_a_private_ca_deliver_everything_with_auth() {
         assert_eq!(received.len(), 5, "{mode}");
         for m in &received {
             assert_eq!(m.meta["tls"], true, "{mode}");
+            // Our preference, which Python's ssl (OpenSSL) follows: AES-128-GCM.
+            assert_eq!(m.meta["cipher"], "TLS_AES_128_GCM_SHA256", "{mode}");
             assert_eq!(m.meta["login"], "sender@openinfra.dev", "{mode}");
         }
         let mut to: Vec<String> = received

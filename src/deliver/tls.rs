@@ -31,7 +31,21 @@ pub fn client_config(smtp: &Smtp) -> Result<Arc<rustls::ClientConfig>, String> {
         // Unreadable entries of the system store are skipped, as every TLS client does.
         roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
     }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+    let mut provider = rustls::crypto::ring::default_provider();
+    // AES-128-GCM before AES-256-GCM (rustls lists 256 first): as safe for mail in transit,
+    // and 10 rounds per block instead of 14 at both ends, the relay decrypting what we
+    // encrypt. Servers that choose by their own preference are not affected.
+    provider.cipher_suites.sort_by_key(|suite| {
+        let tls12 = matches!(suite, rustls::SupportedCipherSuite::Tls12(_));
+        let aes128 = matches!(
+            suite.suite(),
+            rustls::CipherSuite::TLS13_AES_128_GCM_SHA256
+                | rustls::CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256
+                | rustls::CipherSuite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256
+        );
+        (tls12, !aes128)
+    });
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("TLS set-up: {e}"))?
         .with_root_certificates(roots)

@@ -28,6 +28,13 @@ p.add_argument("--dir", required=True)
 args = p.parse_args()
 
 
+def cipher(server):
+    """The TLS cipher suite the client and this server agreed on (implicit TLS or STARTTLS)."""
+    extra = server._tls_protocol._extra if server._tls_protocol is not None else {}
+    suite = server.transport.get_extra_info("cipher") or extra.get("cipher")
+    return suite[0] if suite else None
+
+
 class Handler:
     def __init__(self):
         self.count = 0
@@ -41,6 +48,7 @@ class Handler:
             "tls": server.transport.get_extra_info("ssl_object") is not None
             or server._tls_protocol is not None,
             "smtputf8": envelope.smtp_utf8,
+            "cipher": cipher(server),
         }
         path = os.path.join(args.dir, f"{self.count:06d}.eml")
         with open(path + ".part", "wb") as f:
@@ -75,6 +83,9 @@ context = None
 if args.mode != "plain":
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(args.cert, args.key)
+    # The client's order of cipher suites decides, as with Postfix (tls_preempt_cipherlist = no)
+    # and stunnel by default; Python's default context would impose its own.
+    context.options &= ~ssl.OP_CIPHER_SERVER_PREFERENCE
 
 kwargs = dict(
     hostname="127.0.0.1",
