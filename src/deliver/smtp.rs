@@ -151,7 +151,7 @@ fn classify(stage: Stage, e: lettre::transport::smtp::Error) -> SendError {
 /// waits for each reply in turn, dot-stuffs the message byte by byte and writes the final dot
 /// separately. Here MAIL, RCPT and DATA go out in one write when the server offers PIPELINING
 /// (two round trips a message instead of four), and the message, which needs no stuffing (no
-/// line starts with a dot: see `personalize::quoted_printable`), goes out with its final dot.
+/// line starts with a dot: see `personalize::splice::quoted_printable`), goes out with its final dot.
 async fn transaction(session: &mut SmtpSession, envelope: &Envelope, email: &[u8]) -> Result<Response, SendError> {
     let conn = &mut session.conn;
     let ascii_addresses = envelope
