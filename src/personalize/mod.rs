@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 use handlebars::{Context, Handlebars};
 use lettre::Address;
 use lettre::message::Mailbox;
-use lettre::message::header::{self, ContentType, HeaderName, HeaderValue, Headers};
+use lettre::message::header::{self, HeaderName, HeaderValue, Headers};
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
@@ -235,12 +235,10 @@ impl Personalizer {
                     h.insert_raw(raw_header("Feedback-ID", feedback_id.clone()));
                 }
                 h.set(header::MIME_VERSION_1_0);
-                if let Ok(content_type) = ContentType::parse(&format!(
-                    "multipart/alternative; boundary=\"{}\"",
-                    self.splice.boundary()
-                )) {
-                    h.set(content_type);
-                }
+                h.insert_raw(raw_header(
+                    "Content-Type",
+                    format!("multipart/alternative; boundary=\"{}\"", self.splice.boundary()),
+                ));
             }),
         };
     }
