@@ -11,7 +11,7 @@ pub mod serve;
 pub mod smtpd;
 pub mod webdriver;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -107,9 +107,17 @@ impl Sink {
     /// Every message received, as (envelope recipients, message text).
     pub fn messages(&self) -> Vec<(Vec<String>, String)> {
         let mut out = Vec::new();
-        for entry in std::fs::read_dir(self.dir.path()).unwrap() {
-            // smtp-sink may still be writing a dump; it is counted when complete.
-            let Ok(text) = std::fs::read_to_string(entry.unwrap().path()) else {
+        let dumps: Vec<PathBuf> = std::fs::read_dir(self.dir.path())
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .collect();
+        // A dump smtp-sink still holds open is a message still arriving: it counts once complete.
+        let writing = self.dumps_being_written();
+        for path in dumps {
+            if path.file_name().is_some_and(|name| writing.contains(name)) {
+                continue;
+            }
+            let Ok(text) = std::fs::read_to_string(&path) else {
                 continue;
             };
             let rcpts = text
@@ -127,6 +135,22 @@ impl Sink {
             out.push((rcpts, text));
         }
         out
+    }
+
+    /// The names of the files smtp-sink has open (it keeps a dump open until the message's
+    /// final dot); none once it has stopped.
+    fn dumps_being_written(&self) -> HashSet<std::ffi::OsString> {
+        std::fs::read_dir(format!("/proc/{}/fd", self.child.id()))
+            .map(|fds| {
+                fds.filter_map(|fd| {
+                    std::fs::read_link(fd.ok()?.path())
+                        .ok()?
+                        .file_name()
+                        .map(ToOwned::to_owned)
+                })
+                .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// How many dumps exist (cheaper than reading them).
