@@ -365,7 +365,7 @@ impl Personalizer {
         Ok(Values {
             context,
             // What receivers compare with the Subject (SpamAssassin's HTML_TITLE_SUBJ_DIFF).
-            title: handlebars::html_escape(&subject),
+            title: crate::html::escape(&subject),
             subject,
             unsubscribe_url,
             unsubscribe_token,
