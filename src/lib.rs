@@ -5,6 +5,7 @@
 //! MJML) -> [`compile`] (HTML and text) -> [`personalize`] (per recipient, from
 //! [`recipients`]) -> delivery.
 
+pub mod address;
 pub mod bounces;
 pub mod check;
 pub mod choice;

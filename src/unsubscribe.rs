@@ -121,7 +121,7 @@ impl Secret {
 
     /// The token for `email`'s link in `issue`.
     pub fn token(&self, email: &str, issue: &str) -> String {
-        let mut plain = email.to_lowercase().into_bytes();
+        let mut plain = crate::address::key(email).into_bytes();
         plain.push(0);
         plain.extend_from_slice(issue.as_bytes());
         let mut mac = HmacSha256::new_from_slice(&self.key).expect("HMAC accepts keys of any length");
@@ -171,10 +171,10 @@ impl Secret {
         }
         let mut mac = HmacSha256::new_from_slice(&self.raw).expect("HMAC accepts keys of any length");
         mac.update(b"unsubscribe\0");
-        mac.update(email.to_lowercase().as_bytes());
+        mac.update(crate::address::key(&email).as_bytes());
         mac.verify_truncated_left(&tag).ok()?;
         Some(Claim {
-            email: email.to_lowercase(),
+            email: crate::address::key(&email),
             issue: None,
         })
     }

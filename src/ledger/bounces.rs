@@ -104,7 +104,7 @@ impl Ledger {
         Ok(self
             .conn
             .prepare_cached("SELECT issue FROM deliveries WHERE email = ?1 ORDER BY first_at DESC LIMIT 1")?
-            .query_row([email.to_lowercase()], |r| r.get(0))
+            .query_row([crate::address::key(email)], |r| r.get(0))
             .optional()?)
     }
 
@@ -119,7 +119,7 @@ impl Ledger {
                             AND b.reason = 'blocked')
              FROM deliveries d WHERE d.email = ?1 AND d.status = 'sent' ORDER BY d.first_at DESC",
         )?;
-        let rows = stmt.query_map([email.to_lowercase()], |r| {
+        let rows = stmt.query_map([crate::address::key(email)], |r| {
             Ok((r.get::<_, bool>(0)?, r.get::<_, bool>(1)?))
         })?;
         let mut run = 0;
@@ -165,7 +165,7 @@ impl Ledger {
 
     /// Events about `email`, newest first.
     pub fn bounce_events_of(&self, email: &str) -> Result<Vec<BounceEvent>> {
-        self.bounce_events_where("email = ?1", Some(&email.to_lowercase()))
+        self.bounce_events_where("email = ?1", Some(&crate::address::key(email)))
     }
 
     fn bounce_events_where(&self, condition: &str, value: Option<&str>) -> Result<Vec<BounceEvent>> {

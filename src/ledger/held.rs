@@ -90,7 +90,7 @@ impl Ledger {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'pending', ?9)",
             )?
             .execute(params![
-                email.to_lowercase(),
+                crate::address::key(email),
                 issue,
                 kind,
                 source,

@@ -139,7 +139,7 @@ impl Ledger {
             .conn
             .prepare_cached("SELECT status FROM deliveries WHERE issue = ?1 AND email = ?2")?;
         let status: Option<String> = stmt
-            .query_row(params![issue, email.to_lowercase()], |r| r.get(0))
+            .query_row(params![issue, crate::address::key(email)], |r| r.get(0))
             .optional()?;
         Ok(status.as_deref().and_then(Status::parse))
     }
@@ -154,7 +154,7 @@ impl Ledger {
         let mut stmt = self
             .conn
             .prepare_cached("SELECT 1 FROM suppressions WHERE email = ?1")?;
-        Ok(stmt.exists(params![email.to_lowercase()])?)
+        Ok(stmt.exists(params![crate::address::key(email)])?)
     }
 
     pub(crate) fn begin(&mut self) -> rusqlite::Result<()> {
@@ -202,7 +202,7 @@ impl Ledger {
                    status = 'sending', attempts = attempts + 1, line = ?3,
                    possibly_duplicated = possibly_duplicated OR ?5, updated_at = ?6, relay = ?7",
             )?
-            .execute(params![issue, email.to_lowercase(), line as i64, message_id, resend, now, relay])?;
+            .execute(params![issue, crate::address::key(email), line as i64, message_id, resend, now, relay])?;
         self.conn
             .prepare_cached(
                 "INSERT INTO relay_days (relay, day, messages) VALUES (?1, ?2, 1)
@@ -244,7 +244,7 @@ impl Ledger {
                 "UPDATE deliveries SET status = 'deferred', attempts = max(attempts - 1, 0), last_reply = ?3, updated_at = ?4
                  WHERE issue = ?1 AND email = ?2",
             )?
-            .execute(params![issue, email.to_lowercase(), reply, now()])?;
+            .execute(params![issue, crate::address::key(email), reply, now()])?;
         Ok(())
     }
 
@@ -258,7 +258,7 @@ impl Ledger {
                    sent_at = CASE WHEN ?3 = 'sent' THEN ?5 ELSE sent_at END
                  WHERE issue = ?1 AND email = ?2",
             )?
-            .execute(params![issue, email.to_lowercase(), status, reply, now])?;
+            .execute(params![issue, crate::address::key(email), status, reply, now])?;
         Ok(())
     }
 

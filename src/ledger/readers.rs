@@ -72,7 +72,7 @@ impl Ledger {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?
             .execute(params![
-                email.to_lowercase(),
+                crate::address::key(email),
                 kind,
                 source,
                 issue,
@@ -89,7 +89,7 @@ impl Ledger {
             "SELECT id, email, kind, source, issue, evidence, answers, created_at FROM reader_events
              WHERE email = ?1 ORDER BY id",
         )?;
-        let rows = stmt.query_map([email.to_lowercase()], |r| {
+        let rows = stmt.query_map([crate::address::key(email)], |r| {
             let evidence: String = r.get(5)?;
             Ok(ReaderEvent {
                 id: r.get(0)?,
@@ -111,7 +111,7 @@ impl Ledger {
             "SELECT issue, status, attempts, last_reply, message_id, line, first_at, sent_at FROM deliveries
              WHERE email = ?1 ORDER BY first_at",
         )?;
-        let rows = stmt.query_map([email.to_lowercase()], |r| {
+        let rows = stmt.query_map([crate::address::key(email)], |r| {
             Ok(ReaderDelivery {
                 issue: r.get(0)?,
                 status: r.get(1)?,
@@ -129,7 +129,7 @@ impl Ledger {
     /// Stores the standing derived from the events: suppressed by `deciding`, or mailable.
     pub(crate) fn store_standing(&mut self, email: &str, deciding: Option<(&ReaderEvent, &str)>) -> Result<()> {
         self.begin()?;
-        let email = email.to_lowercase();
+        let email = crate::address::key(email);
         match deciding {
             None => {
                 self.conn
@@ -198,7 +198,7 @@ impl Ledger {
 
     fn forgotten_hash(key: &[u8; 32], email: &str) -> String {
         let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC accepts keys of any length");
-        mac.update(email.to_lowercase().as_bytes());
+        mac.update(crate::address::key(email).as_bytes());
         mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect()
     }
 
@@ -241,7 +241,7 @@ impl Ledger {
     /// content is overwritten (`secure_delete`), the file rebuilt and the write-ahead log
     /// emptied, so that the address is not left in the file's free space either.
     pub(crate) fn erase(&mut self, email: &str) -> Result<Erased> {
-        let email = email.to_lowercase();
+        let email = crate::address::key(email);
         let hash = Self::forgotten_hash(self.create_forget_key()?, &email);
         self.commit()?;
         self.conn.pragma_update(None, "secure_delete", "ON")?;

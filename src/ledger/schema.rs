@@ -238,12 +238,55 @@ const MIGRATIONS: &[&str] = &[
         page TEXT NOT NULL
     ) WITHOUT ROWID;
     ",
+    // 10: one key per mailbox. Earlier releases stored `"victim"@example.org` apart from
+    // victim@example.org; every row moves to the canonical key (`canonical_address`, the
+    // project's one definition, registered on the connection). Histories simply merge, and
+    // the standing derived from them by precedence; for the derived tables the strongest
+    // standing wins (a complaint over an unsubscribe), the first subscription and the latest
+    // choice; of two deliveries of one issue, the canonical spelling's row stays.
+    "
+    UPDATE reader_events SET email = canonical_address(email) WHERE email <> canonical_address(email);
+    UPDATE bounce_events SET email = canonical_address(email)
+        WHERE email IS NOT NULL AND email <> canonical_address(email);
+    UPDATE deferred_suppressions SET email = canonical_address(email) WHERE email <> canonical_address(email);
+    UPDATE signups SET email = canonical_address(email) WHERE email <> canonical_address(email);
+    UPDATE OR IGNORE deliveries SET email = canonical_address(email) WHERE email <> canonical_address(email);
+    DELETE FROM deliveries WHERE email <> canonical_address(email);
+    CREATE TEMP TABLE strength (kind TEXT PRIMARY KEY, n INTEGER NOT NULL);
+    INSERT INTO strength VALUES ('unsubscribed', 1), ('soft-limit', 2), ('hard-bounce', 3),
+        ('suppressed', 4), ('complaint', 5);
+    INSERT OR REPLACE INTO suppressions (email, reason, source, created_at, cause, kind, event)
+    SELECT canonical_address(s.email), s.reason, s.source, s.created_at, s.cause, s.kind, s.event
+    FROM suppressions s LEFT JOIN strength k ON k.kind = s.kind
+    WHERE s.email <> canonical_address(s.email)
+      AND COALESCE(k.n, 0) >= COALESCE((SELECT k2.n FROM suppressions c LEFT JOIN strength k2 ON k2.kind = c.kind
+                                        WHERE c.email = canonical_address(s.email)), -1)
+    ORDER BY COALESCE(k.n, 0);
+    DELETE FROM suppressions WHERE email <> canonical_address(email);
+    DROP TABLE strength;
+    INSERT OR IGNORE INTO subscribers (email, name, event, joined_at)
+    SELECT canonical_address(email), name, event, joined_at FROM subscribers
+    WHERE email <> canonical_address(email) ORDER BY joined_at;
+    UPDATE subscribers SET
+        event = (SELECT o.event FROM subscribers o WHERE canonical_address(o.email) = subscribers.email
+                 ORDER BY o.joined_at LIMIT 1),
+        joined_at = (SELECT MIN(o.joined_at) FROM subscribers o WHERE canonical_address(o.email) = subscribers.email)
+    WHERE email IN (SELECT canonical_address(email) FROM subscribers WHERE email <> canonical_address(email));
+    DELETE FROM subscribers WHERE email <> canonical_address(email);
+    INSERT OR REPLACE INTO choices (email, projects, event, chosen_at)
+    SELECT canonical_address(o.email), o.projects, o.event, o.chosen_at FROM choices o
+    WHERE o.email <> canonical_address(o.email)
+      AND o.chosen_at >= COALESCE((SELECT c.chosen_at FROM choices c WHERE c.email = canonical_address(o.email)), '')
+    ORDER BY o.chosen_at;
+    DELETE FROM choices WHERE email <> canonical_address(email);
+    ",
 ];
 
 /// Opens (creating it if need be) the file at `path`, upgraded to the current schema.
 pub fn connect(path: &Path) -> Result<Connection> {
     let context = || format!("cannot open the ledger {}", path.display());
     let mut conn = Connection::open(path).with_context(context)?;
+    register_canonical(&conn).with_context(context)?;
     // WAL: readers (status, the producer) never block the writer. FULL: a commit is on disk
     // before it returns (a send relaxes this for its own records: Ledger::relax_durability).
     conn.pragma_update(None, "journal_mode", "WAL").with_context(context)?;
@@ -251,6 +294,18 @@ pub fn connect(path: &Path) -> Result<Connection> {
     conn.busy_timeout(Duration::from_secs(10)).with_context(context)?;
     migrate(&mut conn).with_context(|| format!("cannot upgrade the ledger {}", path.display()))?;
     Ok(conn)
+}
+
+/// `canonical_address(TEXT)`: [`crate::address::key`] for SQL, so that a migration keys rows
+/// exactly as the code does.
+fn register_canonical(conn: &Connection) -> rusqlite::Result<()> {
+    use rusqlite::functions::FunctionFlags;
+    conn.create_scalar_function(
+        "canonical_address",
+        1,
+        FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
+        |ctx| Ok(crate::address::key(&ctx.get::<String>(0)?)),
+    )
 }
 
 fn migrate(conn: &mut Connection) -> Result<()> {
@@ -307,5 +362,70 @@ mod tests {
         drop(conn);
         let err = format!("{:#}", connect(&path).unwrap_err());
         assert!(err.contains("written by a newer newsletter (schema 99"), "{err}");
+    }
+
+    #[test]
+    fn spellings_of_one_mailbox_merge_into_its_key_the_strongest_standing_winning() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("n.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            for sql in &MIGRATIONS[..9] {
+                conn.execute_batch(sql).unwrap();
+            }
+            conn.pragma_update(None, "user_version", 9).unwrap();
+            conn.execute_batch(
+                r#"
+                INSERT INTO reader_events (email, kind, source, evidence, created_at) VALUES
+                    ('victim@example.org', 'complaint', 'bounces', '{}', '2025-01-01'),
+                    ('"victim"@example.org', 'unsubscribed', 'one-click', '{}', '2025-02-01'),
+                    ('"zoe"@example.org', 'subscribed', 'import', '{}', '2025-02-01');
+                INSERT INTO suppressions (email, reason, source, created_at, kind, event) VALUES
+                    ('victim@example.org', 'complaint', 'bounces', '2025-01-01', 'complaint', 1),
+                    ('"victim"@example.org', 'unsubscribed', 'one-click', '2025-02-01', 'unsubscribed', 2),
+                    ('"ann"@example.org', 'unsubscribed', 'one-click', '2025-02-01', 'unsubscribed', 7),
+                    ('ann@example.org', 'hard bounce', 'bounces', '2025-01-01', 'hard-bounce', 8);
+                INSERT INTO subscribers (email, name, event, joined_at) VALUES
+                    ('"zoe"@example.org', 'Zoe', 3, '2025-02-01'),
+                    ('zoe@example.org', NULL, 4, '2025-03-01');
+                INSERT INTO choices (email, projects, event, chosen_at) VALUES
+                    ('"zoe"@example.org', 'zuul', 5, '2025-04-01'),
+                    ('zoe@example.org', 'openstack', 6, '2025-03-01');
+                INSERT INTO deliveries (issue, email, line, status, message_id, first_at, updated_at) VALUES
+                    ('2025-07', '"zoe"@example.org', 2, 'sent', '<a>', 'x', 'x'),
+                    ('2025-07', 'zoe@example.org', 3, 'sent', '<b>', 'x', 'x'),
+                    ('2025-01', '"zoe"@example.org', 2, 'sent', '<c>', 'x', 'x');
+                "#,
+            )
+            .unwrap();
+        }
+        let conn = connect(&path).unwrap();
+        let rows = |sql: &str| -> Vec<String> {
+            let mut stmt = conn.prepare(sql).unwrap();
+            stmt.query_map([], |r| r.get::<_, String>(0))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect()
+        };
+        assert_eq!(
+            rows("SELECT email || ' ' || kind FROM suppressions ORDER BY email"),
+            ["ann@example.org hard-bounce", "victim@example.org complaint"]
+        );
+        assert_eq!(
+            rows("SELECT DISTINCT email FROM reader_events ORDER BY email"),
+            ["victim@example.org", "zoe@example.org"]
+        );
+        assert_eq!(
+            rows("SELECT email || ' ' || joined_at || ' ' || event FROM subscribers"),
+            ["zoe@example.org 2025-02-01 3"]
+        );
+        assert_eq!(
+            rows("SELECT email || ' ' || projects FROM choices"),
+            ["zoe@example.org zuul"]
+        );
+        assert_eq!(
+            rows("SELECT issue || ' ' || email || ' ' || message_id FROM deliveries ORDER BY issue"),
+            ["2025-01 zoe@example.org <c>", "2025-07 zoe@example.org <b>"]
+        );
     }
 }

@@ -71,7 +71,7 @@ impl Ledger {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             )?
             .execute(params![
-                s.email.to_lowercase(),
+                crate::address::key(&s.email),
                 s.name,
                 s.projects,
                 s.form,
@@ -89,7 +89,7 @@ impl Ledger {
         Ok(self
             .conn
             .prepare_cached("SELECT max(emailed_at) FROM signups WHERE email = ?1")?
-            .query_row([email.to_lowercase()], |r| r.get(0))?)
+            .query_row([crate::address::key(email)], |r| r.get(0))?)
     }
 
     pub fn signup(&self, id: i64) -> Result<Option<Signup>> {
@@ -105,7 +105,7 @@ impl Ledger {
         let mut stmt = self
             .conn
             .prepare_cached(&format!("{SELECT_SIGNUP} WHERE email = ?1 ORDER BY id"))?;
-        let rows = stmt.query_map([email.to_lowercase()], signup_row)?;
+        let rows = stmt.query_map([crate::address::key(email)], signup_row)?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
@@ -138,7 +138,7 @@ impl Ledger {
                 "INSERT INTO subscribers (email, name, event, joined_at) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (email) DO UPDATE SET name = coalesce(excluded.name, name), event = excluded.event",
             )?
-            .execute(params![email.to_lowercase(), name, event, now()])?;
+            .execute(params![crate::address::key(email), name, event, now()])?;
         Ok(())
     }
 
@@ -150,7 +150,7 @@ impl Ledger {
                  ON CONFLICT (email) DO UPDATE SET projects = excluded.projects, event = excluded.event,
                  chosen_at = excluded.chosen_at",
             )?
-            .execute(params![email.to_lowercase(), projects, event, now()])?;
+            .execute(params![crate::address::key(email), projects, event, now()])?;
         Ok(())
     }
 
@@ -158,7 +158,7 @@ impl Ledger {
         Ok(self
             .conn
             .prepare_cached("SELECT 1 FROM subscribers WHERE email = ?1")?
-            .exists([email.to_lowercase()])?)
+            .exists([crate::address::key(email)])?)
     }
 
     /// The projects `email` chose (empty: everything); `None`: they never chose.
@@ -166,7 +166,7 @@ impl Ledger {
         Ok(self
             .conn
             .prepare_cached("SELECT projects FROM choices WHERE email = ?1")?
-            .query_row([email.to_lowercase()], |r| r.get(0))
+            .query_row([crate::address::key(email)], |r| r.get(0))
             .optional()?)
     }
 

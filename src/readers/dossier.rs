@@ -45,7 +45,7 @@ pub struct ListRow {
 
 /// Gathers what the ledger and the `lists` (that exist) hold about `email`.
 pub fn gather(ledger: &Ledger, lists: &[&Path], test_recipients: &[String], email: &str) -> Result<Dossier> {
-    let email = email.to_lowercase();
+    let email = crate::address::key(email);
     let events = ledger.reader_events(&email)?;
     let consents = events
         .iter()

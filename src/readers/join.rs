@@ -31,6 +31,8 @@ pub enum Confirmed {
 /// Confirms `signup` (its link's button was pressed), keeping the consent record with the
 /// event: the form, its wording verbatim, when it was posted and confirmed, from where.
 pub fn confirm(ledger: &mut Ledger, signup: &Signup, client: Value) -> Result<Confirmed> {
+    // Decisions read inside the write transaction (see `record`).
+    ledger.begin()?;
     if signup.confirmed_at.is_some() {
         return Ok(Confirmed::Already);
     }
@@ -62,6 +64,7 @@ pub fn confirm(ledger: &mut Ledger, signup: &Signup, client: Value) -> Result<Co
 
 /// The reader chose `projects` (as the list column; empty for everything) through `source`.
 pub fn choose(ledger: &mut Ledger, email: &str, projects: &str, source: &str, evidence: Value) -> Result<bool> {
+    ledger.begin()?;
     if ledger.choice_of(email)?.as_deref() == Some(projects) {
         return Ok(false);
     }
@@ -95,6 +98,7 @@ pub fn import(
     projects: Option<&str>,
     evidence: Value,
 ) -> Result<Imported> {
+    ledger.begin()?;
     if ledger.is_subscriber(email)? {
         return Ok(Imported::Known);
     }

@@ -259,6 +259,9 @@ fn record_answering(
     evidence: Value,
     answers: Option<i64>,
 ) -> Result<Change> {
+    // The decision reads inside the write transaction: a `forget` committing in between
+    // would otherwise be undone by this write.
+    ledger.begin()?;
     if ledger.is_forgotten(email)? {
         return Ok(Change::nothing(None, true));
     }
@@ -285,6 +288,7 @@ pub fn unsubscribe(
     issue: Option<&str>,
     evidence: Value,
 ) -> Result<Change> {
+    ledger.begin()?;
     let events = ledger.reader_events(email)?;
     let repeated = in_force(&events)
         .iter()
@@ -315,6 +319,7 @@ pub fn resubscribe(
     within: Duration,
     evidence: Value,
 ) -> Result<Resubscribed> {
+    ledger.begin()?;
     if ledger.is_forgotten(email)? {
         return Ok(Resubscribed::Kept);
     }

@@ -10,10 +10,9 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result, bail};
 
-mod address;
 mod lines;
 
-pub use address::normalize_address;
+pub use crate::address::normalize_address;
 use lines::{Lines, MAX_LINE_BYTES, Tracked, lock};
 use serde::Serialize;
 
@@ -313,7 +312,7 @@ impl Recipients {
 
 fn address_hash(email: &str) -> u64 {
     let mut hasher = DefaultHasher::new();
-    email.to_lowercase().hash(&mut hasher);
+    crate::address::key(email).hash(&mut hasher);
     hasher.finish()
 }
 

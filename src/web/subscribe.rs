@@ -199,7 +199,7 @@ pub async fn sign_up(
     }
     let raw = field(&fields, "email").unwrap_or("");
     let email = match crate::recipients::normalize_address(raw) {
-        Ok(email) => email.to_lowercase(),
+        Ok(email) => crate::address::key(&email),
         Err(why) => {
             let shown = if raw.trim().is_empty() {
                 "The email address is missing.".to_owned()

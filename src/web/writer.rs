@@ -80,6 +80,9 @@ pub fn start(ledger: Arc<Mutex<Ledger>>, resubscribe_within: Duration) -> Reques
 /// Applies a batch in one transaction: every result, or none when it could not be committed.
 fn apply(ledger: &mut Ledger, within: Duration, batch: &[(Write, Reply)]) -> Vec<Option<Written>> {
     let applied: Result<Vec<Written>> = (|| {
+        // Every decision below reads inside this one write transaction, so that nothing
+        // committed by another process (`subscribers forget`) slips between a read and a write.
+        ledger.begin()?;
         let mut out = Vec::with_capacity(batch.len());
         for (write, _) in batch {
             out.push(match write {
@@ -101,12 +104,12 @@ fn apply(ledger: &mut Ledger, within: Duration, batch: &[(Write, Reply)]) -> Vec
                     ledger.signup_emailed(*id, message_id.as_deref())?;
                     Written::Emailed
                 }
-                Write::Confirm { id, email, client } => {
-                    Written::Confirmed(match ledger.signup(*id)?.filter(|s| s.email == email.to_lowercase()) {
+                Write::Confirm { id, email, client } => Written::Confirmed(
+                    match ledger.signup(*id)?.filter(|s| s.email == crate::address::key(email)) {
                         Some(signup) => Some(readers::confirm(ledger, &signup, client.clone())?),
                         None => None,
-                    })
-                }
+                    },
+                ),
                 Write::Choose {
                     email,
                     projects,
