@@ -1,4 +1,187 @@
-//! Raw HTML in the Markdown, made safe for email: no scripts, styles or event handlers.
+//! Raw HTML in the Markdown, made safe for email. Two passes: [`sanitize_html`] reads each raw
+//! fragment as the writer typed it, to name what is dropped in a warning (scripts, styles,
+//! handlers) and to keep writers' comments and script text out of the plain-text part; then
+//! [`allow_list`] cleans every HTML block of the section, ours and the writer's together,
+//! by what email layouts need and nothing else. The second pass is the guarantee.
+
+use std::collections::HashSet;
+use std::sync::LazyLock;
+
+/// Elements an issue's HTML may hold: text structure, lists, tables, images and links.
+const ELEMENTS: &[&str] = &[
+    "a",
+    "abbr",
+    "b",
+    "blockquote",
+    "br",
+    "caption",
+    "center",
+    "cite",
+    "code",
+    "col",
+    "colgroup",
+    "dd",
+    "del",
+    "div",
+    "dl",
+    "dt",
+    "em",
+    "figcaption",
+    "figure",
+    "font",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "hr",
+    "i",
+    "img",
+    "ins",
+    "kbd",
+    "li",
+    "mark",
+    "ol",
+    "p",
+    "pre",
+    "q",
+    "s",
+    "small",
+    "span",
+    "strike",
+    "strong",
+    "sub",
+    "sup",
+    "table",
+    "tbody",
+    "td",
+    "tfoot",
+    "th",
+    "thead",
+    "tr",
+    "u",
+    "ul",
+];
+
+/// Attributes on any of them. `style` is narrowed to [`STYLE_PROPERTIES`].
+const GENERIC_ATTRIBUTES: &[&str] = &["align", "class", "dir", "id", "lang", "style", "title", "valign"];
+
+/// Attributes of one element.
+const ELEMENT_ATTRIBUTES: &[(&str, &[&str])] = &[
+    ("a", &["href", "name"]),
+    ("img", &["src", "alt", "width", "height", "border"]),
+    (
+        "table",
+        &["width", "border", "cellpadding", "cellspacing", "bgcolor", "role"],
+    ),
+    ("td", &["width", "height", "colspan", "rowspan", "bgcolor"]),
+    ("th", &["width", "height", "colspan", "rowspan", "bgcolor", "scope"]),
+    ("col", &["width", "span"]),
+    ("ol", &["start", "type", "reversed"]),
+    ("li", &["value"]),
+    ("font", &["color", "face", "size"]),
+    ("blockquote", &["cite"]),
+    ("q", &["cite"]),
+];
+
+/// CSS properties a `style` attribute keeps: the look of text, boxes and tables. No
+/// `background` (it takes `url()`), no `position`, no `behavior` or `-moz-binding`.
+const STYLE_PROPERTIES: &[&str] = &[
+    "background-color",
+    "border",
+    "border-bottom",
+    "border-collapse",
+    "border-color",
+    "border-left",
+    "border-radius",
+    "border-right",
+    "border-spacing",
+    "border-style",
+    "border-top",
+    "border-width",
+    "color",
+    "display",
+    "font-family",
+    "font-size",
+    "font-style",
+    "font-weight",
+    "height",
+    "letter-spacing",
+    "line-height",
+    "list-style-type",
+    "margin",
+    "margin-bottom",
+    "margin-left",
+    "margin-right",
+    "margin-top",
+    "max-width",
+    "min-width",
+    "padding",
+    "padding-bottom",
+    "padding-left",
+    "padding-right",
+    "padding-top",
+    "text-align",
+    "text-decoration",
+    "text-transform",
+    "vertical-align",
+    "white-space",
+    "width",
+    "word-break",
+];
+
+/// Link and image schemes a reader's client may follow.
+const URL_SCHEMES: &[&str] = &["http", "https", "mailto", "tel"];
+
+static ALLOW_LIST: LazyLock<ammonia::Builder<'static>> = LazyLock::new(|| {
+    let mut builder = ammonia::Builder::empty();
+    builder
+        .tags(ELEMENTS.iter().copied().collect())
+        .generic_attributes(GENERIC_ATTRIBUTES.iter().copied().collect())
+        .tag_attributes(
+            ELEMENT_ATTRIBUTES
+                .iter()
+                .map(|(tag, attributes)| (*tag, attributes.iter().copied().collect::<HashSet<_>>()))
+                .collect(),
+        )
+        .filter_style_properties(STYLE_PROPERTIES.iter().copied().collect())
+        .url_schemes(URL_SCHEMES.iter().copied().collect())
+        // `#section` anchors and the personalization's `{{unsubscribe_url}}` are relative.
+        .url_relative(ammonia::UrlRelative::PassThrough)
+        // Our links carry no rel; the layout decides how links look.
+        .link_rel(None)
+        .clean_content_tags(
+            [
+                "script",
+                "style",
+                "template",
+                "noscript",
+                "xmp",
+                "iframe",
+                "noembed",
+                "noframes",
+                "plaintext",
+                "title",
+                "textarea",
+                "select",
+                "math",
+                "svg",
+                "object",
+                "embed",
+            ]
+            .into_iter()
+            .collect(),
+        )
+        .strip_comments(true);
+    builder
+});
+
+/// An HTML block with everything outside the allow-list taken out: unknown elements keep
+/// their text, scripts and the like lose it too, attributes and URL schemes not listed go.
+pub(super) fn allow_list(html: &str) -> String {
+    ALLOW_LIST.clean(html).to_string()
+}
 
 /// Removes `<script>` and `<style>` elements (with their content, which may span several
 /// fragments: `skip` carries that state), event-handler attributes and `javascript:` URLs.

@@ -96,7 +96,7 @@ impl Converter<'_, '_> {
     pub(super) fn flush_html(&mut self) {
         if !self.html.trim().is_empty() {
             self.out.blocks.push(Block::Html {
-                html: std::mem::take(&mut self.html).trim().to_owned(),
+                html: super::sanitize::allow_list(std::mem::take(&mut self.html).trim()),
             });
         }
         self.html.clear();
