@@ -261,3 +261,54 @@ fn hostile_raw_html_is_cleaned_in_the_email_and_the_archive_and_runs_nowhere() {
     // The writer is told what went.
     assert!(send.stderr.contains("raw HTML"), "{}", send.stderr);
 }
+
+#[test]
+fn the_form_puts_no_free_text_in_the_foundations_mail() {
+    let sink = Sink::start();
+    let project = project(
+        &sink,
+        "email,first_name\nolive@example.org,Olive\n",
+        "subscribe: { per_client_per_hour: 500 }\n",
+    );
+    let server = Server::start(&project);
+    let form = format!("{}/newsletter/subscribe", server.base);
+    let post = |email: &str, name: &str| {
+        curl(&[
+            "--data-urlencode",
+            &format!("email={email}"),
+            "--data-urlencode",
+            &format!("name={name}"),
+            &form,
+        ])
+    };
+    for (name, why) in [
+        (
+            "Your account will be closed. Verify it at https://evil.example/login",
+            "web or email address",
+        ),
+        ("Kate\r\nBcc: everyone@example.org", "line break"),
+        ("Kate\nReader", "line break"),
+    ] {
+        let (code, page) = post("kate@example.org", name);
+        assert_eq!(code, 400, "{name:?}: {page}");
+        assert!(page.contains(why) && page.contains("name=\"email\""), "{page}");
+    }
+    // Refused, the address is not locked out: the next, plain sign-up gets its email.
+    let (code, _) = post("kate@example.org", "Kate Reader");
+    assert_eq!(code, 200);
+    wait_until("kate's confirmation", || {
+        sink.received().contains_key("kate@example.org")
+    });
+    let (_, mail) = sink.messages().pop().unwrap();
+    assert!(!mail.contains("Kate"), "the name is not echoed: {mail}");
+    assert!(
+        mail.contains("\nTo: kate@example.org\r\n") || mail.contains("\nTo: kate@example.org\n"),
+        "{mail}"
+    );
+    assert_eq!(sink.received().get("kate@example.org"), Some(&1));
+    // The name is kept for later issues.
+    assert_eq!(
+        ledger_rows(&project, "SELECT name FROM signups WHERE email = 'kate@example.org'"),
+        ["Kate Reader"]
+    );
+}

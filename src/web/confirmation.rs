@@ -55,7 +55,6 @@ struct View<'a> {
     title: &'a str,
     accent: &'a str,
     confirm_url: &'a str,
-    name: &'a str,
     projects: Vec<&'a str>,
     expires: String,
     footer: Footer<'a>,
@@ -85,7 +84,6 @@ pub async fn send(
         title: &config.archive.title,
         accent: &layout.registry.accent,
         confirm_url,
-        name: signup.name.as_deref().unwrap_or(""),
         projects: names,
         expires: human_days(config.subscribe.confirm_within),
         footer: Footer {
@@ -107,10 +105,9 @@ pub async fn send(
         Some(config.from.name.clone()),
         config.from.address.parse().context("from.address")?,
     );
-    let to = Mailbox::new(
-        signup.name.clone().filter(|n| !n.is_empty()),
-        signup.email.parse().context("the sign-up's address")?,
-    );
+    // No name: nothing typed into an unauthenticated form goes into mail the foundation
+    // signs, to an address whose owner has not confirmed anything.
+    let to = Mailbox::new(None, signup.email.parse().context("the sign-up's address")?);
     let mut builder = lettre::Message::builder()
         .from(from)
         .to(to)

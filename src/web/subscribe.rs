@@ -229,13 +229,18 @@ pub async fn sign_up(
             format!("This form (“{form}”) is not known here; tell the site's owner."),
         );
     };
+    let name = field(&fields, "name").map(str::trim).filter(|n| !n.is_empty());
+    if let Some(why) = name.and_then(name_problem) {
+        return bad_form(
+            &app,
+            &headers,
+            format!("The name {why}: write just your name, or leave it empty."),
+        );
+    }
     let signup = Signup {
         id: 0,
         email,
-        name: field(&fields, "name")
-            .map(str::trim)
-            .filter(|n| !n.is_empty())
-            .map(str::to_owned),
+        name: name.map(str::to_owned),
         projects,
         form: form.to_owned(),
         wording: wording.clone(),
@@ -283,6 +288,27 @@ pub async fn sign_up(
         Some(_) => sent(&app),
         None => answer(&app, &headers, StatusCode::SERVICE_UNAVAILABLE, state("failed")),
     }
+}
+
+/// Why a name typed into the form is not one: a name is kept for later issues, and a line
+/// break or a link in it is how a stranger's text would ride on the foundation's mail.
+fn name_problem(name: &str) -> Option<&'static str> {
+    if name.chars().any(char::is_control) {
+        return Some("cannot hold a line break or control character");
+    }
+    let lower = name.to_lowercase();
+    let linkish = lower.contains("://")
+        || lower.contains("www.")
+        || lower.contains('@')
+        || lower.split_whitespace().any(|word| {
+            // `evil.example`, `bit.ly/x`: a dot between letters, as in a host name.
+            let word = word.trim_matches(|c: char| !c.is_alphanumeric());
+            word.split_once('.').is_some_and(|(a, b)| {
+                a.chars().last().is_some_and(char::is_alphanumeric)
+                    && b.chars().take(2).filter(|c| c.is_alphabetic()).count() == 2
+            })
+        });
+    linkish.then_some("cannot hold a web or email address")
 }
 
 /// The token a button posts, or the link's.
@@ -429,6 +455,30 @@ pub async fn save_preferences(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_with_links_or_line_breaks_are_refused() {
+        for ok in [
+            "Kate Reader",
+            "J. R. R. Tolkien",
+            "Zoë O'Brien-Smith",
+            "李小龙",
+            "Dr. Who",
+        ] {
+            assert_eq!(name_problem(ok), None, "{ok}");
+        }
+        for bad in [
+            "Kate\r\nBcc: x@example.org",
+            "Kate\u{0}",
+            "Your account will be closed. Verify it at https://evil.example",
+            "visit evil.example now",
+            "www.evil",
+            "bit.ly/abc",
+            "mail me@evil.example",
+        ] {
+            assert!(name_problem(bad).is_some(), "{bad}");
+        }
+    }
 
     #[test]
     fn a_client_is_held_to_its_hourly_sign_ups() {
