@@ -312,3 +312,71 @@ fn the_form_puts_no_free_text_in_the_foundations_mail() {
         ["Kate Reader"]
     );
 }
+
+#[test]
+fn confirmations_arrive_after_the_relay_closed_the_idle_connection() {
+    // smtp-sink -t 3 drops a session idle for 3 s, as Postfix and Exim do after minutes.
+    let sink = Sink::start_with(support::free_port(), &["-t", "3"]);
+    let project = project(
+        &sink,
+        "email,first_name\nolive@example.org,Olive\n",
+        "subscribe: { per_client_per_hour: 500 }\n",
+    );
+    let server = Server::start(&project);
+    // 20 sign-ups in pairs 3.5 s apart: over 30 s, the connection goes idle past the limit
+    // nine times.
+    for pair in 0..10 {
+        if pair > 0 {
+            std::thread::sleep(Duration::from_millis(3500));
+        }
+        for one in 0..2 {
+            let (code, _) = sign_up(&server, &format!("reader{pair}-{one}@example.org"));
+            assert_eq!(code, 200);
+        }
+    }
+    wait_until("20 confirmations", || sink.received().len() == 20);
+    std::thread::sleep(Duration::from_millis(300));
+    let received = sink.received();
+    assert!(received.values().all(|n| *n == 1), "{received:?}");
+    assert_eq!(received.len(), 20);
+}
+
+#[test]
+fn a_confirmation_the_relay_could_not_take_is_sent_later_and_shown_meanwhile() {
+    let port = support::free_port();
+    // No relay listening yet.
+    let project = Project::new(
+        port,
+        "email,first_name\nolive@example.org,Olive\n",
+        &format!("{CONFIG}subscribe: {{ retry_after: 1s }}\n"),
+    );
+    let server = Server::start(&project);
+    assert_eq!(sign_up(&server, "late@example.org").0, 200);
+    wait_until("the three tries at once", || {
+        ledger_rows(&project, "SELECT attempts || ' ' || ifnull(retry_at, '-') FROM signups")
+            .first()
+            .is_some_and(|r| r.starts_with("3 ") && !r.ends_with('-'))
+    });
+    let status = run(project.command().arg("status"));
+    assert!(
+        status
+            .stdout
+            .contains("confirmation emails not sent: 1 to be tried again by serve, 0 given up"),
+        "{}",
+        status.stdout
+    );
+    let show = run(project.command().args(["subscribers", "show", "late@example.org"]));
+    assert!(show.stdout.contains("email not sent after 3 tries"), "{}", show.stdout);
+    // The relay comes back; serve's next try delivers, once.
+    let sink = Sink::start_on(port);
+    wait_until("the later try", || sink.received().contains_key("late@example.org"));
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(sink.received().get("late@example.org"), Some(&1));
+    assert_eq!(
+        ledger_rows(
+            &project,
+            "SELECT ifnull(retry_at, 'none') || ' ' || (message_id IS NOT NULL) FROM signups"
+        ),
+        ["none 1"]
+    );
+}

@@ -157,6 +157,15 @@ pub fn run(config_path: Option<&Path>, args: StatusArgs) -> Result<Exit> {
                 if let Some(today) = warmup_today(&config, ledger.as_ref())? {
                     println!("{}; {} left today", today.describe(), thousands(today.left()));
                 }
+                if let Some((waiting, given_up, error)) =
+                    ledger.as_ref().map(Ledger::unsent_confirmations).transpose()?
+                    && waiting + given_up > 0
+                {
+                    println!(
+                        "confirmation emails not sent: {waiting} to be tried again by serve, {given_up} given up; last error: {}",
+                        error.unwrap_or_default()
+                    );
+                }
             }
         }
         return Ok(Exit::Success);

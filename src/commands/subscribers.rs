@@ -245,15 +245,17 @@ fn print_dossier(d: &Dossier) {
         );
     }
     for s in d.signups.iter().filter(|s| s.confirmed_at.is_none()) {
+        let emailed = match (&s.message_id, &s.last_error, &s.retry_at) {
+            (Some(_), ..) => format!("; emailed {}", s.emailed_at.as_deref().unwrap_or("")),
+            (None, Some(error), Some(at)) => {
+                format!("; email not sent after {} tries ({error}), next try {at}", s.attempts)
+            }
+            (None, Some(error), None) => format!("; email not sent after {} tries ({error}), given up", s.attempts),
+            (None, None, _) => String::new(),
+        };
         println!(
-            "sign-up {} posted {} (form {}): not confirmed{}",
-            s.id,
-            s.posted_at,
-            s.form,
-            s.emailed_at
-                .as_deref()
-                .map(|at| format!("; emailed {at}"))
-                .unwrap_or_default()
+            "sign-up {} posted {} (form {}): not confirmed{emailed}",
+            s.id, s.posted_at, s.form
         );
     }
     if !d.events.is_empty() {

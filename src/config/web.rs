@@ -95,6 +95,11 @@ pub struct Subscribe {
     pub per_client_per_hour: u32,
     /// Longest value of any form field; a longer one is a clear error on the page.
     pub max_field_bytes: usize,
+    /// A confirmation email the relay did not take (after three tries at once) is tried
+    /// again after this, then after twice as long each time, at most an hour apart, until its
+    /// link expires.
+    #[serde(with = "duration")]
+    pub retry_after: Duration,
 }
 
 /// The form `serve`'s own sign-up page shows.
@@ -116,6 +121,7 @@ impl Default for Subscribe {
             per_address: Duration::from_secs(3600),
             per_client_per_hour: 30,
             max_field_bytes: 320,
+            retry_after: Duration::from_secs(60),
         }
     }
 }

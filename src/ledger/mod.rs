@@ -27,7 +27,7 @@ pub use bounces::{BounceCounts, BounceEvent};
 pub use held::{DeferredRow, HeldGroup};
 pub use readers::{Erased, ReaderDelivery, ReaderEvent};
 pub use reputation::IssueRates;
-pub use signups::{Signup, Subscriber};
+pub use signups::{Attempt, Signup, Subscriber};
 pub use suppressions::Suppression;
 
 /// Where a recipient stands for one issue.

@@ -280,6 +280,14 @@ const MIGRATIONS: &[&str] = &[
     ORDER BY o.chosen_at;
     DELETE FROM choices WHERE email <> canonical_address(email);
     ",
+    // 11: a confirmation email that could not go is tried again, not dropped: each attempt
+    // counted on its sign-up, the last error kept, and when the next one is due.
+    "
+    ALTER TABLE signups ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE signups ADD COLUMN last_error TEXT;
+    ALTER TABLE signups ADD COLUMN retry_at TEXT;  -- UTC; NULL: nothing waits
+    CREATE INDEX signups_retry ON signups (retry_at) WHERE retry_at IS NOT NULL;
+    ",
 ];
 
 /// Opens (creating it if need be) the file at `path`, upgraded to the current schema.

@@ -25,6 +25,24 @@ pub struct Signup {
     pub emailed_at: Option<String>,
     pub message_id: Option<String>,
     pub confirmed_at: Option<String>,
+    /// Tries of its confirmation email so far.
+    pub attempts: u32,
+    /// Why the last try failed, while none has succeeded.
+    pub last_error: Option<String>,
+    /// When its confirmation email is tried again; `None`: sent, given up, or never tried.
+    pub retry_at: Option<String>,
+}
+
+/// How one try of a confirmation email ended.
+pub enum Attempt<'a> {
+    Sent {
+        message_id: &'a str,
+    },
+    /// Tried again from `retry_at`; `None`: given up (a permanent refusal, or the link expired).
+    Failed {
+        error: &'a str,
+        retry_at: Option<String>,
+    },
 }
 
 /// A confirmed (or imported) reader, as `subscribers list` prints and a send reads them.
@@ -40,7 +58,7 @@ pub struct Subscriber {
 }
 
 const SELECT_SIGNUP: &str = "SELECT id, email, name, projects, form, wording, layout_version, client, posted_at,
-    emailed_at, message_id, confirmed_at FROM signups";
+    emailed_at, message_id, confirmed_at, attempts, last_error, retry_at FROM signups";
 
 fn signup_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Signup> {
     let client: String = r.get(7)?;
@@ -57,6 +75,9 @@ fn signup_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Signup> {
         emailed_at: r.get(9)?,
         message_id: r.get(10)?,
         confirmed_at: r.get(11)?,
+        attempts: r.get(12)?,
+        last_error: r.get(13)?,
+        retry_at: r.get(14)?,
     })
 }
 
@@ -109,19 +130,47 @@ impl Ledger {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    /// The confirmation email went with `message_id`; `None`: it could not be sent, so the
-    /// per-address limit does not count it.
-    pub fn signup_emailed(&mut self, id: i64, message_id: Option<&str>) -> Result<()> {
+    /// Records a try of the sign-up's confirmation email. Given up, it no longer counts
+    /// against the per-address limit, so that the reader's next sign-up is emailed.
+    pub fn signup_attempted(&mut self, id: i64, attempt: &Attempt<'_>) -> Result<()> {
         self.begin()?;
-        match message_id {
-            Some(m) => self
-                .conn
-                .execute("UPDATE signups SET message_id = ?2 WHERE id = ?1", params![id, m])?,
-            None => self
-                .conn
-                .execute("UPDATE signups SET emailed_at = NULL WHERE id = ?1", [id])?,
+        match attempt {
+            Attempt::Sent { message_id } => self.conn.execute(
+                "UPDATE signups SET message_id = ?2, attempts = attempts + 1, last_error = NULL, retry_at = NULL
+                 WHERE id = ?1",
+                params![id, message_id],
+            )?,
+            Attempt::Failed { error, retry_at } => self.conn.execute(
+                "UPDATE signups SET attempts = attempts + 1, last_error = ?2, retry_at = ?3,
+                     emailed_at = CASE WHEN ?3 IS NULL THEN NULL ELSE emailed_at END
+                 WHERE id = ?1",
+                params![id, error, retry_at],
+            )?,
         };
         Ok(())
+    }
+
+    /// Sign-ups whose confirmation email is due to be tried again at `now`.
+    pub fn signups_due(&self, now: &str) -> Result<Vec<Signup>> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "{SELECT_SIGNUP} WHERE retry_at IS NOT NULL AND retry_at <= ?1 AND confirmed_at IS NULL ORDER BY retry_at"
+        ))?;
+        let rows = stmt.query_map([now], signup_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Confirmation emails not sent yet: (waiting to be tried again, given up), with the
+    /// latest error, for `status`.
+    pub fn unsent_confirmations(&self) -> Result<(u64, u64, Option<String>)> {
+        Ok(self.conn.query_row(
+            "SELECT count(retry_at),
+                    count(*) - count(retry_at),
+                    (SELECT last_error FROM signups WHERE message_id IS NULL AND last_error IS NOT NULL
+                     ORDER BY id DESC LIMIT 1)
+             FROM signups WHERE message_id IS NULL AND last_error IS NOT NULL AND confirmed_at IS NULL",
+            [],
+            |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64, r.get(2)?)),
+        )?)
     }
 
     pub(crate) fn signup_confirmed(&mut self, id: i64, at: &str) -> Result<()> {

@@ -2,6 +2,7 @@
 //! `confirm.txt.hbs`), DKIM-signed like an issue, and sent at once through the configured
 //! relay on one connection the service keeps.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -18,6 +19,8 @@ use crate::dkim::Signer;
 use crate::layout::Layout;
 use crate::ledger::Signup;
 use crate::unsubscribe::{Claim, Secrets};
+use crate::web::App;
+use crate::web::writer::Write;
 
 /// The first relay's transport (an SMTP connection opened on first use and again after it
 /// breaks).
@@ -66,14 +69,41 @@ struct Footer<'a> {
     address: &'a str,
 }
 
-/// Builds, signs and sends the confirmation of `signup`; returns its Message-ID.
+/// A confirmation email the relay did not take.
+#[derive(Debug, thiserror::Error)]
+#[error("{detail}")]
+pub struct Undelivered {
+    pub detail: String,
+    /// Refused for good (a 5xx): trying again will not help.
+    pub permanent: bool,
+}
+
+/// Sends the confirmation of `signup` once; returns its Message-ID (the same at every try,
+/// so that a receiver that got an earlier try which we saw fail can tell).
 pub async fn send(
     mailer: &Mailer,
     config: &Config,
     layout: &Layout,
     signup: &Signup,
     confirm_url: &str,
-) -> Result<String> {
+) -> Result<String, Undelivered> {
+    let (envelope, bytes, message_id) = build(config, layout, signup, confirm_url).map_err(|e| Undelivered {
+        detail: format!("{e:#}"),
+        permanent: false,
+    })?;
+    mailer
+        .connection
+        .send_raw(&envelope, &bytes)
+        .await
+        .map_err(|e| Undelivered {
+            permanent: !e.is_transient(),
+            detail: format!("the relay did not take the confirmation email: {e}"),
+        })?;
+    Ok(message_id)
+}
+
+/// The confirmation email of `signup`, signed: its envelope, bytes and Message-ID.
+fn build(config: &Config, layout: &Layout, signup: &Signup, confirm_url: &str) -> Result<(Envelope, Vec<u8>, String)> {
     let names: Vec<&str> = signup
         .projects
         .split(';')
@@ -132,12 +162,102 @@ pub async fn send(
         Some(return_path.parse().context("return_path")?),
         message.envelope().to().to_vec(),
     )?;
-    mailer
-        .connection
-        .send_raw(&envelope, &bytes)
-        .await
-        .map_err(|e| anyhow::anyhow!("the relay did not take the confirmation email: {e}"))?;
-    Ok(message_id)
+    Ok((envelope, bytes, message_id))
+}
+
+/// Tries at once before a confirmation email waits for `subscribe.retry_after`: the first
+/// may meet a connection the relay closed while idle, which the second reopens.
+const TRIES_NOW: u32 = 3;
+
+/// Sends the confirmation of `signup`, trying again at once after a broken connection and
+/// after a moment after a temporary refusal; records every try on the sign-up, and what is
+/// still not sent waits for [`retry_periodically`].
+pub async fn email(app: Arc<App>, mailer: Arc<Mailer>, signup: Signup) {
+    let settings = &app.config.subscribe;
+    let posted = chrono::DateTime::parse_from_rfc3339(&signup.posted_at)
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .unwrap_or_else(|_| chrono::Utc::now());
+    let expires = posted + chrono::Duration::from_std(settings.confirm_within).unwrap_or(chrono::TimeDelta::MAX);
+    let token = token(&app.secrets, &signup, expires.timestamp());
+    let url = crate::unsubscribe::url_with(&app.config.confirm_url(), &token);
+    for try_now in 1..=TRIES_NOW {
+        let outcome = match send(&mailer, &app.config, app.pages.layout(), &signup, &url).await {
+            Ok(message_id) => Ok(message_id),
+            Err(failure) => {
+                let tries = signup.attempts + try_now;
+                let retry_at = (!failure.permanent)
+                    .then(|| next_try(tries, settings.retry_after, expires))
+                    .flatten();
+                tracing::warn!(
+                    "sign-up {}: try {tries}: {failure}; {}",
+                    signup.id,
+                    match (&retry_at, try_now < TRIES_NOW && !failure.permanent) {
+                        (_, true) => "trying again now".to_owned(),
+                        (Some(at), false) => format!("trying again at {at}"),
+                        (None, false) => "given up".to_owned(),
+                    }
+                );
+                let again_now = try_now < TRIES_NOW && !failure.permanent;
+                Err((failure.detail, retry_at, again_now))
+            }
+        };
+        match outcome {
+            Ok(message_id) => {
+                app.write(Write::Emailed {
+                    id: signup.id,
+                    outcome: Ok(message_id),
+                })
+                .await;
+                return;
+            }
+            Err((error, retry_at, again_now)) => {
+                app.write(Write::Emailed {
+                    id: signup.id,
+                    outcome: Err((error, retry_at)),
+                })
+                .await;
+                if !again_now {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(500 * u64::from(try_now - 1))).await;
+            }
+        }
+    }
+}
+
+/// When a confirmation email tried `tries` times goes again: `retry_after` after the tries
+/// made at once, doubling, at most an hour apart; `None` once its link has expired.
+fn next_try(tries: u32, retry_after: Duration, expires: chrono::DateTime<chrono::Utc>) -> Option<String> {
+    let doublings = tries.saturating_sub(TRIES_NOW).min(16);
+    let wait = retry_after
+        .saturating_mul(1 << doublings)
+        .min(Duration::from_secs(3600).max(retry_after));
+    let at = chrono::Utc::now() + chrono::Duration::from_std(wait).ok()?;
+    (at < expires).then(|| at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+}
+
+/// Sends, one after the other, the confirmation emails whose next try is due; runs as long
+/// as `serve`.
+pub async fn retry_periodically(app: Arc<App>, mailer: Arc<Mailer>) {
+    let every = app
+        .config
+        .subscribe
+        .retry_after
+        .clamp(Duration::from_millis(100), Duration::from_secs(30));
+    loop {
+        tokio::time::sleep(every).await;
+        let now = crate::ledger::now();
+        let due = match app.ledger().signups_due(&now) {
+            Ok(due) => due,
+            Err(e) => {
+                tracing::error!("cannot read the confirmation emails due: {e:#}");
+                continue;
+            }
+        };
+        for signup in due {
+            email(Arc::clone(&app), Arc::clone(&mailer), signup).await;
+        }
+    }
 }
 
 /// `7 days`, `1 day`, `12 hours`.

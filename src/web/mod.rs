@@ -89,7 +89,7 @@ impl App {
         answer.await.ok().flatten()
     }
 
-    fn ledger(&self) -> std::sync::MutexGuard<'_, Ledger> {
+    pub(crate) fn ledger(&self) -> std::sync::MutexGuard<'_, Ledger> {
         self.ledger.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
@@ -262,6 +262,10 @@ pub async fn serve(app: Arc<App>, listener: TcpListener, shutdown: impl Future<O
         .events
         .is_some()
         .then(|| tokio::spawn(events::settle_periodically(Arc::clone(&app))));
+    let retrying = app
+        .mailer
+        .clone()
+        .map(|mailer| tokio::spawn(confirmation::retry_periodically(Arc::clone(&app), mailer)));
     let router = router(app);
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
@@ -291,8 +295,8 @@ pub async fn serve(app: Arc<App>, listener: TcpListener, shutdown: impl Future<O
         }
     }
     drop(listener);
-    if let Some(settling) = settling {
-        settling.abort();
+    for task in [settling, retrying].into_iter().flatten() {
+        task.abort();
     }
     tokio::time::timeout(settings.request_timeout, graceful.shutdown())
         .await

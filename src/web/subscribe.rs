@@ -250,6 +250,9 @@ pub async fn sign_up(
         emailed_at: None,
         message_id: None,
         confirmed_at: None,
+        attempts: 0,
+        last_error: None,
+        retry_at: None,
     };
     let Some(mailer) = app.mailer.clone() else {
         tracing::error!("a sign-up came but no relay is configured (smtp.host): nothing sent");
@@ -261,28 +264,8 @@ pub async fn sign_up(
     };
     match app.write(write).await {
         Some(Written::SignedUp(Some(signup))) => {
-            let task = Arc::clone(&app);
             // Sent at once, but the page does not wait for the relay.
-            tokio::spawn(async move {
-                let app = task;
-                let expires = chrono::Utc::now().timestamp()
-                    + i64::try_from(app.config.subscribe.confirm_within.as_secs()).unwrap_or(i64::MAX / 2);
-                let token = confirmation::token(&app.secrets, &signup, expires);
-                let url = crate::unsubscribe::url_with(&app.config.confirm_url(), &token);
-                let sent = confirmation::send(&mailer, &app.config, app.pages.layout(), &signup, &url).await;
-                let message_id = match sent {
-                    Ok(id) => Some(id),
-                    Err(e) => {
-                        tracing::error!("sign-up {}: {e:#}", signup.id);
-                        None
-                    }
-                };
-                app.write(Write::Emailed {
-                    id: signup.id,
-                    message_id,
-                })
-                .await;
-            });
+            tokio::spawn(confirmation::email(Arc::clone(&app), mailer, *signup));
             sent(&app)
         }
         Some(_) => sent(&app),

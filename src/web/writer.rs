@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Result;
 use serde_json::Value;
 
-use crate::ledger::{Ledger, Signup};
+use crate::ledger::{Attempt, Ledger, Signup};
 use crate::readers::{self, Confirmed, Resubscribed};
 
 /// A change a reader asks for.
@@ -27,8 +27,11 @@ pub enum Write {
     /// A sign-up posted: stored, and emailed unless the address had one within
     /// `per_address` or may not be mailed.
     SignUp { signup: Box<Signup>, per_address: Duration },
-    /// Whether the confirmation email went (its Message-ID), or not.
-    Emailed { id: i64, message_id: Option<String> },
+    /// A try of the confirmation email: its Message-ID, or why not and when to try again.
+    Emailed {
+        id: i64,
+        outcome: std::result::Result<String, (String, Option<String>)>,
+    },
     /// The confirmation link's button, for the sign-up `id` of `email`.
     Confirm { id: i64, email: String, client: Value },
     Choose {
@@ -100,8 +103,15 @@ fn apply(ledger: &mut Ledger, within: Duration, batch: &[(Write, Reply)]) -> Vec
                 Write::SignUp { signup, per_address } => {
                     Written::SignedUp(sign_up(ledger, signup, *per_address)?.map(Box::new))
                 }
-                Write::Emailed { id, message_id } => {
-                    ledger.signup_emailed(*id, message_id.as_deref())?;
+                Write::Emailed { id, outcome } => {
+                    let attempt = match outcome {
+                        Ok(message_id) => Attempt::Sent { message_id },
+                        Err((error, retry_at)) => Attempt::Failed {
+                            error,
+                            retry_at: retry_at.clone(),
+                        },
+                    };
+                    ledger.signup_attempted(*id, &attempt)?;
                     Written::Emailed
                 }
                 Write::Confirm { id, email, client } => Written::Confirmed(
