@@ -380,3 +380,49 @@ fn a_confirmation_the_relay_could_not_take_is_sent_later_and_shown_meanwhile() {
         ["none 1"]
     );
 }
+
+#[test]
+fn a_ledger_without_its_key_fails_closed_but_still_unsubscribes() {
+    let sink = Sink::start();
+    let project = project(
+        &sink,
+        "email,first_name\nolive@example.org,Olive\ngone@example.org,Gone\n",
+        "subscribe: { per_client_per_hour: 500 }\n",
+    );
+    let forget = run(project
+        .command()
+        .args(["subscribers", "forget", "gone@example.org", "--yes"]));
+    assert_eq!(forget.code, 0, "{}", forget.stderr);
+    // The ledger copied without its key.
+    std::fs::remove_file(project.dir.path().join("state/newsletter.key")).unwrap();
+
+    let server = Server::start(&project);
+    let (code, body) = curl(&[&format!("{}/healthz", server.base)]);
+    assert_eq!(code, 503);
+    assert!(
+        body.contains("newsletter.key is missing") && body.contains("restore it"),
+        "{body}"
+    );
+    let (code, page) = sign_up(&server, "gone@example.org");
+    assert_eq!(code, 503, "{page}");
+    let (code, _) = support::serve::one_click(&format!(
+        "{}/newsletter/unsubscribe?token={}",
+        server.base,
+        project.unsubscribe_token("olive@example.org", "small")
+    ));
+    assert_eq!(code, 200, "one-click still works for everyone");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(sink.received().is_empty(), "{:?}", sink.received());
+    assert!(ledger_rows(&project, "SELECT email FROM signups").is_empty());
+    assert_eq!(
+        ledger_rows(&project, "SELECT email || ' ' || kind FROM suppressions"),
+        ["olive@example.org unsubscribed"]
+    );
+    let show = run(project.command().args(["subscribers", "show", "gone@example.org"]));
+    assert_ne!(show.code, 0, "{}", show.stdout);
+    assert!(show.stderr.contains("restore it from the backup"), "{}", show.stderr);
+    let send = run(project.command().args(["send", "small", "--yes"]));
+    assert_ne!(send.code, 0, "{}", send.stdout);
+    assert!(send.stderr.contains("newsletter.key is missing"), "{}", send.stderr);
+    assert!(sink.received().is_empty(), "{:?}", sink.received());
+}

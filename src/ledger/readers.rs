@@ -202,22 +202,45 @@ impl Ledger {
         mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect()
     }
 
-    /// Whether `email` was erased at its owner's request.
-    pub fn is_forgotten(&self, email: &str) -> Result<bool> {
+    /// The key to recognize forgotten addresses by; `None` when no one was forgotten. With
+    /// people forgotten and the key file gone this is an error: nobody can be told apart from
+    /// them, and what depends on it fails closed.
+    fn lookup_key(&self) -> Result<Option<&[u8; 32]>> {
         // Most lists have no one forgotten: one look at the table, no file and no hash.
-        let any: bool = self
+        if !self.anyone_forgotten()? {
+            return Ok(None);
+        }
+        match self.forget_key()? {
+            Some(key) => Ok(Some(key)),
+            None => bail!("{}", self.missing_key_message()),
+        }
+    }
+
+    fn anyone_forgotten(&self) -> Result<bool> {
+        Ok(self
             .conn
             .prepare_cached("SELECT EXISTS (SELECT 1 FROM forgotten)")?
-            .query_row([], |r| r.get(0))?;
-        if !any {
+            .query_row([], |r| r.get(0))?)
+    }
+
+    /// What to do about a missing key file, when people were forgotten; `None`: nothing
+    /// missing. For `serve`'s start and `/healthz`.
+    pub fn missing_forget_key(&self) -> Result<Option<String>> {
+        Ok((self.anyone_forgotten()? && self.forget_key()?.is_none()).then(|| self.missing_key_message()))
+    }
+
+    fn missing_key_message(&self) -> String {
+        format!(
+            "{} is missing, so the addresses erased by `subscribers forget` cannot be recognized: restore it from the backup of {} (sign-ups are refused until then)",
+            self.forget_key_path().display(),
+            self.path.display()
+        )
+    }
+
+    /// Whether `email` was erased at its owner's request.
+    pub fn is_forgotten(&self, email: &str) -> Result<bool> {
+        let Some(key) = self.lookup_key()? else {
             return Ok(false);
-        }
-        let Some(key) = self.forget_key()? else {
-            bail!(
-                "{} is missing, so the addresses erased by `subscribers forget` cannot be recognized: restore it from the backup of {}",
-                self.forget_key_path().display(),
-                self.path.display()
-            );
         };
         Ok(self
             .conn
@@ -227,7 +250,7 @@ impl Ledger {
 
     /// When `email` was forgotten.
     pub fn forgotten_at(&self, email: &str) -> Result<Option<String>> {
-        let Some(key) = self.forget_key()? else {
+        let Some(key) = self.lookup_key()? else {
             return Ok(None);
         };
         Ok(self

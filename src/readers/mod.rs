@@ -262,7 +262,14 @@ fn record_answering(
     // The decision reads inside the write transaction: a `forget` committing in between
     // would otherwise be undone by this write.
     ledger.begin()?;
-    if ledger.is_forgotten(email)? {
+    // Without the key file nobody can be told apart from the forgotten: an event that only
+    // stops mail (a reader's unsubscribe, a bounce) is still recorded, as RFC 8058 and the
+    // reader expect; anything else fails closed.
+    let forgotten = match ledger.is_forgotten(email) {
+        Err(_) if kind.strength().is_some() && ledger.missing_forget_key()?.is_some() => false,
+        known => known?,
+    };
+    if forgotten {
         return Ok(Change::nothing(None, true));
     }
     let before = standing_of(&ledger.reader_events(email)?).kind();

@@ -69,6 +69,9 @@ impl App {
             tracing::warn!("no relay (smtp.host): sign-ups are answered 503 until one is configured");
         }
         let events = events::Events::new(&config)?;
+        if let Some(missing) = archive.missing_forget_key()? {
+            tracing::error!("{missing}");
+        }
         Ok(App {
             config,
             secrets,
@@ -208,13 +211,21 @@ async fn with_slash(uri: axum::http::Uri) -> Response {
 }
 
 async fn health(State(app): State<Arc<App>>) -> Response {
-    let ok = tokio::task::spawn_blocking(move || app.ledger().is_reachable())
-        .await
-        .unwrap_or(false);
-    if ok {
-        (StatusCode::OK, "ok\n").into_response()
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "the ledger cannot be read\n").into_response()
+    let problem = tokio::task::spawn_blocking(move || {
+        let ledger = app.ledger();
+        if !ledger.is_reachable() {
+            return Some("the ledger cannot be read".to_owned());
+        }
+        match ledger.missing_forget_key() {
+            Ok(missing) => missing,
+            Err(e) => Some(format!("{e:#}")),
+        }
+    })
+    .await
+    .unwrap_or_else(|_| Some("the health check failed".to_owned()));
+    match problem {
+        None => (StatusCode::OK, "ok\n").into_response(),
+        Some(problem) => (StatusCode::SERVICE_UNAVAILABLE, format!("{problem}\n")).into_response(),
     }
 }
 

@@ -258,6 +258,12 @@ pub async fn sign_up(
         tracing::error!("a sign-up came but no relay is configured (smtp.host): nothing sent");
         return answer(&app, &headers, StatusCode::SERVICE_UNAVAILABLE, state("failed"));
     };
+    // Fail closed: without the key a forgotten person cannot be recognized, and would be
+    // emailed and stored again.
+    if let Ok(Some(missing)) | Err(missing) = app.ledger().missing_forget_key().map_err(|e| format!("{e:#}")) {
+        tracing::error!("a sign-up refused: {missing}");
+        return answer(&app, &headers, StatusCode::SERVICE_UNAVAILABLE, state("failed"));
+    }
     let write = Write::SignUp {
         signup: Box::new(signup),
         per_address: settings.per_address,
