@@ -288,6 +288,15 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE signups ADD COLUMN retry_at TEXT;  -- UTC; NULL: nothing waits
     CREATE INDEX signups_retry ON signups (retry_at) WHERE retry_at IS NOT NULL;
     ",
+    // 12: sign-ups refused because the address may not be asked (complaint, operator,
+    // forgotten), counted per day without the address: the count is written, and synced, as
+    // an accepted sign-up's row is, so that the answer's time does not tell them apart.
+    "
+    CREATE TABLE signup_refusals (
+        day TEXT PRIMARY KEY,         -- YYYY-MM-DD, UTC
+        refused INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    ",
 ];
 
 /// Opens (creating it if need be) the file at `path`, upgraded to the current schema.

@@ -105,6 +105,18 @@ impl Ledger {
         Ok(self.conn.last_insert_rowid())
     }
 
+    /// Counts a sign-up refused for its address's standing, without the address.
+    pub fn count_refused_signup(&mut self) -> Result<()> {
+        self.begin()?;
+        self.conn
+            .prepare_cached(
+                "INSERT INTO signup_refusals (day, refused) VALUES (substr(?1, 1, 10), 1)
+                 ON CONFLICT (day) DO UPDATE SET refused = refused + 1",
+            )?
+            .execute([now()])?;
+        Ok(())
+    }
+
     /// When the last confirmation email to `email` went (or started to go).
     pub fn last_confirmation_email(&self, email: &str) -> Result<Option<String>> {
         Ok(self

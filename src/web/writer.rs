@@ -151,6 +151,9 @@ const PREFERENCES: &str = "preferences";
 /// Stores a sign-up; returns it (with its id) when its confirmation email should go now.
 fn sign_up(ledger: &mut Ledger, signup: &Signup, per_address: Duration) -> Result<Option<Signup>> {
     if !readers::may_be_asked(ledger, &signup.email)? {
+        // The same work as an accepted sign-up (a row written and synced), so that the time
+        // of the answer does not tell a complained or forgotten address from another.
+        ledger.count_refused_signup()?;
         return Ok(None);
     }
     let recent = ledger.last_confirmation_email(&signup.email)?.is_some_and(|at| {
