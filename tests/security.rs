@@ -506,3 +506,90 @@ fn a_sign_up_takes_the_same_work_whatever_the_addresss_standing() {
         );
     }
 }
+
+#[test]
+fn the_sign_up_limit_believes_only_trusted_proxies_and_other_sites_cannot_post() {
+    let sink = Sink::start();
+    let project = project(
+        &sink,
+        "email,first_name\nolive@example.org,Olive\n",
+        "subscribe: { per_client_per_hour: 5 }\n",
+    );
+    let server = Server::start(&project);
+    let form = format!("{}/newsletter/subscribe", server.base);
+    let post_as = |forwarded: &str, i: usize| {
+        curl(&[
+            "-H",
+            &format!("X-Forwarded-For: {forwarded}"),
+            "--data-urlencode",
+            &format!("email=rotate{i}@example.org"),
+            &form,
+        ])
+        .0
+    };
+    // From loopback, rotating the header's last entry no longer makes a new client.
+    let codes: Vec<u16> = (0..35).map(|i| post_as(&format!("198.51.100.{i}"), i)).collect();
+    assert_eq!(codes.iter().filter(|c| **c == 200).count(), 5, "{codes:?}");
+    assert_eq!(codes.iter().filter(|c| **c == 429).count(), 30, "{codes:?}");
+
+    // Another site's page posting in its visitor's name is refused; the site's own and a
+    // client without Origin are taken.
+    let other = Sink::start();
+    let project = Project::new(
+        other.port,
+        "email,first_name\nolive@example.org,Olive\n",
+        &format!("{CONFIG}subscribe: {{ per_client_per_hour: 500 }}\n"),
+    );
+    let server = Server::start(&project);
+    let form = format!("{}/newsletter/subscribe", server.base);
+    let with_origin = |origin: &str, email: &str| {
+        curl(&[
+            "-H",
+            &format!("Origin: {origin}"),
+            "--data-urlencode",
+            &format!("email={email}"),
+            &form,
+        ])
+    };
+    let (code, page) = with_origin("https://evil.example", "csrf@example.org");
+    assert_eq!(code, 403, "{page}");
+    assert!(page.contains("id=\"forbidden\""), "{page}");
+    assert_eq!(with_origin("null", "csrf@example.org").0, 403);
+    assert_eq!(with_origin("https://openinfra.dev", "site@example.org").0, 200);
+    assert_eq!(with_origin(&server.base, "self@example.org").0, 200);
+    assert_eq!(sign_up(&server, "plain@example.org").0, 200);
+    wait_until("three confirmations", || other.received().len() == 3);
+    assert!(!other.received().contains_key("csrf@example.org"));
+}
+
+#[test]
+fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_limit() {
+    let sink = Sink::start();
+    let config = CONFIG.replace(
+        "serve: { request_timeout: 5s }",
+        "serve: { request_timeout: 5s, trusted_proxies: [127.0.0.1] }",
+    );
+    let project = Project::new(
+        sink.port,
+        "email,first_name\nolive@example.org,Olive\n",
+        &format!("{config}subscribe: {{ per_client_per_hour: 1 }}\n"),
+    );
+    let server = Server::start(&project);
+    let form = format!("{}/newsletter/subscribe", server.base);
+    let post_as = |forwarded: &str, email: &str| {
+        curl(&[
+            "-H",
+            &format!("X-Forwarded-For: {forwarded}"),
+            "--data-urlencode",
+            &format!("email={email}"),
+            &form,
+        ])
+        .0
+    };
+    assert_eq!(post_as("198.51.100.1", "a@example.org"), 200);
+    assert_eq!(post_as("198.51.100.2", "b@example.org"), 200);
+    assert_eq!(post_as("198.51.100.1", "c@example.org"), 429);
+    // One IPv6 /64 is one client.
+    assert_eq!(post_as("2001:db8:1:2::1", "d@example.org"), 200);
+    assert_eq!(post_as("2001:db8:1:2:ffff::9", "e@example.org"), 429);
+}

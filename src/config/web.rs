@@ -26,6 +26,10 @@ pub struct Serve {
     /// (images over HTTPS, inline styles, forms to this server) and no framing. A layout that
     /// loads fonts or scripts from elsewhere adds their sources here.
     pub content_security_policy: String,
+    /// The proxies in front of `serve` (addresses or networks: `127.0.0.1`, `10.0.0.0/8`)
+    /// whose `X-Forwarded-For` names the client for the per-client limits. None by default:
+    /// a header anyone can write decides nothing.
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for Serve {
@@ -35,6 +39,7 @@ impl Default for Serve {
             request_timeout: Duration::from_secs(10),
             max_body_bytes: 16 * 1024,
             max_header_bytes: 16 * 1024,
+            trusted_proxies: Vec::new(),
             content_security_policy: "default-src 'none'; img-src https: data:; style-src 'unsafe-inline'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'".into(),
         }
     }
@@ -100,6 +105,10 @@ pub struct Subscribe {
     /// link expires.
     #[serde(with = "duration")]
     pub retry_after: Duration,
+    /// The web origins (`https://openinfra.dev`) whose pages may post the sign-up form, besides
+    /// `serve`'s own; empty: the origin of `url`. A post without Origin (not from a browser)
+    /// is taken; one from any other site's page is refused.
+    pub allowed_origins: Vec<String>,
 }
 
 /// The form `serve`'s own sign-up page shows.
@@ -122,6 +131,7 @@ impl Default for Subscribe {
             per_client_per_hour: 30,
             max_field_bytes: 320,
             retry_after: Duration::from_secs(60),
+            allowed_origins: Vec::new(),
         }
     }
 }

@@ -9,6 +9,7 @@
 //! method, the path without its query, the status and the time: never a token or an address.
 
 pub mod archive;
+mod client;
 mod confirmation;
 mod events;
 mod subscribe;
@@ -50,7 +51,9 @@ pub struct App {
     pub pages: Pages,
     /// The relay for sign-ups' confirmation emails; none without `smtp.host`.
     mailer: Option<Arc<confirmation::Mailer>>,
-    limiter: subscribe::Limiter,
+    limiter: client::Limiter,
+    /// Whose X-Forwarded-For is believed (`serve.trusted_proxies`).
+    proxies: client::Proxies,
     /// SES's events through SNS; none without `bounces.ses_events.topics`.
     events: Option<events::Events>,
     /// The archive's own connection to the ledger (WAL: it reads beside the writer).
@@ -69,6 +72,7 @@ impl App {
             tracing::warn!("no relay (smtp.host): sign-ups are answered 503 until one is configured");
         }
         let events = events::Events::new(&config)?;
+        let proxies = client::Proxies::parse(&config.serve.trusted_proxies)?;
         if let Some(missing) = archive.missing_forget_key()? {
             tracing::error!("{missing}");
         }
@@ -79,7 +83,8 @@ impl App {
             writes,
             pages,
             mailer,
-            limiter: subscribe::Limiter::default(),
+            limiter: client::Limiter::default(),
+            proxies,
             events,
             archive: Mutex::new(archive),
         })
@@ -187,8 +192,12 @@ async fn limits_and_log(State(app): State<Arc<App>>, request: Request, next: Nex
         header::HeaderValue::from_static("nosniff"),
     );
     headers.insert(header::X_FRAME_OPTIONS, header::HeaderValue::from_static("DENY"));
-    // Unsubscribe and preference pages carry a reader's token in their URL.
-    headers.insert(header::REFERRER_POLICY, header::HeaderValue::from_static("no-referrer"));
+    // Unsubscribe and preference pages carry a reader's token in their URL. (The sign-up
+    // form's page says same-origin: a browser sends `Origin: null` with a form posted from a
+    // no-referrer page, and the sign-up takes posts from its own origin only.)
+    headers
+        .entry(header::REFERRER_POLICY)
+        .or_insert(header::HeaderValue::from_static("no-referrer"));
     tracing::info!(
         "{method} {path} {} {:.1}ms",
         response.status().as_u16(),

@@ -8,9 +8,7 @@
 //! keeps the consent record. The preference centre (`{{preferences_url}}` in every issue)
 //! is reached with the reader's unsubscribe token.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
 use axum::Extension;
 use axum::body::Bytes;
@@ -53,49 +51,6 @@ pub struct ProjectBox<'a> {
     pub id: &'a str,
     pub name: &'a str,
     pub checked: bool,
-}
-
-/// Sign-ups per client address in the last hour.
-#[derive(Default)]
-pub struct Limiter(Mutex<HashMap<String, VecDeque<Instant>>>);
-
-impl Limiter {
-    /// Counts one more request from `client`; false when it is over `per_hour`.
-    fn admit(&self, client: &str, per_hour: u32) -> bool {
-        let hour = Duration::from_secs(3600);
-        let now = Instant::now();
-        let mut map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        if map.len() > 100_000 {
-            map.retain(|_, times| times.back().is_some_and(|t| now.duration_since(*t) < hour));
-        }
-        let times = map.entry(client.to_owned()).or_default();
-        while times.front().is_some_and(|t| now.duration_since(*t) >= hour) {
-            times.pop_front();
-        }
-        if times.len() >= per_hour as usize {
-            return false;
-        }
-        times.push_back(now);
-        true
-    }
-}
-
-/// The client a request counts against: the peer, or behind a proxy on this host the
-/// address the proxy added last to X-Forwarded-For (earlier ones are the client's to write).
-fn client_of(peer: Option<&Peer>, headers: &HeaderMap) -> String {
-    let ip = peer.map(|p| p.0.ip());
-    let forwarded = headers
-        .get("x-forwarded-for")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.rsplit(',').next())
-        .map(str::trim)
-        .filter(|v| !v.is_empty());
-    match (ip, forwarded) {
-        (Some(ip), Some(f)) if ip.is_loopback() => f.to_owned(),
-        (Some(ip), _) => ip.to_string(),
-        (None, Some(f)) => f.to_owned(),
-        (None, None) => "unknown".into(),
-    }
 }
 
 /// A form body's fields, in order (`projects` may repeat).
@@ -164,12 +119,25 @@ fn state(state: &str) -> View<'_> {
 }
 
 pub async fn form_page(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
-    answer(&app, &headers, StatusCode::OK, form_view(&app, None))
+    with_origin_sent(answer(&app, &headers, StatusCode::OK, form_view(&app, None)))
 }
 
 /// A form that cannot be taken: the form again with what to fix.
 fn bad_form(app: &App, headers: &HeaderMap, message: String) -> Response {
-    answer(app, headers, StatusCode::BAD_REQUEST, form_view(app, Some(message)))
+    with_origin_sent(answer(
+        app,
+        headers,
+        StatusCode::BAD_REQUEST,
+        form_view(app, Some(message)),
+    ))
+}
+
+/// The form's page holds no token: its posts may carry our origin, which the sign-up checks.
+fn with_origin_sent(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(header::REFERRER_POLICY, header::HeaderValue::from_static("same-origin"));
+    response
 }
 
 pub async fn sign_up(
@@ -188,12 +156,21 @@ pub async fn sign_up(
             format!("The {name} field is too long: at most {max} characters."),
         );
     }
+    let origins = match settings.allowed_origins.is_empty() {
+        true => super::client::origin_of(&app.config.subscribe_url())
+            .into_iter()
+            .collect(),
+        false => settings.allowed_origins.clone(),
+    };
+    if !super::client::origin_allowed(&headers, &origins) {
+        return answer(&app, &headers, StatusCode::FORBIDDEN, state("forbidden"));
+    }
     let sent = |app: &App| answer(app, &headers, StatusCode::OK, state("sent"));
     // A bot: the same answer as anyone gets, and nothing stored or sent.
     if field(&fields, HONEYPOT).is_some_and(|v| !v.is_empty()) {
         return sent(&app);
     }
-    let client = client_of(peer.as_deref(), &headers);
+    let client = super::client::limit_key(app.proxies.client(peer.as_deref().map(|p| p.0.ip()), &headers));
     if !app.limiter.admit(&client, settings.per_client_per_hour) {
         return answer(&app, &headers, StatusCode::TOO_MANY_REQUESTS, state("limited"));
     }
@@ -467,23 +444,5 @@ mod tests {
         ] {
             assert!(name_problem(bad).is_some(), "{bad}");
         }
-    }
-
-    #[test]
-    fn a_client_is_held_to_its_hourly_sign_ups() {
-        let limiter = Limiter::default();
-        assert!((0..3).all(|_| limiter.admit("192.0.2.1", 3)));
-        assert!(!limiter.admit("192.0.2.1", 3));
-        assert!(limiter.admit("192.0.2.2", 3));
-    }
-
-    #[test]
-    fn behind_a_local_proxy_the_client_is_the_address_it_added() {
-        let mut headers = HeaderMap::new();
-        headers.insert("x-forwarded-for", "203.0.113.9, 198.51.100.7".parse().unwrap());
-        let local = Peer("127.0.0.1:5000".parse().unwrap());
-        let remote_peer = Peer("192.0.2.5:5000".parse().unwrap());
-        assert_eq!(client_of(Some(&local), &headers), "198.51.100.7");
-        assert_eq!(client_of(Some(&remote_peer), &headers), "192.0.2.5");
     }
 }
