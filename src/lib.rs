@@ -19,6 +19,7 @@ pub mod human;
 pub mod issue;
 pub mod layout;
 pub mod ledger;
+pub mod logging;
 pub mod markdown;
 pub mod personalize;
 pub mod preview;

@@ -261,3 +261,87 @@ fn signed_bounces_and_complaints_suppress_and_anything_else_changes_nothing() {
     assert_eq!(list[0].1, "\"hard-bounce\"", "{list:?}");
     assert_eq!(list[1].1, "\"complaint\"", "{list:?}");
 }
+
+#[test]
+fn forged_messages_cost_no_fetch_and_cannot_write_log_lines() {
+    let project = Project::new(
+        1,
+        &csv(2),
+        &format!("bounces: {{ ses_events: {{ topics: [\"{TOPIC}\", \"{TOPIC}\\nINFO forged\"] }} }}\n"),
+    );
+    let pki = Pki::new();
+    let (cert, key) = pki.issue("sns", &["sns.us-east-1.amazonaws.com"], 2);
+    let (signer_cert, signer_key) = pki.issue("signer", &["signer.example"], 2);
+    let site = tempfile::tempdir().unwrap();
+    std::fs::copy(&signer_cert, site.path().join("SimpleNotificationService-test.pem")).unwrap();
+    // Certificates of another key under every name a forgery gives: served (and logged by
+    // s_server) when fetched, and no signature verifies with them.
+    let mut names: Vec<String> = (0..300)
+        .map(|i| format!("SimpleNotificationService-forged{i}.pem"))
+        .collect();
+    names.extend(["SimpleNotificationService-forged-x.pem".into(), "forged.pem".into()]);
+    for name in &names {
+        std::fs::copy(&cert, site.path().join(name)).unwrap();
+    }
+    let https = Https::start(site.path(), &cert, &key);
+    let proxy = proxy(https.port);
+    let log = project.dir.path().join("serve.log");
+    let server = Server::start_logging(
+        &project,
+        &[
+            ("HTTPS_PROXY", format!("http://127.0.0.1:{proxy}")),
+            ("SSL_CERT_FILE", pki.ca().display().to_string()),
+            ("NEWSLETTER_LOG", "info".into()),
+        ],
+        std::fs::File::create(&log).unwrap(),
+    );
+    let fetched = || {
+        std::fs::read_to_string(site.path().join("served.log"))
+            .unwrap_or_default()
+            .matches("forged")
+            .count()
+    };
+
+    // Malformed: no fetch at all.
+    let mut bad = signed(&signer_key, "2", "Notification", "f-0", "{}", CERT_URL);
+    bad["Signature"] = "AAAA".into();
+    bad["SigningCertURL"] = "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-forged-x.pem".into();
+    assert_eq!(post(&server, &bad), 403);
+    let mut query = signed(&signer_key, "2", "Notification", "f-1", "{}", CERT_URL);
+    query["SigningCertURL"] = "https://sns.us-east-1.amazonaws.com/forged.pem?x=1".into();
+    assert_eq!(post(&server, &query), 403);
+    assert_eq!(fetched(), 0);
+    // 300 well-formed forgeries, each naming a certificate of its own: at most ten fetched.
+    let codes: Vec<u16> = (0..300)
+        .map(|i| {
+            let url = format!("https://sns.us-east-1.amazonaws.com/SimpleNotificationService-forged{i}.pem");
+            post(
+                &server,
+                &signed(&signer_key, "2", "Notification", &format!("g-{i}"), "{}", &url),
+            )
+        })
+        .collect();
+    assert!(codes.iter().all(|c| *c == 403 || *c == 503), "{codes:?}");
+    assert_eq!(codes.iter().filter(|c| **c == 503).count(), 290, "{codes:?}");
+    assert!((1..=10).contains(&fetched()), "{} fetches", fetched());
+    // Past the limit a genuine message naming a certificate not fetched yet waits too: 503,
+    // which SNS answers by sending again later.
+    let genuine = signed(
+        &signer_key,
+        "2",
+        "Notification",
+        "ok-1",
+        &bounce("user1@example.org"),
+        CERT_URL,
+    );
+    assert_eq!(post(&server, &genuine), 503);
+
+    // A topic with a line break in it writes no line of its own.
+    let mut forged = signed(&signer_key, "2", "Notification", "h-1", "{}", CERT_URL);
+    forged["TopicArn"] = format!("{TOPIC}\nINFO forged: everything is fine").into();
+    assert_eq!(post(&server, &forged), 403);
+    drop(server);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("\\nINFO forged: everything is fine"), "{text}");
+    assert!(!text.lines().any(|l| l.starts_with("INFO forged")), "{text}");
+}

@@ -2,8 +2,9 @@
 //! certificate SNS names, fetched only from `https://sns.REGION.amazonaws.com/` (over TLS)
 //! and cached. A message whose topic is not ours, or whose signature fails, changes nothing.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use base64::Engine;
 use ring::signature::{RSA_PKCS1_2048_8192_SHA1_FOR_LEGACY_USE_ONLY, RSA_PKCS1_2048_8192_SHA256, UnparsedPublicKey};
@@ -69,6 +70,56 @@ pub fn is_sns_url(url: &str, region: &str) -> bool {
     };
     let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
     host.eq_ignore_ascii_case(&format!("sns.{region}.amazonaws.com"))
+}
+
+/// The signing certificate's URL as the cache keys it (host and path), when it is one SNS
+/// would name: its own host in the topic's region, one `.pem` file at the root, no port,
+/// user, query or fragment to make a second spelling of it.
+fn certificate_key(url: &str, region: &str) -> Option<String> {
+    let rest = url.strip_prefix("https://")?;
+    let (host, path) = rest.split_once('/')?;
+    let file_ok = path.len() <= 128
+        && path.ends_with(".pem")
+        && path
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    (host.eq_ignore_ascii_case(&format!("sns.{region}.amazonaws.com")) && file_ok)
+        .then(|| format!("{}/{path}", host.to_ascii_lowercase()))
+}
+
+/// What can be told without fetching anything: a message SNS could have sent, or why not.
+/// Checked before the signing certificate is fetched, so that forged requests cost nothing
+/// outside.
+pub fn check_form(message: &Message, region: &str) -> Result<(), String> {
+    if !matches!(
+        message.kind.as_str(),
+        "Notification" | "SubscriptionConfirmation" | "UnsubscribeConfirmation"
+    ) {
+        return Err(format!("unknown message type {}", message.kind));
+    }
+    if !matches!(message.signature_version.as_str(), "1" | "2") {
+        return Err(format!("unknown SignatureVersion {}", message.signature_version));
+    }
+    // RSA-2048 to RSA-8192 signatures, base64.
+    let signature = base64::engine::general_purpose::STANDARD
+        .decode(message.signature.trim())
+        .map_err(|e| format!("the signature is not base64: {e}"))?;
+    if !(256..=1024).contains(&signature.len()) {
+        return Err(format!(
+            "a signature of {} bytes is no RSA signature SNS makes",
+            signature.len()
+        ));
+    }
+    if message.message_id.is_empty() || message.timestamp.is_empty() {
+        return Err("MessageId or Timestamp is missing".into());
+    }
+    if certificate_key(&message.signing_cert_url, region).is_none() {
+        return Err(format!(
+            "the signing certificate's URL {} is not SNS's own (https://sns.{region}.amazonaws.com/NAME.pem)",
+            message.signing_cert_url
+        ));
+    }
+    Ok(())
 }
 
 /// Why a message is not to be believed.
@@ -138,33 +189,95 @@ fn der_item(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
     (rest.len() >= length).then(|| (tag, &rest[..length], &rest[length..]))
 }
 
-/// Signing certificates by URL, fetched once.
+/// Signing certificates by host and path: fetched once, at most [`Certificates::KEPT`] kept;
+/// a fetch that failed is not tried again for [`Certificates::FAILURE_KEPT`]; and at most
+/// [`Certificates::NEW_PER_MINUTE`] new ones fetched a minute, so that forged messages naming
+/// ever new certificates cannot make `serve` fetch without end (SNS itself uses a handful).
 pub struct Certificates {
     client: reqwest::Client,
-    cache: Mutex<HashMap<String, String>>,
+    cache: Mutex<Cache>,
+}
+
+#[derive(Default)]
+struct Cache {
+    known: HashMap<String, (Instant, Result<String, CertificateError>)>,
+    fetches: VecDeque<Instant>,
+}
+
+/// Why a signing certificate is not at hand.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CertificateError {
+    /// Not SNS's, not there, or no certificate: the message is not believed.
+    #[error("{0}")]
+    Refused(String),
+    /// Too many new certificates named lately: not fetched now (SNS sends again).
+    #[error("{0}")]
+    Busy(String),
 }
 
 /// More than any certificate: an answer this long is not one.
 const MAX_CERTIFICATE_BYTES: usize = 64 * 1024;
 
 impl Certificates {
+    pub const KEPT: usize = 32;
+    pub const FAILURE_KEPT: Duration = Duration::from_secs(60);
+    pub const NEW_PER_MINUTE: usize = 10;
+
     pub fn new(client: reqwest::Client) -> Certificates {
         Certificates {
             client,
-            cache: Mutex::new(HashMap::new()),
+            cache: Mutex::new(Cache::default()),
         }
     }
 
-    /// The certificate at `url`, which must be SNS's in `region`.
-    pub async fn get(&self, url: &str, region: &str) -> Result<String, String> {
-        if !is_sns_url(url, region) || !url.ends_with(".pem") {
-            return Err(format!(
-                "the signing certificate's URL {url} is not SNS's own (https://sns.{region}.amazonaws.com/...pem)"
-            ));
+    /// The certificate at `url`, which must be SNS's in `region` ([`check_form`]).
+    pub async fn get(&self, url: &str, region: &str) -> Result<String, CertificateError> {
+        let Some(key) = certificate_key(url, region) else {
+            return Err(CertificateError::Refused(format!(
+                "the signing certificate's URL {url} is not SNS's own (https://sns.{region}.amazonaws.com/NAME.pem)"
+            )));
+        };
+        {
+            let now = Instant::now();
+            let mut cache = self.lock();
+            match cache.known.get(&key) {
+                Some((_, Ok(pem))) => return Ok(pem.clone()),
+                Some((at, Err(e))) if now.duration_since(*at) < Self::FAILURE_KEPT => return Err(e.clone()),
+                _ => {}
+            }
+            let minute = Duration::from_secs(60);
+            while cache.fetches.front().is_some_and(|t| now.duration_since(*t) >= minute) {
+                cache.fetches.pop_front();
+            }
+            if cache.fetches.len() >= Self::NEW_PER_MINUTE {
+                return Err(CertificateError::Busy(format!(
+                    "more than {} new signing certificates named in a minute: {url} not fetched",
+                    Self::NEW_PER_MINUTE
+                )));
+            }
+            cache.fetches.push_back(now);
         }
-        if let Some(pem) = self.lock().get(url) {
-            return Ok(pem.clone());
+        let fetched = self
+            .fetch(&format!("https://{key}"))
+            .await
+            .map_err(CertificateError::Refused);
+        let mut cache = self.lock();
+        if cache.known.len() >= Self::KEPT {
+            // Failures first, then the oldest.
+            let drop = cache
+                .known
+                .iter()
+                .min_by_key(|(_, (at, result))| (result.is_ok(), *at))
+                .map(|(k, _)| k.clone());
+            if let Some(drop) = drop {
+                cache.known.remove(&drop);
+            }
         }
+        cache.known.insert(key, (Instant::now(), fetched.clone()));
+        fetched
+    }
+
+    async fn fetch(&self, url: &str) -> Result<String, String> {
         let reply = self
             .client
             .get(url)
@@ -181,11 +294,10 @@ impl Certificates {
         if pem.len() > MAX_CERTIFICATE_BYTES || !pem.contains("-----BEGIN CERTIFICATE-----") {
             return Err(format!("{url} holds no certificate"));
         }
-        self.lock().insert(url.to_owned(), pem.clone());
         Ok(pem)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Cache> {
         self.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }

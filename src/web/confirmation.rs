@@ -189,8 +189,9 @@ pub async fn email(app: Arc<App>, mailer: Arc<Mailer>, signup: Signup) {
                     .then(|| next_try(tries, settings.retry_after, expires))
                     .flatten();
                 tracing::warn!(
-                    "sign-up {}: try {tries}: {failure}; {}",
+                    "sign-up {}: try {tries}: {}; {}",
                     signup.id,
+                    crate::deliver::reply::without_recipient(&failure.detail, &signup.email),
                     match (&retry_at, try_now < TRIES_NOW && !failure.permanent) {
                         (_, true) => "trying again now".to_owned(),
                         (Some(at), false) => format!("trying again at {at}"),

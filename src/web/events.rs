@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use super::App;
 use crate::bounces::act::Handler;
 use crate::bounces::guard;
-use crate::bounces::sns::{self, Certificates, Message};
+use crate::bounces::sns::{self, CertificateError, Certificates, Message};
 use crate::bounces::source::Item;
 use crate::config::Config;
 
@@ -63,7 +63,7 @@ pub async fn settle_periodically(app: Arc<App>) {
         match settled {
             Ok(Ok(settled)) => {
                 for (email, action) in &settled.actions {
-                    tracing::info!("SES event for {email}: {action}");
+                    tracing::info!("SES event for {}: {action}", super::unsubscribe::mask(email));
                 }
                 for group in &settled.held {
                     tracing::warn!(
@@ -102,9 +102,16 @@ pub async fn ses(State(app): State<Arc<App>>, body: String) -> Response {
     let Some(region) = message.region() else {
         return refuse(StatusCode::BAD_REQUEST, format!("bad topic ARN {}", message.topic_arn));
     };
+    if let Err(why) = sns::check_form(&message, region) {
+        return refuse(
+            StatusCode::FORBIDDEN,
+            format!("message of {}: {why}", message.topic_arn),
+        );
+    }
     let checked = match events.certificates.get(&message.signing_cert_url, region).await {
         Ok(pem) => sns::check_signature(&message, &pem),
-        Err(e) => Err(e),
+        Err(CertificateError::Busy(why)) => return refuse(StatusCode::SERVICE_UNAVAILABLE, why),
+        Err(CertificateError::Refused(why)) => Err(why),
     };
     if let Err(why) = checked {
         return refuse(
@@ -171,9 +178,10 @@ async fn notification(app: Arc<App>, message: Message) -> Response {
     match handled {
         Ok(Ok(outcomes)) => {
             for o in &outcomes {
+                // Masked: the log is kept apart from the ledger, beyond `forget`'s reach.
                 tracing::info!(
                     "SES event: {} {}: {}",
-                    o.recipient.as_deref().unwrap_or("?"),
+                    o.recipient.as_deref().map_or("?".to_owned(), super::unsubscribe::mask),
                     o.reason.as_str(),
                     o.action
                 );

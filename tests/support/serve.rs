@@ -18,13 +18,18 @@ impl Server {
 
     /// With more environment (signing keys).
     pub fn start_with_env(project: &Project, env: &[(&str, String)]) -> Server {
+        Server::start_logging(project, env, Stdio::null())
+    }
+
+    /// With more environment, its log (stderr) going to `log`.
+    pub fn start_logging(project: &Project, env: &[(&str, String)], log: impl Into<Stdio>) -> Server {
         let port = free_port();
         let child = project
             .std_command()
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .unwrap();
         let deadline = Instant::now() + Duration::from_secs(20);
