@@ -23,6 +23,7 @@ pub mod logging;
 pub mod markdown;
 pub mod personalize;
 pub mod preview;
+pub mod private;
 pub mod readers;
 pub mod recipients;
 pub mod schedule;

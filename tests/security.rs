@@ -593,3 +593,50 @@ fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_limit() {
     assert_eq!(post_as("2001:db8:1:2::1", "d@example.org"), 200);
     assert_eq!(post_as("2001:db8:1:2:ffff::9", "e@example.org"), 429);
 }
+
+#[test]
+fn the_ledger_and_the_dry_runs_messages_are_the_users_alone() {
+    use std::os::unix::fs::PermissionsExt;
+    let sink = Sink::start();
+    let project = project(&sink, "email,first_name\nolive@example.org,Olive\n", "");
+    // Under a umask that would share everything.
+    let under_open_umask = |args: &[&str]| {
+        let mut cmd = project.std_command();
+        cmd.args(args);
+        let line: Vec<String> = std::iter::once(cmd.get_program())
+            .chain(cmd.get_args())
+            .map(|a| format!("'{}'", a.to_string_lossy()))
+            .collect();
+        let out = std::process::Command::new("sh")
+            .args(["-c", &format!("umask 000; exec {}", line.join(" "))])
+            .current_dir(project.dir.path())
+            .envs(cmd.get_envs().filter_map(|(k, v)| Some((k, v?))))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    under_open_umask(&["send", "small", "--dry-run"]);
+    under_open_umask(&["send", "small", "--yes"]);
+    under_open_umask(&["subscribers", "forget", "gone@example.org", "--yes"]);
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let state = project.dir.path().join("state");
+    assert_eq!(mode(&state), 0o700);
+    for entry in std::fs::read_dir(&state).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "lock") {
+            continue;
+        }
+        assert_eq!(mode(&path), 0o600, "{path:?}");
+    }
+    let dry = project.dir.path().join("out/small/dry-run");
+    assert_eq!(mode(&dry), 0o700);
+    let emls: Vec<_> = std::fs::read_dir(&dry).unwrap().map(|e| e.unwrap().path()).collect();
+    assert!(!emls.is_empty());
+    for eml in emls {
+        assert_eq!(mode(&eml), 0o600, "{eml:?}");
+    }
+}

@@ -396,7 +396,8 @@ fn write_samples(
     if dir.exists() {
         std::fs::remove_dir_all(&dir).with_context(|| format!("cannot clear {}", dir.display()))?;
     }
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    // The messages carry working unsubscribe tokens and readers' addresses.
+    crate::private::create_dir(&dir)?;
     let limit = if all { usize::MAX } else { config.dry_run_samples };
     let ledger = config
         .ledger
@@ -411,7 +412,7 @@ fn write_samples(
         let job = composer.job(&recipient, resend)?;
         count += 1;
         let file = dir.join(format!("{count:06}-{}.eml", recipient.email.replace(['/', '\\'], "_")));
-        std::fs::write(&file, &job.bytes).with_context(|| format!("cannot write {}", file.display()))?;
+        crate::private::write(&file, &job.bytes)?;
     }
     Ok(report::Written { count, dir })
 }

@@ -103,8 +103,9 @@ impl Ledger {
     /// Opens (creating it and its folder if needed) the ledger at `path`.
     pub fn open(path: &Path) -> Result<Ledger> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+            crate::private::create_dir(dir)?;
         }
+        crate::private::touch(path)?;
         let conn = schema::connect(path)?;
         Ledger::register_scrub(&conn)?;
         Ok(Ledger {
@@ -467,7 +468,7 @@ pub fn try_lock(ledger: &Path) -> Result<Option<std::fs::File>> {
 /// Locks `path` (creating it): `None` when another process holds it.
 pub fn lock_file(path: &Path) -> Result<Option<std::fs::File>> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        crate::private::create_dir(dir)?;
     }
     let file = std::fs::OpenOptions::new()
         .create(true)

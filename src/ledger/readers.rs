@@ -3,8 +3,7 @@
 //! (keyed hashes of erased addresses). Only [`crate::readers`] changes them: these functions
 //! store and fetch, the precedence lives there.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use hmac::{Hmac, Mac};
@@ -192,7 +191,7 @@ impl Ledger {
         let mut key = [0u8; 32];
         ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut key)
             .map_err(|_| anyhow::anyhow!("the operating system gave no random bytes"))?;
-        write_private(&self.forget_key_path(), &key)?;
+        crate::private::write_new(&self.forget_key_path(), &key)?;
         Ok(self.forget_key.get_or_init(|| key))
     }
 
@@ -362,20 +361,6 @@ fn replace_ignoring_case(text: &str, needle: &str, with: &str) -> String {
     }
     out.push_str(&text[last..]);
     out
-}
-
-/// Writes a new file only its owner can read.
-fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options
-        .open(path)
-        .with_context(|| format!("cannot create {}", path.display()))?;
-    file.write_all(bytes)
-        .and_then(|()| file.sync_all())
-        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 #[cfg(test)]
