@@ -337,8 +337,13 @@ fn forget_leaves_no_trace_and_the_list_never_mails_the_address_again() {
     );
     let r = run(project.command().arg("bounces").arg("--maildir").arg(&md));
     assert_eq!(r.code, 0, "{}", r.stderr);
+    // A run selected by the address: its selection names them too.
+    let r = run(project
+        .command()
+        .args(["send", "2025-02", "--yes", "--where", "email=user1@example.org"]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
 
-    // Export lists every event and record first.
+    // Export lists every event and record first, and every record naming them.
     let r = run(project
         .command()
         .args(["subscribers", "export", "user1@example.org", "--format", "json"]));
@@ -356,6 +361,20 @@ fn forget_leaves_no_trace_and_the_list_never_mails_the_address_again() {
     assert_eq!(export["bounce_records"][0]["class"], "complaint");
     assert_eq!(export["recipient_rows"][0]["line"], 3);
     assert_eq!(export["recipient_rows"][0]["fields"]["first_name"], "User1");
+    let mut mentions: Vec<String> = export["mentions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| format!("{}.{}", m["table"].as_str().unwrap(), m["column"].as_str().unwrap()))
+        .collect();
+    mentions.sort();
+    mentions.dedup();
+    assert_eq!(
+        mentions,
+        ["bounce_events.diagnostic", "runs.selection"],
+        "{}",
+        export["mentions"]
+    );
 
     let r = run(project.command().args(["subscribers", "forget", "user1@example.org"]));
     assert_eq!(r.code, 2, "asks for --yes off a terminal");

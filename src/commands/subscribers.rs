@@ -298,4 +298,10 @@ fn print_dossier(d: &Dossier) {
             b.action
         );
     }
+    if !d.mentions.is_empty() {
+        println!("named in other records ({}):", d.mentions.len());
+    }
+    for m in &d.mentions {
+        println!("  {}.{}: {}", m.table, m.column, m.context.replace(['\r', '\n'], " "));
+    }
 }

@@ -25,7 +25,7 @@ mod suppressions;
 pub use archive::Archived;
 pub use bounces::{BounceCounts, BounceEvent};
 pub use held::{DeferredRow, HeldGroup};
-pub use readers::{Erased, ReaderDelivery, ReaderEvent};
+pub use readers::{Erased, Mention, ReaderDelivery, ReaderEvent};
 pub use reputation::IssueRates;
 pub use signups::{Attempt, Signup, Subscriber};
 pub use suppressions::Suppression;

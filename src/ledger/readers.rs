@@ -38,6 +38,29 @@ pub struct Erased {
     pub mentions: u64,
 }
 
+/// A row of the ledger that names a reader without being theirs.
+#[derive(Debug, Clone, Serialize)]
+pub struct Mention {
+    pub table: String,
+    pub column: String,
+    /// Up to 80 characters each side of the address.
+    pub context: String,
+}
+
+/// The words around the first (ASCII-case-insensitive) occurrence of `needle` in `text`.
+fn around(text: &str, needle: &str) -> String {
+    let at = text.to_ascii_lowercase().find(needle).unwrap_or(0);
+    let mut start = at.saturating_sub(80);
+    while !text.is_char_boundary(start) {
+        start -= 1;
+    }
+    let mut end = (at + needle.len() + 80).min(text.len());
+    while !text.is_char_boundary(end) {
+        end += 1;
+    }
+    text[start..end].to_owned()
+}
+
 /// One message the ledger holds for a reader.
 #[derive(Debug, Clone, Serialize)]
 pub struct ReaderDelivery {
@@ -304,27 +327,66 @@ impl Ledger {
 
     /// Replaces the address wherever another row mentions it, in every text column.
     fn scrub(&mut self, email: &str) -> Result<u64> {
+        let mut changed = 0;
+        for (table, column) in self.text_columns()? {
+            // Names come from the schema itself, quoted.
+            let sql = format!(
+                "UPDATE \"{table}\" SET \"{column}\" = scrub(\"{column}\", ?1) WHERE instr(lower(\"{column}\"), ?1) > 0"
+            );
+            changed += self.conn.execute(&sql, [email])? as u64;
+        }
+        Ok(changed)
+    }
+
+    /// Every text column of every table: where [`Ledger::erase`] scrubs the address and
+    /// [`Ledger::mentions`] finds it.
+    fn text_columns(&self) -> Result<Vec<(String, String)>> {
         let tables: Vec<String> = self
             .conn
             .prepare("SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")?
             .query_map([], |r| r.get(0))?
             .collect::<rusqlite::Result<_>>()?;
-        let mut changed = 0;
+        let mut columns = Vec::new();
         for table in tables {
-            let columns: Vec<String> = self
+            let names: Vec<String> = self
                 .conn
                 .prepare("SELECT name FROM pragma_table_info(?1) WHERE type = 'TEXT'")?
                 .query_map([&table], |r| r.get(0))?
                 .collect::<rusqlite::Result<_>>()?;
-            for column in columns {
-                // Names come from the schema itself, quoted.
-                let sql = format!(
-                    "UPDATE \"{table}\" SET \"{column}\" = scrub(\"{column}\", ?1) WHERE instr(lower(\"{column}\"), ?1) > 0"
-                );
-                changed += self.conn.execute(&sql, [email])? as u64;
+            columns.extend(names.into_iter().map(|c| (table.clone(), c)));
+        }
+        Ok(columns)
+    }
+
+    /// What other rows say of `email` (another reader's bounce diagnostic, mail to the
+    /// unsubscribe address, a run's `--where`): everything `forget` would scrub beyond the
+    /// reader's own rows, each as the words around the address.
+    pub fn mentions(&self, email: &str) -> Result<Vec<Mention>> {
+        let email = crate::address::key(email);
+        let columns = self.text_columns()?;
+        let mut found = Vec::new();
+        for (table, column) in &columns {
+            if column == "email" {
+                continue;
+            }
+            // The reader's own rows are exported in their own right.
+            let not_own = if columns.iter().any(|(t, c)| t == table && c == "email") {
+                " AND (email IS NULL OR email <> ?1)"
+            } else {
+                ""
+            };
+            let sql = format!("SELECT \"{column}\" FROM \"{table}\" WHERE instr(lower(\"{column}\"), ?1) > 0{not_own}");
+            let mut stmt = self.conn.prepare(&sql)?;
+            let texts = stmt.query_map([&email], |r| r.get::<_, String>(0))?;
+            for text in texts {
+                found.push(Mention {
+                    table: table.clone(),
+                    column: column.clone(),
+                    context: around(&text?, &email),
+                });
             }
         }
-        Ok(changed)
+        Ok(found)
     }
 
     /// Registers `scrub(text, address)`: the text with every case of the address replaced.

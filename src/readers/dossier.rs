@@ -9,7 +9,7 @@ use anyhow::Result;
 use serde::Serialize;
 
 use super::{Kind, Standing, standing};
-use crate::ledger::{BounceEvent, Ledger, ReaderDelivery, ReaderEvent, Signup};
+use crate::ledger::{BounceEvent, Ledger, Mention, ReaderDelivery, ReaderEvent, Signup};
 use crate::recipients::Recipients;
 
 #[derive(Debug, Serialize)]
@@ -34,6 +34,9 @@ pub struct Dossier {
     pub deliveries: Vec<ReaderDelivery>,
     /// What bounce reports and complaints said about them, newest first.
     pub bounce_records: Vec<BounceEvent>,
+    /// Other rows that name them (another reader's bounce, mail to the unsubscribe address,
+    /// a run's selection): what `forget` scrubs besides their own rows.
+    pub mentions: Vec<Mention>,
 }
 
 #[derive(Debug, Serialize)]
@@ -60,6 +63,7 @@ pub fn gather(ledger: &Ledger, lists: &[&Path], test_recipients: &[String], emai
         bounce_records: ledger.bounce_events_of(&email)?,
         signups: ledger.signups_of(&email)?,
         projects: ledger.choice_of(&email)?,
+        mentions: ledger.mentions(&email)?,
         events,
         consents,
         exported_at: crate::ledger::now(),
