@@ -640,3 +640,51 @@ fn the_ledger_and_the_dry_runs_messages_are_the_users_alone() {
         assert_eq!(mode(&eml), 0o600, "{eml:?}");
     }
 }
+
+#[test]
+fn a_replayed_confirmation_after_an_unsubscribe_says_the_reader_is_not_subscribed() {
+    let sink = Sink::start();
+    let project = project(
+        &sink,
+        "email,first_name\nolive@example.org,Olive\n",
+        "subscribe: { per_client_per_hour: 500 }\n",
+    );
+    let server = Server::start(&project);
+    assert_eq!(sign_up(&server, "kim@example.org").0, 200);
+    wait_until("kim's confirmation", || sink.received().contains_key("kim@example.org"));
+    let (_, mail) = sink.messages().pop().unwrap();
+    let text = mail_parser::MessageParser::default()
+        .parse(mail.as_bytes())
+        .unwrap()
+        .body_text(0)
+        .unwrap()
+        .into_owned();
+    let token = text
+        .split_whitespace()
+        .find_map(|w| w.split_once("/newsletter/confirm?token=").map(|(_, t)| t.to_owned()))
+        .unwrap();
+    let confirm = format!("{}/newsletter/confirm", server.base);
+    let press = || curl(&["--data-urlencode", &format!("token={token}"), &confirm]);
+    let (code, page) = press();
+    assert_eq!((code, page.contains("id=\"confirmed\"")), (200, true), "{page}");
+    let (code, _) = support::serve::one_click(&format!(
+        "{}/newsletter/unsubscribe?token={}",
+        server.base,
+        project.unsubscribe_token("kim@example.org", "small")
+    ));
+    assert_eq!(code, 200);
+    let (code, page) = press();
+    assert_eq!(code, 200);
+    assert!(
+        page.contains("id=\"left\"") && !page.contains("id=\"confirmed\""),
+        "{page}"
+    );
+    assert_eq!(
+        ledger_rows(
+            &project,
+            "SELECT kind FROM suppressions WHERE email = 'kim@example.org'"
+        ),
+        ["unsubscribed"],
+        "the replay changed nothing"
+    );
+}

@@ -24,6 +24,9 @@ pub enum Confirmed {
     Welcome,
     /// This link was confirmed before: nothing more recorded.
     Already,
+    /// This link was confirmed before, and the reader has left since (unsubscribed, bounced,
+    /// suppressed): nothing recorded, and the page says so rather than "subscribed".
+    LeftSince,
     /// The address may not be mailed (complaint, operator, forgotten since): nothing recorded.
     Refused,
 }
@@ -34,7 +37,10 @@ pub fn confirm(ledger: &mut Ledger, signup: &Signup, client: Value) -> Result<Co
     // Decisions read inside the write transaction (see `record`).
     ledger.begin()?;
     if signup.confirmed_at.is_some() {
-        return Ok(Confirmed::Already);
+        return Ok(match standing(ledger, &signup.email)? {
+            Standing::Mailable => Confirmed::Already,
+            _ => Confirmed::LeftSince,
+        });
     }
     if !may_be_asked(ledger, &signup.email)? {
         return Ok(Confirmed::Refused);

@@ -333,6 +333,7 @@ pub async fn confirm(
             answer(&app, &headers, StatusCode::OK, state("confirmed"))
         }
         Some(Written::Confirmed(Some(Confirmed::Refused))) => answer(&app, &headers, StatusCode::OK, state("cannot")),
+        Some(Written::Confirmed(Some(Confirmed::LeftSince))) => answer(&app, &headers, StatusCode::OK, state("left")),
         Some(_) => answer(&app, &headers, StatusCode::GONE, state("expired")),
         None => answer(&app, &headers, StatusCode::SERVICE_UNAVAILABLE, state("failed")),
     }
