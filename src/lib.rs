@@ -21,6 +21,7 @@ pub mod layout;
 pub mod ledger;
 pub mod logging;
 pub mod markdown;
+pub mod net;
 pub mod personalize;
 pub mod preview;
 pub mod private;
@@ -29,6 +30,7 @@ pub mod recipients;
 pub mod schedule;
 pub mod sections;
 pub mod suggest;
+pub mod transport;
 pub mod unsubscribe;
 pub mod web;
 

@@ -101,20 +101,6 @@ fn issue(name: &str) -> String {
     std::fs::read_to_string(root().join("newsletters").join(format!("{name}.md"))).unwrap()
 }
 
-/// dkimpy's verdict on every signature of `files`: its report, one line per signature.
-fn dkimpy(dir: &Path, records: &serde_json::Value, files: &[PathBuf]) -> (bool, String) {
-    let records_file = dir.join("records.json");
-    std::fs::write(&records_file, records.to_string()).unwrap();
-    let out = Command::new("python3")
-        .arg(root().join("tests/support/dkim_verify.py"))
-        .arg(&records_file)
-        .args(files)
-        .output()
-        .expect("python3 with dkimpy: run scripts/test, which installs it");
-    let report = String::from_utf8_lossy(&out.stdout).into_owned();
-    (out.status.success(), report + &String::from_utf8_lossy(&out.stderr))
-}
-
 #[test]
 fn rsa_and_ed25519_signatures_verify_in_mail_auth_and_dkimpy() {
     let dir = tempfile::tempdir().unwrap();
@@ -173,7 +159,7 @@ fn rsa_and_ed25519_signatures_verify_in_mail_auth_and_dkimpy() {
     assert!(algorithms.values().all(|n| *n == files.len()), "{algorithms:?}");
 
     // dkimpy (Python).
-    let (ok, report) = dkimpy(dir.path(), &records, &files);
+    let (ok, report) = support::dkimpy(dir.path(), &records, &files);
     assert!(ok, "{report}");
     assert_eq!(
         report.lines().filter(|l| l.ends_with(" pass")).count(),
@@ -227,11 +213,11 @@ fn every_header_a_forger_would_add_is_oversigned() {
         assert!(h.contains(&header), "{header} signed: {h:?}");
     }
     // The message as sent verifies; with a second From: added in transit it does not.
-    let (ok, report) = dkimpy(dir.path(), &records, &files[..1]);
+    let (ok, report) = support::dkimpy(dir.path(), &records, &files[..1]);
     assert!(ok, "{report}");
     let tampered = dir.path().join("tampered.eml");
     std::fs::write(&tampered, format!("From: Mallory <ceo@openinfra.dev>\r\n{text}")).unwrap();
-    let (ok, report) = dkimpy(dir.path(), &records, &[tampered]);
+    let (ok, report) = support::dkimpy(dir.path(), &records, &[tampered]);
     assert!(!ok, "{report}");
     assert_eq!(report.matches(" fail").count(), 2, "{report}");
 }
@@ -251,7 +237,7 @@ fn keys_configured_the_earlier_way_still_sign_verifiably() {
         &seed,
         &[("small", issue_small())],
     );
-    let (ok, report) = dkimpy(dir.path(), &records, &files);
+    let (ok, report) = support::dkimpy(dir.path(), &records, &files);
     assert!(ok, "{report}");
     assert_eq!(report.matches(" ed25519-sha256 pass").count(), files.len(), "{report}");
 
@@ -264,7 +250,7 @@ fn keys_configured_the_earlier_way_still_sign_verifiably() {
     assert!(pkcs8[0].1.starts_with("-----BEGIN PRIVATE KEY-----"));
     let dir = tempfile::tempdir().unwrap();
     let (files, records) = send_signed(dir.path(), "{ selector: nl2025 }", &pkcs8, &[("small", issue_small())]);
-    let (ok, report) = dkimpy(dir.path(), &records, &files);
+    let (ok, report) = support::dkimpy(dir.path(), &records, &files);
     assert!(ok, "{report}");
     assert_eq!(report.matches(" rsa-sha256 pass").count(), files.len(), "{report}");
 }
@@ -362,7 +348,7 @@ fn the_confirmation_email_of_a_sign_up_verifies_in_dkimpy() {
     std::fs::write(&file, support::as_received(&dump)).unwrap();
     let r = run(project.command().args(["dkim", "--format", "json"]).envs(keys()));
     let records: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
-    let (ok, report) = dkimpy(dir.path(), &records, &[file]);
+    let (ok, report) = support::dkimpy(dir.path(), &records, &[file]);
     assert!(ok, "{report}");
     assert_eq!(report.matches(" pass").count(), 2, "{report}");
 }

@@ -198,3 +198,76 @@ fn a_delay_warning_from_postfix_counts_no_bounce() {
     let r = run(project.command().args(["suppress", "list"]));
     assert!(!r.stdout.contains("user0@example.org"), "{}", r.stdout);
 }
+
+/// `kind: sendmail` into a running Postfix (its own `sendmail` and `postdrop`), which relays
+/// to smtp-sink: every reader gets the issue once, with our DKIM signatures intact; Postfix
+/// stopped halfway loses nothing (its `sendmail` leaves mail in the maildrop queue, which
+/// Postfix takes up when it starts again).
+#[test]
+fn the_local_mta_s_sendmail_delivers_once_signed_and_loses_nothing_when_stopped() {
+    if !Postfix::available() {
+        eprintln!("skipped: a Postfix instance needs root and Debian's postfix (scripts/test)");
+        return;
+    }
+    let sink = support::Sink::start();
+    let relay = Postfix::start(sink.port);
+    let project = Project::new(1, &csv(120), "throttle: { rate: 40/s }\ndkim: { selector: rsa2026 }\n")
+        .with_smtp("{ kind: sendmail, timeout: 20s }")
+        .with_issues(&[("2025-03", scheduled_issue(None))]);
+    let key = std::fs::read_to_string(support::root().join("tests/fixtures/dkim-test-rsa.pem")).unwrap();
+    let send = project
+        .std_command()
+        .env("MAIL_CONFIG", relay.config_dir())
+        .env("NEWSLETTER_DKIM_PRIVATE_KEY", &key)
+        .args(["send", "2025-03", "--yes"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Postfix goes down while the send runs, and comes back after it ended.
+    wait_until("the first messages relayed", || sink.count() >= 20);
+    relay.control("stop");
+    let out = send.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(sink.count() < 120, "the stop came too late to matter");
+    relay.control("start");
+    wait_until("every message relayed", || sink.count() >= 120);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let received = sink.received();
+    assert_eq!(received.len(), 120, "{received:?}");
+    assert!(received.values().all(|n| *n == 1), "{received:?}");
+    let status = project.status("2025-03");
+    assert_eq!(
+        (&status["sent"], &status["failed"], &status["pending"]),
+        (&120.into(), &0.into(), &0.into()),
+        "{status}"
+    );
+
+    // The signatures survived Postfix: dkimpy verifies those of ten of them.
+    let dir = tempfile::tempdir().unwrap();
+    let files: Vec<std::path::PathBuf> = sink
+        .messages()
+        .iter()
+        .take(10)
+        .enumerate()
+        .map(|(i, (_, dump))| {
+            let path = dir.path().join(format!("{i}.eml"));
+            std::fs::write(&path, support::as_received(dump)).unwrap();
+            path
+        })
+        .collect();
+    let records = run(project
+        .command()
+        .env("NEWSLETTER_DKIM_PRIVATE_KEY", &key)
+        .args(["dkim", "--format", "json"]));
+    assert_eq!(records.code, 0, "{}", records.stderr);
+    let records: serde_json::Value = serde_json::from_str(&records.stdout).unwrap();
+    let (ok, report) = support::dkimpy(dir.path(), &records, &files);
+    assert!(ok, "{report}");
+    assert_eq!(report.lines().filter(|l| l.contains("pass")).count(), 10, "{report}");
+}

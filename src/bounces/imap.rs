@@ -33,7 +33,7 @@ impl Imap {
     }
 
     /// Logs in and opens the folder: read-only (EXAMINE) for a dry run. `tls` is the trust
-    /// of `smtp` (deliver::tls::client_config).
+    /// of `smtp` (net::tls::client_config).
     pub fn connect(
         at: &Where,
         password: &str,

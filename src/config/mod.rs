@@ -375,22 +375,8 @@ impl Config {
             {
                 return fail("rate", &why);
             }
-            match relay.kind {
-                RelayKind::Ses if relay.region.is_none() => {
-                    return fail("region", "is required for kind: ses (e.g. eu-west-1)");
-                }
-                RelayKind::Smtp => {
-                    for (field, set) in [
-                        ("region", relay.region.is_some()),
-                        ("configuration_set", relay.configuration_set.is_some()),
-                        ("endpoint", relay.endpoint.is_some()),
-                    ] {
-                        if set {
-                            return fail(field, "is for kind: ses only; remove it, or add kind: ses");
-                        }
-                    }
-                }
-                RelayKind::Ses => {}
+            if let Some((field, why)) = relay.kind.check(relay) {
+                return fail(field, &why);
             }
             if !names.insert(relay.name()) {
                 return fail(

@@ -28,6 +28,51 @@ pub enum RelayKind {
     /// Amazon SES's v2 API (`SendEmail` with our raw message), credentials from the AWS
     /// default chain.
     Ses,
+    /// The local MTA's `sendmail` program (`command`), which relays as it is configured.
+    Sendmail,
+}
+
+impl RelayKind {
+    /// The fields only another kind uses, with the kind: set on this one, they are a mistake.
+    fn foreign_fields(self, relay: &Smtp) -> Vec<(&'static str, &'static str)> {
+        let ses = [
+            ("region", relay.region.is_some()),
+            ("configuration_set", relay.configuration_set.is_some()),
+            ("endpoint", relay.endpoint.is_some()),
+        ];
+        let sendmail = [("command", relay.command.is_some())];
+        let smtp = [("host", relay.host.is_some()), ("username", relay.username.is_some())];
+        let mut foreign = Vec::new();
+        let mut add = |kind: &'static str, fields: &[(&'static str, bool)]| {
+            foreign.extend(fields.iter().filter(|(_, set)| *set).map(|(f, _)| (*f, kind)));
+        };
+        match self {
+            RelayKind::Smtp => {
+                add("ses", &ses);
+                add("sendmail", &sendmail);
+            }
+            RelayKind::Ses => add("sendmail", &sendmail),
+            RelayKind::Sendmail => {
+                add("ses", &ses);
+                add("smtp", &smtp);
+            }
+        }
+        foreign
+    }
+
+    /// What this kind needs that is missing, or a field of another kind set on it: the
+    /// field and why.
+    pub fn check(self, relay: &Smtp) -> Option<(&'static str, String)> {
+        if self == RelayKind::Ses && relay.region.is_none() {
+            return Some(("region", "is required for kind: ses (e.g. eu-west-1)".into()));
+        }
+        self.foreign_fields(relay).first().map(|(field, kind)| {
+            (
+                *field,
+                format!("is for kind: {kind} only; remove it, or add kind: {kind}"),
+            )
+        })
+    }
 }
 
 /// One relay: an SMTP server, or Amazon SES's API.
@@ -74,6 +119,9 @@ pub struct Smtp {
     pub configuration_set: Option<String>,
     /// SES: another endpoint than `https://email.REGION.amazonaws.com` (a VPC endpoint, a test).
     pub endpoint: Option<String>,
+    /// Sendmail: the program (`/usr/sbin/sendmail` by default), run as
+    /// `COMMAND -i -f SENDER -- RECIPIENT` with the message on its input.
+    pub command: Option<PathBuf>,
 }
 
 impl Default for Smtp {
@@ -98,6 +146,7 @@ impl Default for Smtp {
             region: None,
             configuration_set: None,
             endpoint: None,
+            command: None,
         }
     }
 }
@@ -109,6 +158,7 @@ impl Smtp {
             (Some(name), _) => name.clone(),
             (None, RelayKind::Ses) => format!("ses-{}", self.region.as_deref().unwrap_or("default")),
             (None, RelayKind::Smtp) => self.host.clone().unwrap_or_else(|| "smtp".into()),
+            (None, RelayKind::Sendmail) => "sendmail".into(),
         }
     }
 

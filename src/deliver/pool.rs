@@ -1,25 +1,14 @@
 //! The relays of a send (`smtp:`, one relay or a pool): each one's transports, its own rate
 //! and what its daily limit leaves for today.
 
-use std::sync::Arc;
-
 use anyhow::{Context, Result, bail};
 
-use super::connect::{ConnectError, Connector};
-use super::run::{Lane, Transport};
-use super::ses::Ses;
-use super::smtp::SmtpConnection;
+use super::run::Lane;
 use super::throttle::{Rate, TokenBucket};
-use crate::config::{Config, RelayKind, Smtp};
+use crate::config::{Config, Smtp};
 use crate::human::thousands;
 use crate::ledger::Ledger;
-
-/// The relay's connector, its secrets read from the environment (`_NAME` appended in a
-/// pool: `NEWSLETTER_SMTP_PASSWORD_BACKUP`).
-fn connector(config: &Config, relay: &Smtp) -> Result<Connector, ConnectError> {
-    let pooled = config.smtp.pooled;
-    Connector::new(relay, |var| std::env::var(relay.secret_var(var, pooled)).ok())
-}
+use crate::transport;
 
 /// Says which relay an error is about, in a pool.
 fn whose(config: &Config, relay: &Smtp) -> String {
@@ -27,22 +16,6 @@ fn whose(config: &Config, relay: &Smtp) -> String {
         format!("relay {}: ", relay.name())
     } else {
         String::new()
-    }
-}
-
-/// One transport to the first relay, for mail sent one at a time (sign-up confirmations);
-/// `None` when no relay is configured.
-pub fn first_transport(config: &Config) -> Result<Option<Box<Transport>>> {
-    let relay = config.smtp.first();
-    match relay.kind {
-        RelayKind::Smtp => match connector(config, relay) {
-            Ok(connector) => Ok(Some(Box::new(SmtpConnection::new(Arc::new(connector), None)))),
-            Err(ConnectError::NoHost) => Ok(None),
-            Err(e) => Err(e).with_context(|| whose(config, relay)),
-        },
-        RelayKind::Ses => Ok(Some(Box::new(
-            Ses::new(relay).map_err(|e| anyhow::anyhow!("{}{e}", whose(config, relay)))?,
-        ))),
     }
 }
 
@@ -123,32 +96,18 @@ pub async fn open(config: &Config, daily_left: &[Option<u64>], quiet: bool) -> R
         };
         let concurrency = relay.concurrency.unwrap_or(t.concurrency).max(1);
         // The relay's transports, if it can be reached.
-        let opened: Result<Vec<Box<Transport>>, String> = match relay.kind {
-            RelayKind::Smtp => {
-                let connector = Arc::new(connector(config, relay).with_context(|| whose(config, relay))?);
-                connector.connect().await.map_err(|e| e.to_string()).map(|first| {
-                    let mut transports: Vec<Box<Transport>> =
-                        vec![Box::new(SmtpConnection::new(Arc::clone(&connector), Some(first)))];
-                    transports
-                        .extend((1..concurrency).map(|_| -> Box<Transport> {
-                            Box::new(SmtpConnection::new(Arc::clone(&connector), None))
-                        }));
-                    transports
-                })
-            }
-            RelayKind::Ses => {
-                let ses = Ses::new(relay).map_err(|e| anyhow::anyhow!("{}{e}", whose(config, relay)))?;
-                // The account's MaxSendRate caps the relay's own rate.
-                ses.max_send_rate().await.map(|max| {
-                    if max > 0.0 && rate.per_second().is_none_or(|r| r > max) {
-                        rate = Rate::PerSecond(max);
-                    }
-                    (0..concurrency)
-                        .map(|_| -> Box<Transport> { Box::new(ses.clone()) })
-                        .collect()
-                })
-            }
-        };
+        let opened = transport::open(config, relay, concurrency)
+            .await
+            .with_context(|| whose(config, relay))?
+            .map(|opened| {
+                // The account's own limit (SES's MaxSendRate) caps the relay's rate.
+                if let Some(max) = opened.max_rate
+                    && rate.per_second().is_none_or(|r| r > max)
+                {
+                    rate = Rate::PerSecond(max);
+                }
+                opened.transports
+            });
         let transports = match opened {
             Ok(transports) => transports,
             Err(e) if config.smtp.pooled => {

@@ -5,13 +5,13 @@
 use anyhow::Result;
 use serde_json::json;
 
-use super::reply::mailbox_does_not_exist;
 use super::reputation;
 use super::run::{Event, Job, Observer};
 use crate::bounces::guard;
 use crate::config::Breaker;
 use crate::ledger::{IssueRates, Ledger};
 use crate::readers::Kind;
+use crate::transport::Fault;
 
 /// Records a run's events in the ledger, committing before each message goes out.
 pub struct Recorder<'a> {
@@ -83,7 +83,7 @@ impl<'a> Recorder<'a> {
                 let status = if error.is_transient() { "deferred" } else { "failed" };
                 self.finished += u64::from(!error.is_transient());
                 self.ledger.record_outcome(self.issue, &job.email, status, &reply)?;
-                if !error.is_transient() && mailbox_does_not_exist(&reply) {
+                if error.fault == Fault::Mailbox {
                     // Suppressed at the end of the run, through the mass guard.
                     guard::defer(
                         self.ledger,

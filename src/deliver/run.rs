@@ -10,16 +10,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use lettre::AsyncTransport;
 use lettre::address::Envelope;
-use lettre::transport::smtp::response::Response;
 use tokio::sync::{Mutex, Notify, mpsc};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::reply::{mailbox_does_not_exist, without_recipient};
-use super::smtp::{SendError, Stage};
 use super::throttle::{TIMER_RESOLUTION, TokenBucket};
+use crate::transport::{Accepted, Fault, SendError, Transport};
 
 /// One personalized message, ready to go.
 #[derive(Debug, Clone)]
@@ -181,16 +178,13 @@ pub struct RunOutcome {
     pub elapsed: Duration,
 }
 
-/// Any transport the loop can send through: an SMTP connection, SES's API, a test's.
-pub type Transport = dyn AsyncTransport<Ok = Response, Error = SendError> + Send + Sync;
-
 /// One relay of the pool, as the loop is given it.
 pub struct Lane {
     pub name: String,
     /// Its share of the messages.
     pub weight: u32,
     /// One per connection: their number is the most connections used.
-    pub transports: Vec<Box<Transport>>,
+    pub transports: Vec<Box<dyn Transport>>,
     /// The relay's own rate (unlimited when it has none).
     pub rate: TokenBucket,
     /// Messages it may still take today; none for no limit.
@@ -256,13 +250,12 @@ struct Tally<'a> {
 }
 
 impl Tally<'_> {
-    fn sent(&mut self, job: &Job, response: &Response) {
+    fn sent(&mut self, job: &Job, accepted: &Accepted) {
         self.consecutive_failures = 0;
         self.outcome.sent += 1;
-        let reply = response.message().collect::<Vec<_>>().join(" ");
         self.observer.event(&Event::Sent {
             job,
-            reply: format!("{} {reply}", response.code()),
+            reply: accepted.reply.clone(),
         });
     }
 
@@ -377,7 +370,7 @@ struct Relay {
 }
 
 /// A job that came back from a relay.
-type Done = (usize, Job, Result<Response, SendError>);
+type Done = (usize, Job, Result<Accepted, SendError>);
 
 impl Relay {
     fn start(index: usize, lane: Lane, done_tx: &mpsc::UnboundedSender<Done>) -> Relay {
@@ -409,7 +402,7 @@ impl Relay {
                     let Some(job) = work_rx.lock().await.recv().await else {
                         break;
                     };
-                    let result = transport.send_raw(&job.envelope, &job.bytes).await;
+                    let result = transport.send(&job.envelope, &job.bytes).await;
                     if done_tx.send((index, job, result)).is_err() {
                         break;
                     }
@@ -464,15 +457,6 @@ impl Relay {
                 observer,
             );
         }
-    }
-}
-
-/// A failure that is the relay's, not the message's: no connection, no reply, 421.
-fn relay_trouble(error: &SendError) -> bool {
-    match error {
-        SendError::Connection { .. } | SendError::Busy { .. } => true,
-        SendError::Transient { reply } => reply.contains("(421)"),
-        SendError::Permanent { .. } | SendError::Throttled { .. } => false,
     }
 }
 
@@ -660,13 +644,13 @@ pub async fn deliver(
                 let relay = &mut pool.relays[index];
                 relay.in_flight -= 1;
                 match result {
-                    Ok(response) => {
+                    Ok(accepted) => {
                         relay.strikes = 0;
                         relay.connections.good_reply();
                         tally.settle(&mut relay.suspects);
-                        tally.sent(&job, &response);
+                        tally.sent(&job, &accepted);
                     }
-                    Err(error @ SendError::Busy { .. }) if !stopping && relay.connections.lower().is_some() => {
+                    Err(error) if error.fault == Fault::Busy && !stopping && relay.connections.lower().is_some() => {
                         let connections = relay.connections.allowed.load(Ordering::Relaxed);
                         tally.observer.event(&Event::ConnectionsLowered { connections, error: &error });
                         // Not the recipient's failure: the attempt does not count.
@@ -675,7 +659,7 @@ pub async fn deliver(
                         tally.observer.event(&Event::Retrying { job: &job, error: &error, delay });
                         retry(job, delay, &mut retries);
                     }
-                    Err(error @ SendError::Throttled { .. }) => {
+                    Err(error) if error.fault == Fault::Throttled => {
                         // The relay's pace, not the reader's failure: the attempt does not
                         // count, and each wait doubles (up to a minute).
                         job.attempts -= 1;
@@ -686,7 +670,7 @@ pub async fn deliver(
                         tally.observer.event(&Event::Retrying { job: &job, error: &error, delay });
                         retry(job, delay, &mut retries);
                     }
-                    Err(error) if relay_trouble(&error) => {
+                    Err(error) if error.is_relays() && !error.permanent => {
                         relay.strike(&error, tally.observer);
                         let elsewhere = pool.relays.iter().enumerate().any(|(i, r)| i != index && r.in_rotation());
                         if !pool.any_in_rotation() {
@@ -783,22 +767,22 @@ fn refused(pool: &mut Pool, index: usize, job: Job, error: SendError, tally: &mu
             .any(|(i, r)| i != index && r.in_rotation())
     };
     let relay = &mut pool.relays[index];
-    let SendError::Permanent { reply, stage } = &error else {
+    if !error.permanent {
         tally.failed(&job, &error);
         return Vec::new();
-    };
+    }
     let mut put_back = Vec::new();
     if relay.refused {
         put_back.push((job, error));
-    } else if *stage == Stage::Local || mailbox_does_not_exist(reply) {
+    } else if matches!(error.fault, Fault::Local | Fault::Mailbox) {
         tally.settle(&mut relay.suspects);
         tally.failed(&job, &error);
         return Vec::new();
     } else {
-        let what = if *stage == Stage::Sender {
+        let what = if error.fault == Fault::Sender {
             "the relay refused the sender".to_owned()
         } else {
-            let same = without_recipient(reply, &job.email);
+            let same = error.refusal.clone();
             if relay.suspects.reply != same {
                 tally.settle(&mut relay.suspects);
                 relay.suspects.reply = same;
@@ -809,7 +793,7 @@ fn refused(pool: &mut Pool, index: usize, job: Job, error: SendError, tally: &mu
             }
             format!("the relay gave {RELAY_REFUSAL_AFTER} different recipients in a row the same refusal")
         };
-        let reply = reply.clone();
+        let reply = error.detail.clone();
         relay.refused = true;
         put_back.push((job, error));
         put_back.append(&mut relay.suspects.jobs);

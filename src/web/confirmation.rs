@@ -13,11 +13,10 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::config::Config;
-use crate::deliver::pool;
-use crate::deliver::run::Transport;
 use crate::dkim::Signer;
 use crate::layout::Layout;
 use crate::ledger::Signup;
+use crate::transport::{self, Transport};
 use crate::unsubscribe::{Claim, Secrets};
 use crate::web::App;
 use crate::web::writer::Write;
@@ -25,13 +24,13 @@ use crate::web::writer::Write;
 /// The first relay's transport (an SMTP connection opened on first use and again after it
 /// breaks).
 pub struct Mailer {
-    connection: Box<Transport>,
+    connection: Box<dyn Transport>,
 }
 
 impl Mailer {
     /// `None` when no relay is configured (`smtp.host`): sign-up is then answered 503.
     pub fn new(config: &Config) -> Result<Option<Mailer>> {
-        let transport = pool::first_transport(config).context("sign-up sends confirmation emails through smtp")?;
+        let transport = transport::first(config).context("sign-up sends confirmation emails through smtp")?;
         Ok(transport.map(|connection| Mailer { connection }))
     }
 }
@@ -93,7 +92,7 @@ pub async fn send(
     })?;
     mailer
         .connection
-        .send_raw(&envelope, &bytes)
+        .send(&envelope, &bytes)
         .await
         .map_err(|e| Undelivered {
             permanent: !e.is_transient(),
@@ -191,7 +190,7 @@ pub async fn email(app: Arc<App>, mailer: Arc<Mailer>, signup: Signup) {
                 tracing::warn!(
                     "sign-up {}: try {tries}: {}; {}",
                     signup.id,
-                    crate::deliver::reply::without_recipient(&failure.detail, &signup.email),
+                    crate::transport::smtp::reply::without_recipient(&failure.detail, &signup.email),
                     match (&retry_at, try_now < TRIES_NOW && !failure.permanent) {
                         (_, true) => "trying again now".to_owned(),
                         (Some(at), false) => format!("trying again at {at}"),

@@ -30,7 +30,7 @@ impl Events {
             return Ok(None);
         }
         // Trusts what the relay trusts (the built-in roots, the system's store, smtp.ca_file).
-        let tls = crate::deliver::tls::client_config(config.smtp.first()).map_err(|e| anyhow::anyhow!(e))?;
+        let tls = crate::net::tls::client_config(config.smtp.first()).map_err(|e| anyhow::anyhow!(e))?;
         let client = reqwest::Client::builder()
             .tls_backend_preconfigured((*tls).clone())
             .timeout(std::time::Duration::from_secs(10))

@@ -705,3 +705,18 @@ pub fn as_received(dump: &str) -> String {
     out.push_str("\r\n");
     out
 }
+
+/// dkimpy's verdict on every signature of `files` (messages as received), with the DNS
+/// records `newsletter dkim --format json` printed: its report, one line per signature.
+pub fn dkimpy(dir: &Path, records: &serde_json::Value, files: &[PathBuf]) -> (bool, String) {
+    let records_file = dir.join("records.json");
+    std::fs::write(&records_file, records.to_string()).unwrap();
+    let out = Command::new("python3")
+        .arg(root().join("tests/support/dkim_verify.py"))
+        .arg(&records_file)
+        .args(files)
+        .output()
+        .expect("python3 with dkimpy: run scripts/test, which installs it");
+    let report = String::from_utf8_lossy(&out.stdout).into_owned();
+    (out.status.success(), report + &String::from_utf8_lossy(&out.stderr))
+}

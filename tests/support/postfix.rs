@@ -164,6 +164,26 @@ impl Postfix {
         std::fs::read_dir(self.maildir(mailbox).join("new")).map_or(0, |d| d.count())
     }
 
+    /// Its configuration folder: `MAIL_CONFIG` for its `sendmail`.
+    pub fn config_dir(&self) -> PathBuf {
+        self.dir.path().join("etc")
+    }
+
+    /// `postfix stop` or `postfix start`, as an operator would.
+    pub fn control(&self, what: &str) {
+        let out = Command::new("postfix")
+            .arg("-c")
+            .arg(self.config_dir())
+            .arg(what)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "postfix {what}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("maillog")).unwrap_or_default()
     }

@@ -17,8 +17,8 @@ use tokio_rustls::rustls;
 
 use super::oauth::Tokens;
 use super::streams::{Recorded, TLS_GREETING, TlsStream};
-use super::tls;
 use crate::config::{AuthMethod, Security, Smtp};
+use crate::net::tls;
 
 pub const PASSWORD_VAR: &str = "NEWSLETTER_SMTP_PASSWORD";
 

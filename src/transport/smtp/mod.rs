@@ -2,68 +2,34 @@
 //! offered), refusals sorted by what they mean, and one connection per sender so that
 //! concurrency is capped by us.
 
+pub mod connect;
+pub mod oauth;
+pub mod reply;
+mod streams;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use lettre::AsyncTransport;
 use lettre::address::Envelope;
 use lettre::transport::smtp::commands::{Data, Mail, Rcpt};
 use lettre::transport::smtp::extension::{Extension, MailBodyParameter, MailParameter};
 use lettre::transport::smtp::response::Response;
-use thiserror::Error;
 use tokio::sync::Mutex;
 
-use super::connect::{ConnectError, Connector, SmtpSession};
-use super::reply::too_many_connections;
+use self::connect::{ConnectError, Connector, SmtpSession};
+use self::reply::too_many_connections;
+use crate::config::{Config, Smtp};
+use crate::transport::{Accepted, SendError, Stage, Transport};
 
-/// The command a refusal answered: a refusal of MAIL FROM is about the sender, never about
-/// one recipient.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stage {
-    Sender,
-    Recipient,
-    /// DATA, or the message after it.
-    Message,
-    /// Refused by us before anything was sent, for this recipient only.
-    Local,
+/// The relay's connector, its secrets read from the environment (`_NAME` appended in a
+/// pool: `NEWSLETTER_SMTP_PASSWORD_BACKUP`).
+pub fn connector(config: &Config, relay: &Smtp) -> Result<Connector, ConnectError> {
+    let pooled = config.smtp.pooled;
+    Connector::new(relay, |var| std::env::var(relay.secret_var(var, pooled)).ok())
 }
 
-/// The outcome of one message that was not accepted. The caller decides by the variant:
-/// a temporary failure is retried, a permanent one is reported and the send goes on.
-#[derive(Debug, Error, Clone)]
-pub enum SendError {
-    /// A 4xx reply: try again later.
-    #[error("{reply}")]
-    Transient { reply: String },
-    /// A 5xx reply: this recipient will not get the message, unless the relay refuses
-    /// everyone alike (see `run`).
-    #[error("{reply}")]
-    Permanent { reply: String, stage: Stage },
-    /// The connection broke or timed out; the message may be retried on a new connection.
-    #[error("{detail}")]
-    Connection { detail: String },
-    /// The server has too many connections from us: send over fewer.
-    #[error("{detail}")]
-    Busy { detail: String },
-    /// The relay asks us to slow down (SES's throttling): the message waits and goes again,
-    /// never counted against the reader.
-    #[error("{detail}")]
-    Throttled { detail: String },
-}
-
-impl SendError {
-    pub fn is_transient(&self) -> bool {
-        !matches!(self, SendError::Permanent { .. })
-    }
-
-    pub fn reply(&self) -> String {
-        self.to_string()
-    }
-}
-
-/// One sender's SMTP connection, opened on first use and again after it breaks. As a lettre
-/// `AsyncTransport`, the delivery loop can use it or any other transport alike.
+/// One sender's SMTP connection, opened on first use and again after it breaks.
 pub struct SmtpConnection {
     connector: Arc<Connector>,
     session: Mutex<Option<SmtpSession>>,
@@ -79,19 +45,16 @@ impl SmtpConnection {
 }
 
 #[async_trait]
-impl AsyncTransport for SmtpConnection {
-    type Ok = Response;
-    type Error = SendError;
-
-    async fn send_raw(&self, envelope: &Envelope, email: &[u8]) -> Result<Response, SendError> {
+impl Transport for SmtpConnection {
+    async fn send(&self, envelope: &Envelope, email: &[u8]) -> Result<Accepted, SendError> {
         let mut slot = self.session.lock().await;
         if slot.is_none() {
             let session = self.connector.connect().await.map_err(|e| match e {
-                ConnectError::Busy { .. } => SendError::Busy { detail: e.to_string() },
+                ConnectError::Busy { .. } => SendError::busy(e.to_string()),
                 ConnectError::Greeting { ref detail, .. } if too_many_connections(detail) => {
-                    SendError::Busy { detail: e.to_string() }
+                    SendError::busy(e.to_string())
                 }
-                _ => SendError::Connection { detail: e.to_string() },
+                _ => SendError::connection(e.to_string()),
             })?;
             *slot = Some(session);
         }
@@ -99,9 +62,10 @@ impl AsyncTransport for SmtpConnection {
         let outcome = match tokio::time::timeout(self.connector.timeout(), transaction(session, envelope, email)).await
         {
             Ok(result) => result,
-            Err(_) => Err(SendError::Connection {
-                detail: format!("no reply within {}s", self.connector.timeout().as_secs()),
-            }),
+            Err(_) => Err(SendError::connection(format!(
+                "no reply within {}s",
+                self.connector.timeout().as_secs()
+            ))),
         };
         // After a failure the connection may be out of step (a pipelined group, a timeout):
         // close it; the next message opens a new one.
@@ -111,7 +75,13 @@ impl AsyncTransport for SmtpConnection {
         {
             session.conn.abort().await;
         }
-        outcome
+        outcome.map(|response| Accepted {
+            reply: format!(
+                "{} {}",
+                response.code(),
+                response.message().collect::<Vec<_>>().join(" ")
+            ),
+        })
     }
 
     async fn shutdown(&self) {
@@ -121,29 +91,20 @@ impl AsyncTransport for SmtpConnection {
     }
 }
 
-/// A refusal from lettre, sorted by what it means for the run.
-fn classify(stage: Stage, e: lettre::transport::smtp::Error) -> SendError {
-    if e.is_permanent() {
-        SendError::Permanent {
-            reply: e.to_string(),
-            stage,
-        }
-    } else if e.is_transient() {
+/// A refusal from lettre at `stage`, as facts.
+fn classify(stage: Stage, envelope: &Envelope, e: lettre::transport::smtp::Error) -> SendError {
+    let code = e.status().and_then(|c| c.to_string().parse::<u16>().ok());
+    let recipient = envelope.to().first().map(|a| a.to_string());
+    if e.is_permanent() || e.is_transient() {
         let reply = e.to_string();
-        if too_many_connections(&reply) {
-            SendError::Busy { detail: reply }
-        } else {
-            SendError::Transient { reply }
+        if e.is_transient() && too_many_connections(&reply) {
+            return SendError::busy(reply);
         }
+        SendError::refused(e.is_permanent(), stage, code, reply, recipient.as_deref())
     } else if e.is_client() {
-        SendError::Permanent {
-            reply: e.to_string(),
-            stage: Stage::Local,
-        }
+        SendError::local(e.to_string())
     } else {
-        SendError::Connection {
-            detail: format!("connection lost: {e}"),
-        }
+        SendError::connection(format!("connection lost: {e}"))
     }
 }
 
@@ -161,10 +122,9 @@ async fn transaction(session: &mut SmtpSession, envelope: &Envelope, email: &[u8
         .all(|a| AsRef::<str>::as_ref(a).is_ascii());
     let smtputf8 = conn.server_info().supports_feature(Extension::SmtpUtfEight);
     if !ascii_addresses && !smtputf8 {
-        return Err(SendError::Permanent {
-            reply: "the address has non-ASCII characters before the @, and the server does not accept such addresses (it does not offer SMTPUTF8, RFC 6531)".into(),
-            stage: Stage::Local,
-        });
+        return Err(SendError::local(
+            "the address has non-ASCII characters before the @, and the server does not accept such addresses (it does not offer SMTPUTF8, RFC 6531)",
+        ));
     }
     let payload = match std::str::from_utf8(email) {
         Ok(text) if !email.starts_with(b".") && memchr::memmem::find(email, b"\n.").is_none() => text,
@@ -173,7 +133,7 @@ async fn transaction(session: &mut SmtpSession, envelope: &Envelope, email: &[u8
             return conn
                 .send(envelope, email)
                 .await
-                .map_err(|e| classify(Stage::Message, e));
+                .map_err(|e| classify(Stage::Message, envelope, e));
         }
     };
     let mut mail_params = Vec::new();
@@ -193,7 +153,9 @@ async fn transaction(session: &mut SmtpSession, envelope: &Envelope, email: &[u8
             .collect();
         // One reply per command, in order; the first refusal decides (the connection is
         // closed after it, so the replies still unread do not matter).
-        conn.command(group).await.map_err(|e| classify(Stage::Sender, e))?;
+        conn.command(group)
+            .await
+            .map_err(|e| classify(Stage::Sender, envelope, e))?;
         // Then the RCPT replies and DATA's 354.
         for i in 0..=recipients {
             let stage = if i < recipients {
@@ -201,18 +163,24 @@ async fn transaction(session: &mut SmtpSession, envelope: &Envelope, email: &[u8
             } else {
                 Stage::Message
             };
-            conn.read_response().await.map_err(|e| classify(stage, e))?;
+            conn.read_response().await.map_err(|e| classify(stage, envelope, e))?;
         }
     } else {
-        conn.command(mail).await.map_err(|e| classify(Stage::Sender, e))?;
+        conn.command(mail)
+            .await
+            .map_err(|e| classify(Stage::Sender, envelope, e))?;
         for rcpt in rcpts {
-            conn.command(rcpt).await.map_err(|e| classify(Stage::Recipient, e))?;
+            conn.command(rcpt)
+                .await
+                .map_err(|e| classify(Stage::Recipient, envelope, e))?;
         }
-        conn.command(Data).await.map_err(|e| classify(Stage::Message, e))?;
+        conn.command(Data)
+            .await
+            .map_err(|e| classify(Stage::Message, envelope, e))?;
     }
     conn.command(Payload(payload))
         .await
-        .map_err(|e| classify(Stage::Message, e))
+        .map_err(|e| classify(Stage::Message, envelope, e))
 }
 
 /// The message followed by the end-of-data line, written as one "command".

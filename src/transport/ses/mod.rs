@@ -2,6 +2,8 @@
 //! own bytes (MIME, DKIM signatures, List-Unsubscribe), exactly what `preview` shows. Requests
 //! are signed with SigV4; credentials come from the AWS default chain (`aws.rs`).
 
+pub mod aws;
+
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -9,14 +11,12 @@ use async_trait::async_trait;
 use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
 use aws_sigv4::sign::v4;
 use base64::Engine;
-use lettre::AsyncTransport;
 use lettre::address::Envelope;
-use lettre::transport::smtp::response::{Category, Code, Detail, Response, Severity};
 
-use super::aws::{self, Chain};
-use super::smtp::{SendError, Stage};
-use super::tls;
+use self::aws::Chain;
 use crate::config::Smtp;
+use crate::net::tls;
+use crate::transport::{Accepted, SendError, Stage, Transport};
 
 /// One SES account in one region; cheap to clone (one clone per concurrent request).
 #[derive(Clone)]
@@ -190,18 +190,16 @@ fn classify(answer: &Answer) -> SendError {
     let (name, message) = answer.error.clone().unwrap_or_default();
     let reply = describe(answer);
     let lower = message.to_ascii_lowercase();
+    let refused = |stage| SendError::refused(true, stage, Some(answer.status), reply.clone(), None);
     match (answer.status, name.as_str()) {
         // The daily quota is the account's: another relay, or tomorrow.
         (_, "Throttling" | "TooManyRequestsException" | "LimitExceededException") if lower.contains("daily") => {
-            SendError::Permanent {
-                reply,
-                stage: Stage::Sender,
-            }
+            refused(Stage::Sender)
         }
         (429, _) | (_, "Throttling" | "ThrottlingException" | "TooManyRequestsException") => {
-            SendError::Throttled { detail: reply }
+            SendError::throttled(reply)
         }
-        (500..=599, _) => SendError::Connection { detail: reply },
+        (500..=599, _) => SendError::connection(reply),
         (403, _)
         | (
             _,
@@ -210,23 +208,14 @@ fn classify(answer: &Answer) -> SendError {
             | "MailFromDomainNotVerifiedException"
             | "AccessDeniedException"
             | "NotFoundException",
-        ) => SendError::Permanent {
-            reply,
-            stage: Stage::Sender,
-        },
-        _ => SendError::Permanent {
-            reply,
-            stage: Stage::Message,
-        },
+        ) => refused(Stage::Sender),
+        _ => refused(Stage::Message),
     }
 }
 
 #[async_trait]
-impl AsyncTransport for Ses {
-    type Ok = Response;
-    type Error = SendError;
-
-    async fn send_raw(&self, envelope: &Envelope, email: &[u8]) -> Result<Response, SendError> {
+impl Transport for Ses {
+    async fn send(&self, envelope: &Envelope, email: &[u8]) -> Result<Accepted, SendError> {
         let to: Vec<String> = envelope.to().iter().map(ToString::to_string).collect();
         let mut request = serde_json::json!({
             "Destination": { "ToAddresses": to },
@@ -239,7 +228,7 @@ impl AsyncTransport for Ses {
         let answer = self
             .request("POST", &url, request.to_string().into_bytes(), Some("application/json"))
             .await
-            .map_err(|detail| SendError::Connection { detail })?;
+            .map_err(SendError::connection)?;
         if answer.status != 200 {
             return Err(classify(&answer));
         }
@@ -247,16 +236,16 @@ impl AsyncTransport for Ses {
             .ok()
             .and_then(|v| v["MessageId"].as_str().map(str::to_owned))
             .unwrap_or_default();
-        Ok(Response::new(
-            Code::new(Severity::PositiveCompletion, Category::MailSystem, Detail::Zero),
-            vec![format!("Ok SES {id}")],
-        ))
+        Ok(Accepted {
+            reply: format!("SES {id}"),
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::transport::Fault;
 
     fn answer(status: u16, header: Option<&str>, body: &str) -> Answer {
         Answer {
@@ -274,14 +263,9 @@ mod tests {
             r#"{"message":"Email address is not verified. The following identities failed the check in region EU-WEST-1: x@y.org"}"#,
         );
         let e = classify(&rejected);
-        assert!(
-            matches!(
-                e,
-                SendError::Permanent {
-                    stage: Stage::Message,
-                    ..
-                }
-            ),
+        assert_eq!(
+            (e.permanent, e.fault, e.stage),
+            (true, Fault::Message, Stage::Message),
             "{e:?}"
         );
         assert!(
@@ -294,33 +278,28 @@ mod tests {
             None,
             r#"{"__type":"TooManyRequestsException","message":"Maximum sending rate exceeded."}"#,
         );
-        assert!(matches!(classify(&slow), SendError::Throttled { .. }));
+        assert_eq!(classify(&slow).fault, Fault::Throttled);
         let v1 = answer(
             400,
             None,
             "<ErrorResponse><Error><Type>Sender</Type><Code>Throttling</Code><Message>Maximum sending rate exceeded.</Message></Error></ErrorResponse>",
         );
-        assert!(matches!(classify(&v1), SendError::Throttled { .. }));
+        assert_eq!(classify(&v1).fault, Fault::Throttled);
         let daily = answer(
             400,
             None,
             "<ErrorResponse><Error><Code>Throttling</Code><Message>Daily message quota exceeded.</Message></Error></ErrorResponse>",
         );
-        assert!(matches!(
-            classify(&daily),
-            SendError::Permanent {
-                stage: Stage::Sender,
-                ..
-            }
-        ));
+        assert_eq!(
+            (classify(&daily).permanent, classify(&daily).fault),
+            (true, Fault::Sender)
+        );
         let paused = answer(400, Some("SendingPausedException"), r#"{"message":"paused"}"#);
-        assert!(matches!(
-            classify(&paused),
-            SendError::Permanent {
-                stage: Stage::Sender,
-                ..
-            }
-        ));
-        assert!(matches!(classify(&answer(503, None, "")), SendError::Connection { .. }));
+        assert_eq!(
+            (classify(&paused).permanent, classify(&paused).fault),
+            (true, Fault::Sender)
+        );
+        let down = classify(&answer(503, None, ""));
+        assert_eq!((down.permanent, down.fault), (false, Fault::Connection));
     }
 }
