@@ -114,7 +114,7 @@ impl Signer {
         Ok(Some(Signer {
             domain,
             selectors,
-            timestamp: crate::personalize::message_date()
+            timestamp: crate::clock::message_date()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
         }))

@@ -3,12 +3,18 @@
 //! The data flow, one module per step:
 //! [`issue`] (load) -> [`sections`] and [`markdown`] (split, convert) -> [`layout`] (render
 //! MJML) -> [`compile`] (HTML and text) -> [`personalize`] (per recipient, from
-//! [`recipients`]) -> delivery.
+//! [`recipients`]) -> [`deliver`] (the engine, through [`transport`]'s ways out) -> [`ledger`].
+//!
+//! The layers, lowest first ([`LAYERS`]): a module uses only modules listed before it, so the
+//! imports run down and nothing is in a circle (a test reads `src/` and keeps it so). The
+//! binary's `main.rs`, `cli.rs` and `commands/` sit above them all.
 
 pub mod address;
+pub mod archive;
 pub mod bounces;
 pub mod check;
 pub mod choice;
+pub mod clock;
 pub mod compile;
 pub mod config;
 pub mod deliver;
@@ -33,6 +39,44 @@ pub mod suggest;
 pub mod transport;
 pub mod unsubscribe;
 pub mod web;
+
+/// The layer order, lowest first: foundations, configuration, the ledger and readers, the
+/// composition of an issue, the ways out, and the use cases (bounces, a send, the service).
+pub const LAYERS: &[&str] = &[
+    "address",
+    "human",
+    "html",
+    "suggest",
+    "diagnostic",
+    "private",
+    "logging",
+    "clock",
+    "config",
+    "net",
+    "unsubscribe",
+    "ledger",
+    "recipients",
+    "readers",
+    "issue",
+    "markdown",
+    "layout",
+    "choice",
+    "sections",
+    "compile",
+    "dkim",
+    "personalize",
+    "preview",
+    "check",
+    "archive",
+    "transport",
+    "bounces",
+    "deliver",
+    "schedule",
+    "web",
+];
+
+#[cfg(test)]
+mod layers;
 
 use anyhow::Result;
 

@@ -11,8 +11,9 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use super::classify::{Class, Reason};
+use super::finding::Finding;
 use super::guard::{self, HeldGroup};
-use super::report::{Finding, Report, read};
+use super::report::{Report, read};
 use super::source::Item;
 use super::verp::{self, Verp};
 use crate::config::Config;

@@ -9,6 +9,7 @@
 pub mod act;
 pub mod classify;
 pub mod fields;
+pub mod finding;
 pub mod guard;
 pub mod imap;
 pub mod report;
@@ -19,4 +20,5 @@ pub mod text;
 pub mod verp;
 
 pub use classify::{Class, Reason};
-pub use report::{Finding, Report, read};
+pub use finding::Finding;
+pub use report::{Report, read};

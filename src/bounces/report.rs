@@ -9,22 +9,8 @@ use regex::Regex;
 
 use super::classify::{Evidence, Reason, reason};
 use super::fields::{self, Group};
+use super::finding::{Finding, one_line};
 use super::text;
-
-/// What one recipient's part of a report says.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Finding {
-    /// Lower case; `None` when the report names no one (a complaint about "undisclosed
-    /// recipients").
-    pub recipient: Option<String>,
-    /// The address before any rewriting (DSN Original-Recipient), when it differs.
-    pub original_recipient: Option<String>,
-    pub reason: Reason,
-    /// The enhanced status code, as the report gives it.
-    pub status: Option<String>,
-    /// The server's words, on one line.
-    pub diagnostic: String,
-}
 
 /// The headers of the message a report returns (ours, if it is ours).
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -484,17 +470,4 @@ fn is_auto_reply(message: &Message) -> bool {
         || header("X-Autorespond").is_some()
         || header("Precedence").is_some_and(|v| v == "auto_reply")
         || AUTO_REPLY_SUBJECT.is_match(message.subject().unwrap_or_default())
-}
-
-/// Diagnostics fold over lines; the ledger and `status` show them on one.
-pub(super) fn one_line(s: &str) -> String {
-    let mut out = s.split_whitespace().collect::<Vec<_>>().join(" ");
-    if out.len() > 500 {
-        let mut cut = 500;
-        while !out.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        out.truncate(cut);
-    }
-    out
 }

@@ -3,7 +3,7 @@
 
 use super::classify::{Class, Evidence, Reason, reason};
 use super::fields;
-use super::report::{Finding, one_line};
+use super::finding::{Finding, one_line};
 
 /// The findings of a notification in `prose`, if it is one.
 pub fn notification(prose: &str) -> Option<Vec<Finding>> {

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result};
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::links::LinkResult;
+use super::result::LinkResult;
 
 pub struct Cache {
     conn: Connection,

@@ -4,6 +4,7 @@
 
 pub mod cache;
 pub mod links;
+pub mod result;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;

@@ -39,13 +39,17 @@ pub fn archive(
     let config = super::load_config(config_path, quiet)?;
     match (out, action) {
         (Some(out), _) => {
-            let issues = web::archive::export(&config, &out)?;
+            let pages = web::pages::Pages::load(&config)?;
+            let exported = newsletter::archive::export(&config, &out, &|list, feed| pages.index(list, feed))?;
+            if let Some(why) = exported.no_feed {
+                eprintln!("warning: no feed.xml written: {why}");
+            }
             if !quiet {
-                println!("Wrote the archive of {issues} issue(s) to {}", out.display());
+                println!("Wrote the archive of {} issue(s) to {}", exported.issues, out.display());
             }
         }
         (None, Some(ArchiveCommand::Publish { issue })) => {
-            web::archive::publish(&config, &issue)?;
+            newsletter::archive::publish(&config, &issue)?;
             if !quiet {
                 println!("{issue}: the archive's page is made again from its file");
             }

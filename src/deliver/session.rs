@@ -253,7 +253,12 @@ pub fn send(
                 plan.rows
             );
         }
-        let run = ledger.start_issue(&rendered, plan.selection.describe().as_deref())?;
+        let run = ledger.start_issue(
+            &rendered.slug,
+            &rendered.subject,
+            &rendered.content_hash(),
+            plan.selection.describe().as_deref(),
+        )?;
         ledger.finish_run(run, 0, 0, 0.0, "complete", !partial)?;
         if !quiet {
             println!(
@@ -264,7 +269,7 @@ pub fn send(
         }
         return Ok(Completion::Success);
     }
-    if let Some(started) = ledger.changed_since_sent(&rendered)?
+    if let Some(started) = ledger.changed_since_sent(&rendered.slug, &rendered.content_hash())?
         && plan.already_sent > 0
     {
         eprintln!(
@@ -276,7 +281,7 @@ pub fn send(
     }
     confirm(&rendered, plan.to_send, rate)?;
     // The archive keeps the issue as its first real run sends it (`archive publish` replaces it).
-    crate::web::archive::store(ledger, &issue, &editions, config, false)?;
+    crate::archive::store(ledger, &issue, &editions, config, false)?;
     let known = std::mem::take(&mut plan.known);
     let subscribed = std::mem::take(&mut plan.subscribed);
     let recipients = queue::selected(&list, known, subscribed, Some(ledger.reopen()?), plan.selection.clone())?;
@@ -457,7 +462,12 @@ impl Session<'_> {
         let throttle = TokenBucket::new(self.rate, t.burst);
         let mut ledger_run = match self.ledger {
             Some((ledger, rendered)) => {
-                let run = ledger.start_issue(rendered, self.selection.as_deref())?;
+                let run = ledger.start_issue(
+                    &rendered.slug,
+                    &rendered.subject,
+                    &rendered.content_hash(),
+                    self.selection.as_deref(),
+                )?;
                 Some((ledger, rendered.slug.as_str(), run))
             }
             None => None,

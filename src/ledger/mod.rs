@@ -11,8 +11,6 @@ use anyhow::{Context, Result};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
-use crate::compile::Rendered;
-
 mod archive;
 mod bounces;
 mod held;
@@ -276,13 +274,18 @@ impl Ledger {
     }
 
     /// Records a run's start. The issue keeps the content hash of its first run.
-    pub fn start_issue(&mut self, rendered: &Rendered, selection: Option<&str>) -> Result<i64> {
+    pub fn start_issue(
+        &mut self,
+        issue: &str,
+        subject: &str,
+        content_hash: &str,
+        selection: Option<&str>,
+    ) -> Result<i64> {
         self.commit()?;
-        let issue = &rendered.slug;
         self.conn.execute(
             "INSERT INTO issues (issue, subject, state, started_at, content_hash) VALUES (?1, ?2, 'sending', ?3, ?4)
              ON CONFLICT (issue) DO UPDATE SET subject = ?2, content_hash = coalesce(content_hash, ?4)",
-            params![issue, rendered.subject, now(), rendered.content_hash()],
+            params![issue, subject, now(), content_hash],
         )?;
         self.conn.execute(
             "INSERT INTO runs (issue, started_at, selection) VALUES (?1, ?2, ?3)",
@@ -291,13 +294,14 @@ impl Ledger {
         Ok(self.conn.last_insert_rowid())
     }
 
-    /// What the issue's first run sent, when it differs from `rendered`: that run's start.
-    pub fn changed_since_sent(&self, rendered: &Rendered) -> Result<Option<String>> {
+    /// What the issue's first run sent, when it differs from `content_hash` (of the issue as
+    /// composed now): that run's start.
+    pub fn changed_since_sent(&self, issue: &str, content_hash: &str) -> Result<Option<String>> {
         Ok(self
             .conn
             .query_row(
                 "SELECT started_at FROM issues WHERE issue = ?1 AND content_hash IS NOT NULL AND content_hash != ?2",
-                params![rendered.slug, rendered.content_hash()],
+                params![issue, content_hash],
                 |r| r.get(0),
             )
             .optional()?)

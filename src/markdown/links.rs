@@ -87,7 +87,7 @@ pub(super) fn mailto_problem(url: &str) -> Option<String> {
     }
     to.split(',').find_map(|addr| {
         let addr = addr.replace("%40", "@").replace("%20", " ");
-        crate::recipients::normalize_address(&addr)
+        crate::address::normalize_address(&addr)
             .err()
             .map(|why| format!("`{}`: {why}", addr.trim()))
     })

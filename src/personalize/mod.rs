@@ -2,7 +2,7 @@
 //! are parsed as templates once; per recipient only values are substituted.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use handlebars::{Context, Handlebars};
 use lettre::Address;
@@ -198,7 +198,7 @@ impl Personalizer {
             unsubscribe_mailto: config.unsubscribe.mailto.clone(),
             preferences_base: config.preferences_url(),
             secret,
-            date: message_date(),
+            date: crate::clock::message_date(),
             subject_prefix: String::new(),
             message_id_kind: String::new(),
             archive: false,
@@ -490,16 +490,6 @@ fn missing_field_reason(e: &handlebars::RenderError) -> String {
         ),
         other => other.to_string(),
     }
-}
-
-/// `SOURCE_DATE_EPOCH` pins the Date header (reproducible output in tests); otherwise now.
-pub fn message_date() -> SystemTime {
-    std::env::var("SOURCE_DATE_EPOCH")
-        .ok()
-        .and_then(|s| s.parse::<u64>().ok())
-        .map_or_else(SystemTime::now, |secs| {
-            SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
-        })
 }
 
 fn hex(bytes: &[u8]) -> String {

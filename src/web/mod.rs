@@ -12,6 +12,7 @@ pub mod archive;
 mod client;
 mod confirmation;
 mod events;
+pub mod pages;
 mod subscribe;
 mod unsubscribe;
 mod writer;
@@ -37,7 +38,7 @@ use tokio::net::TcpListener;
 use crate::config::{Config, Serve};
 use crate::ledger::Ledger;
 use crate::unsubscribe::Secrets;
-use archive::Pages;
+use pages::Pages;
 
 /// What every request may use.
 pub struct App {
@@ -63,7 +64,7 @@ pub struct App {
 impl App {
     pub fn new(config: Config, secrets: Secrets) -> Result<App> {
         let mut archive = Ledger::open(&config.ledger)?;
-        archive::backfill(&config, &mut archive)?;
+        crate::archive::backfill(&config, &mut archive)?;
         let ledger = Arc::new(Mutex::new(Ledger::open(&config.ledger)?));
         let pages = Pages::load(&config)?;
         let writes = writer::start(Arc::clone(&ledger), config.unsubscribe.resubscribe_within);

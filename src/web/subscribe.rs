@@ -15,9 +15,9 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
 use serde_json::json;
 
+use super::pages::{ProjectBox, SubscribeView as View};
 use super::unsubscribe::{html, mask, percent_decode, query_param, remote};
 use super::writer::{Write, Written};
 use super::{App, Peer, confirmation};
@@ -29,29 +29,6 @@ use crate::readers::Confirmed;
 /// The field people never fill: bots that fill every field are answered as if they were
 /// people, and nothing is stored or sent.
 pub const HONEYPOT: &str = "website";
-
-/// What a page shows; every field is always there (the templates are strict).
-#[derive(Debug, Default, Serialize)]
-pub struct View<'a> {
-    pub state: &'a str,
-    pub message: Option<String>,
-    pub action: String,
-    pub form: &'a str,
-    pub consent: &'a str,
-    pub honeypot: &'a str,
-    pub max: usize,
-    pub token: String,
-    pub address: String,
-    pub everything: bool,
-    pub projects: Vec<ProjectBox<'a>>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct ProjectBox<'a> {
-    pub id: &'a str,
-    pub name: &'a str,
-    pub checked: bool,
-}
 
 /// A form body's fields, in order (`projects` may repeat).
 fn form_fields(body: &[u8]) -> Vec<(String, String)> {

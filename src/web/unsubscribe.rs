@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 
 use serde_json::json;
 
-use super::archive::{UnsubscribeState, UnsubscribeView};
+use super::pages::{UnsubscribeState, UnsubscribeView};
 use super::writer::{Write, Written};
 use super::{App, Peer};
 use crate::readers::Resubscribed;
