@@ -417,8 +417,13 @@ fn fold_base64(b64: &str) -> String {
     chunks.join("\r\n\t ")
 }
 
+/// Why a signing key cannot be used, and what to do.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct KeyError(pub String);
+
 /// The DER inside a PEM block with `label`, if the text is PEM at all.
-fn pem(text: &str) -> Option<(String, Result<Vec<u8>, String>)> {
+fn pem(text: &str) -> Option<(String, Result<Vec<u8>, KeyError>)> {
     let text = text.trim();
     let rest = text.strip_prefix("-----BEGIN ")?;
     let (label, rest) = rest.split_once("-----")?;
@@ -429,54 +434,63 @@ fn pem(text: &str) -> Option<(String, Result<Vec<u8>, String>)> {
         label.to_owned(),
         BASE64
             .decode(b64)
-            .map_err(|e| format!("the PEM block's base64 is damaged ({e})")),
+            .map_err(|e| KeyError(format!("the PEM block's base64 is damaged ({e})"))),
     ))
 }
 
-fn rsa_key(text: &str) -> Result<Key, String> {
+fn rsa_key(text: &str) -> Result<Key, KeyError> {
     let Some((label, der)) = pem(text) else {
-        return Err(
+        return Err(KeyError(
             "not a PEM key: expected -----BEGIN RSA PRIVATE KEY----- (PKCS#1) or -----BEGIN PRIVATE KEY----- (PKCS#8)"
                 .into(),
-        );
+        ));
     };
     let der = der?;
     let key = match label.as_str() {
         "RSA PRIVATE KEY" => RsaKeyPair::from_der(&der),
         "PRIVATE KEY" => RsaKeyPair::from_pkcs8(&der),
         "ENCRYPTED PRIVATE KEY" => {
-            return Err("the key is encrypted: decrypt it first (openssl pkey -in KEY -out PLAIN)".into());
+            return Err(KeyError(
+                "the key is encrypted: decrypt it first (openssl pkey -in KEY -out PLAIN)".into(),
+            ));
         }
-        other => return Err(format!("a PEM block of type `{other}` is not an RSA private key")),
+        other => {
+            return Err(KeyError(format!(
+                "a PEM block of type `{other}` is not an RSA private key"
+            )));
+        }
     };
-    key.map(Key::Rsa).map_err(|e| {
+    key.map(Key::Rsa).map_err(|e| KeyError({
         let why = e.to_string();
         if why.contains("TooSmall") || why.contains("too small") {
             "the RSA key is shorter than 2048 bits, which receivers no longer trust: make a new one with `openssl genrsa 2048`".to_owned()
         } else {
             format!("not a valid RSA private key ({why})")
         }
-    })
+    }))
 }
 
-fn ed25519_key(text: &str) -> Result<Key, String> {
+fn ed25519_key(text: &str) -> Result<Key, KeyError> {
     match pem(text) {
         Some((label, der)) if label == "PRIVATE KEY" => Ed25519KeyPair::from_pkcs8_maybe_unchecked(&der?)
             .map(Key::Ed25519)
-            .map_err(|e| format!("not a valid Ed25519 PKCS#8 key ({e})")),
-        Some((label, _)) => Err(format!(
+            .map_err(|e| KeyError(format!("not a valid Ed25519 PKCS#8 key ({e})"))),
+        Some((label, _)) => Err(KeyError(format!(
             "a PEM block of type `{label}` is not an Ed25519 key: give PKCS#8 (-----BEGIN PRIVATE KEY-----) or base64 of the 32-byte seed"
-        )),
+        ))),
         None => {
-            let seed = BASE64
-                .decode(text.trim())
-                .map_err(|_| "not PEM and not base64: give PKCS#8 PEM or base64 of the 32-byte seed".to_owned())?;
+            let seed = BASE64.decode(text.trim()).map_err(|_| {
+                KeyError("not PEM and not base64: give PKCS#8 PEM or base64 of the 32-byte seed".to_owned())
+            })?;
             if seed.len() != 32 {
-                return Err(format!("the base64 holds {} bytes; an Ed25519 seed is 32", seed.len()));
+                return Err(KeyError(format!(
+                    "the base64 holds {} bytes; an Ed25519 seed is 32",
+                    seed.len()
+                )));
             }
             Ed25519KeyPair::from_seed_unchecked(&seed)
                 .map(Key::Ed25519)
-                .map_err(|e| format!("not a valid Ed25519 seed ({e})"))
+                .map_err(|e| KeyError(format!("not a valid Ed25519 seed ({e})")))
         }
     }
 }
@@ -555,12 +569,12 @@ mod tests {
     #[test]
     fn key_errors_say_what_to_do() {
         let err = ed25519_key("AAAA").err().unwrap();
-        assert!(err.contains("3 bytes; an Ed25519 seed is 32"), "{err}");
+        assert!(err.0.contains("3 bytes; an Ed25519 seed is 32"), "{err}");
         let err = rsa_key("hello").err().unwrap();
-        assert!(err.contains("not a PEM key"), "{err}");
+        assert!(err.0.contains("not a PEM key"), "{err}");
         let err = rsa_key("-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n")
             .err()
             .unwrap();
-        assert!(err.contains("decrypt it first"), "{err}");
+        assert!(err.0.contains("decrypt it first"), "{err}");
     }
 }

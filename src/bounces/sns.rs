@@ -90,57 +90,60 @@ fn certificate_key(url: &str, region: &str) -> Option<String> {
 /// What can be told without fetching anything: a message SNS could have sent, or why not.
 /// Checked before the signing certificate is fetched, so that forged requests cost nothing
 /// outside.
-pub fn check_form(message: &Message, region: &str) -> Result<(), String> {
+pub fn check_form(message: &Message, region: &str) -> Result<(), Rejected> {
     if !matches!(
         message.kind.as_str(),
         "Notification" | "SubscriptionConfirmation" | "UnsubscribeConfirmation"
     ) {
-        return Err(format!("unknown message type {}", message.kind));
+        return Err(Rejected(format!("unknown message type {}", message.kind)));
     }
     if !matches!(message.signature_version.as_str(), "1" | "2") {
-        return Err(format!("unknown SignatureVersion {}", message.signature_version));
+        return Err(Rejected(format!(
+            "unknown SignatureVersion {}",
+            message.signature_version
+        )));
     }
     // RSA-2048 to RSA-8192 signatures, base64.
     let signature = base64::engine::general_purpose::STANDARD
         .decode(message.signature.trim())
-        .map_err(|e| format!("the signature is not base64: {e}"))?;
+        .map_err(|e| Rejected(format!("the signature is not base64: {e}")))?;
     if !(256..=1024).contains(&signature.len()) {
-        return Err(format!(
+        return Err(Rejected(format!(
             "a signature of {} bytes is no RSA signature SNS makes",
             signature.len()
-        ));
+        )));
     }
     if message.message_id.is_empty() || message.timestamp.is_empty() {
-        return Err("MessageId or Timestamp is missing".into());
+        return Err(Rejected("MessageId or Timestamp is missing".into()));
     }
     if certificate_key(&message.signing_cert_url, region).is_none() {
-        return Err(format!(
+        return Err(Rejected(format!(
             "the signing certificate's URL {} is not SNS's own (https://sns.{region}.amazonaws.com/NAME.pem)",
             message.signing_cert_url
-        ));
+        )));
     }
     Ok(())
 }
 
 /// Why a message is not to be believed.
-pub fn check_signature(message: &Message, certificate_pem: &str) -> Result<(), String> {
+pub fn check_signature(message: &Message, certificate_pem: &str) -> Result<(), Rejected> {
     let algorithm = match message.signature_version.as_str() {
         "1" => &RSA_PKCS1_2048_8192_SHA1_FOR_LEGACY_USE_ONLY,
         "2" => &RSA_PKCS1_2048_8192_SHA256,
-        other => return Err(format!("unknown SignatureVersion {other}")),
+        other => return Err(Rejected(format!("unknown SignatureVersion {other}"))),
     };
     let signature = base64::engine::general_purpose::STANDARD
         .decode(message.signature.trim())
-        .map_err(|e| format!("the signature is not base64: {e}"))?;
+        .map_err(|e| Rejected(format!("the signature is not base64: {e}")))?;
     let key = rsa_public_key(certificate_pem)?;
     UnparsedPublicKey::new(algorithm, key)
         .verify(message.string_to_sign().as_bytes(), &signature)
-        .map_err(|_| "the signature does not match the message".to_owned())
+        .map_err(|_| Rejected("the signature does not match the message".to_owned()))
 }
 
 /// The RSA key of a PEM certificate, as ring takes it (PKCS#1 RSAPublicKey): the BIT STRING
 /// of the certificate's subjectPublicKeyInfo.
-fn rsa_public_key(pem: &str) -> Result<Vec<u8>, String> {
+fn rsa_public_key(pem: &str) -> Result<Vec<u8>, Rejected> {
     let body: String = pem
         .lines()
         .skip_while(|l| !l.starts_with("-----BEGIN CERTIFICATE-----"))
@@ -149,7 +152,7 @@ fn rsa_public_key(pem: &str) -> Result<Vec<u8>, String> {
         .collect();
     let der = base64::engine::general_purpose::STANDARD
         .decode(body.trim())
-        .map_err(|_| "the signing certificate is no PEM certificate".to_owned())?;
+        .map_err(|_| Rejected("the signing certificate is no PEM certificate".to_owned()))?;
     let bad = || "the signing certificate cannot be read".to_owned();
     // Certificate ::= SEQUENCE { tbsCertificate SEQUENCE { [0] version?, serial, signature,
     // issuer, validity, subject, subjectPublicKeyInfo, ... }, ... }
@@ -167,7 +170,7 @@ fn rsa_public_key(pem: &str) -> Result<Vec<u8>, String> {
     let (_, _algorithm, rest) = der_item(spki).ok_or_else(bad)?;
     let (tag, bits, _) = der_item(rest).ok_or_else(bad)?;
     if tag != 0x03 || bits.first() != Some(&0) {
-        return Err(bad());
+        return Err(Rejected(bad()));
     }
     Ok(bits[1..].to_vec())
 }
@@ -202,6 +205,17 @@ pub struct Certificates {
 struct Cache {
     known: HashMap<String, (Instant, Result<String, CertificateError>)>,
     fetches: VecDeque<Instant>,
+}
+
+/// Why a message is not believed, for the log.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Rejected(pub String);
+
+impl From<String> for Rejected {
+    fn from(s: String) -> Self {
+        Rejected(s)
+    }
 }
 
 /// Why a signing certificate is not at hand.
@@ -257,10 +271,7 @@ impl Certificates {
             }
             cache.fetches.push_back(now);
         }
-        let fetched = self
-            .fetch(&format!("https://{key}"))
-            .await
-            .map_err(CertificateError::Refused);
+        let fetched = self.fetch(&format!("https://{key}")).await;
         let mut cache = self.lock();
         if cache.known.len() >= Self::KEPT {
             // Failures first, then the oldest.
@@ -277,22 +288,25 @@ impl Certificates {
         fetched
     }
 
-    async fn fetch(&self, url: &str) -> Result<String, String> {
+    async fn fetch(&self, url: &str) -> Result<String, CertificateError> {
         let reply = self
             .client
             .get(url)
             .send()
             .await
-            .map_err(|e| format!("cannot fetch the signing certificate {url}: {e}"))?;
+            .map_err(|e| CertificateError::Refused(format!("cannot fetch the signing certificate {url}: {e}")))?;
         if !reply.status().is_success() {
-            return Err(format!("the signing certificate {url} answered {}", reply.status()));
+            return Err(CertificateError::Refused(format!(
+                "the signing certificate {url} answered {}",
+                reply.status()
+            )));
         }
         let pem = reply
             .text()
             .await
-            .map_err(|e| format!("cannot fetch the signing certificate {url}: {e}"))?;
+            .map_err(|e| CertificateError::Refused(format!("cannot fetch the signing certificate {url}: {e}")))?;
         if pem.len() > MAX_CERTIFICATE_BYTES || !pem.contains("-----BEGIN CERTIFICATE-----") {
-            return Err(format!("{url} holds no certificate"));
+            return Err(CertificateError::Refused(format!("{url} holds no certificate")));
         }
         Ok(pem)
     }

@@ -98,7 +98,7 @@ pub fn run(config_path: Option<&Path>, quiet: bool, args: BouncesArgs) -> Result
             })?;
             let name = Imap::name_of(imap);
             let cursor = ledger.as_ref().map(|l| l.cursor(&name)).transpose()?.flatten();
-            let tls = newsletter::net::tls::client_config(config.smtp.first()).map_err(|e| anyhow::anyhow!(e))?;
+            let tls = newsletter::net::tls::client_config(config.smtp.first())?;
             Box::new(Imap::connect(imap, &password, tls, cursor.as_deref(), args.dry_run)?)
         }
     };

@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::Invalid;
+
 /// `newsletter bounces`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -87,9 +89,9 @@ pub struct Imap {
 }
 
 impl std::str::FromStr for Source {
-    type Err = String;
+    type Err = Invalid;
 
-    fn from_str(s: &str) -> Result<Source, String> {
+    fn from_str(s: &str) -> Result<Source, Invalid> {
         if let Some(path) = s.strip_prefix("maildir:") {
             return Ok(Source::Maildir(path.into()));
         }
@@ -97,21 +99,27 @@ impl std::str::FromStr for Source {
             return Ok(Source::Mbox(path.into()));
         }
         let Some(rest) = s.strip_prefix("imaps://") else {
-            return Err(format!(
+            return Err(Invalid(format!(
                 "`{s}` is not a mailbox: write maildir:PATH, mbox:PATH or imaps://USER@HOST/FOLDER"
-            ));
+            )));
         };
         let (authority, folder) = rest.split_once('/').unwrap_or((rest, "INBOX"));
         // The user may be an address itself: the host is after the last @.
         let Some((user, host)) = authority.rsplit_once('@') else {
-            return Err(format!("`{s}` names no user: write imaps://USER@HOST/FOLDER"));
+            return Err(Invalid(format!("`{s}` names no user: write imaps://USER@HOST/FOLDER")));
         };
         let (host, port) = match host.rsplit_once(':') {
-            Some((h, p)) => (h, p.parse().map_err(|_| format!("`{p}` in `{s}` is not a port"))?),
+            Some((h, p)) => (
+                h,
+                p.parse()
+                    .map_err(|_| Invalid(format!("`{p}` in `{s}` is not a port")))?,
+            ),
             None => (host, 993),
         };
         if user.is_empty() || host.is_empty() {
-            return Err(format!("`{s}` needs both a user and a host: imaps://USER@HOST/FOLDER"));
+            return Err(Invalid(format!(
+                "`{s}` needs both a user and a host: imaps://USER@HOST/FOLDER"
+            )));
         }
         Ok(Source::Imap(Imap {
             user: user.to_owned(),
@@ -132,7 +140,7 @@ impl Bounces {
         if let Some(source) = &self.source {
             source
                 .parse::<Source>()
-                .map_err(|why| ("bounces.source".to_owned(), why))?;
+                .map_err(|why| ("bounces.source".to_owned(), why.0))?;
         }
         if let Some(rp) = &self.return_path
             && (!rp.contains("{token}") || rp.matches('@').count() != 1 || rp.find("{token}") > rp.find('@'))
@@ -169,6 +177,6 @@ mod tests {
             panic!()
         };
         assert_eq!((i.port, i.folder.as_str()), (10993, "Bounces"));
-        assert!("pop3://x".parse::<Source>().unwrap_err().contains("maildir:PATH"));
+        assert!("pop3://x".parse::<Source>().unwrap_err().0.contains("maildir:PATH"));
     }
 }

@@ -4,13 +4,15 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serializer, de::Error};
 
-pub fn parse(s: &str) -> Result<Duration, String> {
+use super::Invalid;
+
+pub fn parse(s: &str) -> Result<Duration, Invalid> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
     let n: f64 = num
         .parse()
-        .map_err(|_| format!("`{s}` is not a duration: write e.g. 30s, 5m, 1h, 7d or 250ms"))?;
+        .map_err(|_| Invalid(format!("`{s}` is not a duration: write e.g. 30s, 5m, 1h, 7d or 250ms")))?;
     let secs = match unit.trim() {
         "ms" => n / 1000.0,
         "s" | "" => n,
@@ -18,7 +20,9 @@ pub fn parse(s: &str) -> Result<Duration, String> {
         "h" => n * 3600.0,
         "d" => n * 86_400.0,
         _ => {
-            return Err(format!("`{s}` is not a duration: write e.g. 30s, 5m, 1h, 7d or 250ms"));
+            return Err(Invalid(format!(
+                "`{s}` is not a duration: write e.g. 30s, 5m, 1h, 7d or 250ms"
+            )));
         }
     };
     Ok(Duration::from_secs_f64(secs))

@@ -197,6 +197,12 @@ impl Default for Unsubscribe {
 /// The default configuration file, read when present.
 pub const DEFAULT_PATH: &str = "newsletter.yaml";
 
+/// A value that is not one of its kind (a duration, a rate, a mailbox source): what was
+/// written, and what to write instead.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Invalid(pub String);
+
 impl Config {
     /// Loads `path` (or `newsletter.yaml` when it exists, else the defaults) and applies
     /// `NEWSLETTER_*` overrides from `env`.
@@ -335,7 +341,7 @@ impl Config {
         self.throttle
             .rate
             .parse::<Rate>()
-            .map_err(|why| ("throttle.rate".to_owned(), why))?;
+            .map_err(|why| ("throttle.rate".to_owned(), why.0))?;
         self.throttle.validate()?;
         self.bounces.validate()
     }
@@ -373,7 +379,7 @@ impl Config {
             if let Some(rate) = &relay.rate
                 && let Err(why) = rate.parse::<Rate>()
             {
-                return fail("rate", &why);
+                return fail("rate", &why.0);
             }
             if let Some((field, why)) = relay.kind.check(relay) {
                 return fail(field, &why);

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{duration, string_or_number};
+use super::{Invalid, duration, string_or_number};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -146,15 +146,18 @@ impl Rate {
 }
 
 impl FromStr for Rate {
-    type Err = String;
+    type Err = Invalid;
 
-    fn from_str(s: &str) -> Result<Rate, String> {
+    fn from_str(s: &str) -> Result<Rate, Invalid> {
         let s = s.trim();
         if ["off", "unlimited", "none"].contains(&s.to_ascii_lowercase().as_str()) {
             return Ok(Rate::Unlimited);
         }
-        let bad =
-            || format!("`{s}` is not a rate: write messages per time unit, e.g. 10/s, 600/min or 20000/h, or `off`");
+        let bad = || {
+            Invalid(format!(
+                "`{s}` is not a rate: write messages per time unit, e.g. 10/s, 600/min or 20000/h, or `off`"
+            ))
+        };
         let (count, unit) = s.split_once('/').ok_or_else(bad)?;
         let count: f64 = count.trim().parse().map_err(|_| bad())?;
         let seconds = match unit.trim() {

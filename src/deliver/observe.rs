@@ -77,12 +77,18 @@ pub enum Event<'a> {
     },
 }
 
+/// Why a run stops before its end, for people: the circuit breaker's reason, a ledger that
+/// cannot be written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Stop(pub String);
+
 pub trait Observer {
     fn event(&mut self, event: &Event<'_>);
 
     /// Called before a message is handed to a sender: make what was recorded durable. An
     /// error stops the run.
-    fn checkpoint(&mut self) -> Result<(), String> {
+    fn checkpoint(&mut self) -> Result<(), Stop> {
         Ok(())
     }
 
@@ -106,7 +112,7 @@ impl<T: Observer> Observer for Option<T> {
         }
     }
 
-    fn checkpoint(&mut self) -> Result<(), String> {
+    fn checkpoint(&mut self) -> Result<(), Stop> {
         self.as_mut().map_or(Ok(()), Observer::checkpoint)
     }
 
@@ -126,7 +132,7 @@ impl<A: Observer, B: Observer> Observer for (A, B) {
         self.1.event(event);
     }
 
-    fn checkpoint(&mut self) -> Result<(), String> {
+    fn checkpoint(&mut self) -> Result<(), Stop> {
         self.0.checkpoint()?;
         self.1.checkpoint()
     }

@@ -434,7 +434,7 @@ impl Composer<'_> {
             }
             return failed;
         }
-        type Made = (u64, Recipient, Result<Job, String>);
+        type Made = (u64, Recipient, Result<Job>);
         let (work_tx, work_rx) = std::sync::mpsc::sync_channel::<(u64, Recipient, bool)>(workers * 2);
         let (done_tx, done_rx) = std::sync::mpsc::sync_channel::<Made>(workers * 2);
         // Owned by the workers alone: when the last one ends, the reader's next send fails.
@@ -454,7 +454,7 @@ impl Composer<'_> {
                     loop {
                         let next = work_rx.lock().unwrap_or_else(PoisonError::into_inner).recv();
                         let Ok((seq, recipient, resend)) = next else { break };
-                        let job = self.job(&recipient, resend).map_err(|e| format!("{e:#}"));
+                        let job = self.job(&recipient, resend);
                         if done_tx.send((seq, recipient, job)).is_err() {
                             break;
                         }
@@ -464,7 +464,7 @@ impl Composer<'_> {
             drop(done_tx);
             drop(work_rx);
             // Back in the list's order: a message waits here only for those before it.
-            let mut waiting: BTreeMap<u64, (Recipient, Result<Job, String>)> = BTreeMap::new();
+            let mut waiting: BTreeMap<u64, (Recipient, Result<Job>)> = BTreeMap::new();
             let mut next = 0u64;
             let mut failed = Vec::new();
             'done: for (seq, recipient, job) in done_rx.iter() {
@@ -477,7 +477,7 @@ impl Composer<'_> {
                                 break 'done; // the run stopped
                             }
                         }
-                        Err(e) => failed.push((recipient, e)),
+                        Err(e) => failed.push((recipient, format!("{e:#}"))),
                     }
                 }
             }

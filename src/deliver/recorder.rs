@@ -6,7 +6,7 @@ use anyhow::Result;
 use serde_json::json;
 
 use super::reputation;
-use super::run::{Event, Job, Observer};
+use super::run::{Event, Job, Observer, Stop};
 use crate::bounces::guard;
 use crate::config::Breaker;
 use crate::ledger::{IssueRates, Ledger};
@@ -150,12 +150,12 @@ impl Observer for Recorder<'_> {
         }
     }
 
-    fn checkpoint(&mut self) -> Result<(), String> {
+    fn checkpoint(&mut self) -> Result<(), Stop> {
         if let Some(e) = &self.error {
-            return Err(e.clone());
+            return Err(Stop(e.clone()));
         }
         self.ledger
             .commit()
-            .map_err(|e| format!("cannot write the ledger {}: {e}", self.ledger.path().display()))
+            .map_err(|e| Stop(format!("cannot write the ledger {}: {e}", self.ledger.path().display())))
     }
 }

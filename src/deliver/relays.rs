@@ -10,7 +10,7 @@ use tokio::sync::{Mutex, Notify, mpsc};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::observe::{Event, Job, Observer};
+use super::observe::{Event, Job, Observer, Stop};
 use super::throttle::{TIMER_RESOLUTION, TokenBucket};
 use crate::transport::{Accepted, SendError, Transport};
 
@@ -329,9 +329,9 @@ pub(super) async fn dispatch(
     mut job: Job,
     observer: &mut dyn Observer,
     since_pause: &mut u64,
-) -> Result<(), String> {
+) -> Result<(), Stop> {
     if let Some(why) = observer.halt() {
-        return Err(why); // never marked: a later run sends it
+        return Err(Stop(why)); // never marked: a later run sends it
     }
     if !observer.admit(&job) {
         observer.event(&Event::Withdrawn { job: &job });

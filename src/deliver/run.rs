@@ -12,7 +12,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-pub use super::observe::{Event, Job, Observer, RunOutcome, Settings};
+pub use super::observe::{Event, Job, Observer, RunOutcome, Settings, Stop};
 pub use super::relays::Lane;
 use super::relays::{Done, Pick, Pool, Relay, Suspects, dispatch, every_relay_out, out_reasons};
 use super::throttle::{TIMER_RESOLUTION, TokenBucket};
@@ -164,7 +164,7 @@ pub async fn deliver(
                 Pick::Relay(i) => {
                     let (job, _) = ready.take().expect("checked above");
                     if let Err(why) = dispatch(&mut pool.relays[i], job, tally.observer, &mut since_pause).await {
-                        tally.outcome.stopped = Some(why);
+                        tally.outcome.stopped = Some(why.0);
                     }
                     continue;
                 }

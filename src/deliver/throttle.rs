@@ -74,7 +74,7 @@ mod tests {
         assert_eq!("600/min".parse::<Rate>().unwrap(), Rate::PerSecond(10.0));
         assert_eq!("36000/h".parse::<Rate>().unwrap(), Rate::PerSecond(10.0));
         assert_eq!("off".parse::<Rate>().unwrap(), Rate::Unlimited);
-        assert!("10 per second".parse::<Rate>().unwrap_err().contains("e.g. 10/s"));
+        assert!("10 per second".parse::<Rate>().unwrap_err().0.contains("e.g. 10/s"));
         assert!("0/s".parse::<Rate>().is_err());
         assert_eq!("20000/h".parse::<Rate>().unwrap().to_string(), "5.56/s");
         assert_eq!("30/min".parse::<Rate>().unwrap().to_string(), "30/min");

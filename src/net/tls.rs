@@ -10,21 +10,28 @@ use tokio_rustls::rustls::{self, CertificateError, InvalidMessage};
 
 use crate::config::{Security, Smtp};
 
+/// Why no TLS client could be set up: the trust settings, and what to fix.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct TlsSetup(pub String);
+
 /// The client configuration for `smtp`: the built-in Mozilla roots and the operating system's
 /// store (which honours `SSL_CERT_FILE` and `SSL_CERT_DIR`), plus `ca_file`; or `ca_file`
 /// alone with `ca_only`.
-pub fn client_config(smtp: &Smtp) -> Result<Arc<rustls::ClientConfig>, String> {
+pub fn client_config(smtp: &Smtp) -> Result<Arc<rustls::ClientConfig>, TlsSetup> {
     let mut roots = rustls::RootCertStore::empty();
     if let Some(path) = &smtp.ca_file {
         let added = add_ca_file(&mut roots, path)?;
         if added == 0 {
-            return Err(format!(
+            return Err(TlsSetup(format!(
                 "smtp.ca_file {} holds no certificate: give a PEM file with -----BEGIN CERTIFICATE----- blocks",
                 path.display()
-            ));
+            )));
         }
     } else if smtp.ca_only {
-        return Err("smtp.ca_only is set but smtp.ca_file is not: name the CA bundle to trust".into());
+        return Err(TlsSetup(
+            "smtp.ca_only is set but smtp.ca_file is not: name the CA bundle to trust".into(),
+        ));
     }
     if !smtp.ca_only {
         roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
@@ -47,24 +54,30 @@ pub fn client_config(smtp: &Smtp) -> Result<Arc<rustls::ClientConfig>, String> {
     });
     let config = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
         .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS set-up: {e}"))?
+        .map_err(|e| TlsSetup(format!("TLS set-up: {e}")))?
         .with_root_certificates(roots)
         .with_no_client_auth();
     Ok(Arc::new(config))
 }
 
-fn add_ca_file(roots: &mut rustls::RootCertStore, path: &Path) -> Result<usize, String> {
+fn add_ca_file(roots: &mut rustls::RootCertStore, path: &Path) -> Result<usize, TlsSetup> {
     let certs = CertificateDer::pem_file_iter(path)
-        .map_err(|e| format!("cannot read smtp.ca_file {}: {}", path.display(), pem_error(&e)))?
+        .map_err(|e| {
+            TlsSetup(format!(
+                "cannot read smtp.ca_file {}: {}",
+                path.display(),
+                pem_error(&e)
+            ))
+        })?
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("smtp.ca_file {}: {}", path.display(), pem_error(&e)))?;
+        .map_err(|e| TlsSetup(format!("smtp.ca_file {}: {}", path.display(), pem_error(&e))))?;
     let mut added = 0;
     for cert in certs {
         roots.add(cert).map_err(|e| {
-            format!(
+            TlsSetup(format!(
                 "smtp.ca_file {} holds a certificate that is not a valid CA: {e}",
                 path.display()
-            )
+            ))
         })?;
         added += 1;
     }

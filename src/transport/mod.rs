@@ -198,6 +198,29 @@ fn enhanced_code(reply: &str) -> Option<String> {
         })
 }
 
+/// Why a relay cannot be used now (no connection, no credentials, no program), for people.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Unreachable(pub String);
+
+impl From<String> for Unreachable {
+    fn from(s: String) -> Self {
+        Unreachable(s)
+    }
+}
+
+impl From<&str> for Unreachable {
+    fn from(s: &str) -> Self {
+        Unreachable(s.to_owned())
+    }
+}
+
+impl From<ses::aws::CredentialsError> for Unreachable {
+    fn from(e: ses::aws::CredentialsError) -> Self {
+        Unreachable(e.0)
+    }
+}
+
 /// One relay, ready to send: `count` transports (one per connection), and for SES the rate
 /// its account allows. The one `match` on the kind of relay.
 pub struct Opened {
@@ -210,7 +233,7 @@ pub struct Opened {
 /// SES's sending quota, the `sendmail` program's presence) so that a refusal, a TLS or a
 /// login failure shows before any message. `Err` of the outer result: the configuration is
 /// wrong; of the inner: the relay cannot be reached now.
-pub async fn open(config: &Config, relay: &Smtp, count: usize) -> Result<Result<Opened, String>> {
+pub async fn open(config: &Config, relay: &Smtp, count: usize) -> Result<Result<Opened, Unreachable>> {
     let count = count.max(1);
     Ok(match relay.kind {
         RelayKind::Smtp => {
@@ -227,7 +250,7 @@ pub async fn open(config: &Config, relay: &Smtp, count: usize) -> Result<Result<
                         max_rate: None,
                     })
                 }
-                Err(e) => Err(e.to_string()),
+                Err(e) => Err(Unreachable(e.to_string())),
             }
         }
         RelayKind::Ses => {

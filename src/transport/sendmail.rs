@@ -12,7 +12,7 @@ use lettre::address::Envelope;
 use tokio::io::AsyncWriteExt;
 
 use crate::config::Smtp;
-use crate::transport::{Accepted, Fault, SendError, Stage, Transport};
+use crate::transport::{Accepted, Fault, SendError, Stage, Transport, Unreachable};
 
 /// `sendmail.command` when none is given.
 pub const DEFAULT_COMMAND: &str = "/usr/sbin/sendmail";
@@ -35,14 +35,14 @@ impl Sendmail {
     }
 
     /// Whether the program is there to run, said before any message.
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), Unreachable> {
         match std::fs::metadata(&self.command) {
             Ok(m) if m.is_file() => Ok(()),
-            Ok(_) => Err(format!("{} is not a program", self.command.display())),
-            Err(e) => Err(format!(
+            Ok(_) => Err(Unreachable(format!("{} is not a program", self.command.display()))),
+            Err(e) => Err(Unreachable(format!(
                 "cannot run {}: {e}; install the local MTA (Postfix's, Exim's or OpenSMTPD's sendmail) or set smtp.command",
                 self.command.display()
-            )),
+            ))),
         }
     }
 }
@@ -230,7 +230,7 @@ mod tests {
             command: Some(dir.path().join("none")),
             ..Smtp::default()
         });
-        assert!(missing.check().unwrap_err().contains("cannot run"));
+        assert!(missing.check().unwrap_err().0.contains("cannot run"));
         let e = missing.send(&envelope(), b"x").await.unwrap_err();
         assert_eq!((e.permanent, e.fault), (false, Fault::Relay));
     }

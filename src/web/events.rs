@@ -30,7 +30,7 @@ impl Events {
             return Ok(None);
         }
         // Trusts what the relay trusts (the built-in roots, the system's store, smtp.ca_file).
-        let tls = crate::net::tls::client_config(config.smtp.first()).map_err(|e| anyhow::anyhow!(e))?;
+        let tls = crate::net::tls::client_config(config.smtp.first())?;
         let client = reqwest::Client::builder()
             .tls_backend_preconfigured((*tls).clone())
             .timeout(std::time::Duration::from_secs(10))
@@ -111,7 +111,7 @@ pub async fn ses(State(app): State<Arc<App>>, body: String) -> Response {
     let checked = match events.certificates.get(&message.signing_cert_url, region).await {
         Ok(pem) => sns::check_signature(&message, &pem),
         Err(CertificateError::Busy(why)) => return refuse(StatusCode::SERVICE_UNAVAILABLE, why),
-        Err(CertificateError::Refused(why)) => Err(why),
+        Err(CertificateError::Refused(why)) => Err(sns::Rejected(why)),
     };
     if let Err(why) = checked {
         return refuse(

@@ -8,6 +8,23 @@ use std::time::{Duration, SystemTime};
 use chrono::DateTime;
 use tokio::sync::Mutex;
 
+/// Why no credentials could be had, and what to set.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct CredentialsError(pub String);
+
+impl From<String> for CredentialsError {
+    fn from(s: String) -> Self {
+        CredentialsError(s)
+    }
+}
+
+impl From<&str> for CredentialsError {
+    fn from(s: &str) -> Self {
+        CredentialsError(s.to_owned())
+    }
+}
+
 /// One set of credentials; `expires` for temporary ones.
 #[derive(Clone)]
 pub struct Credentials {
@@ -50,7 +67,7 @@ impl Chain {
     }
 
     /// Credentials valid for a few more minutes.
-    pub async fn get(&self) -> Result<Credentials, String> {
+    pub async fn get(&self) -> Result<Credentials, CredentialsError> {
         let mut current = self.current.lock().await;
         if let Some(c) = current.as_ref()
             && c.expires.is_none_or(|at| at > SystemTime::now() + RENEW_BEFORE)
@@ -62,7 +79,7 @@ impl Chain {
         Ok(fresh)
     }
 
-    async fn find(&self) -> Result<Credentials, String> {
+    async fn find(&self) -> Result<Credentials, CredentialsError> {
         let env = self.env;
         if let (Some(key_id), Some(secret)) = (env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY")) {
             return Ok(Credentials {
@@ -88,11 +105,11 @@ impl Chain {
                 Err(e) => tracing::debug!("no instance role: {e}"),
             }
         }
-        Err("no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE with ~/.aws/credentials, or run with a role (web identity, ECS task, EC2 instance)".into())
+        Err(CredentialsError("no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE with ~/.aws/credentials, or run with a role (web identity, ECS task, EC2 instance)".into()))
     }
 
     /// STS AssumeRoleWithWebIdentity: the token file's JWT for the role's credentials.
-    async fn web_identity(&self, file: &str, role: &str) -> Result<Credentials, String> {
+    async fn web_identity(&self, file: &str, role: &str) -> Result<Credentials, CredentialsError> {
         let token = std::fs::read_to_string(file)
             .map_err(|e| format!("cannot read AWS_WEB_IDENTITY_TOKEN_FILE {file}: {e}"))?;
         let session = (self.env)("AWS_ROLE_SESSION_NAME").unwrap_or_else(|| "newsletter".into());
@@ -115,10 +132,10 @@ impl Chain {
         let status = reply.status();
         let text = reply.text().await.map_err(|e| format!("STS: {e}"))?;
         if !status.is_success() {
-            return Err(format!(
+            return Err(CredentialsError::from(format!(
                 "STS refused the web identity for {role} ({status}): {}",
                 xml_value(&text, "Message").unwrap_or(&text)
-            ));
+            )));
         }
         let field = |name| xml_value(&text, name).map(str::to_owned);
         Ok(Credentials {
@@ -131,7 +148,7 @@ impl Chain {
     }
 
     /// The ECS container endpoint (or another given by AWS_CONTAINER_CREDENTIALS_FULL_URI).
-    async fn container(&self, url: &str) -> Result<Credentials, String> {
+    async fn container(&self, url: &str) -> Result<Credentials, CredentialsError> {
         let mut request = self.client.get(url).timeout(METADATA_TIMEOUT);
         if let Some(token) = (self.env)("AWS_CONTAINER_AUTHORIZATION_TOKEN") {
             request = request.header("authorization", token);
@@ -143,7 +160,7 @@ impl Chain {
     }
 
     /// IMDSv2: a session token, the role's name, then its credentials.
-    async fn instance_role(&self) -> Result<Credentials, String> {
+    async fn instance_role(&self) -> Result<Credentials, CredentialsError> {
         let base = (self.env)("AWS_EC2_METADATA_SERVICE_ENDPOINT").unwrap_or_else(|| "http://169.254.169.254".into());
         let base = base.trim_end_matches('/');
         let token = fetch(
@@ -171,12 +188,15 @@ impl Chain {
     }
 }
 
-async fn fetch(request: reqwest::RequestBuilder) -> Result<String, String> {
+async fn fetch(request: reqwest::RequestBuilder) -> Result<String, CredentialsError> {
     let reply = request.send().await.map_err(|e| e.to_string())?;
     let status = reply.status();
     let text = reply.text().await.map_err(|e| e.to_string())?;
     if !status.is_success() {
-        return Err(format!("{status}: {}", text.chars().take(200).collect::<String>()));
+        return Err(CredentialsError::from(format!(
+            "{status}: {}",
+            text.chars().take(200).collect::<String>()
+        )));
     }
     Ok(text)
 }
@@ -189,7 +209,7 @@ fn container_url(env: fn(&str) -> Option<String>) -> Option<String> {
 }
 
 /// `{"AccessKeyId", "SecretAccessKey", "Token", "Expiration"}`, as the metadata services answer.
-fn from_json(text: &str, source: &str) -> Result<Credentials, String> {
+fn from_json(text: &str, source: &str) -> Result<Credentials, CredentialsError> {
     let v: serde_json::Value =
         serde_json::from_str(text).map_err(|e| format!("{source}: the answer is not JSON: {e}"))?;
     let field = |name: &str| v.get(name).and_then(|x| x.as_str()).map(str::to_owned);
@@ -235,7 +255,7 @@ fn encode(text: &str) -> String {
 
 /// The profile's static keys from `~/.aws/credentials` or `~/.aws/config` (AWS_PROFILE, else
 /// `default`); a profile that assumes a role or uses SSO is named as unsupported.
-fn profile(env: fn(&str) -> Option<String>) -> Result<Option<Credentials>, String> {
+fn profile(env: fn(&str) -> Option<String>) -> Result<Option<Credentials>, CredentialsError> {
     let home = env("HOME").map(PathBuf::from).unwrap_or_default();
     let name = env("AWS_PROFILE").unwrap_or_else(|| "default".into());
     let files = [
@@ -274,10 +294,10 @@ fn profile(env: fn(&str) -> Option<String>) -> Result<Option<Credentials>, Strin
             .iter()
             .find(|k| get(k).is_some())
         {
-            return Err(format!(
+            return Err(CredentialsError::from(format!(
                 "profile {name} in {} uses {what}, which newsletter does not read: give it static keys, or use the environment or a role of the machine",
                 file.display()
-            ));
+            )));
         }
     }
     Ok(None)

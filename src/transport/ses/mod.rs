@@ -16,7 +16,7 @@ use lettre::address::Envelope;
 use self::aws::Chain;
 use crate::config::Smtp;
 use crate::net::tls;
-use crate::transport::{Accepted, SendError, Stage, Transport};
+use crate::transport::{Accepted, SendError, Stage, Transport, Unreachable};
 
 /// One SES account in one region; cheap to clone (one clone per concurrent request).
 #[derive(Clone)]
@@ -38,9 +38,9 @@ struct Answer {
 }
 
 impl Ses {
-    pub fn new(relay: &Smtp) -> Result<Ses, String> {
+    pub fn new(relay: &Smtp) -> Result<Ses, Unreachable> {
         let region = relay.region.clone().ok_or("kind: ses needs region")?;
-        let tls = tls::client_config(relay)?;
+        let tls = tls::client_config(relay).map_err(|e| Unreachable(e.0))?;
         let client = reqwest::Client::builder()
             .tls_backend_preconfigured((*tls).clone())
             .timeout(relay.timeout)
@@ -62,7 +62,7 @@ impl Ses {
 
     /// The account's sending rate (messages per second): v2 `GetAccount`, or v1
     /// `GetSendQuota` where the first is not answered. Also proves the credentials.
-    pub async fn max_send_rate(&self) -> Result<f64, String> {
+    pub async fn max_send_rate(&self) -> Result<f64, Unreachable> {
         let url = format!("{}/v2/email/account", self.0.endpoint);
         let answer = self.request("GET", &url, Vec::new(), None).await?;
         if answer.status == 200 {
@@ -72,7 +72,7 @@ impl Ses {
                 return Ok(rate);
             }
         } else if answer.status != 404 {
-            return Err(describe(&answer));
+            return Err(describe(&answer).into());
         }
         let body = aws::form(&[("Action", "GetSendQuota"), ("Version", "2010-12-01")]);
         let answer = self
@@ -84,11 +84,11 @@ impl Ses {
             )
             .await?;
         if answer.status != 200 {
-            return Err(describe(&answer));
+            return Err(describe(&answer).into());
         }
         aws::xml_value(&answer.body, "MaxSendRate")
             .and_then(|r| r.parse().ok())
-            .ok_or_else(|| "SES GetSendQuota: no MaxSendRate in the answer".to_owned())
+            .ok_or_else(|| "SES GetSendQuota: no MaxSendRate in the answer".into())
     }
 
     /// A signed request; `Err` when no answer came (or no credentials).
@@ -98,7 +98,7 @@ impl Ses {
         url: &str,
         body: Vec<u8>,
         content_type: Option<&str>,
-    ) -> Result<Answer, String> {
+    ) -> Result<Answer, Unreachable> {
         let credentials = self.0.chain.get().await?;
         let identity = aws_credential_types::Credentials::new(
             credentials.key_id,
@@ -228,7 +228,7 @@ impl Transport for Ses {
         let answer = self
             .request("POST", &url, request.to_string().into_bytes(), Some("application/json"))
             .await
-            .map_err(SendError::connection)?;
+            .map_err(|e| SendError::connection(e.0))?;
         if answer.status != 200 {
             return Err(classify(&answer));
         }

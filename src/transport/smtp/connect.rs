@@ -104,14 +104,14 @@ impl Connector {
             }
             (AuthMethod::Password, None) => None,
             (AuthMethod::Xoauth2, Some(_)) => Some(Login::OAuth(
-                Tokens::from_config(smtp, env).map_err(ConnectError::Setup)?,
+                Tokens::from_config(smtp, env).map_err(|e| ConnectError::Setup(e.0))?,
             )),
             (AuthMethod::Xoauth2, None) => return Err(ConnectError::NoOAuthUser),
         };
         let tls = match smtp.security {
             Security::None => None,
             Security::Starttls | Security::Tls => Some(tokio_rustls::TlsConnector::from(
-                tls::client_config(smtp).map_err(ConnectError::Setup)?,
+                tls::client_config(smtp).map_err(|e| ConnectError::Setup(e.0))?,
             )),
         };
         Ok(Connector {
@@ -353,7 +353,7 @@ impl Connector {
                 .await?;
             }
             Some(Login::OAuth(tokens)) => {
-                let token = tokens.token().await.map_err(ConnectError::Setup)?;
+                let token = tokens.token().await.map_err(|e| ConnectError::Setup(e.0))?;
                 let credentials = Credentials::new(self.user.clone(), token);
                 let offered = conn.server_info().supports_auth_mechanism(Mechanism::Xoauth2);
                 let auth = conn.auth(&[Mechanism::Xoauth2], &credentials);

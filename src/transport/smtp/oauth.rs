@@ -16,6 +16,23 @@ pub const CLIENT_SECRET_VAR: &str = "NEWSLETTER_SMTP_OAUTH_CLIENT_SECRET";
 /// A token this close to its expiry is replaced before it is used.
 const REFRESH_BEFORE: Duration = Duration::from_secs(300);
 
+/// Why no access token could be had.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct TokenError(pub String);
+
+impl From<String> for TokenError {
+    fn from(s: String) -> Self {
+        TokenError(s)
+    }
+}
+
+impl From<&str> for TokenError {
+    fn from(s: &str) -> Self {
+        TokenError(s.to_owned())
+    }
+}
+
 pub enum Tokens {
     /// Given in the environment; the operator renews it.
     Fixed(String),
@@ -38,15 +55,15 @@ struct TokenResponse {
 
 impl Tokens {
     /// The token source `smtp.oauth` and the environment describe.
-    pub fn from_config(smtp: &Smtp, env: impl Fn(&str) -> Option<String>) -> Result<Tokens, String> {
+    pub fn from_config(smtp: &Smtp, env: impl Fn(&str) -> Option<String>) -> Result<Tokens, TokenError> {
         if let Some(token) = env(TOKEN_VAR) {
             return Ok(Tokens::Fixed(token.trim().to_owned()));
         }
         let oauth = &smtp.oauth;
         let Some(url) = oauth.token_url.clone() else {
-            return Err(format!(
+            return Err(TokenError(format!(
                 "smtp.auth is xoauth2 but neither {TOKEN_VAR} nor smtp.oauth.token_url is set: give an access token, or the token endpoint for the client-credentials flow"
-            ));
+            )));
         };
         let client_id = oauth
             .client_id
@@ -60,7 +77,7 @@ impl Tokens {
         let client = reqwest::Client::builder()
             .timeout(smtp.timeout)
             .build()
-            .map_err(|e| format!("cannot set up the HTTP client for the token endpoint: {e}"))?;
+            .map_err(|e| TokenError(format!("cannot set up the HTTP client for the token endpoint: {e}")))?;
         Ok(Tokens::ClientCredentials {
             client,
             url,
@@ -72,7 +89,7 @@ impl Tokens {
     }
 
     /// A token valid for at least a few more minutes.
-    pub async fn token(&self) -> Result<String, String> {
+    pub async fn token(&self) -> Result<String, TokenError> {
         let (client, url, client_id, secret, scope, current) = match self {
             Tokens::Fixed(token) => return Ok(token.clone()),
             Tokens::ClientCredentials {
@@ -107,12 +124,14 @@ impl Tokens {
             .body(body)
             .send()
             .await
-            .map_err(|e| format!("cannot reach the token endpoint {url}: {}", without_url(&e)))?;
+            .map_err(|e| TokenError(format!("cannot reach the token endpoint {url}: {}", without_url(&e))))?;
         let status = response.status();
-        let text = response
-            .text()
-            .await
-            .map_err(|e| format!("the token endpoint {url} broke off its answer: {}", without_url(&e)))?;
+        let text = response.text().await.map_err(|e| {
+            TokenError(format!(
+                "the token endpoint {url} broke off its answer: {}",
+                without_url(&e)
+            ))
+        })?;
         if !status.is_success() {
             // OAuth errors carry `error` and `error_description` (RFC 6749 5.2).
             let detail = serde_json::from_str::<serde_json::Value>(&text)
@@ -127,12 +146,15 @@ impl Tokens {
                 })
                 .filter(|s| !s.is_empty())
                 .unwrap_or_else(|| status.to_string());
-            return Err(format!(
+            return Err(TokenError(format!(
                 "the token endpoint {url} refused the client credentials ({detail}): check smtp.oauth.client_id and {CLIENT_SECRET_VAR}"
-            ));
+            )));
         }
-        let parsed: TokenResponse = serde_json::from_str(&text)
-            .map_err(|e| format!("the token endpoint {url} answered without an access_token ({e})"))?;
+        let parsed: TokenResponse = serde_json::from_str(&text).map_err(|e| {
+            TokenError(format!(
+                "the token endpoint {url} answered without an access_token ({e})"
+            ))
+        })?;
         let lifetime = Duration::from_secs(parsed.expires_in.unwrap_or(3600));
         *current = Some((parsed.access_token.clone(), Instant::now() + lifetime));
         tracing::debug!("obtained an access token valid for {}s", lifetime.as_secs());
