@@ -12,7 +12,7 @@ use crate::ledger::{self, Ledger};
 /// complete. With nothing due it prints nothing; nor while another send holds the lock: that
 /// send is doing the work, and the next run takes up whatever it leaves (so cron mails no one
 /// every few minutes of a long send), nor once the warm-up's cap for the day is reached.
-pub fn cron(config: &Config, quiet: bool) -> Result<Completion> {
+pub fn cron(config: &Config, quiet: bool, say: &mut dyn crate::deliver::report::Say) -> Result<Completion> {
     let Some(_lock) = ledger::try_lock(&config.ledger)? else {
         return Ok(Completion::Success);
     };
@@ -75,7 +75,7 @@ pub fn cron(config: &Config, quiet: bool) -> Result<Completion> {
             quiet,
         };
         // Cron's schedule is the confirmation.
-        match send(config, &request, Some(ledger), &|_, _, _| Ok(()))? {
+        match send(config, &request, Some(ledger), &|_, _, _| Ok(()), &mut *say)? {
             Completion::Interrupted => return Ok(Completion::Interrupted),
             Completion::Problems => worst = Completion::Problems,
             Completion::Success => {}

@@ -103,9 +103,12 @@ fn serve(config: Config, path: PathBuf, recipient: Recipient, port: Option<u16>,
         open_in_browser(&format!("http://{address}/"))?;
     }
     let watch = vec![path.clone(), config.layouts.clone()];
-    preview::server::serve(listener, watch, move || {
-        Ok(preview::build(&config, &path, &recipient)?.page())
-    })
+    preview::server::serve(
+        listener,
+        watch,
+        move || Ok(preview::build(&config, &path, &recipient)?.page()),
+        |line| eprintln!("{line}"),
+    )
     .with_context(|| format!("the preview server on {address} stopped"))?;
     Ok(Exit::Success)
 }

@@ -9,6 +9,8 @@ use anyhow::{Result, bail};
 use newsletter::compile::Rendered;
 use newsletter::deliver::report::eta;
 use newsletter::deliver::session::{self, Completion, Mode, Request};
+
+use super::say::Printer;
 use newsletter::deliver::throttle::Rate;
 use newsletter::human::thousands;
 use newsletter::issue;
@@ -30,7 +32,11 @@ pub fn run(config_path: Option<&Path>, quiet: bool, args: SendArgs) -> Result<Ex
         if args.dry_run || args.test || args.recipients.is_some() {
             bail!("name the issue: `newsletter send ISSUE {flag}`; without an issue, send delivers what is due");
         }
-        return Ok(exit(newsletter::schedule::cron(&config, quiet)?));
+        return Ok(exit(newsletter::schedule::cron(
+            &config,
+            quiet,
+            &mut Printer::default(),
+        )?));
     };
     let mode = if args.dry_run {
         Mode::DryRun { all: args.all }
@@ -53,11 +59,23 @@ pub fn run(config_path: Option<&Path>, quiet: bool, args: SendArgs) -> Result<Ex
     let yes = args.yes;
     let confirm = move |rendered: &Rendered, count: u64, rate: Rate| ask(rendered, count, rate, yes);
     if !matches!(request.mode, Mode::Real) {
-        return Ok(exit(session::send(&config, &request, None, &confirm)?));
+        return Ok(exit(session::send(
+            &config,
+            &request,
+            None,
+            &confirm,
+            &mut Printer::default(),
+        )?));
     }
     let _lock = ledger::lock(&config.ledger)?;
     let mut ledger = Ledger::open(&config.ledger)?;
-    Ok(exit(session::send(&config, &request, Some(&mut ledger), &confirm)?))
+    Ok(exit(session::send(
+        &config,
+        &request,
+        Some(&mut ledger),
+        &confirm,
+        &mut Printer::default(),
+    )?))
 }
 
 fn exit(completion: Completion) -> Exit {

@@ -80,7 +80,12 @@ pub fn left_today(daily_left: &[Option<u64>]) -> Option<u64> {
 /// SES's sending quota), so that a refusal, a TLS or a login failure shows before any
 /// message. In a pool, a relay that cannot be reached is left out of this run with a warning;
 /// when none can, the first's error stops the send. Relays at their daily limit are left out.
-pub async fn open(config: &Config, daily_left: &[Option<u64>], quiet: bool) -> Result<Vec<Lane>> {
+pub async fn open(
+    config: &Config,
+    daily_left: &[Option<u64>],
+    quiet: bool,
+    say: &mut dyn super::report::Say,
+) -> Result<Vec<Lane>> {
     let t = &config.throttle;
     let mut lanes = Vec::new();
     let mut first_error = None;
@@ -112,7 +117,7 @@ pub async fn open(config: &Config, daily_left: &[Option<u64>], quiet: bool) -> R
             Ok(transports) => transports,
             Err(e) if config.smtp.pooled => {
                 if !quiet {
-                    eprintln!("warning: relay {} is left out of this run: {e}", relay.name());
+                    say.note(&format!("warning: relay {} is left out of this run: {e}", relay.name()));
                 }
                 first_error.get_or_insert(e);
                 continue;

@@ -332,8 +332,17 @@ pub struct Composer<'a> {
 #[derive(Default)]
 pub struct Made {
     by_choice: Mutex<HashMap<Choice, Arc<Personalizer>>>,
-    /// Project ids in the list that the layout does not know, said once each.
+    /// Project ids in the list that the layout does not know, each warned of once.
     unknown: Mutex<HashSet<String>>,
+    /// Those warnings, until the send says them.
+    warnings: Mutex<Vec<String>>,
+}
+
+impl Made {
+    /// The warnings made so far, to be said.
+    pub fn take_warnings(&self) -> Vec<String> {
+        std::mem::take(&mut *self.warnings.lock().unwrap_or_else(PoisonError::into_inner))
+    }
 }
 
 impl Composer<'_> {
@@ -347,7 +356,7 @@ impl Composer<'_> {
             let mut said = self.made.unknown.lock().unwrap_or_else(PoisonError::into_inner);
             for id in unknown {
                 if said.insert(id.clone()) {
-                    eprintln!(
+                    self.made.warnings.lock().unwrap_or_else(PoisonError::into_inner).push(format!(
                         "warning: line {}: project `{id}` in the `{}` column is not in the layout's projects.yaml (ids: {}); ignored",
                         recipient.line,
                         choice::COLUMN,
@@ -358,7 +367,7 @@ impl Composer<'_> {
                             .map(|p| p.id.as_str())
                             .collect::<Vec<_>>()
                             .join(", ")
-                    );
+                    ));
                 }
             }
         }

@@ -1,10 +1,10 @@
-//! What a send tells its user: a progress bar on a terminal, a log line every few seconds
-//! otherwise (so cron mail stays short), and a final summary.
+//! What a send tells the person running it, through [`Say`]: the report of a dry run, the
+//! rows skipped, the failures, the final summary, and the run's progress. The library only
+//! says; `commands/` prints (a progress bar on a terminal, a log line every few seconds
+//! otherwise, so cron mail stays short).
 
-use std::io::IsTerminal;
 use std::time::Duration;
 
-use indicatif::{ProgressBar, ProgressStyle};
 use tokio::time::Instant;
 
 use std::path::{Path, PathBuf};
@@ -19,7 +19,28 @@ use crate::recipients::Recipient;
 
 /// Failures kept for the summary; the rest are counted.
 const FAILURES_KEPT: usize = 1000;
-const LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// Where a send's words go. `commands/send.rs` prints them; a test may keep them.
+pub trait Say {
+    /// A line of the send's report (standard output): what a dry run found, the summary.
+    fn report(&mut self, line: &str);
+    /// A warning, a note or a failure (standard error), above the progress display if any.
+    fn note(&mut self, line: &str);
+    /// How the run is going, after each message that is done.
+    fn progress(&mut self, _progress: &RunProgress) {}
+    /// The run ended: the progress display goes.
+    fn done(&mut self) {}
+}
+
+/// How far a run is, for its progress display.
+#[derive(Debug, Clone, Copy)]
+pub struct RunProgress {
+    pub total: u64,
+    pub sent: u64,
+    pub failed: u64,
+    pub retried: u64,
+    pub started: Instant,
+}
 
 #[derive(Debug, Clone)]
 pub struct Failure {
@@ -28,96 +49,63 @@ pub struct Failure {
     pub reply: String,
 }
 
-pub struct Progress {
-    bar: Option<ProgressBar>,
+/// The run as it goes: counts for the progress display, the failures for the end, and the
+/// warnings said once.
+pub struct Progress<'a> {
+    say: &'a mut dyn Say,
     quiet: bool,
-    total: u64,
-    sent: u64,
-    failed: u64,
-    retried: u64,
+    counts: RunProgress,
     /// The server turned a connection away and the run uses fewer.
     lowered: bool,
     /// Unsubscribed while the run was going: not sent.
     pub withdrawn: u64,
     pub failures: Vec<Failure>,
-    started: Instant,
-    last_log: Instant,
 }
 
-impl Progress {
-    pub fn new(total: u64, quiet: bool) -> Progress {
-        let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
-            let bar = ProgressBar::new(total);
-            bar.set_style(
-                ProgressStyle::with_template("{bar:40.cyan/blue} {pos}/{len} sent, {msg}, ETA {eta}")
-                    .expect("the template is valid"),
-            );
-            bar.set_message("0 failed");
-            bar
-        });
-        let now = Instant::now();
+impl<'a> Progress<'a> {
+    pub fn new(total: u64, quiet: bool, say: &'a mut dyn Say) -> Progress<'a> {
         Progress {
-            bar,
+            say,
             quiet,
-            total,
-            sent: 0,
-            failed: 0,
-            retried: 0,
+            counts: RunProgress {
+                total,
+                sent: 0,
+                failed: 0,
+                retried: 0,
+                started: Instant::now(),
+            },
             lowered: false,
             withdrawn: 0,
             failures: Vec::new(),
-            started: now,
-            last_log: now,
         }
     }
 
     fn tick(&mut self) {
-        if let Some(bar) = &self.bar {
-            bar.set_position(self.sent);
-            let rate = self.sent as f64 / self.started.elapsed().as_secs_f64().max(0.001);
-            bar.set_message(format!("{} failed, {rate:.1}/s", self.failed));
-        } else if !self.quiet && self.last_log.elapsed() >= LOG_EVERY {
-            self.last_log = Instant::now();
-            let rate = self.sent as f64 / self.started.elapsed().as_secs_f64().max(0.001);
-            let left = self.total.saturating_sub(self.sent + self.failed);
-            let eta = if rate > 0.0 {
-                format!(", about {} left", duration(Duration::from_secs_f64(left as f64 / rate)))
-            } else {
-                String::new()
-            };
-            eprintln!(
-                "sent {} of {}, {} failed, {} retried, {:.1}/s{eta}",
-                thousands(self.sent),
-                thousands(self.total),
-                thousands(self.failed),
-                thousands(self.retried),
-                rate
-            );
+        if !self.quiet {
+            self.say.progress(&self.counts);
         }
     }
 
-    /// A line for the user, above the bar when there is one.
-    fn say(&self, line: &str) {
-        match &self.bar {
-            Some(bar) => bar.println(format!("warning: {line}")),
-            None if !self.quiet => eprintln!("warning: {line}"),
-            None => {}
+    /// A warning for the user, unless quiet.
+    fn warn(&mut self, line: &str) {
+        if !self.quiet {
+            self.say.note(&format!("warning: {line}"));
         }
     }
 
-    pub fn finish(&self) {
-        if let Some(bar) = &self.bar {
-            bar.finish_and_clear();
-        }
+    /// The run ended: what it kept, and the progress display gone.
+    pub fn finish(self) -> (Vec<Failure>, u64) {
+        self.say.done();
+        (self.failures, self.withdrawn)
     }
 }
 
-impl Observer for Progress {
+impl Observer for Progress<'_> {
     fn event(&mut self, event: &Event<'_>) {
         match event {
             Event::Sending { .. } | Event::Requeued { .. } | Event::Rerouted { .. } => return,
             Event::RelayOut { relay, why, back_off } => {
-                self.say(&match back_off {
+                self.warn(&match back_off {
                     Some(back_off) => format!(
                         "relay {relay} left the rotation for {} ({why}); its messages go to the others",
                         duration(*back_off)
@@ -135,20 +123,20 @@ impl Observer for Progress {
                 // Said once: the rest of the run adapts without further words.
                 if !self.lowered {
                     self.lowered = true;
-                    self.say(&format!(
+                    self.warn(&format!(
                         "the server turned a connection away ({error}): sending over {connections} connection{} for now, more again while replies are good",
                         if *connections == 1 { "" } else { "s" }
                     ));
                 }
                 return;
             }
-            Event::Sent { .. } => self.sent += 1,
+            Event::Sent { .. } => self.counts.sent += 1,
             Event::Retrying { job, error, delay } => {
-                self.retried += 1;
+                self.counts.retried += 1;
                 tracing::debug!("{}: {error}; retrying in {}", job.email, duration(*delay));
             }
             Event::Failed { job, error } => {
-                self.failed += 1;
+                self.counts.failed += 1;
                 if self.failures.len() < FAILURES_KEPT {
                     self.failures.push(Failure {
                         line: job.line,
@@ -169,23 +157,35 @@ pub struct Written {
 }
 
 /// What a dry run found, for people.
-pub fn dry_run(config: &Config, rendered: &Rendered, list: &Path, plan: &Plan, rate: Rate, written: &Written) {
+pub fn dry_run(
+    say: &mut dyn Say,
+    config: &Config,
+    rendered: &Rendered,
+    list: &Path,
+    plan: &Plan,
+    rate: Rate,
+    written: &Written,
+) {
     let skipped: Vec<String> = plan
         .skipped
         .iter()
         .map(|(reason, n)| format!("{} {}", thousands(*n), reason.label()))
         .collect();
     let t = &config.throttle;
-    println!("Dry run of '{}': nothing was sent.", rendered.subject);
-    println!("Recipients read: {} from {}", thousands(plan.rows), list.display());
+    say.report(&format!("Dry run of '{}': nothing was sent.", rendered.subject));
+    say.report(&format!(
+        "Recipients read: {} from {}",
+        thousands(plan.rows),
+        list.display()
+    ));
     if plan.subscribers > 0 {
-        println!(
+        say.report(&format!(
             "Subscribers:     {} confirmed in the ledger and not in the list",
             thousands(plan.subscribers)
-        );
+        ));
     }
-    println!("To send:         {}", thousands(plan.to_send));
-    println!(
+    say.report(&format!("To send:         {}", thousands(plan.to_send)));
+    say.report(&format!(
         "Skipped:         {}{}",
         thousands(plan.skipped_total()),
         if skipped.is_empty() {
@@ -193,18 +193,18 @@ pub fn dry_run(config: &Config, rendered: &Rendered, list: &Path, plan: &Plan, r
         } else {
             format!(" ({})", skipped.join(", "))
         }
-    );
+    ));
     if plan.already_sent + plan.already_failed + plan.suppressed + plan.resend > 0 {
-        println!("Ledger:          {}", resume_counts(plan));
+        say.report(&format!("Ledger:          {}", resume_counts(plan)));
     }
     if let Some(selection) = plan.selection.describe() {
-        println!(
+        say.report(&format!(
             "Selection:       {selection}: {} outside the segment, {} held back by --limit",
             thousands(plan.outside),
             thousands(plan.held_back)
-        );
+        ));
     }
-    println!(
+    say.report(&format!(
         "Throttle:        {rate}, {} connections{}",
         t.concurrency,
         t.batch_size
@@ -213,38 +213,41 @@ pub fn dry_run(config: &Config, rendered: &Rendered, list: &Path, plan: &Plan, r
                 crate::config::duration::format(&t.batch_pause)
             ))
             .unwrap_or_default()
-    );
-    println!("Estimated time:  {}", eta(plan.to_send, rate));
-    println!(
+    ));
+    say.report(&format!("Estimated time:  {}", eta(plan.to_send, rate)));
+    say.report(&format!(
         "Wrote {} message{} to {}",
         thousands(written.count),
         if written.count == 1 { "" } else { "s" },
         written.dir.display()
-    );
+    ));
 }
 
 /// The recipients a plan skipped, the first of them by line.
-pub fn skipped(list: &Path, plan: &Plan) {
+pub fn skipped(say: &mut dyn Say, list: &Path, plan: &Plan) {
     const SHOWN: usize = 20;
     for s in plan.skipped_rows.iter().take(SHOWN) {
-        eprintln!(
+        say.note(&format!(
             "skipped: {}:{}: {}: {}",
             list.display(),
             s.line,
             s.reason.label(),
             s.detail
-        );
+        ));
     }
     let total = plan.skipped_total();
     if total > SHOWN as u64 {
-        eprintln!("skipped: ... and {} more rows", thousands(total - SHOWN as u64));
+        say.note(&format!(
+            "skipped: ... and {} more rows",
+            thousands(total - SHOWN as u64)
+        ));
     }
     // Every one of these: the list still holds someone who asked to be forgotten.
     for line in &plan.forgotten_rows {
-        eprintln!(
+        say.note(&format!(
             "skipped: {}:{line}: the address was forgotten at the person's request (`newsletter subscribers forget`) and is never mailed: delete the row",
             list.display()
-        );
+        ));
     }
 }
 
@@ -268,24 +271,38 @@ pub fn eta(count: u64, rate: Rate) -> String {
 }
 
 /// The recipients a run could not send to, each with its list and line.
-pub fn failures(issue: &str, list: Option<&Path>, failed: &[Failure], unpersonalized: &[(Recipient, String)]) {
+pub fn failures(
+    say: &mut dyn Say,
+    issue: &str,
+    list: Option<&Path>,
+    failed: &[Failure],
+    unpersonalized: &[(Recipient, String)],
+) {
     let at = |line: u64| match list {
         Some(list) => format!("{}:{line} ", list.display()),
         None => String::new(),
     };
     for f in failed {
-        eprintln!("failed: {issue}: {}{}: {}", at(f.line), f.email, f.reply);
+        say.note(&format!("failed: {issue}: {}{}: {}", at(f.line), f.email, f.reply));
     }
     for (r, why) in unpersonalized {
-        eprintln!("failed: {issue}: {}{}: {why}", at(r.line), r.email);
+        say.note(&format!("failed: {issue}: {}{}: {why}", at(r.line), r.email));
     }
 }
 
 /// The run's last line, naming its issue.
 /// `not_sent`: the list's other readers, as [`not_sent`] says them.
-pub fn summary(issue: &str, outcome: &RunOutcome, total: u64, failed: u64, suppressed: u64, not_sent: Option<&str>) {
+pub fn summary(
+    say: &mut dyn Say,
+    issue: &str,
+    outcome: &RunOutcome,
+    total: u64,
+    failed: u64,
+    suppressed: u64,
+    not_sent: Option<&str>,
+) {
     let secs = outcome.elapsed.as_secs_f64().max(0.001);
-    println!(
+    say.report(&format!(
         "{issue}: Sent {} of {} in {} ({:.1}/s); {} failed{}.{}",
         thousands(outcome.sent),
         thousands(total),
@@ -298,7 +315,7 @@ pub fn summary(issue: &str, outcome: &RunOutcome, total: u64, failed: u64, suppr
             String::new()
         },
         not_sent.map(|n| format!(" Not sent: {n}.")).unwrap_or_default()
-    );
+    ));
 }
 
 /// Everyone of the list a run did not send to, and why: `1 skipped (invalid address: line 3),
@@ -346,19 +363,19 @@ pub fn not_sent(plan: &Plan) -> Option<String> {
 }
 
 /// The groups the mass guard held back, one warning each.
-pub fn held(groups: &[crate::ledger::HeldGroup], limit: u32) {
+pub fn held(say: &mut dyn Say, groups: &[crate::ledger::HeldGroup], limit: u32) {
     for group in groups {
         let what = if group.id == 0 {
             "a real run would hold them for `newsletter bounces review`".to_owned()
         } else {
             format!("see `newsletter bounces review {}`", group.id)
         };
-        eprintln!(
+        say.note(&format!(
             "warning: not suppressed: {} readers at {} failed with one diagnostic, more than bounces.mass_guard ({limit}): \"{}\"; {what}",
             group.readers,
             group.domain,
             group.diagnostic.chars().take(200).collect::<String>(),
-        );
+        ));
     }
 }
 

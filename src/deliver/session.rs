@@ -10,7 +10,7 @@ use anyhow::{Context, Result, bail};
 use super::pool;
 use super::queue::{self, Composer, Plan, Selection};
 use super::recorder::Recorder;
-use super::report::{self, Progress};
+use super::report::{self, Progress, Say};
 use super::reputation;
 use super::run::{self, Settings};
 use super::throttle::{Rate, TokenBucket};
@@ -82,6 +82,7 @@ pub fn send(
     request: &Request,
     ledger: Option<&mut Ledger>,
     confirm: Confirm<'_>,
+    say: &mut dyn Say,
 ) -> Result<Completion> {
     let path = &request.issue;
     let quiet = request.quiet;
@@ -94,7 +95,7 @@ pub fn send(
     let header = check::csv_header(config, request.recipients.as_deref())?;
     let findings = check::offline(&issue, &rendered, header.as_deref());
     for f in findings.iter().filter(|f| !quiet || f.severity == Severity::Error) {
-        eprintln!("{}: {}", f.severity.label(), f.warning);
+        say.note(&format!("{}: {}", f.severity.label(), f.warning));
     }
     let errors = check::errors(&findings);
     // A test send is how a writer sees the problem in a real inbox: it goes out regardless.
@@ -114,9 +115,9 @@ pub fn send(
     let secret = match (Secret::from_env()?, dry_run) {
         (Some(secret), _) => secret,
         (None, true) => {
-            eprintln!(
+            say.note(&format!(
                 "warning: {SECRET_VAR} is not set: unsubscribe links in the dry run are signed with a placeholder key"
-            );
+            ));
             Secret::placeholder()
         }
         (None, false) => bail!(
@@ -153,6 +154,7 @@ pub fn send(
             &composer,
             rate,
             quiet,
+            say,
         );
     }
 
@@ -168,9 +170,9 @@ pub fn send(
         let max = config.throttle.max_attempts;
         let given_up = ledger.give_up(&rendered.slug, max)?;
         if given_up > 0 && !quiet {
-            eprintln!(
+            say.note(&format!(
                 "gave up on {given_up} recipient(s) still failing temporarily after {max} attempts (throttle.max_attempts)"
-            );
+            ));
         }
     }
     let mut filter = issue.segment();
@@ -202,23 +204,26 @@ pub fn send(
         composer.job(first, false)?;
     }
     if !quiet {
-        report::skipped(&list, &plan);
+        report::skipped(say, &list, &plan);
     }
     if let Mode::DryRun { all } = request.mode {
         let written = write_samples(config, all, &rendered, &composer, &list, &plan)?;
+        for warning in composer.made.take_warnings() {
+            say.note(&warning);
+        }
         if quiet {
             return Ok(Completion::Success);
         }
-        report::dry_run(config, &rendered, &list, &plan, rate, &written);
+        report::dry_run(say, config, &rendered, &list, &plan, rate, &written);
         if config.smtp.pooled {
-            println!("Relays:          {}", pool::describe(config, &daily_left));
+            say.report(&format!("Relays:          {}", pool::describe(config, &daily_left)));
         }
         if let Some(today) = warmup {
-            println!(
+            say.report(&format!(
                 "Warm-up:         {}: a run now sends at most {}",
                 today.describe(),
                 thousands(today.left())
-            );
+            ));
         }
         return Ok(Completion::Success);
     }
@@ -228,20 +233,20 @@ pub fn send(
         && plan.held_back > 0
     {
         if !quiet {
-            println!(
+            say.report(&format!(
                 "{}: not sent today: {}; the rest goes tomorrow (throttle.warmup)",
                 rendered.slug,
                 today.describe()
-            );
+            ));
         }
         return Ok(Completion::Success);
     }
     if pool_left == Some(0) && plan.held_back > 0 {
         if !quiet {
-            println!(
+            say.report(&format!(
                 "{}: not sent today: every relay is at its daily limit (daily_limit in smtp); the rest goes tomorrow",
                 rendered.slug
-            );
+            ));
         }
         return Ok(Completion::Success);
     }
@@ -261,23 +266,23 @@ pub fn send(
         )?;
         ledger.finish_run(run, 0, 0, 0.0, "complete", !partial)?;
         if !quiet {
-            println!(
+            say.report(&format!(
                 "Nothing left to send for {}: {}",
                 rendered.slug,
                 report::resume_counts(&plan)
-            );
+            ));
         }
         return Ok(Completion::Success);
     }
     if let Some(started) = ledger.changed_since_sent(&rendered.slug, &rendered.content_hash())?
         && plan.already_sent > 0
     {
-        eprintln!(
+        say.note(&format!(
             "warning: {}: the issue has changed since its send started ({started}): {} reader(s) got the earlier text, the {} left get this one; an issue is known by its file name, so a different issue needs a new file",
             rendered.slug,
             thousands(plan.already_sent),
             thousands(plan.to_send)
-        );
+        ));
     }
     confirm(&rendered, plan.to_send, rate)?;
     // The archive keeps the issue as its first real run sends it (`archive publish` replaces it).
@@ -293,6 +298,7 @@ pub fn send(
         total: plan.to_send,
         list: Some(&list),
         ledger: Some((ledger, &rendered)),
+        say: &mut *say,
         selection: plan.selection.describe(),
         partial: partial || plan.held_back > 0,
         breaker: (!request.resume_despite_rates).then_some(config.throttle.breaker),
@@ -306,23 +312,23 @@ pub fn send(
     {
         let after =
             reputation::today(config.throttle.warmup.as_ref(), Some(ledger), chrono::Utc::now())?.unwrap_or(today);
-        println!(
+        say.report(&format!(
             "{}: {}; {} left for the next days (throttle.warmup)",
             rendered.slug,
             after.describe(),
             thousands(plan.held_back)
-        );
+        ));
     }
     if pool_left.is_some() && pool_left == limit && plan.held_back > 0 && !quiet {
-        println!(
+        say.report(&format!(
             "{}: {} left for tomorrow: the relays' daily limits (daily_limit in smtp) allowed {} today",
             rendered.slug,
             thousands(plan.held_back),
             thousands(pool_left.unwrap_or_default())
-        );
+        ));
     }
     if !quiet && plan.already_sent + plan.resend > 0 {
-        println!("Resumed: {}", report::resume_counts(&plan));
+        say.report(&format!("Resumed: {}", report::resume_counts(&plan)));
     }
     Ok(result)
 }
@@ -335,6 +341,7 @@ fn test_send(
     composer: &Composer<'_>,
     rate: Rate,
     quiet: bool,
+    say: &mut dyn Say,
 ) -> Result<Completion> {
     let to = if to.is_empty() { &config.test_recipients } else { to };
     if to.is_empty() {
@@ -354,10 +361,10 @@ fn test_send(
             .filter(|(_, v)| !v.is_empty())
             .map(|(k, v)| format!("{k}={v}"))
             .collect();
-        eprintln!(
+        say.note(&format!(
             "note: a test send fills the recipient fields with neutral values (archive.fields: {}), never a reader's",
             shown.join(", ")
-        );
+        ));
     }
     let mut list = Vec::new();
     for address in to {
@@ -379,6 +386,7 @@ fn test_send(
         total: list.len() as u64,
         list: None,
         ledger: None,
+        say,
         selection: None,
         partial: false,
         breaker: None,
@@ -432,6 +440,8 @@ struct Session<'a> {
     /// The recipient list, to name with the line of a failed recipient (none for test sends).
     list: Option<&'a Path>,
     ledger: Option<(&'a mut Ledger, &'a Rendered)>,
+    /// Where the run's words go.
+    say: &'a mut dyn Say,
     /// How the run chose its recipients, for the ledger.
     selection: Option<String>,
     /// The run sends to part of the issue's audience (--where, --limit): it never completes it.
@@ -450,7 +460,7 @@ impl Session<'_> {
         // One thread drives every connection; the producer personalizes and signs on others.
         let runtime = crate::runtime()?;
         // Refused, TLS and login failures stop the run here, before any message.
-        let lanes = runtime.block_on(pool::open(config, &self.daily_left, self.quiet))?;
+        let lanes = runtime.block_on(pool::open(config, &self.daily_left, self.quiet, &mut *self.say))?;
         let t = &config.throttle;
         let settings = Settings {
             retries: t.retries,
@@ -475,7 +485,7 @@ impl Session<'_> {
         let recorder = ledger_run
             .as_mut()
             .map(|(ledger, issue, _)| Recorder::new(ledger, issue, self.breaker));
-        let mut observers = (Progress::new(self.total, self.quiet), recorder);
+        let mut observers = (Progress::new(self.total, self.quiet, &mut *self.say), recorder);
         let (tx, rx) = tokio::sync::mpsc::channel(QUEUE_DEPTH);
         let composer = self.composer;
         let (outcome, unpersonalized) = std::thread::scope(|scope| {
@@ -497,13 +507,17 @@ impl Session<'_> {
             (outcome, producer.join().unwrap_or_default())
         });
         let (progress, recorder) = observers;
-        progress.finish();
+        let (failures, _) = progress.finish();
+        let say = self.say;
+        for warning in self.composer.made.take_warnings() {
+            say.note(&warning);
+        }
         let ledger_error = recorder.and_then(|r| r.error);
         let mut suppressed = 0;
 
         let failed = outcome.failed + unpersonalized.len() as u64;
         let issue = self.composer.issue();
-        report::failures(issue, self.list, &progress.failures, &unpersonalized);
+        report::failures(say, issue, self.list, &failures, &unpersonalized);
         if let Some((ledger, _, run)) = ledger_run {
             let complete = !self.partial
                 && outcome.rested.is_none()
@@ -533,10 +547,11 @@ impl Session<'_> {
             // at one domain failed alike (then held for `bounces review`).
             let settled = guard::settle(ledger, config.bounces.mass_guard)?;
             suppressed = settled.actions.values().filter(|a| a.starts_with("suppressed")).count() as u64;
-            report::held(&settled.held, config.bounces.mass_guard);
+            report::held(say, &settled.held, config.bounces.mass_guard);
         }
         if !self.quiet || failed > 0 {
             report::summary(
+                say,
                 issue,
                 &outcome,
                 self.total,
@@ -551,11 +566,13 @@ impl Session<'_> {
         if let Some(why) = &outcome.rested
             && !self.quiet
         {
-            println!("{issue}: every relay left rests until tomorrow ({why}); the rest goes then");
+            say.report(&format!(
+                "{issue}: every relay left rests until tomorrow ({why}); the rest goes then"
+            ));
         }
         if outcome.interrupted {
-            eprintln!(
-                "Interrupted: in-flight messages finished and were recorded; run the same command again to resume."
+            say.note(
+                "Interrupted: in-flight messages finished and were recorded; run the same command again to resume.",
             );
             return Ok(Completion::Interrupted);
         }

@@ -36,6 +36,8 @@ struct State {
 struct Shared {
     state: Mutex<State>,
     changed: Condvar,
+    /// Tells the writer what each render gave (the command prints it).
+    say: Box<dyn Fn(&str) + Send + Sync>,
 }
 
 const POLL: Duration = Duration::from_millis(200);
@@ -45,13 +47,16 @@ const HEARTBEAT: Duration = Duration::from_secs(15);
 
 /// Serves until the process is stopped. `render` is called at start and after each change to
 /// a file or folder of `watch`; its error is shown in the page and the server keeps going.
-pub fn serve<F>(listener: TcpListener, watch: Vec<PathBuf>, render: F) -> std::io::Result<()>
+/// `say` is told, in a line, what each render gave.
+pub fn serve<F, S>(listener: TcpListener, watch: Vec<PathBuf>, render: F, say: S) -> std::io::Result<()>
 where
     F: Fn() -> anyhow::Result<Page> + Send + 'static,
+    S: Fn(&str) + Send + Sync + 'static,
 {
     let shared = Arc::new(Shared {
         state: Mutex::new(State::default()),
         changed: Condvar::new(),
+        say: Box::new(say),
     });
     update(&shared, render());
     let watcher = Arc::clone(&shared);
@@ -99,17 +104,17 @@ fn update(shared: &Shared, result: anyhow::Result<Page>) {
     state.version += 1;
     match result {
         Ok(page) => {
-            eprintln!(
+            (shared.say)(&format!(
                 "rendered {} ({})",
                 page.title,
                 crate::human::count(page.warnings.len(), "warning")
-            );
+            ));
             state.page = Some(page);
             state.error = None;
         }
         Err(e) => {
             let message = format!("{e:#}");
-            eprintln!("error: {message}");
+            (shared.say)(&format!("error: {message}"));
             state.error = Some(message);
         }
     }
