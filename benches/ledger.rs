@@ -5,9 +5,9 @@ use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use lettre::address::Envelope;
-use newsletter::deliver::recorder::Recorder;
 use newsletter::deliver::run::{Event, Job, Observer};
 use newsletter::ledger::Ledger;
+use newsletter::send::recorder::Recorder;
 
 fn job(i: u64) -> Job {
     let to = format!("reader{i}@example.org").parse().expect("valid address");

@@ -104,7 +104,7 @@ fn benches(c: &mut Criterion) {
 /// combination of the five projects: scripts/bench reports the ratio.
 fn choices(c: &mut Criterion, issue: &Issue, config: &Config) {
     use newsletter::choice::Choice;
-    use newsletter::deliver::queue::Composer;
+    use newsletter::send::queue::Composer;
     const READERS: usize = 20_000;
     let prepared = newsletter::prepare(issue, config).expect("prepares");
     let editions = prepared.editions(issue, config).expect("styles");

@@ -3,7 +3,8 @@
 //! The data flow, one module per step:
 //! [`issue`] (load) -> [`sections`] and [`markdown`] (split, convert) -> [`layout`] (render
 //! MJML) -> [`compile`] (HTML and text) -> [`personalize`] (per recipient, from
-//! [`recipients`]) -> [`deliver`] (the engine, through [`transport`]'s ways out) -> [`ledger`].
+//! [`recipients`]) -> [`send`] (one send: plan, make, record) -> [`deliver`] (the engine, through
+//! [`transport`]'s ways out) -> [`ledger`].
 //!
 //! The layers, lowest first ([`LAYERS`]): a module uses only modules listed before it, so the
 //! imports run down and nothing is in a circle (a test reads `src/` and keeps it so). The
@@ -35,6 +36,7 @@ pub mod readers;
 pub mod recipients;
 pub mod schedule;
 pub mod sections;
+pub mod send;
 pub mod suggest;
 pub mod transport;
 pub mod unsubscribe;
@@ -71,6 +73,7 @@ pub const LAYERS: &[&str] = &[
     "transport",
     "bounces",
     "deliver",
+    "send",
     "schedule",
     "web",
 ];

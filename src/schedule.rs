@@ -4,15 +4,15 @@
 use anyhow::{Result, bail};
 
 use crate::config::Config;
-use crate::deliver::session::{Completion, Mode, Request, send};
 use crate::issue::{self, Issue};
 use crate::ledger::{self, Ledger};
+use crate::send::session::{Completion, Mode, Request, send};
 
 /// Sends, oldest first, every issue whose `send_at` has passed and whose delivery is not
 /// complete. With nothing due it prints nothing; nor while another send holds the lock: that
 /// send is doing the work, and the next run takes up whatever it leaves (so cron mails no one
 /// every few minutes of a long send), nor once the warm-up's cap for the day is reached.
-pub fn cron(config: &Config, quiet: bool, say: &mut dyn crate::deliver::report::Say) -> Result<Completion> {
+pub fn cron(config: &Config, quiet: bool, say: &mut dyn crate::send::report::Say) -> Result<Completion> {
     let Some(_lock) = ledger::try_lock(&config.ledger)? else {
         return Ok(Completion::Success);
     };
@@ -54,9 +54,9 @@ pub fn cron(config: &Config, quiet: bool, say: &mut dyn crate::deliver::report::
     // Today's warm-up cap is reached, or every relay's daily limit: the issues wait for
     // tomorrow, silently.
     if let Some(l) = &ledger
-        && (crate::deliver::reputation::today(config.throttle.warmup.as_ref(), Some(l), now)?
+        && (crate::send::reputation::today(config.throttle.warmup.as_ref(), Some(l), now)?
             .is_some_and(|t| t.left() == 0)
-            || crate::deliver::pool::left_today(&crate::deliver::pool::daily_left(config, Some(l), now)?) == Some(0))
+            || crate::send::pool::left_today(&crate::send::pool::daily_left(config, Some(l), now)?) == Some(0))
     {
         return Ok(Completion::Success);
     }

@@ -138,7 +138,7 @@ pub fn run(config_path: Option<&Path>, quiet: bool, args: BouncesArgs) -> Result
         Some(ledger) => act::would_hold(ledger, config.bounces.mass_guard, &mut outcomes)?,
         None => Vec::new(),
     };
-    newsletter::deliver::report::held(&mut super::say::Printer::default(), &held, config.bounces.mass_guard);
+    newsletter::send::report::held(&mut super::say::Printer::default(), &held, config.bounces.mass_guard);
     match args.format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&outcomes)?),
         Format::Text => print_summary(&mailbox.name(), messages, not_reports, &outcomes, args.dry_run, quiet),

@@ -6,8 +6,8 @@ use std::io::IsTerminal;
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use newsletter::deliver::report::{RunProgress, Say};
 use newsletter::human::{duration, thousands};
+use newsletter::send::report::{RunProgress, Say};
 
 const LOG_EVERY: Duration = Duration::from_secs(10);
 

@@ -1,14 +1,14 @@
 //! `newsletter send [ISSUE]`: the real send (resumable, recorded in the ledger), a dry run, a
 //! test send; without an issue, the cron entry that sends whatever is due. Argument mapping
-//! and the confirmation prompt; the work is `deliver::session` and `schedule`.
+//! and the confirmation prompt; the work is `send::session` and `schedule`.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
 
 use anyhow::{Result, bail};
 use newsletter::compile::Rendered;
-use newsletter::deliver::report::eta;
-use newsletter::deliver::session::{self, Completion, Mode, Request};
+use newsletter::send::report::eta;
+use newsletter::send::session::{self, Completion, Mode, Request};
 
 use super::say::Printer;
 use newsletter::deliver::throttle::Rate;

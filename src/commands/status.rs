@@ -3,11 +3,11 @@
 use std::path::Path;
 
 use anyhow::Result;
-use newsletter::deliver::pool::{self, RelayStanding};
-use newsletter::deliver::{queue, reputation};
 use newsletter::human::thousands;
 use newsletter::issue::{self, Issue};
 use newsletter::ledger::{self, BounceCounts, BounceEvent, Counts, DeliveryRecord, HeldGroup, Ledger};
+use newsletter::send::pool::{self, RelayStanding};
+use newsletter::send::{queue, reputation};
 use serde::Serialize;
 
 use crate::Exit;

@@ -1,15 +1,11 @@
-//! Delivery: the plan of a send, the throttle, and the loop that sends through the relays'
-//! transports (`crate::transport`).
+//! The delivery engine: messages in, through the relays' transports (`crate::transport`), each
+//! outcome out to the observers. It shares messages between relays by weight within their
+//! rates, connections and daily limits, retries with back-off, takes a failing relay out of
+//! the rotation, and stops a run that fails too often. `crate::send` drives it.
 
 mod observe;
-pub mod pool;
-pub mod queue;
-pub mod recorder;
 mod relays;
-pub mod report;
-pub mod reputation;
 pub mod run;
-pub mod session;
 pub mod throttle;
 
 #[cfg(test)]

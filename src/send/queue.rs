@@ -11,10 +11,10 @@ use lettre::address::Envelope;
 use serde::Serialize;
 use tokio::sync::mpsc;
 
-use super::run::Job;
 use crate::bounces::verp::{self, Verp};
 use crate::choice::{self, Choice};
 use crate::compile::Editions;
+use crate::deliver::run::Job;
 use crate::dkim::Signer;
 use crate::ledger::{Ledger, Status, Subscriber};
 use crate::personalize::Personalizer;

@@ -3,9 +3,9 @@
 
 use anyhow::{Context, Result, bail};
 
-use super::run::Lane;
-use super::throttle::{Rate, TokenBucket};
 use crate::config::{Config, Smtp};
+use crate::deliver::run::Lane;
+use crate::deliver::throttle::{Rate, TokenBucket};
 use crate::human::thousands;
 use crate::ledger::Ledger;
 use crate::transport;

@@ -10,10 +10,10 @@ use tokio::time::Instant;
 use std::path::{Path, PathBuf};
 
 use super::queue::Plan;
-use super::run::{Event, Observer, RunOutcome};
 use crate::compile::Rendered;
 use crate::config::Config;
 use crate::config::Rate;
+use crate::deliver::run::{Event, Observer, RunOutcome};
 use crate::human::{duration, thousands};
 use crate::recipients::Recipient;
 

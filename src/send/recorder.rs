@@ -6,9 +6,9 @@ use anyhow::Result;
 use serde_json::json;
 
 use super::reputation;
-use super::run::{Event, Job, Observer, Stop};
 use crate::bounces::guard;
 use crate::config::Breaker;
+use crate::deliver::run::{Event, Job, Observer, Stop};
 use crate::ledger::{IssueRates, Ledger};
 use crate::readers::Kind;
 use crate::transport::Fault;
