@@ -52,9 +52,19 @@ pub fn free_port() -> u16 {
 }
 
 fn wait_listening(port: u16) {
+    wait_listening_or(port, String::new);
+}
+
+/// Waits for a server on `port`; if none comes, fails with `log()`, the server's own words
+/// (a lab MTA that refuses to start says why in its log, not on the port).
+fn wait_listening_or(port: u16, log: impl Fn() -> String) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "nothing listens on port {port}");
+        assert!(
+            Instant::now() < deadline,
+            "nothing listens on port {port}; the server's log:\n{}",
+            log()
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }

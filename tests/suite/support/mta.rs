@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 
 use tempfile::TempDir;
 
-use super::{free_port, is_root, root, wait_listening};
+use super::{free_port, is_root, root, wait_listening_or};
 
 /// Where scripts/test unpacks the packages.
 fn unpacked() -> PathBuf {
@@ -36,7 +36,7 @@ impl Mta {
             log,
             stop,
         };
-        wait_listening(port);
+        wait_listening_or(port, || mta.log());
         mta
     }
 

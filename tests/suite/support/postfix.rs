@@ -16,7 +16,7 @@ use std::process::Command;
 
 use tempfile::TempDir;
 
-use super::{free_port, is_root, wait_listening};
+use super::{free_port, is_root, wait_listening_or};
 
 pub struct Postfix {
     pub port: u16,
@@ -150,7 +150,7 @@ impl Postfix {
             String::from_utf8_lossy(&out.stderr),
             postfix.log()
         );
-        wait_listening(port);
+        wait_listening_or(port, || postfix.log());
         postfix
     }
 
