@@ -360,6 +360,11 @@ pub struct SendArgs {
     #[arg(long, short)]
     pub yes: bool,
 
+    /// Send a named issue now although its send_at is still to come (without it, such a
+    /// send is refused: cron sends the issue when it is due)
+    #[arg(long, requires = "issue", conflicts_with_all = ["dry_run", "test"])]
+    pub now: bool,
+
     /// The recipient list [default: `recipients` of the configuration]
     #[arg(long, value_name = "FILE")]
     pub recipients: Option<PathBuf>,

@@ -72,6 +72,7 @@ pub fn cron(config: &Config, quiet: bool, say: &mut dyn crate::send::report::Say
             limit: None,
             where_: Vec::new(),
             resume_despite_rates: false,
+            now: false,
             quiet,
         };
         // Cron's schedule is the confirmation.

@@ -54,6 +54,7 @@ pub fn run(config_path: Option<&Path>, quiet: bool, args: SendArgs) -> Result<Ex
         limit: args.limit,
         where_: args.where_.clone(),
         resume_despite_rates: args.resume_despite_rates,
+        now: args.now,
         quiet,
     };
     let yes = args.yes;

@@ -68,6 +68,8 @@ pub struct Request {
     pub where_: Vec<String>,
     /// `--resume-despite-rates`: no circuit breaker for this run.
     pub resume_despite_rates: bool,
+    /// `--now`: a real send of an issue whose `send_at` is still to come.
+    pub now: bool,
     pub quiet: bool,
 }
 
@@ -89,6 +91,20 @@ pub fn send(
     let dry_run = matches!(request.mode, Mode::DryRun { .. });
     let test = matches!(request.mode, Mode::Test { .. });
     let issue = Issue::load(path)?;
+    // A named send of a scheduled issue would beat its schedule: only on purpose.
+    if let (Mode::Real, Some(at), false) = (&request.mode, issue.front.send_at, request.now)
+        && at > chrono::Utc::now()
+    {
+        let wait = (at.with_timezone(&chrono::Utc) - chrono::Utc::now())
+            .to_std()
+            .unwrap_or_default();
+        bail!(
+            "{}: scheduled for {} (in {}): cron's `newsletter send` sends it then; to send it now anyway, add --now",
+            path.display(),
+            at.to_rfc3339(),
+            crate::human::duration(wait)
+        );
+    }
     let prepared = crate::prepare(&issue, config)?;
     let editions = prepared.editions(&issue, config)?;
     let rendered = editions.compile(&Choice::Everything)?;

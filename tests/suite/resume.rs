@@ -133,6 +133,32 @@ fn cron_sends_what_is_due_once_and_nothing_else() {
 }
 
 #[test]
+fn a_named_send_of_a_scheduled_issue_waits_for_its_time_unless_told_now() {
+    let sink = Sink::start();
+    let project = Project::new(sink.port, &csv(3), "throttle: { rate: off }\n")
+        .with_issues(&[("2099-01", scheduled_issue(Some("2099-01-01T09:00:00Z")))]);
+    let r = run(project.command().args(["send", "2099-01", "--yes"]));
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("scheduled for 2099-01-01T09:00:00+00:00")
+            && r.stderr.contains("cron's `newsletter send` sends it then")
+            && r.stderr.contains("--now")
+            && r.stderr.lines().count() == 1,
+        "{}",
+        r.stderr
+    );
+    assert_eq!(sink.messages().len(), 0, "nothing sent");
+    // A dry run and a test send look at it as they always did.
+    assert_eq!(
+        run(project.command().args(["send", "2099-01", "--dry-run", "-q"])).code,
+        0
+    );
+    let r = run(project.command().args(["send", "2099-01", "--yes", "--now"]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(sink.messages().len(), 3);
+}
+
+#[test]
 fn cron_with_nothing_due_prints_nothing() {
     let project = Project::new(support::free_port(), &csv(3), "")
         .with_issues(&[("later", scheduled_issue(Some("2099-01-01T00:00:00Z")))]);
