@@ -72,6 +72,9 @@ pub struct Seo {
 /// Past this many characters inboxes show only the start of a subject.
 pub const MAX_SUBJECT_CHARS: usize = 150;
 
+/// The keys only the newsletter reads: a key a slip away from one of them is an error.
+const NEWSLETTER_KEYS: &[&str] = &["subject", "preheader", "send_at", "layout", "segment"];
+
 const KNOWN_KEYS: &[&str] = &[
     "title",
     "author",
@@ -129,6 +132,17 @@ impl Issue {
             serde_norway::from_str(yaml).map_err(|e| yaml_error(path, yaml, &e))?;
         let mut warnings = Vec::new();
         for key in keys.keys().filter(|k| !KNOWN_KEYS.contains(&k.as_str())) {
+            // The website's own keys are tolerated, but a slip in one of ours would silently
+            // change what is sent (a misspelt send_at never sends).
+            if let Some((distance, ours)) = crate::suggest::nearest(key, NEWSLETTER_KEYS.iter().copied())
+                && distance <= 2
+            {
+                bail!(
+                    "{}:{}: front matter key `{key}` is not one the newsletter knows; did you mean `{ours}`? (it would be ignored)",
+                    path.display(),
+                    key_line(yaml, key).unwrap_or(1)
+                );
+            }
             warnings.push(Warning::new(
                 Kind::UnknownFrontMatterKey,
                 path,
@@ -398,6 +412,29 @@ mod tests {
         assert_eq!(issue.warnings.len(), 1);
         assert_eq!(issue.warnings[0].kind, Kind::UnknownFrontMatterKey);
         assert_eq!(issue.warnings[0].line, Some(3));
+    }
+
+    #[test]
+    fn a_slip_in_a_newsletter_key_is_an_error_naming_the_key() {
+        for (slip, ours) in [
+            ("sendat", "send_at"),
+            ("send-at", "send_at"),
+            ("sendAt", "send_at"),
+            ("subjet", "subject"),
+            ("pre_header", "preheader"),
+            ("segments", "segment"),
+        ] {
+            let err = parse(&format!("---\ntitle: T\n{slip}: 2099-01-01T09:00:00Z\n---\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.starts_with(&format!("newsletters/t.md:3: front matter key `{slip}`"))
+                    && err.contains(&format!("did you mean `{ours}`?")),
+                "{err}"
+            );
+        }
+        // The website's own keys, and keys far from ours, stay warnings.
+        assert!(parse("---\ntitle: T\nbanner: x\nauthors: y\n---\n").is_ok());
     }
 
     #[test]

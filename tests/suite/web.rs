@@ -456,7 +456,10 @@ fn the_archive_shows_what_was_sent_until_it_is_published_again() {
     assert_eq!(run(project.command().args(["send", "2025-06", "--yes"])).code, 0);
     // A part of an issue due in 2030, sent early by hand: still not public.
     assert_eq!(
-        run(project.command().args(["send", "2030-01", "--yes", "--limit", "1"])).code,
+        run(project
+            .command()
+            .args(["send", "2030-01", "--yes", "--now", "--limit", "1"]))
+        .code,
         0
     );
     // The file is edited after the send.
