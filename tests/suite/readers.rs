@@ -226,42 +226,20 @@ fn a_mailto_unsubscribe_counts_only_with_the_token_of_a_message() {
 #[test]
 fn an_acknowledged_unsubscribe_is_on_disk_before_the_answer() {
     let project = Project::new(1, &csv(5), CONFIG);
-    let trace = project.dir.path().join("strace.txt");
     let server = Server::start(&project);
-    // Attached to the running service, every thread: it ends when the service does.
-    let mut strace = std::process::Command::new("strace")
-        .args(["-f", "-e", "trace=fsync,fdatasync", "-o"])
-        .arg(&trace)
-        .args(["-p", &server.child.id().to_string()])
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("strace");
-    let mut attached = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(strace.stderr.as_mut().unwrap()),
-        &mut attached,
-    )
-    .unwrap();
-    assert!(attached.contains("attached"), "strace: {attached}");
-    let syncs = || {
-        std::fs::read_to_string(&trace)
-            .unwrap_or_default()
-            .lines()
-            .filter(|l| (l.contains("fsync(") || l.contains("fdatasync(")) && l.contains("= 0"))
-            .count()
-    };
+    let syncs = support::serve::Syncs::attach(&server, project.dir.path());
     let mut counts = Vec::new();
     for i in 0..5 {
         let r = run(project
             .command()
             .args(["unsubscribe-url", &format!("user{i}@example.org"), "--issue", "2025-01"]));
         let url = r.stdout.trim().replace("https://openinfra.dev", &server.base);
-        let before = syncs();
+        let before = syncs.count();
         assert_eq!(one_click(&url).0, 200);
-        counts.push(syncs() - before);
+        counts.push(syncs.count() - before);
     }
     drop(server);
-    let _ = strace.wait();
+    drop(syncs);
     // Each POST synced the write-ahead log before its 200 (strace writes a call as it returns).
     assert!(
         counts.iter().all(|&n| n >= 1),

@@ -20,11 +20,21 @@ fn project(sink: &Sink, csv: &str, extra: &str) -> Project {
 
 /// Posts the sign-up form with `email` as typed; returns the status and the page.
 fn sign_up(server: &Server, email: &str) -> (u16, String) {
-    curl(&[
-        "--data-urlencode",
-        &format!("email={email}"),
-        &format!("{}/newsletter/subscribe", server.base),
-    ])
+    sign_up_with(server, &[], email)
+}
+
+/// The same with more request headers (`Origin: ...`, `X-Forwarded-For: ...`).
+fn sign_up_with(server: &Server, headers: &[&str], email: &str) -> (u16, String) {
+    let mut args: Vec<String> = headers
+        .iter()
+        .flat_map(|h| ["-H".to_owned(), (*h).to_owned()])
+        .collect();
+    args.extend([
+        "--data-urlencode".to_owned(),
+        format!("email={email}"),
+        format!("{}/newsletter/subscribe", server.base),
+    ]);
+    curl(&args.iter().map(String::as_str).collect::<Vec<_>>())
 }
 
 fn ledger_rows(project: &Project, sql: &str) -> Vec<String> {
@@ -463,36 +473,15 @@ fn a_sign_up_takes_the_same_work_whatever_the_addresss_standing() {
         );
     }
     let server = Server::start(&project);
-    let trace = project.dir.path().join("strace.txt");
-    let mut strace = std::process::Command::new("strace")
-        .args(["-f", "-e", "trace=fsync,fdatasync", "-o"])
-        .arg(&trace)
-        .args(["-p", &server.child.id().to_string()])
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("strace");
-    let mut attached = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(strace.stderr.as_mut().unwrap()),
-        &mut attached,
-    )
-    .unwrap();
-    let syncs = || {
-        std::fs::read_to_string(&trace)
-            .unwrap_or_default()
-            .lines()
-            .filter(|l| (l.contains("fsync(") || l.contains("fdatasync(")) && l.contains("= 0"))
-            .count()
-    };
+    let syncs = support::serve::Syncs::attach(&server, project.dir.path());
     let mut counts = Vec::new();
     for email in ["new@example.org", "complained0@example.org", "forgotten0@example.org"] {
-        let before = syncs();
+        let before = syncs.count();
         assert_eq!(sign_up(&server, email).0, 200);
-        counts.push((email, syncs() - before));
+        counts.push((email, syncs.count() - before));
     }
     assert!(counts.iter().all(|(_, n)| *n >= 1), "syncs per sign-up: {counts:?}");
-    let _ = strace.kill();
-    let _ = strace.wait();
+    drop(syncs);
     let addresses = |kind: &str| (0..20).map(|i| format!("{kind}{i}@example.org")).collect::<Vec<_>>();
     let new = median_time(&server, &addresses("fresh"));
     let complained = median_time(&server, &addresses("complained"));
@@ -516,15 +505,12 @@ fn the_sign_up_limit_believes_only_trusted_proxies_and_other_sites_cannot_post()
         "subscribe: { per_client_per_hour: 5 }\n",
     );
     let server = Server::start(&project);
-    let form = format!("{}/newsletter/subscribe", server.base);
     let post_as = |forwarded: &str, i: usize| {
-        curl(&[
-            "-H",
-            &format!("X-Forwarded-For: {forwarded}"),
-            "--data-urlencode",
-            &format!("email=rotate{i}@example.org"),
-            &form,
-        ])
+        sign_up_with(
+            &server,
+            &[&format!("X-Forwarded-For: {forwarded}")],
+            &format!("rotate{i}@example.org"),
+        )
         .0
     };
     // From loopback, rotating the header's last entry no longer makes a new client.
@@ -541,16 +527,7 @@ fn the_sign_up_limit_believes_only_trusted_proxies_and_other_sites_cannot_post()
         &format!("{CONFIG}subscribe: {{ per_client_per_hour: 500 }}\n"),
     );
     let server = Server::start(&project);
-    let form = format!("{}/newsletter/subscribe", server.base);
-    let with_origin = |origin: &str, email: &str| {
-        curl(&[
-            "-H",
-            &format!("Origin: {origin}"),
-            "--data-urlencode",
-            &format!("email={email}"),
-            &form,
-        ])
-    };
+    let with_origin = |origin: &str, email: &str| sign_up_with(&server, &[&format!("Origin: {origin}")], email);
     let (code, page) = with_origin("https://evil.example", "csrf@example.org");
     assert_eq!(code, 403, "{page}");
     assert!(page.contains("id=\"forbidden\""), "{page}");
@@ -575,17 +552,8 @@ fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_limit() {
         &format!("{config}subscribe: {{ per_client_per_hour: 1 }}\n"),
     );
     let server = Server::start(&project);
-    let form = format!("{}/newsletter/subscribe", server.base);
-    let post_as = |forwarded: &str, email: &str| {
-        curl(&[
-            "-H",
-            &format!("X-Forwarded-For: {forwarded}"),
-            "--data-urlencode",
-            &format!("email={email}"),
-            &form,
-        ])
-        .0
-    };
+    let post_as =
+        |forwarded: &str, email: &str| sign_up_with(&server, &[&format!("X-Forwarded-For: {forwarded}")], email).0;
     assert_eq!(post_as("198.51.100.1", "a@example.org"), 200);
     assert_eq!(post_as("198.51.100.2", "b@example.org"), 200);
     assert_eq!(post_as("198.51.100.1", "c@example.org"), 429);

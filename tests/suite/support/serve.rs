@@ -99,3 +99,47 @@ pub fn link_in_message(sink: &Sink, rcpt: &str, server: &Server) -> String {
     let url = header.split('<').nth(1).unwrap().split('>').next().unwrap();
     url.replace("https://openinfra.dev", &server.base)
 }
+
+/// strace attached to a running `serve` (every thread), counting the syncs to disk that
+/// returned: what an acknowledged request waited for.
+pub struct Syncs {
+    strace: Child,
+    trace: std::path::PathBuf,
+}
+
+impl Syncs {
+    pub fn attach(server: &Server, dir: &std::path::Path) -> Syncs {
+        let trace = dir.join("strace.txt");
+        let mut strace = Command::new("strace")
+            .args(["-f", "-e", "trace=fsync,fdatasync", "-o"])
+            .arg(&trace)
+            .args(["-p", &server.child.id().to_string()])
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("strace: run scripts/test, which installs it");
+        let mut attached = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(strace.stderr.as_mut().unwrap()),
+            &mut attached,
+        )
+        .unwrap();
+        assert!(attached.contains("attached"), "strace: {attached}");
+        Syncs { strace, trace }
+    }
+
+    /// The syncs so far (strace writes a call as it returns).
+    pub fn count(&self) -> usize {
+        std::fs::read_to_string(&self.trace)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| (l.contains("fsync(") || l.contains("fdatasync(")) && l.contains("= 0"))
+            .count()
+    }
+}
+
+impl Drop for Syncs {
+    fn drop(&mut self) {
+        let _ = self.strace.kill();
+        let _ = self.strace.wait();
+    }
+}
