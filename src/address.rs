@@ -71,6 +71,15 @@ pub fn canonical(raw: &str) -> std::result::Result<String, &'static str> {
 /// [`canonical`] form, or for text that is no acceptable address, that text trimmed and in
 /// lower case, which no stored key of an accepted address can equal.
 pub fn key(raw: &str) -> String {
+    // Nearly every address the ledger is asked about is its own key already (plain ASCII in
+    // lower case): every step of `normalize_address` leaves such text as it is, and so does
+    // the fallback, so it is returned without them (the send asks per recipient).
+    if raw
+        .bytes()
+        .all(|b| b.is_ascii_graphic() && !b.is_ascii_uppercase() && b != b'"' && b != b'\\')
+    {
+        return raw.to_owned();
+    }
     canonical(raw).unwrap_or_else(|_| raw.trim().to_lowercase())
 }
 
@@ -145,6 +154,24 @@ mod tests {
         ] {
             let err = canonical(spelling).unwrap_err();
             assert!(err.contains(why), "{spelling}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_quick_path_gives_the_key_the_whole_rules_give() {
+        for plain in [
+            "victim@example.org",
+            "a.b+c@sub.example.org",
+            "x@xn--bcher-kva.de",
+            "no-at-sign",
+            "two@@example.org",
+            "trailing@example.org.",
+            "under_score@ex_ample.org",
+            "a@b",
+            "",
+        ] {
+            let whole = canonical(plain).unwrap_or_else(|_| plain.trim().to_lowercase());
+            assert_eq!(key(plain), whole, "{plain}");
         }
     }
 

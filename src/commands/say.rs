@@ -11,10 +11,21 @@ use newsletter::send::report::{RunProgress, Say};
 
 const LOG_EVERY: Duration = Duration::from_secs(10);
 
-#[derive(Default)]
 pub struct Printer {
+    /// Standard error is a terminal: a bar, else log lines. Asked once, not per message.
+    terminal: bool,
     bar: Option<ProgressBar>,
     last_log: Option<std::time::Instant>,
+}
+
+impl Default for Printer {
+    fn default() -> Self {
+        Printer {
+            terminal: std::io::stderr().is_terminal(),
+            bar: None,
+            last_log: None,
+        }
+    }
 }
 
 impl Say for Printer {
@@ -32,7 +43,7 @@ impl Say for Printer {
     fn progress(&mut self, p: &RunProgress) {
         let elapsed = p.started.elapsed();
         let rate = p.sent as f64 / elapsed.as_secs_f64().max(0.001);
-        if std::io::stderr().is_terminal() {
+        if self.terminal {
             let bar = self.bar.get_or_insert_with(|| {
                 let bar = ProgressBar::new(p.total);
                 bar.set_style(

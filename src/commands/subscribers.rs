@@ -9,7 +9,7 @@ use newsletter::config::Config;
 use newsletter::ledger::Ledger;
 use newsletter::readers::dossier::{self, Dossier};
 use newsletter::readers::{self, Imported, Standing};
-use newsletter::recipients::{Recipients, normalize_address};
+use newsletter::recipients::Recipients;
 
 use crate::Exit;
 use crate::cli::{Format, ListFormat, SubscribersCommand};
@@ -55,7 +55,11 @@ pub fn run(config_path: Option<&Path>, quiet: bool, command: SubscribersCommand)
             for file in files_naming(&config.out, &email) {
                 println!("Still held: {}: a preview or dry run; delete it", file.display());
             }
-            if config.test_recipients.iter().any(|t| t.eq_ignore_ascii_case(&email)) {
+            if config
+                .test_recipients
+                .iter()
+                .any(|t| newsletter::address::key(t) == email)
+            {
                 println!("Still held: test_recipients in the configuration: remove it");
             }
             if let Some(source) = &config.bounces.source {
@@ -141,11 +145,9 @@ fn import(ledger: &mut Ledger, file: &Path, consent: &str, quiet: bool) -> Resul
     Ok(())
 }
 
-/// The address as the ledger keys it: normalized, in lower case.
+/// The address as the ledger keys it, or why it is no address.
 fn address(email: &str) -> Result<String> {
-    normalize_address(email)
-        .map(|a| a.to_lowercase())
-        .map_err(|why| anyhow::anyhow!("`{email}`: {why}"))
+    newsletter::address::canonical(email).map_err(|why| anyhow::anyhow!("`{email}`: {why}"))
 }
 
 fn lists(config: &Config) -> Vec<&Path> {

@@ -58,7 +58,7 @@ pub fn gather(ledger: &Ledger, lists: &[&Path], test_recipients: &[String], emai
     Ok(Dossier {
         standing: standing(ledger, &email)?,
         recipient_rows: rows_naming(lists, &email)?,
-        test_recipient: test_recipients.iter().any(|t| t.eq_ignore_ascii_case(&email)),
+        test_recipient: test_recipients.iter().any(|t| crate::address::key(t) == email),
         deliveries: ledger.deliveries_of(&email)?,
         bounce_records: ledger.bounce_events_of(&email)?,
         signups: ledger.signups_of(&email)?,
@@ -77,7 +77,7 @@ pub fn rows_naming(lists: &[&Path], email: &str) -> Result<Vec<ListRow>> {
     for list in lists.iter().filter(|l| l.is_file()) {
         for row in Recipients::open(list)? {
             if let Ok(r) = row?
-                && r.email.eq_ignore_ascii_case(email)
+                && crate::address::key(&r.email) == crate::address::key(email)
             {
                 rows.push(ListRow {
                     file: list.display().to_string(),

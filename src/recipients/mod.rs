@@ -354,13 +354,14 @@ impl Iterator for Recipients {
 
 /// Finds one address in a list, for `preview --as`.
 pub fn find(path: &Path, email: &str) -> Result<Recipient> {
-    let wanted = normalize_address(email).map_err(|why| anyhow::anyhow!("`{email}` is not a valid address: {why}"))?;
+    let wanted =
+        crate::address::canonical(email).map_err(|why| anyhow::anyhow!("`{email}` is not a valid address: {why}"))?;
     for row in Recipients::open(path)? {
         match row? {
-            Ok(r) if r.email.eq_ignore_ascii_case(&wanted) => return Ok(r),
+            Ok(r) if crate::address::key(&r.email) == wanted => return Ok(r),
             Err(s)
                 if matches!(s.reason, SkipReason::Unsubscribed | SkipReason::Bounced)
-                    && s.detail.eq_ignore_ascii_case(&wanted) =>
+                    && crate::address::key(&s.detail) == wanted =>
             {
                 bail!(
                     "{email} is on line {} of {}, marked {}: the issue is not sent to this address; preview --as another one",

@@ -57,9 +57,7 @@ pub struct Progress<'a> {
     counts: RunProgress,
     /// The server turned a connection away and the run uses fewer.
     lowered: bool,
-    /// Unsubscribed while the run was going: not sent.
-    pub withdrawn: u64,
-    pub failures: Vec<Failure>,
+    failures: Vec<Failure>,
 }
 
 impl<'a> Progress<'a> {
@@ -75,7 +73,6 @@ impl<'a> Progress<'a> {
                 started: Instant::now(),
             },
             lowered: false,
-            withdrawn: 0,
             failures: Vec::new(),
         }
     }
@@ -93,10 +90,10 @@ impl<'a> Progress<'a> {
         }
     }
 
-    /// The run ended: what it kept, and the progress display gone.
-    pub fn finish(self) -> (Vec<Failure>, u64) {
+    /// The run ended: the failures it kept, and the progress display gone.
+    pub fn finish(self) -> Vec<Failure> {
         self.say.done();
-        (self.failures, self.withdrawn)
+        self.failures
     }
 }
 
@@ -115,7 +112,6 @@ impl Observer for Progress<'_> {
                 return;
             }
             Event::Withdrawn { job } => {
-                self.withdrawn += 1;
                 tracing::info!("line {}: unsubscribed during the run, not sent", job.line);
                 return;
             }

@@ -523,7 +523,7 @@ impl Session<'_> {
             (outcome, producer.join().unwrap_or_default())
         });
         let (progress, recorder) = observers;
-        let (failures, _) = progress.finish();
+        let failures = progress.finish();
         let say = self.say;
         for warning in self.composer.made.take_warnings() {
             say.note(&warning);

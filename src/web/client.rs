@@ -172,6 +172,14 @@ pub fn origin_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
             .any(|a| a.trim_end_matches('/').eq_ignore_ascii_case(origin))
 }
 
+/// `subscribe.allowed_origins`, or when empty the origin of the sign-up URL.
+pub fn allowed_origins(config: &crate::config::Config) -> Vec<String> {
+    match config.subscribe.allowed_origins.is_empty() {
+        true => origin_of(&config.subscribe_url()).into_iter().collect(),
+        false => config.subscribe.allowed_origins.clone(),
+    }
+}
+
 /// `https://openinfra.dev/newsletter/subscribe` -> `https://openinfra.dev`.
 pub fn origin_of(url: &str) -> Option<String> {
     let (scheme, rest) = url.split_once("://")?;

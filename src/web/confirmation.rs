@@ -180,48 +180,36 @@ pub async fn email(app: Arc<App>, mailer: Arc<Mailer>, signup: Signup) {
     let token = token(&app.secrets, &signup, expires.timestamp());
     let url = crate::unsubscribe::url_with(&app.config.confirm_url(), &token);
     for try_now in 1..=TRIES_NOW {
-        let outcome = match send(&mailer, &app.config, app.pages.layout(), &signup, &url).await {
-            Ok(message_id) => Ok(message_id),
-            Err(failure) => {
-                let tries = signup.attempts + try_now;
-                let retry_at = (!failure.permanent)
-                    .then(|| next_try(tries, settings.retry_after, expires))
-                    .flatten();
-                tracing::warn!(
-                    "sign-up {}: try {tries}: {}; {}",
-                    signup.id,
-                    crate::transport::smtp::reply::without_recipient(&failure.detail, &signup.email),
-                    match (&retry_at, try_now < TRIES_NOW && !failure.permanent) {
-                        (_, true) => "trying again now".to_owned(),
-                        (Some(at), false) => format!("trying again at {at}"),
-                        (None, false) => "given up".to_owned(),
-                    }
-                );
-                let again_now = try_now < TRIES_NOW && !failure.permanent;
-                Err((failure.detail, retry_at, again_now))
-            }
-        };
-        match outcome {
+        let failure = match send(&mailer, &app.config, app.pages.layout(), &signup, &url).await {
             Ok(message_id) => {
-                app.write(Write::Emailed {
-                    id: signup.id,
-                    outcome: Ok(message_id),
-                })
-                .await;
+                let outcome = Ok(message_id);
+                app.write(Write::Emailed { id: signup.id, outcome }).await;
                 return;
             }
-            Err((error, retry_at, again_now)) => {
-                app.write(Write::Emailed {
-                    id: signup.id,
-                    outcome: Err((error, retry_at)),
-                })
-                .await;
-                if !again_now {
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(500 * u64::from(try_now - 1))).await;
-            }
+            Err(failure) => failure,
+        };
+        let tries = signup.attempts + try_now;
+        let again_now = try_now < TRIES_NOW && !failure.permanent;
+        let retry_at = (!failure.permanent)
+            .then(|| next_try(tries, settings.retry_after, expires))
+            .flatten();
+        let then = match (again_now, &retry_at) {
+            (true, _) => "trying again now".to_owned(),
+            (false, Some(at)) => format!("trying again at {at}"),
+            (false, None) => "given up".to_owned(),
+        };
+        tracing::warn!(
+            "sign-up {}: try {tries}: {}; {then}",
+            signup.id,
+            crate::transport::smtp::reply::without_recipient(&failure.detail, &signup.email),
+        );
+        let outcome = Err((failure.detail, retry_at));
+        app.write(Write::Emailed { id: signup.id, outcome }).await;
+        if !again_now {
+            return;
         }
+        // The first try again at once (a connection the relay closed is reopened), then a moment.
+        tokio::time::sleep(Duration::from_millis(500 * u64::from(try_now - 1))).await;
     }
 }
 
@@ -246,11 +234,17 @@ pub async fn retry_periodically(app: Arc<App>, mailer: Arc<Mailer>) {
         .clamp(Duration::from_millis(100), Duration::from_secs(30));
     loop {
         tokio::time::sleep(every).await;
-        let now = crate::ledger::now();
-        let due = match app.ledger().signups_due(&now) {
-            Ok(due) => due,
-            Err(e) => {
+        // Off the runtime's thread: the ledger's lock may wait for the writer's sync.
+        let reader = Arc::clone(&app);
+        let due = tokio::task::spawn_blocking(move || reader.ledger().signups_due(&crate::ledger::now())).await;
+        let due = match due {
+            Ok(Ok(due)) => due,
+            Ok(Err(e)) => {
                 tracing::error!("cannot read the confirmation emails due: {e:#}");
+                continue;
+            }
+            Err(e) => {
+                tracing::error!("cannot read the confirmation emails due: {e}");
                 continue;
             }
         };

@@ -55,6 +55,8 @@ pub struct App {
     limiter: client::Limiter,
     /// Whose X-Forwarded-For is believed (`serve.trusted_proxies`).
     proxies: client::Proxies,
+    /// The origins whose pages may post the sign-up form, besides serve's own.
+    origins: Vec<String>,
     /// SES's events through SNS; none without `bounces.ses_events.topics`.
     events: Option<events::Events>,
     /// The archive's own connection to the ledger (WAL: it reads beside the writer).
@@ -74,6 +76,7 @@ impl App {
         }
         let events = events::Events::new(&config)?;
         let proxies = client::Proxies::parse(&config.serve.trusted_proxies)?;
+        let origins = client::allowed_origins(&config);
         if let Some(missing) = archive.missing_forget_key()? {
             tracing::error!("{missing}");
         }
@@ -86,6 +89,7 @@ impl App {
             mailer,
             limiter: client::Limiter::default(),
             proxies,
+            origins,
             events,
             archive: Mutex::new(archive),
         })

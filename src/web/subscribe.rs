@@ -133,13 +133,7 @@ pub async fn sign_up(
             format!("The {name} field is too long: at most {max} characters."),
         );
     }
-    let origins = match settings.allowed_origins.is_empty() {
-        true => super::client::origin_of(&app.config.subscribe_url())
-            .into_iter()
-            .collect(),
-        false => settings.allowed_origins.clone(),
-    };
-    if !super::client::origin_allowed(&headers, &origins) {
+    if !super::client::origin_allowed(&headers, &app.origins) {
         return answer(&app, &headers, StatusCode::FORBIDDEN, state("forbidden"));
     }
     let sent = |app: &App| answer(app, &headers, StatusCode::OK, state("sent"));
@@ -152,8 +146,8 @@ pub async fn sign_up(
         return answer(&app, &headers, StatusCode::TOO_MANY_REQUESTS, state("limited"));
     }
     let raw = field(&fields, "email").unwrap_or("");
-    let email = match crate::recipients::normalize_address(raw) {
-        Ok(email) => crate::address::key(&email),
+    let email = match crate::address::canonical(raw) {
+        Ok(email) => email,
         Err(why) => {
             let shown = if raw.trim().is_empty() {
                 "The email address is missing.".to_owned()
@@ -212,12 +206,6 @@ pub async fn sign_up(
         tracing::error!("a sign-up came but no relay is configured (smtp.host): nothing sent");
         return answer(&app, &headers, StatusCode::SERVICE_UNAVAILABLE, state("failed"));
     };
-    // Fail closed: without the key a forgotten person cannot be recognized, and would be
-    // emailed and stored again.
-    if let Ok(Some(missing)) | Err(missing) = app.ledger().missing_forget_key().map_err(|e| format!("{e:#}")) {
-        tracing::error!("a sign-up refused: {missing}");
-        return answer(&app, &headers, StatusCode::SERVICE_UNAVAILABLE, state("failed"));
-    }
     let write = Write::SignUp {
         signup: Box::new(signup),
         per_address: settings.per_address,
@@ -227,6 +215,11 @@ pub async fn sign_up(
             // Sent at once, but the page does not wait for the relay.
             tokio::spawn(confirmation::email(Arc::clone(&app), mailer, *signup));
             sent(&app)
+        }
+        // Fail closed: without the key a forgotten person could be emailed and stored again.
+        Some(Written::KeyMissing(missing)) => {
+            tracing::error!("a sign-up refused: {missing}");
+            answer(&app, &headers, StatusCode::SERVICE_UNAVAILABLE, state("failed"))
         }
         Some(_) => sent(&app),
         None => answer(&app, &headers, StatusCode::SERVICE_UNAVAILABLE, state("failed")),

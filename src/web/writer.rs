@@ -47,6 +47,9 @@ pub enum Written {
     Resubscribed(Resubscribed),
     /// The sign-up to email (with its id), or none: limited or refused, silently.
     SignedUp(Option<Box<Signup>>),
+    /// Not taken: people were forgotten and the key that recognizes them is missing (the
+    /// line says what to restore). Fails closed, and fails nothing else in the batch.
+    KeyMissing(String),
     Emailed,
     /// `None`: no such sign-up for that address.
     Confirmed(Option<Confirmed>),
@@ -100,9 +103,10 @@ fn apply(ledger: &mut Ledger, within: Duration, batch: &[(Write, Reply)]) -> Vec
                     within,
                     evidence.clone(),
                 )?),
-                Write::SignUp { signup, per_address } => {
-                    Written::SignedUp(sign_up(ledger, signup, *per_address)?.map(Box::new))
-                }
+                Write::SignUp { signup, per_address } => match ledger.missing_forget_key()? {
+                    Some(missing) => Written::KeyMissing(missing),
+                    None => Written::SignedUp(sign_up(ledger, signup, *per_address)?.map(Box::new)),
+                },
                 Write::Emailed { id, outcome } => {
                     let attempt = match outcome {
                         Ok(message_id) => Attempt::Sent { message_id },
