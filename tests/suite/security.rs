@@ -18,6 +18,22 @@ fn project(sink: &Sink, csv: &str, extra: &str) -> Project {
     Project::new(sink.port, csv, &format!("{CONFIG}{extra}"))
 }
 
+/// The list every sign-up test starts from.
+const OLIVE: &str = "email,first_name\nolive@example.org,Olive\n";
+
+/// A project whose relay is `sink`, sign-ups limited to `per_hour` per client.
+fn readers_project(sink: &Sink, per_hour: u32) -> Project {
+    readers_project_on(sink.port, per_hour)
+}
+
+fn readers_project_on(port: u16, per_hour: u32) -> Project {
+    Project::new(
+        port,
+        OLIVE,
+        &format!("{CONFIG}subscribe: {{ per_client_per_hour: {per_hour} }}\n"),
+    )
+}
+
 /// Posts the sign-up form with `email` as typed; returns the status and the page.
 fn sign_up(server: &Server, email: &str) -> (u16, String) {
     sign_up_with(server, &[], email)
@@ -126,11 +142,7 @@ fn every_spelling_of_one_mailbox_is_that_mailbox() {
 #[test]
 fn nothing_written_while_forget_runs_brings_the_address_back() {
     let sink = Sink::start();
-    let project = project(
-        &sink,
-        "email,first_name\nolive@example.org,Olive\n",
-        "subscribe: { per_client_per_hour: 100000 }\n",
-    );
+    let project = readers_project(&sink, 100000);
     let server = Server::start(&project);
     for round in 0..5 {
         let email = format!("victim{round}@example.org");
@@ -228,8 +240,7 @@ fn hostile_raw_html_is_cleaned_in_the_email_and_the_archive_and_runs_nowhere() {
     let sink = Sink::start();
     let small = std::fs::read_to_string(support::root().join("tests/fixtures/small.md")).unwrap();
     let issue = format!("{small}\n\n{}\n", XSS.join("\n\n"));
-    let project = Project::new(sink.port, "email,first_name\nolive@example.org,Olive\n", CONFIG)
-        .with_issues(&[("2025-08", issue)]);
+    let project = Project::new(sink.port, OLIVE, CONFIG).with_issues(&[("2025-08", issue)]);
     let send = run(project.command().args(["send", "2025-08", "--yes", "--force"]));
     assert_eq!(send.code, 0, "{}\n{}", send.stdout, send.stderr);
     let out = project.dir.path().join("public");
@@ -275,11 +286,7 @@ fn hostile_raw_html_is_cleaned_in_the_email_and_the_archive_and_runs_nowhere() {
 #[test]
 fn the_form_puts_no_free_text_in_the_foundations_mail() {
     let sink = Sink::start();
-    let project = project(
-        &sink,
-        "email,first_name\nolive@example.org,Olive\n",
-        "subscribe: { per_client_per_hour: 500 }\n",
-    );
+    let project = readers_project(&sink, 500);
     let server = Server::start(&project);
     let form = format!("{}/newsletter/subscribe", server.base);
     let post = |email: &str, name: &str| {
@@ -327,11 +334,7 @@ fn the_form_puts_no_free_text_in_the_foundations_mail() {
 fn confirmations_arrive_after_the_relay_closed_the_idle_connection() {
     // smtp-sink -t 3 drops a session idle for 3 s, as Postfix and Exim do after minutes.
     let sink = Sink::start_with(support::free_port(), &["-t", "3"]);
-    let project = project(
-        &sink,
-        "email,first_name\nolive@example.org,Olive\n",
-        "subscribe: { per_client_per_hour: 500 }\n",
-    );
+    let project = readers_project(&sink, 500);
     let server = Server::start(&project);
     // 20 sign-ups in pairs 3.5 s apart: over 30 s, the connection goes idle past the limit
     // nine times.
@@ -355,11 +358,7 @@ fn confirmations_arrive_after_the_relay_closed_the_idle_connection() {
 fn a_confirmation_the_relay_could_not_take_is_sent_later_and_shown_meanwhile() {
     let port = support::free_port();
     // No relay listening yet.
-    let project = Project::new(
-        port,
-        "email,first_name\nolive@example.org,Olive\n",
-        &format!("{CONFIG}subscribe: {{ retry_after: 1s }}\n"),
-    );
+    let project = Project::new(port, OLIVE, &format!("{CONFIG}subscribe: {{ retry_after: 1s }}\n"));
     let server = Server::start(&project);
     assert_eq!(sign_up(&server, "late@example.org").0, 200);
     wait_until("the three tries at once", || {
@@ -458,11 +457,7 @@ fn median_time(server: &Server, emails: &[String]) -> f64 {
 #[test]
 fn a_sign_up_takes_the_same_work_whatever_the_addresss_standing() {
     let sink = Sink::start();
-    let project = project(
-        &sink,
-        "email,first_name\nolive@example.org,Olive\n",
-        "subscribe: { per_client_per_hour: 100000 }\n",
-    );
+    let project = readers_project(&sink, 100000);
     for i in 0..20 {
         let email = format!("complained{i}@example.org");
         assert_eq!(run(project.command().args(["suppress", "add", &email])).code, 0);
@@ -499,11 +494,7 @@ fn a_sign_up_takes_the_same_work_whatever_the_addresss_standing() {
 #[test]
 fn the_sign_up_limit_believes_only_trusted_proxies_and_other_sites_cannot_post() {
     let sink = Sink::start();
-    let project = project(
-        &sink,
-        "email,first_name\nolive@example.org,Olive\n",
-        "subscribe: { per_client_per_hour: 5 }\n",
-    );
+    let project = readers_project(&sink, 5);
     let server = Server::start(&project);
     let post_as = |forwarded: &str, i: usize| {
         sign_up_with(
@@ -521,11 +512,7 @@ fn the_sign_up_limit_believes_only_trusted_proxies_and_other_sites_cannot_post()
     // Another site's page posting in its visitor's name is refused; the site's own and a
     // client without Origin are taken.
     let other = Sink::start();
-    let project = Project::new(
-        other.port,
-        "email,first_name\nolive@example.org,Olive\n",
-        &format!("{CONFIG}subscribe: {{ per_client_per_hour: 500 }}\n"),
-    );
+    let project = readers_project_on(other.port, 500);
     let server = Server::start(&project);
     let with_origin = |origin: &str, email: &str| sign_up_with(&server, &[&format!("Origin: {origin}")], email);
     let (code, page) = with_origin("https://evil.example", "csrf@example.org");
@@ -548,7 +535,7 @@ fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_limit() {
     );
     let project = Project::new(
         sink.port,
-        "email,first_name\nolive@example.org,Olive\n",
+        OLIVE,
         &format!("{config}subscribe: {{ per_client_per_hour: 1 }}\n"),
     );
     let server = Server::start(&project);
@@ -566,7 +553,7 @@ fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_limit() {
 fn the_ledger_and_the_dry_runs_messages_are_the_users_alone() {
     use std::os::unix::fs::PermissionsExt;
     let sink = Sink::start();
-    let project = project(&sink, "email,first_name\nolive@example.org,Olive\n", "");
+    let project = project(&sink, OLIVE, "");
     // Under a umask that would share everything.
     let under_open_umask = |args: &[&str]| {
         let mut cmd = project.std_command();
@@ -612,11 +599,7 @@ fn the_ledger_and_the_dry_runs_messages_are_the_users_alone() {
 #[test]
 fn a_replayed_confirmation_after_an_unsubscribe_says_the_reader_is_not_subscribed() {
     let sink = Sink::start();
-    let project = project(
-        &sink,
-        "email,first_name\nolive@example.org,Olive\n",
-        "subscribe: { per_client_per_hour: 500 }\n",
-    );
+    let project = readers_project(&sink, 500);
     let server = Server::start(&project);
     assert_eq!(sign_up(&server, "kim@example.org").0, 200);
     wait_until("kim's confirmation", || sink.received().contains_key("kim@example.org"));
