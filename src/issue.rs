@@ -423,6 +423,10 @@ mod tests {
             ("subjet", "subject"),
             ("pre_header", "preheader"),
             ("segments", "segment"),
+            // Written from the pattern, not from a report: case, a dropped letter, a swap.
+            ("Send_At", "send_at"),
+            ("preheadr", "preheader"),
+            ("lyaout", "layout"),
         ] {
             let err = parse(&format!("---\ntitle: T\n{slip}: 2099-01-01T09:00:00Z\n---\n"))
                 .unwrap_err()

@@ -233,7 +233,12 @@ fn name_problem(name: &str) -> Option<&'static str> {
         return Some("cannot hold a line break or control character");
     }
     let lower = name.to_lowercase();
-    let linkish = lower.contains("://")
+    // A scheme however mangled (`https://`, `http:/`), a www. host, an address, or a word
+    // with a dot between letters as host names have.
+    let linkish = lower.contains(":/")
+        || lower
+            .split_whitespace()
+            .any(|w| w.starts_with("http:") || w.starts_with("https:"))
         || lower.contains("www.")
         || lower.contains('@')
         || lower.split_whitespace().any(|word| {
@@ -412,6 +417,10 @@ mod tests {
             "www.evil",
             "bit.ly/abc",
             "mail me@evil.example",
+            // Written from the pattern: a host with a path, a port, a dot-less scheme.
+            "Kate evil.example:8080/login",
+            "go to EVIL.EXAMPLE now",
+            "http:/evil",
         ] {
             assert!(name_problem(bad).is_some(), "{bad}");
         }
