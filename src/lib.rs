@@ -37,6 +37,7 @@ pub mod recipients;
 pub mod schedule;
 pub mod sections;
 pub mod send;
+pub mod status;
 pub mod suggest;
 pub mod transport;
 pub mod unsubscribe;
@@ -75,6 +76,7 @@ pub const LAYERS: &[&str] = &[
     "deliver",
     "send",
     "schedule",
+    "status",
     "web",
 ];
 

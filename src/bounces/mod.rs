@@ -3,7 +3,7 @@
 //!
 //! [`report`] reads one message ([`fields`] for the machine-readable parts, [`text`] for
 //! prose, [`ses`] for Amazon SES's JSON), [`classify`] says what a failure means; [`source`]
-//! and [`imap`] read the mailbox, [`act`] does what a report asks, [`guard`] holds back a
+//! and [`imap`] read the mailbox, [`act`] does what a report asks, [`pass`] reads the mailbox once and acts, [`guard`] holds back a
 //! mass suppression, [`verp`] makes and reads the envelope senders that name the recipient.
 
 pub mod act;
@@ -12,6 +12,7 @@ pub mod fields;
 pub mod finding;
 pub mod guard;
 pub mod imap;
+pub mod pass;
 pub mod report;
 pub mod ses;
 pub mod sns;

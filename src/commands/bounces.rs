@@ -5,16 +5,13 @@ use std::path::Path;
 
 use anyhow::{Result, bail};
 use newsletter::bounces::Reason;
-use newsletter::bounces::act::{self, Handler, Outcome};
+use newsletter::bounces::act::Outcome;
 use newsletter::bounces::guard::{self, HeldGroup};
-use newsletter::bounces::imap::Imap;
-use newsletter::bounces::source::{Mailbox, Maildir, Mbox};
-use newsletter::bounces::verp::Verp;
+use newsletter::bounces::pass::{self, Pass};
 use newsletter::config::Config;
-use newsletter::config::bounces::{PASSWORD_VAR, Source};
+use newsletter::config::bounces::Source;
 use newsletter::human::thousands;
-use newsletter::ledger::{self, Ledger};
-use newsletter::unsubscribe::{SECRET_VAR, Secrets};
+use newsletter::ledger::Ledger;
 
 use crate::Exit;
 use crate::cli::{BouncesArgs, BouncesCommand, Format};
@@ -38,110 +35,17 @@ pub fn run(config_path: Option<&Path>, quiet: bool, args: BouncesArgs) -> Result
             "no bounce mailbox: set bounces.source (maildir:PATH, mbox:PATH or imaps://USER@HOST/FOLDER) or give --maildir or --mbox"
         ),
     };
-    // One reader at a time: two cron runs must not act on the same report twice. A dry run
-    // acts on nothing and creates nothing.
-    let lock_path = config.ledger.with_extension("bounces.lock");
-    let _lock = if args.dry_run {
-        None
-    } else {
-        match ledger::lock_file(&lock_path)? {
-            Some(lock) => Some(lock),
-            None => bail!(
-                "another `newsletter bounces` is running (it holds {}); this run stops",
-                lock_path.display()
-            ),
-        }
-    };
-    // A dry run reads the ledger when there is one, to say what a real run would do, but never
-    // upgrades it: that is a change.
-    let mut ledger = if !args.dry_run {
-        Some(Ledger::open(&config.ledger)?)
-    } else if config.ledger.is_file() {
-        if ledger::schema::version_of(&config.ledger)? == ledger::schema::current_version() {
-            Some(Ledger::open(&config.ledger)?)
-        } else {
-            eprintln!(
-                "warning: {} was written by an earlier release: the dry run does not upgrade it, so it maps reports to no recipient (a real run upgrades it)",
-                config.ledger.display()
-            );
-            None
-        }
-    } else {
-        None
-    };
-    let secrets = Secrets::from_env(config.unsubscribe.accept_release_0_tokens)?;
-    let verp = match (&config.bounces.return_path, &secrets) {
-        (Some(_), Some(secrets)) => Some(Verp::new(&secrets.current)),
-        (Some(_), None) => {
-            eprintln!(
-                "warning: {SECRET_VAR} is not set: VERP addresses (bounces.return_path) cannot be read, so reports are matched by their contents"
-            );
-            None
-        }
-        (None, _) => None,
-    };
-    if secrets.is_none() {
-        eprintln!(
-            "warning: {SECRET_VAR} is not set: mail to the unsubscribe address cannot be verified, so it changes nothing"
-        );
-    }
-    let mut mailbox: Box<dyn Mailbox> = match &source {
-        Source::Maildir(dir) => Box::new(Maildir::open(dir)?),
-        Source::Mbox(file) => {
-            let name = format!("mbox:{}", file.display());
-            let cursor = ledger.as_ref().map(|l| l.cursor(&name)).transpose()?.flatten();
-            Box::new(Mbox::open(file, cursor.as_deref())?)
-        }
-        Source::Imap(imap) => {
-            let password = std::env::var(PASSWORD_VAR).map_err(|_| {
-                anyhow::anyhow!("{PASSWORD_VAR} is not set: the IMAP password comes only from the environment")
-            })?;
-            let name = Imap::name_of(imap);
-            let cursor = ledger.as_ref().map(|l| l.cursor(&name)).transpose()?.flatten();
-            let tls = newsletter::net::tls::client_config(config.smtp.first())?;
-            Box::new(Imap::connect(imap, &password, tls, cursor.as_deref(), args.dry_run)?)
-        }
-    };
-    let handler = Handler {
-        config: &config,
-        verp,
-        secrets,
-        dry_run: args.dry_run,
-        mailbox: mailbox.name(),
-    };
-    let mut outcomes: Vec<Outcome> = Vec::new();
-    let (mut messages, mut not_reports) = (0u64, 0u64);
-    loop {
-        let items = mailbox.next_batch()?;
-        if items.is_empty() {
-            break;
-        }
-        let mut is_report = Vec::with_capacity(items.len());
-        for item in &items {
-            let found = handler.handle(item, ledger.as_mut())?;
-            is_report.push(!found.is_empty());
-            outcomes.extend(found);
-        }
-        messages += items.len() as u64;
-        not_reports += is_report.iter().filter(|r| !**r).count() as u64;
-        if !args.dry_run {
-            // Committed before the messages are let go: a crash in between reads them again,
-            // and the ledger's record of them makes that change nothing.
-            if let Some(ledger) = ledger.as_mut() {
-                ledger.commit()?;
-            }
-            mailbox.done(&items, &is_report)?;
-        }
-    }
-    let held = match ledger.as_mut() {
-        Some(ledger) if !args.dry_run => act::settle(ledger, config.bounces.mass_guard, &mut outcomes)?,
-        Some(ledger) => act::would_hold(ledger, config.bounces.mass_guard, &mut outcomes)?,
-        None => Vec::new(),
-    };
+    let Pass {
+        mailbox,
+        messages,
+        not_reports,
+        outcomes,
+        held,
+    } = pass::run(&config, &source, args.dry_run, &mut |w| eprintln!("warning: {w}"))?;
     newsletter::send::report::held(&mut super::say::Printer::default(), &held, config.bounces.mass_guard);
     match args.format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&outcomes)?),
-        Format::Text => print_summary(&mailbox.name(), messages, not_reports, &outcomes, args.dry_run, quiet),
+        Format::Text => print_summary(&mailbox, messages, not_reports, &outcomes, args.dry_run, quiet),
     }
     Ok(Exit::Success)
 }

@@ -3,18 +3,17 @@
 //! and answers what was accepted, or a [`SendError`] that states as facts, filled in by the
 //! transport that saw the reply, whether the failure is permanent, whose it is, at which
 //! stage, and the reply's codes. The delivery engine decides from those facts alone and never
-//! reads a reply's text. [`open`] is the one place that knows the kinds.
+//! reads a reply's text. Each kind is a [`Relay`] that makes transports; `relay` is the one
+//! place that knows the kinds.
 //!
 //! Adding a kind: its module here, its variant in `config::RelayKind` with its checks
-//! (`config::RelayKind::check`), and its arm in [`open`].
+//! (`config::RelayKind::check`), and its arm in `relay`.
 
 pub mod sendmail;
 pub mod ses;
 pub mod smtp;
 #[cfg(test)]
 pub mod stub;
-
-use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use async_trait::async_trait;
@@ -221,73 +220,67 @@ impl From<ses::aws::CredentialsError> for Unreachable {
     }
 }
 
-/// One relay, ready to send: `count` transports (one per connection), and for SES the rate
-/// its account allows. The one `match` on the kind of relay.
-pub struct Opened {
-    pub transports: Vec<Box<dyn Transport>>,
+/// One configured relay of any kind: it makes transports, and can be reached once before
+/// the first message to show a refusal, a TLS or a login failure early.
+#[async_trait]
+pub trait Relay: Send + Sync {
+    /// A transport that reaches the relay on its first message.
+    fn transport(&self) -> Box<dyn Transport>;
+
+    /// Reaches the relay once (an SMTP relay's first connection, SES's sending quota, the
+    /// `sendmail` program's presence).
+    async fn reach(&self) -> Result<Reached, Unreachable>;
+}
+
+/// A relay reached: the transport that reached it, and the rate its account allows.
+pub struct Reached {
+    pub first: Box<dyn Transport>,
     /// The most messages a second the relay's own account takes (SES's MaxSendRate).
     pub max_rate: Option<f64>,
 }
 
-/// Opens `relay` for `count` senders, reaching it once (an SMTP relay's first connection,
-/// SES's sending quota, the `sendmail` program's presence) so that a refusal, a TLS or a
-/// login failure shows before any message. `Err` of the outer result: the configuration is
-/// wrong; of the inner: the relay cannot be reached now.
-pub async fn open(config: &Config, relay: &Smtp, count: usize) -> Result<Result<Opened, Unreachable>> {
-    let count = count.max(1);
-    Ok(match relay.kind {
-        RelayKind::Smtp => {
-            let connector = Arc::new(smtp::connector(config, relay)?);
-            match connector.connect().await {
-                Ok(first) => {
-                    let mut transports: Vec<Box<dyn Transport>> =
-                        vec![Box::new(smtp::SmtpConnection::new(Arc::clone(&connector), Some(first)))];
-                    transports.extend((1..count).map(|_| -> Box<dyn Transport> {
-                        Box::new(smtp::SmtpConnection::new(Arc::clone(&connector), None))
-                    }));
-                    Ok(Opened {
-                        transports,
-                        max_rate: None,
-                    })
-                }
-                Err(e) => Err(Unreachable(e.to_string())),
-            }
+/// The relay `relay` configures; `None` for an SMTP relay without a host. The one `match` on
+/// the kind of relay.
+fn relay(config: &Config, relay: &Smtp) -> Result<Option<Box<dyn Relay>>> {
+    Ok(Some(match relay.kind {
+        RelayKind::Smtp => match smtp::connector(config, relay) {
+            Ok(connector) => Box::new(smtp::SmtpRelay::new(connector)),
+            Err(smtp::connect::ConnectError::NoHost) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        },
+        RelayKind::Ses => Box::new(ses::Ses::new(relay).map_err(|e| anyhow::anyhow!(e))?),
+        RelayKind::Sendmail => Box::new(sendmail::Sendmail::new(relay)),
+    }))
+}
+
+/// One relay, ready to send: `count` transports (one per connection), and the rate its
+/// account allows.
+pub struct Opened {
+    pub transports: Vec<Box<dyn Transport>>,
+    pub max_rate: Option<f64>,
+}
+
+/// Opens `relay` for `count` senders, reaching it once so that a refusal, a TLS or a login
+/// failure shows before any message. `Err` of the outer result: the configuration is wrong;
+/// of the inner: the relay cannot be reached now.
+pub async fn open(config: &Config, relay_config: &Smtp, count: usize) -> Result<Result<Opened, Unreachable>> {
+    let relay = relay(config, relay_config)?.ok_or(smtp::connect::ConnectError::NoHost)?;
+    Ok(relay.reach().await.map(|reached| {
+        let mut transports = vec![reached.first];
+        transports.extend((1..count.max(1)).map(|_| relay.transport()));
+        Opened {
+            transports,
+            max_rate: reached.max_rate,
         }
-        RelayKind::Ses => {
-            let ses = ses::Ses::new(relay).map_err(|e| anyhow::anyhow!(e))?;
-            ses.max_send_rate().await.map(|max| Opened {
-                transports: (0..count)
-                    .map(|_| -> Box<dyn Transport> { Box::new(ses.clone()) })
-                    .collect(),
-                max_rate: (max > 0.0).then_some(max),
-            })
-        }
-        RelayKind::Sendmail => {
-            let sendmail = sendmail::Sendmail::new(relay);
-            sendmail.check().map(|()| Opened {
-                transports: (0..count)
-                    .map(|_| -> Box<dyn Transport> { Box::new(sendmail.clone()) })
-                    .collect(),
-                max_rate: None,
-            })
-        }
-    })
+    }))
 }
 
 /// One transport to the first relay, for mail sent one at a time (sign-up confirmations),
-/// opened on first use; `None` when no relay is configured.
+/// reaching it on first use; `None` when no relay is configured.
 pub fn first(config: &Config) -> Result<Option<Box<dyn Transport>>> {
-    let relay = config.smtp.first();
-    let transport: Box<dyn Transport> = match relay.kind {
-        RelayKind::Smtp => match smtp::connector(config, relay) {
-            Ok(connector) => Box::new(smtp::SmtpConnection::new(Arc::new(connector), None)),
-            Err(smtp::connect::ConnectError::NoHost) => return Ok(None),
-            Err(e) => return Err(e).context("the first relay"),
-        },
-        RelayKind::Ses => Box::new(ses::Ses::new(relay).map_err(|e| anyhow::anyhow!("the first relay: {e}"))?),
-        RelayKind::Sendmail => Box::new(sendmail::Sendmail::new(relay)),
-    };
-    Ok(Some(transport))
+    Ok(relay(config, config.smtp.first())
+        .context("the first relay")?
+        .map(|relay| relay.transport()))
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use lettre::address::Envelope;
 use tokio::io::AsyncWriteExt;
 
 use crate::config::Smtp;
-use crate::transport::{Accepted, Fault, SendError, Stage, Transport, Unreachable};
+use crate::transport::{Accepted, Fault, Reached, Relay, SendError, Stage, Transport, Unreachable};
 
 /// `sendmail.command` when none is given.
 pub const DEFAULT_COMMAND: &str = "/usr/sbin/sendmail";
@@ -35,7 +35,7 @@ impl Sendmail {
     }
 
     /// Whether the program is there to run, said before any message.
-    pub fn check(&self) -> Result<(), Unreachable> {
+    fn check(&self) -> Result<(), Unreachable> {
         match std::fs::metadata(&self.command) {
             Ok(m) if m.is_file() => Ok(()),
             Ok(_) => Err(Unreachable(format!("{} is not a program", self.command.display()))),
@@ -44,6 +44,21 @@ impl Sendmail {
                 self.command.display()
             ))),
         }
+    }
+}
+
+#[async_trait]
+impl Relay for Sendmail {
+    fn transport(&self) -> Box<dyn Transport> {
+        Box::new(self.clone())
+    }
+
+    async fn reach(&self) -> Result<Reached, Unreachable> {
+        self.check()?;
+        Ok(Reached {
+            first: self.transport(),
+            max_rate: None,
+        })
     }
 }
 

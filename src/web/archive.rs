@@ -5,10 +5,11 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use axum::extract::{Path as UrlPath, State};
-use axum::http::{StatusCode, header};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 
 use super::App;
+use super::error::Failure;
 use crate::archive::{NO_FEED, absolute_base, entries, feed};
 use crate::config::Config;
 use crate::ledger::Ledger;
@@ -39,43 +40,37 @@ async fn read<T: Send + 'static>(
         .context("the archive task stopped")?
 }
 
-fn failed(e: anyhow::Error) -> Response {
-    tracing::error!("archive: {e:#}");
-    super::page(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "The archive cannot be shown right now.".into(),
-    )
-}
-
-pub async fn index(State(app): State<Arc<App>>) -> Response {
-    match read(&app, entries).await {
-        Ok(list) => match app.pages.index(&list, absolute_base(&app.config).is_some()) {
-            Ok(body) => html(body),
-            Err(e) => failed(e),
-        },
-        Err(e) => failed(e),
+fn failed(cause: anyhow::Error) -> Failure {
+    Failure::Internal {
+        shown: "The archive cannot be shown right now.",
+        cause,
     }
 }
 
-pub async fn issue(State(app): State<Arc<App>>, UrlPath(name): UrlPath<String>) -> Response {
+pub async fn index(State(app): State<Arc<App>>) -> Result<Response, Failure> {
+    let list = read(&app, entries).await.map_err(failed)?;
+    let body = app
+        .pages
+        .index(&list, absolute_base(&app.config).is_some())
+        .map_err(failed)?;
+    Ok(html(body))
+}
+
+pub async fn issue(State(app): State<Arc<App>>, UrlPath(name): UrlPath<String>) -> Result<Response, Failure> {
     // The name is only ever a key of the ledger's archive, never a path.
     match read(&app, move |ledger| ledger.archive_page(&name)).await {
-        Ok(Some(page)) => html(page),
-        Ok(None) => super::page(StatusCode::NOT_FOUND, "No such issue in the archive.".into()),
-        Err(e) => failed(e),
+        Ok(Some(page)) => Ok(html(page)),
+        Ok(None) => Err(Failure::NotFound("No such issue in the archive.".into())),
+        Err(e) => Err(failed(e)),
     }
 }
 
-pub async fn feed_xml(State(app): State<Arc<App>>) -> Response {
-    let Some(base) = absolute_base(&app.config) else {
-        return super::page(StatusCode::NOT_FOUND, format!("No feed: {NO_FEED}."));
-    };
-    match read(&app, entries).await {
-        Ok(list) => (
-            [(header::CONTENT_TYPE, "application/atom+xml; charset=utf-8")],
-            feed(&app.config, &list, &base),
-        )
-            .into_response(),
-        Err(e) => failed(e),
-    }
+pub async fn feed_xml(State(app): State<Arc<App>>) -> Result<Response, Failure> {
+    let base = absolute_base(&app.config).ok_or_else(|| Failure::NotFound(format!("No feed: {NO_FEED}.")))?;
+    let list = read(&app, entries).await.map_err(failed)?;
+    Ok((
+        [(header::CONTENT_TYPE, "application/atom+xml; charset=utf-8")],
+        feed(&app.config, &list, &base),
+    )
+        .into_response())
 }

@@ -11,6 +11,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
 use super::App;
+use super::error::Failure;
+use super::request::mask;
 use crate::bounces::act::Handler;
 use crate::bounces::guard;
 use crate::bounces::sns::{self, CertificateError, Certificates, Message};
@@ -63,7 +65,7 @@ pub async fn settle_periodically(app: Arc<App>) {
         match settled {
             Ok(Ok(settled)) => {
                 for (email, action) in &settled.actions {
-                    tracing::info!("SES event for {}: {action}", super::unsubscribe::mask(email));
+                    tracing::info!("SES event for {}: {action}", mask(email));
                 }
                 for group in &settled.held {
                     tracing::warn!(
@@ -80,77 +82,89 @@ pub async fn settle_periodically(app: Arc<App>) {
     }
 }
 
-fn refuse(status: StatusCode, why: String) -> Response {
-    tracing::warn!("SNS message refused, nothing changed: {why}");
-    (status, why).into_response()
-}
-
-pub async fn ses(State(app): State<Arc<App>>, body: String) -> Response {
+pub async fn ses(State(app): State<Arc<App>>, body: String) -> Result<Response, Failure> {
     let Some(events) = &app.events else {
-        return (StatusCode::NOT_FOUND, "Not found").into_response();
+        return Err(Failure::NotFound("Not found".into()));
     };
     let message: Message = match serde_json::from_str(&body) {
         Ok(m) => m,
-        Err(e) => return refuse(StatusCode::BAD_REQUEST, format!("not an SNS message: {e}")),
+        Err(e) => {
+            return Err(Failure::Refused(
+                StatusCode::BAD_REQUEST,
+                format!("not an SNS message: {e}"),
+            ));
+        }
     };
     if !app.config.bounces.ses_events.topics.contains(&message.topic_arn) {
-        return refuse(
+        return Err(Failure::Refused(
             StatusCode::FORBIDDEN,
             format!("topic {} is not in bounces.ses_events.topics", message.topic_arn),
-        );
+        ));
     }
     let Some(region) = message.region() else {
-        return refuse(StatusCode::BAD_REQUEST, format!("bad topic ARN {}", message.topic_arn));
+        return Err(Failure::Refused(
+            StatusCode::BAD_REQUEST,
+            format!("bad topic ARN {}", message.topic_arn),
+        ));
     };
     if let Err(why) = sns::check_form(&message, region) {
-        return refuse(
+        return Err(Failure::Refused(
             StatusCode::FORBIDDEN,
             format!("message of {}: {why}", message.topic_arn),
-        );
+        ));
     }
     let checked = match events.certificates.get(&message.signing_cert_url, region).await {
         Ok(pem) => sns::check_signature(&message, &pem),
-        Err(CertificateError::Busy(why)) => return refuse(StatusCode::SERVICE_UNAVAILABLE, why),
+        Err(CertificateError::Busy(why)) => return Err(Failure::Refused(StatusCode::SERVICE_UNAVAILABLE, why)),
         Err(CertificateError::Refused(why)) => Err(sns::Rejected(why)),
     };
     if let Err(why) = checked {
-        return refuse(
+        return Err(Failure::Refused(
             StatusCode::FORBIDDEN,
             format!("message {} of {}: {why}", message.message_id, message.topic_arn),
-        );
+        ));
     }
     match message.kind.as_str() {
         "SubscriptionConfirmation" => confirm(events, &message, region).await,
         "UnsubscribeConfirmation" => {
             tracing::warn!("SNS: topic {} unsubscribed this endpoint", message.topic_arn);
-            StatusCode::OK.into_response()
+            Ok(StatusCode::OK.into_response())
         }
         "Notification" => notification(app.clone(), message).await,
-        other => refuse(StatusCode::BAD_REQUEST, format!("unknown message type {other}")),
+        other => Err(Failure::Refused(
+            StatusCode::BAD_REQUEST,
+            format!("unknown message type {other}"),
+        )),
     }
 }
 
 /// Visits the SubscribeURL, which must be SNS's own.
-async fn confirm(events: &Events, message: &Message, region: &str) -> Response {
+async fn confirm(events: &Events, message: &Message, region: &str) -> Result<Response, Failure> {
     let Some(url) = message.subscribe_url.as_deref().filter(|u| sns::is_sns_url(u, region)) else {
-        return refuse(StatusCode::BAD_REQUEST, "the SubscribeURL is not SNS's own".into());
+        return Err(Failure::Refused(
+            StatusCode::BAD_REQUEST,
+            "the SubscribeURL is not SNS's own".into(),
+        ));
     };
     match events.client.get(url).send().await {
         Ok(reply) if reply.status().is_success() => {
             tracing::info!("SNS: confirmed the subscription to {}", message.topic_arn);
-            StatusCode::OK.into_response()
+            Ok(StatusCode::OK.into_response())
         }
-        Ok(reply) => refuse(
+        Ok(reply) => Err(Failure::Refused(
             StatusCode::BAD_GATEWAY,
             format!("SNS answered the confirmation with {}", reply.status()),
-        ),
-        Err(e) => refuse(StatusCode::BAD_GATEWAY, format!("cannot confirm the subscription: {e}")),
+        )),
+        Err(e) => Err(Failure::Refused(
+            StatusCode::BAD_GATEWAY,
+            format!("cannot confirm the subscription: {e}"),
+        )),
     }
 }
 
 /// Reads the event as a report from the bounce mailbox would be read, and records what it
 /// says; SNS's retries of one message change nothing the second time (its MessageId).
-async fn notification(app: Arc<App>, message: Message) -> Response {
+async fn notification(app: Arc<App>, message: Message) -> Result<Response, Failure> {
     let raw = format!(
         "Message-ID: <{}@sns.amazonaws.com>\r\nSubject: SES notification\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{}\r\n",
         message.message_id.replace(['<', '>', '\r', '\n'], ""),
@@ -181,21 +195,14 @@ async fn notification(app: Arc<App>, message: Message) -> Response {
                 // Masked: the log is kept apart from the ledger, beyond `forget`'s reach.
                 tracing::info!(
                     "SES event: {} {}: {}",
-                    o.recipient.as_deref().map_or("?".to_owned(), super::unsubscribe::mask),
+                    o.recipient.as_deref().map_or("?".to_owned(), mask),
                     o.reason.as_str(),
                     o.action
                 );
             }
-            StatusCode::OK.into_response()
+            Ok(StatusCode::OK.into_response())
         }
-        // SNS tries again later.
-        Ok(Err(e)) => {
-            tracing::error!("cannot record an SES event: {e:#}");
-            StatusCode::SERVICE_UNAVAILABLE.into_response()
-        }
-        Err(e) => {
-            tracing::error!("cannot record an SES event: {e}");
-            StatusCode::SERVICE_UNAVAILABLE.into_response()
-        }
+        Ok(Err(e)) => Err(Failure::NotRecorded(e)),
+        Err(e) => Err(Failure::NotRecorded(e.into())),
     }
 }

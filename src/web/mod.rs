@@ -11,8 +11,10 @@
 pub mod archive;
 mod client;
 mod confirmation;
+mod error;
 mod events;
 pub mod pages;
+mod request;
 mod subscribe;
 mod unsubscribe;
 mod writer;
@@ -23,7 +25,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use axum::Router;
-use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
@@ -38,6 +39,7 @@ use tokio::net::TcpListener;
 use crate::config::{Config, Serve};
 use crate::ledger::Ledger;
 use crate::unsubscribe::Secrets;
+use error::Failure;
 use pages::Pages;
 
 /// What every request may use.
@@ -155,7 +157,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route(&format!("{archive}/feed.xml"), get(archive::feed_xml))
         .route(&format!("{archive}/{{issue}}/"), get(archive::issue))
         .route(&format!("{archive}/{{issue}}"), get(with_slash))
-        .fallback(|| async { page(StatusCode::NOT_FOUND, "Not found".into()) });
+        .fallback(|| async { Failure::NotFound("Not found".into()) });
     // The archive at the site's root has no slashless form.
     let routes = if archive.is_empty() {
         routes
@@ -181,11 +183,11 @@ async fn limits_and_log(State(app): State<Arc<App>>, request: Request, next: Nex
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     let mut response = if declared.is_some_and(|n| n > settings.max_body_bytes as u64) {
-        page(StatusCode::PAYLOAD_TOO_LARGE, "The request is too large.".into())
+        Failure::TooLarge.into_response()
     } else {
         match tokio::time::timeout(settings.request_timeout, next.run(request)).await {
             Ok(response) => response,
-            Err(_) => page(StatusCode::REQUEST_TIMEOUT, "The request took too long.".into()),
+            Err(_) => Failure::Timeout.into_response(),
         }
     };
     let headers = response.headers_mut();
@@ -213,18 +215,16 @@ async fn limits_and_log(State(app): State<Arc<App>>, request: Request, next: Nex
 
 /// `/archive` and `/archive/2025-07`, as people type them: the page is at the path with a
 /// slash (relative links in it resolve from there).
-async fn with_slash(uri: axum::http::Uri) -> Response {
+async fn with_slash(uri: axum::http::Uri) -> Result<Response, Failure> {
     let location = match uri.query() {
         Some(query) => format!("{}/?{query}", uri.path()),
         None => format!("{}/", uri.path()),
     };
-    match header::HeaderValue::from_str(&location) {
-        Ok(location) => (StatusCode::PERMANENT_REDIRECT, [(header::LOCATION, location)]).into_response(),
-        Err(_) => page(StatusCode::NOT_FOUND, "Not found".into()),
-    }
+    let location = header::HeaderValue::from_str(&location).map_err(|_| Failure::NotFound("Not found".into()))?;
+    Ok((StatusCode::PERMANENT_REDIRECT, [(header::LOCATION, location)]).into_response())
 }
 
-async fn health(State(app): State<Arc<App>>) -> Response {
+async fn health(State(app): State<Arc<App>>) -> Result<&'static str, Failure> {
     let problem = tokio::task::spawn_blocking(move || {
         let ledger = app.ledger();
         if !ledger.is_reachable() {
@@ -238,23 +238,9 @@ async fn health(State(app): State<Arc<App>>) -> Response {
     .await
     .unwrap_or_else(|_| Some("the health check failed".to_owned()));
     match problem {
-        None => (StatusCode::OK, "ok\n").into_response(),
-        Some(problem) => (StatusCode::SERVICE_UNAVAILABLE, format!("{problem}\n")).into_response(),
+        None => Ok("ok\n"),
+        Some(problem) => Err(Failure::Unhealthy(problem)),
     }
-}
-
-/// A plain page for the answers that need no layout.
-fn page(status: StatusCode, text: String) -> Response {
-    let html = format!(
-        "<!doctype html><html lang=\"en\"><meta charset=\"utf-8\"><title>{0}</title><p>{0}</p></html>",
-        crate::html::escape(&text)
-    );
-    (
-        status,
-        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-        Body::from(html),
-    )
-        .into_response()
 }
 
 /// The router, with the connection's peer in every request's extensions.

@@ -1,7 +1,10 @@
 //! The pages `serve` draws from the layout's templates (unsubscribe, sign-up and the
-//! preference centre, the archive's index), parsed once, and the views they are given.
+//! preference centre, the archive's index), parsed once, the views they are given, and how a
+//! page is sent.
 
 use anyhow::{Context, Result};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use handlebars::Handlebars;
 use serde::Serialize;
 use sha2::Digest;
@@ -182,4 +185,27 @@ pub struct ProjectBox<'a> {
     pub id: &'a str,
     pub name: &'a str,
     pub checked: bool,
+}
+
+/// A plain page for the answers that need no layout.
+pub fn plain_page(status: StatusCode, text: &str) -> Response {
+    let html = format!(
+        "<!doctype html><html lang=\"en\"><meta charset=\"utf-8\"><title>{0}</title><p>{0}</p></html>",
+        escape(text)
+    );
+    (status, [(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response()
+}
+
+/// A page about a reader: it holds a token, so caches and Referer headers never see it.
+pub fn private_page(status: StatusCode, body: String) -> Response {
+    (
+        status,
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+            (header::REFERRER_POLICY, "no-referrer"),
+        ],
+        body,
+    )
+        .into_response()
 }

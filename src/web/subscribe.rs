@@ -17,8 +17,8 @@ use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use super::pages::{ProjectBox, SubscribeView as View};
-use super::unsubscribe::{html, mask, percent_decode, query_param, remote};
+use super::pages::{ProjectBox, SubscribeView as View, private_page};
+use super::request::{mask, percent_decode, query_param, remote};
 use super::writer::{Write, Written};
 use super::{App, Peer, confirmation};
 use crate::choice::{self, Choice};
@@ -59,7 +59,7 @@ fn answer(app: &App, headers: &HeaderMap, status: StatusCode, view: View<'_>) ->
         let body = json!({ "state": view.state, "message": view.message });
         return (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response();
     }
-    html(status, app.pages.subscribe(&view))
+    private_page(status, app.pages.subscribe(&view))
 }
 
 fn boxes<'a>(app: &'a App, choice: &Choice) -> Vec<ProjectBox<'a>> {

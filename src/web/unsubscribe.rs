@@ -10,46 +10,15 @@ use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 
-use serde_json::json;
-
-use super::pages::{UnsubscribeState, UnsubscribeView};
+use super::error::Failure;
+use super::pages::{UnsubscribeState, UnsubscribeView, private_page};
+use super::request::{mask, percent_decode, query_param, remote};
 use super::writer::{Write, Written};
 use super::{App, Peer};
 use crate::readers::Resubscribed;
 use crate::unsubscribe::Claim;
-
-/// A query parameter, percent-decoded.
-pub(super) fn query_param(uri: &Uri, name: &str) -> Option<String> {
-    uri.query()?.split('&').find_map(|pair| {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        (k == name).then(|| percent_decode(v))
-    })
-}
-
-pub(super) fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (bytes[i], hex) {
-            (b'%', Some(b)) => {
-                out.push(b);
-                i += 3;
-                continue;
-            }
-            (b'+', _) => out.push(b' '),
-            (b, _) => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
 
 fn claim(app: &App, uri: &Uri) -> Option<(String, Claim)> {
     let token = query_param(uri, "token")?;
@@ -57,48 +26,22 @@ fn claim(app: &App, uri: &Uri) -> Option<(String, Claim)> {
     Some((token, claim))
 }
 
-/// `a****@example.org`: enough for a reader with two addresses to know which, too little to
-/// read the address off a shared screen. The stars do not count the hidden characters.
-pub fn mask(email: &str) -> String {
-    match email.split_once('@') {
-        Some((local, domain)) => {
-            let first: String = local.chars().take(1).collect();
-            format!("{first}****@{domain}")
-        }
-        None => "****".to_owned(),
-    }
-}
-
 /// The same answer for a token that is bad, truncated or another site's: nothing about any
 /// address.
-fn invalid(app: &App) -> Response {
-    html(
+fn invalid(app: &App) -> Failure {
+    Failure::Page(
         StatusCode::BAD_REQUEST,
         app.pages
             .unsubscribe(UnsubscribeState::Invalid, UnsubscribeView::default()),
     )
 }
 
-fn failed(app: &App) -> Response {
-    html(
+fn failed(app: &App) -> Failure {
+    Failure::Page(
         StatusCode::SERVICE_UNAVAILABLE,
         app.pages
             .unsubscribe(UnsubscribeState::Failed, UnsubscribeView::default()),
     )
-}
-
-pub(super) fn html(status: StatusCode, body: String) -> Response {
-    (
-        status,
-        [
-            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
-            // The page holds a token: keep it out of caches and Referer headers.
-            (header::CACHE_CONTROL, "no-store"),
-            (header::REFERRER_POLICY, "no-referrer"),
-        ],
-        body,
-    )
-        .into_response()
 }
 
 /// A page about the token's address, with its buttons.
@@ -107,7 +50,7 @@ fn page_for(app: &App, status: StatusCode, state: UnsubscribeState, token: &str,
     let unsubscribe = format!("{path}?token={token}");
     let resubscribe = format!("{path}/resubscribe?token={token}");
     let address = mask(&claim.email);
-    html(
+    private_page(
         status,
         app.pages.unsubscribe(
             state,
@@ -120,11 +63,9 @@ fn page_for(app: &App, status: StatusCode, state: UnsubscribeState, token: &str,
     )
 }
 
-pub async fn page(State(app): State<Arc<App>>, uri: Uri) -> Response {
-    let Some((token, claim)) = claim(&app, &uri) else {
-        return invalid(&app);
-    };
-    page_for(&app, StatusCode::OK, UnsubscribeState::Ask, &token, &claim)
+pub async fn page(State(app): State<Arc<App>>, uri: Uri) -> Result<Response, Failure> {
+    let (token, claim) = claim(&app, &uri).ok_or_else(|| invalid(&app))?;
+    Ok(page_for(&app, StatusCode::OK, UnsubscribeState::Ask, &token, &claim))
 }
 
 /// RFC 8058 allows the body as a form or as multipart form data.
@@ -142,27 +83,16 @@ fn is_one_click(headers: &HeaderMap, body: &[u8]) -> bool {
     }
 }
 
-/// Where a request came from, as evidence: the peer, and what a proxy in front says.
-pub(super) fn remote(peer: Option<&Peer>, headers: &HeaderMap) -> serde_json::Value {
-    let forwarded = headers
-        .get("x-forwarded-for")
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.chars().take(200).collect::<String>());
-    json!({ "remote": peer.map(|p| p.0.ip().to_string()), "forwarded_for": forwarded })
-}
-
 pub async fn one_click(
     State(app): State<Arc<App>>,
     peer: Option<Extension<Peer>>,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
-) -> Response {
-    let Some((token, claim)) = claim(&app, &uri) else {
-        return invalid(&app);
-    };
+) -> Result<Response, Failure> {
+    let (token, claim) = claim(&app, &uri).ok_or_else(|| invalid(&app))?;
     if !is_one_click(&headers, &body) {
-        return invalid(&app);
+        return Err(invalid(&app));
     }
     let write = Write::Unsubscribe {
         email: claim.email.clone(),
@@ -170,8 +100,8 @@ pub async fn one_click(
         evidence: remote(peer.as_deref(), &headers),
     };
     match app.write(write).await {
-        Some(_) => page_for(&app, StatusCode::OK, UnsubscribeState::Done, &token, &claim),
-        None => failed(&app),
+        Some(_) => Ok(page_for(&app, StatusCode::OK, UnsubscribeState::Done, &token, &claim)),
+        None => Err(failed(&app)),
     }
 }
 
@@ -180,10 +110,8 @@ pub async fn resubscribe(
     peer: Option<Extension<Peer>>,
     uri: Uri,
     headers: HeaderMap,
-) -> Response {
-    let Some((token, claim)) = claim(&app, &uri) else {
-        return invalid(&app);
-    };
+) -> Result<Response, Failure> {
+    let (token, claim) = claim(&app, &uri).ok_or_else(|| invalid(&app))?;
     let write = Write::Resubscribe {
         email: claim.email.clone(),
         issue: claim.issue.clone(),
@@ -193,9 +121,9 @@ pub async fn resubscribe(
         Some(Written::Resubscribed(Resubscribed::Welcome)) => UnsubscribeState::Resubscribed,
         Some(Written::Resubscribed(Resubscribed::AlreadySubscribed)) => UnsubscribeState::Subscribed,
         Some(Written::Resubscribed(Resubscribed::Kept)) => UnsubscribeState::Kept,
-        _ => return failed(&app),
+        _ => return Err(failed(&app)),
     };
-    page_for(&app, StatusCode::OK, state, &token, &claim)
+    Ok(page_for(&app, StatusCode::OK, state, &token, &claim))
 }
 
 #[cfg(test)]
@@ -213,12 +141,5 @@ mod tests {
         multipart.insert(header::CONTENT_TYPE, "multipart/form-data; boundary=b".parse().unwrap());
         let body = b"--b\r\nContent-Disposition: form-data; name=\"List-Unsubscribe\"\r\n\r\nOne-Click\r\n--b--\r\n";
         assert!(is_one_click(&multipart, body));
-        assert_eq!(percent_decode("a%2Bb+c%"), "a+b c%");
-    }
-
-    #[test]
-    fn masked_addresses_keep_the_first_character_and_the_domain() {
-        assert_eq!(mask("alice@example.org"), "a****@example.org");
-        assert_eq!(mask("b@x.org"), "b****@x.org");
     }
 }

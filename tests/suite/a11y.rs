@@ -3,8 +3,7 @@
 //! no violation at all; the email only landmark rules (an email is not a web page).
 
 use crate::support;
-
-use std::path::PathBuf;
+use crate::support::tools;
 
 use serde_json::Value;
 use support::serve::Server;
@@ -12,13 +11,7 @@ use support::webdriver::Browser;
 use support::{Project, Sink, csv, root, run, scheduled_issue};
 
 fn axe_source() -> String {
-    let path: PathBuf = root().join("target/axe/node_modules/axe-core/axe.min.js");
-    std::fs::read_to_string(&path).unwrap_or_else(|_| {
-        panic!(
-            "{} is missing: run scripts/test, which installs axe-core",
-            path.display()
-        )
-    })
+    std::fs::read_to_string(tools::program(&tools::AXE)).unwrap()
 }
 
 /// axe's violations on the page the browser shows: (rule, impact, a target).
@@ -44,6 +37,7 @@ fn violations(browser: &Browser, axe: &str) -> Vec<(String, String, String)> {
 
 #[test]
 fn axe_finds_nothing_on_the_web_pages_and_only_landmarks_in_the_email() {
+    needs!(tools::AXE, tools::SMTP_SINK, tools::CHROMEDRIVER);
     let axe = axe_source();
     let sink = Sink::start();
     let config = "throttle: { rate: off }\nunsubscribe: { url: https://openinfra.dev/newsletter/unsubscribe }\narchive: { url: https://openinfra.dev/newsletter/archive }\n";

@@ -1,5 +1,6 @@
 //! `newsletter bounces`: the parser against the reference verdicts of the Sisimai corpus.
 
+use crate::support::tools;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
@@ -211,7 +212,7 @@ fn dsn(id: &str, to: &str, final_recipient: &str, status: &str, diagnostic: &str
 /// Each message of a maildir as Python's `mailbox.Maildir` reads it: (sub-folder, flags).
 fn python_maildir(dir: &Path) -> Vec<(String, String)> {
     let script = "import mailbox, sys\nbox = mailbox.Maildir(sys.argv[1], create=False)\nfor key in box.keys():\n    m = box.get_message(key)\n    print(m.get_subdir(), m.get_flags())\n";
-    let out = std::process::Command::new("python3")
+    let out = std::process::Command::new(tools::program(&tools::PYTHON3))
         .args(["-c", script])
         .arg(dir)
         .output()
@@ -237,6 +238,7 @@ fn json(out: &str) -> Vec<serde_json::Value> {
 
 #[test]
 fn reports_suppress_once_and_the_next_send_skips_them() {
+    needs!(tools::SMTP_SINK, tools::PYTHON3);
     let sink = Sink::start();
     let project = Project::new(
         sink.port,
@@ -426,6 +428,7 @@ fn reports_suppress_once_and_the_next_send_skips_them() {
 
 #[test]
 fn an_mbox_is_read_from_where_the_last_run_stopped() {
+    needs!(tools::SMTP_SINK, tools::PYTHON3);
     let sink = Sink::start();
     // No VERP: reports are mapped by the returned Message-ID.
     let project = Project::new(sink.port, &csv(4), "")
@@ -495,6 +498,7 @@ fn an_mbox_is_read_from_where_the_last_run_stopped() {
 
 #[test]
 fn an_imap_folder_is_read_once_marked_seen_and_never_emptied() {
+    needs!(tools::OPENSSL, tools::DOVECOT, tools::SMTP_SINK);
     use support::dovecot::{self, Dovecot};
     let pki = support::smtpd::Pki::new();
     let imap = Dovecot::start(&pki);
@@ -603,6 +607,7 @@ fn an_imap_folder_is_read_once_marked_seen_and_never_emptied() {
 
 #[test]
 fn killed_with_sigkill_and_run_again_each_report_acts_once() {
+    needs!(tools::SMTP_SINK);
     let sink = Sink::start();
     let readers = 300;
     // Every reader is at one test domain and bounces alike: the mass guard is not what this
@@ -673,6 +678,7 @@ fn killed_with_sigkill_and_run_again_each_report_acts_once() {
 /// lock on the one ledger), and the send skips the readers suppressed meanwhile.
 #[test]
 fn a_running_send_skips_readers_that_bounce_while_it_runs() {
+    needs!(tools::SMTP_SINK);
     let sink = Sink::start();
     let project = Project::new(
         sink.port,
@@ -737,6 +743,7 @@ fn a_running_send_skips_readers_that_bounce_while_it_runs() {
 /// apart; the failures that may follow do count.
 #[test]
 fn delay_warnings_count_no_bounce() {
+    needs!(tools::SMTP_SINK);
     let sink = Sink::start();
     let project = Project::new(sink.port, &csv(1), "bounces: { soft_limit: 2 }\n")
         .with_issues(&[("2025-01", scheduled_issue(None)), ("2025-02", scheduled_issue(None))]);
@@ -833,6 +840,7 @@ fn delay_warnings_count_no_bounce() {
 
 #[test]
 fn a_dry_run_leaves_an_old_ledger_as_it_was() {
+    needs!(tools::SMTP_SINK);
     let sink = Sink::start();
     let project = Project::new(sink.port, &csv(1), "");
     let db = project.write_release_0_ledger();
@@ -889,6 +897,7 @@ fn suppressed_addresses(project: &Project) -> BTreeSet<String> {
 
 #[test]
 fn a_mass_of_hard_bounces_at_one_domain_is_held_for_the_operator() {
+    needs!(tools::SMTP_SINK);
     let sink = Sink::start();
     let project = Project::new(sink.port, &two_kinds_of_readers(), "throttle: { rate: off }\n").with_issues(&[
         ("2025-01", scheduled_issue(None)),

@@ -6,6 +6,7 @@
 //! every image carries its width, which is what a mail client with images blocked sees too.
 
 use crate::support;
+use crate::support::tools;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -80,18 +81,8 @@ fn framed(html: &Path, width: u32) -> PathBuf {
 
 const MIN_WINDOW: u32 = 500;
 
-fn chromium() -> &'static str {
-    let found = Command::new("chromium")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        found,
-        "chromium is missing: run scripts/test, which installs Debian's chromium"
-    );
-    "chromium"
+fn chromium() -> std::path::PathBuf {
+    tools::program(&tools::CHROMIUM)
 }
 
 /// Runs headless Chromium with `args` on `url` in a window `width` wide (at least its
@@ -153,6 +144,7 @@ fn probe(html: &Path, width: u32, extra: &[&str]) -> Value {
 
 #[test]
 fn july_fits_a_phone_and_every_image_has_alt_text() {
+    needs!(tools::CHROMIUM);
     let out: PathBuf = root().join("out/browser");
     std::fs::create_dir_all(&out).unwrap();
     let r = run(assert_cmd::Command::cargo_bin("newsletter")

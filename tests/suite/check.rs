@@ -2,6 +2,7 @@
 //! gate `send`.
 
 use crate::support;
+use crate::support::tools;
 
 use std::time::{Duration, Instant};
 
@@ -264,6 +265,7 @@ fn offline_skips_the_network_and_finds_the_offline_errors() {
 
 #[test]
 fn send_refuses_an_issue_with_errors_unless_forced_but_test_sends_go_out() {
+    needs!(tools::SMTP_SINK);
     let sink = Sink::start();
     let issue = "---\ntitle: Broken mailto\npreheader: p\n---\nWrite to [us](mailto:events@openinfra.dev.).\n";
     let project = Project::new(

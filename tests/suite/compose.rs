@@ -1,6 +1,7 @@
 //! Both real issues through the whole compose pipeline: snapshots of the MJML, HTML and text,
 //! and the personalized message as a recipient receives it.
 
+use crate::support::tools;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
@@ -181,6 +182,7 @@ fn the_message_a_recipient_receives() {
 /// encoding, and the HTML's title must be the subject as sent.
 #[test]
 fn the_spliced_message_decodes_to_the_personalized_parts() {
+    needs!(tools::PYTHON3);
     use std::io::Write;
     let r = compose("2025-07");
     let p = Personalizer::new(&r, &Config::default(), Secret::new("k"))
@@ -194,7 +196,7 @@ fn the_spliced_message_decodes_to_the_personalized_parts() {
         let reader = recipient(fields);
         let parts = p.parts(&reader).unwrap();
         let mime = p.mime(&reader, false).unwrap();
-        let mut child = std::process::Command::new("python3")
+        let mut child = std::process::Command::new(tools::program(&tools::PYTHON3))
             .args(["-c", script])
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())

@@ -3,6 +3,7 @@
 //! does and asserts who received what, how often, with which headers.
 
 use crate::support;
+use crate::support::tools;
 
 use std::time::{Duration, Instant};
 
@@ -12,6 +13,7 @@ const FAST_RETRY: &str = "throttle: { rate: off, concurrency: 2, retries: 3, ret
 
 #[test]
 fn every_valid_recipient_gets_the_issue_once_with_its_headers() {
+    needs!(tools::SMTP_SINK);
     let sink = Sink::start();
     // A BOM, a duplicate in other case, an invalid address, a short row, an IDN domain,
     // a line break in a name, HTML in a field, unsubscribed and bounced rows.
@@ -382,6 +384,7 @@ fn dry_run_plans_and_writes_samples_without_connecting() {
 
 #[test]
 fn test_sends_go_to_staff_with_a_test_subject() {
+    needs!(tools::SMTP_SINK);
     let sink = Sink::start();
     let project = Project::new(
         sink.port,
@@ -412,6 +415,7 @@ fn test_sends_go_to_staff_with_a_test_subject() {
 
 #[test]
 fn a_real_send_needs_yes_when_not_on_a_terminal() {
+    needs!(tools::SMTP_SINK);
     let sink = Sink::start();
     let project = Project::new(sink.port, &csv(3), "");
     let r = run(project.command().args(["send", "small"]));
@@ -427,6 +431,7 @@ fn a_real_send_needs_yes_when_not_on_a_terminal() {
 
 #[test]
 fn the_throttle_spaces_messages() {
+    needs!(tools::SMTP_SINK);
     let sink = Sink::start();
     let n = 21;
     let project = Project::new(
@@ -445,6 +450,7 @@ fn the_throttle_spaces_messages() {
 
 #[test]
 fn a_dkim_selector_without_a_key_stops_before_sending() {
+    needs!(tools::SMTP_SINK);
     let sink = Sink::start();
     let project = Project::new(sink.port, &csv(1), "dkim: { selector: nl2025 }\n");
     let r = run(project
@@ -484,6 +490,7 @@ fn commands_are_pipelined_only_when_the_server_offers_it() {
 
 #[test]
 fn batches_pause_between_them() {
+    needs!(tools::SMTP_SINK);
     let sink = Sink::start();
     let project = Project::new(
         sink.port,
@@ -559,6 +566,7 @@ fn a_non_ascii_local_part_needs_smtputf8() {
 
 #[test]
 fn a_test_send_has_its_own_message_id_and_real_mail_a_feedback_id() {
+    needs!(tools::SMTP_SINK);
     let sink = Sink::start();
     let project = Project::new(
         sink.port,
@@ -606,6 +614,7 @@ fn a_test_send_has_its_own_message_id_and_real_mail_a_feedback_id() {
 
 #[test]
 fn no_header_line_passes_998_octets_whatever_the_name() {
+    needs!(tools::SMTP_SINK);
     let sink = Sink::start();
     let csv = format!(
         "email,first_name\nlong@example.org,{}\nwide@example.org,{}\nplain@example.org,Pat\n",
@@ -626,6 +635,7 @@ fn no_header_line_passes_998_octets_whatever_the_name() {
 /// The summary counts everyone of the list: those sent, and those not sent with why.
 #[test]
 fn the_summary_counts_everyone_of_the_list() {
+    needs!(tools::SMTP_SINK);
     let sink = Sink::start();
     let csv = "email,first_name\nann@example.org,Ann\nnot-an-address,X\nbob@example.org,Bob\ncyd@example.org,Cyd\n";
     let project = Project::new(sink.port, csv, "throttle: { rate: off }\n");
@@ -658,6 +668,7 @@ fn the_summary_counts_everyone_of_the_list() {
 /// in its place and say so; a real send needs the real list.
 #[test]
 fn one_rule_for_a_missing_recipient_list() {
+    needs!(tools::SMTP_SINK);
     let sink = Sink::start();
     let project = Project::new(
         sink.port,
@@ -697,6 +708,7 @@ fn one_rule_for_a_missing_recipient_list() {
 /// Without the secret a real send stops before anything goes, saying how to make one.
 #[test]
 fn a_send_without_the_secret_says_how_to_make_it() {
+    needs!(tools::SMTP_SINK);
     let sink = Sink::start();
     let project = Project::new(sink.port, &csv(2), "throttle: { rate: off }\n");
     let r = run(project

@@ -2,6 +2,7 @@
 //! dkimpy, on messages as a real SMTP server (Postfix's smtp-sink) received them.
 
 use crate::support;
+use crate::support::tools;
 
 use std::borrow::Borrow;
 use std::collections::HashMap;
@@ -103,6 +104,7 @@ fn issue(name: &str) -> String {
 
 #[test]
 fn rsa_and_ed25519_signatures_verify_in_mail_auth_and_dkimpy() {
+    needs!(tools::SMTP_SINK, tools::DKIMPY);
     let dir = tempfile::tempdir().unwrap();
     let unicode = std::fs::read_to_string(root().join("tests/fixtures/small.md"))
         .unwrap()
@@ -172,6 +174,7 @@ fn rsa_and_ed25519_signatures_verify_in_mail_auth_and_dkimpy() {
 
 #[test]
 fn every_header_a_forger_would_add_is_oversigned() {
+    needs!(tools::SMTP_SINK, tools::DKIMPY);
     let dir = tempfile::tempdir().unwrap();
     let (files, records) = send_signed(dir.path(), BOTH, &keys(), &[("small", issue_small())]);
     let text = std::fs::read_to_string(&files[0]).unwrap();
@@ -224,6 +227,7 @@ fn every_header_a_forger_would_add_is_oversigned() {
 
 #[test]
 fn keys_configured_the_earlier_way_still_sign_verifiably() {
+    needs!(tools::SMTP_SINK, tools::DKIMPY, tools::OPENSSL);
     // One Ed25519 signature from a base64 seed (`algorithm: ed25519`), and one RSA signature
     // from a PKCS#8 key under `selector` alone.
     let dir = tempfile::tempdir().unwrap();
@@ -241,7 +245,7 @@ fn keys_configured_the_earlier_way_still_sign_verifiably() {
     assert!(ok, "{report}");
     assert_eq!(report.matches(" ed25519-sha256 pass").count(), files.len(), "{report}");
 
-    let pkcs8 = Command::new("openssl")
+    let pkcs8 = Command::new(tools::program(&tools::OPENSSL))
         .args(["pkcs8", "-topk8", "-nocrypt", "-in"])
         .arg(root().join("tests/fixtures/dkim-test-rsa.pem"))
         .output()
@@ -261,6 +265,7 @@ fn issue_small() -> String {
 
 #[test]
 fn dkim_prints_the_records_to_publish() {
+    needs!(tools::OPENSSL);
     let project = Project::new(1, RECIPIENTS, "dkim: { selector: rsa2026, ed25519_selector: ed2026 }\n");
     let r = run(project.command().arg("dkim").envs(keys()));
     assert_eq!(r.code, 0, "{}", r.stderr);
@@ -276,7 +281,7 @@ fn dkim_prints_the_records_to_publish() {
     );
 
     // The RSA key the openssl command line derives is the one published.
-    let public = Command::new("openssl")
+    let public = Command::new(tools::program(&tools::OPENSSL))
         .args(["pkey", "-pubout", "-outform", "DER", "-in"])
         .arg(root().join("tests/fixtures/dkim-test-rsa.pem"))
         .output()
@@ -296,9 +301,10 @@ fn dkim_prints_the_records_to_publish() {
 
 #[test]
 fn bad_keys_are_refused_before_sending_with_what_to_do() {
+    needs!(tools::SMTP_SINK, tools::OPENSSL);
     let sink = Sink::start();
     let project = Project::new(sink.port, RECIPIENTS, "dkim: { selector: rsa2026 }\n");
-    let small = Command::new("openssl")
+    let small = Command::new(tools::program(&tools::OPENSSL))
         .args(["genrsa", "-traditional", "1024"])
         .output()
         .unwrap();
@@ -324,6 +330,7 @@ fn bad_keys_are_refused_before_sending_with_what_to_do() {
 /// A sign-up's confirmation email, sent by `serve` with both keys, verifies in dkimpy.
 #[test]
 fn the_confirmation_email_of_a_sign_up_verifies_in_dkimpy() {
+    needs!(tools::SMTP_SINK, tools::CURL, tools::DKIMPY);
     let dir = tempfile::tempdir().unwrap();
     let sink = Sink::start();
     let config = format!(

@@ -6,6 +6,7 @@
 //! certificate from elsewhere change nothing; a subscription is confirmed.
 
 use crate::support;
+use crate::support::tools;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
@@ -30,7 +31,7 @@ impl Https {
     fn start(dir: &Path, cert: &Path, key: &Path) -> Https {
         let port = free_port();
         // It names each file served on stderr.
-        let child = Command::new("openssl")
+        let child = Command::new(tools::program(&tools::OPENSSL))
             .args(["s_server", "-WWW", "-accept", &port.to_string(), "-cert"])
             .arg(cert)
             .arg("-key")
@@ -97,7 +98,7 @@ fn signed(key: &Path, version: &str, kind: &str, id: &str, message: &str, cert_u
         )
     };
     let digest = if version == "1" { "-sha1" } else { "-sha256" };
-    let mut openssl = Command::new("openssl")
+    let mut openssl = Command::new(tools::program(&tools::OPENSSL))
         .args(["dgst", digest, "-sign"])
         .arg(key)
         .stdin(Stdio::piped())
@@ -161,6 +162,7 @@ fn bounce(email: &str) -> String {
 
 #[test]
 fn signed_bounces_and_complaints_suppress_and_anything_else_changes_nothing() {
+    needs!(tools::SMTP_SINK, tools::OPENSSL, tools::CURL);
     let sink = Sink::start();
     let project = Project::new(
         sink.port,
@@ -264,6 +266,7 @@ fn signed_bounces_and_complaints_suppress_and_anything_else_changes_nothing() {
 
 #[test]
 fn forged_messages_cost_no_fetch_and_cannot_write_log_lines() {
+    needs!(tools::OPENSSL, tools::CURL);
     let project = Project::new(
         1,
         &csv(2),

@@ -7,6 +7,7 @@
 //! anyone, at any MTA.
 
 use crate::support;
+use crate::support::tools;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -106,10 +107,11 @@ fn send_and_judge(mta: &str, mta_port: u16, maildir: &Path, catalogue: &[Refusal
                 wrong.push(text.chars().take(3000).collect());
             }
             wrong.push(format!(
-                "{mta}: {} {:?} `{}`: truth {}, got {got} ({} {}: {action})",
+                "{mta}: {} {:?} `{}` (from {}): truth {}, got {got} ({} {}: {action})",
                 refusal.receiver,
                 refusal.when,
                 refusal.reply.join(" ").chars().take(90).collect::<String>(),
+                refusal.page,
                 refusal.truth,
                 v["class"],
                 v["reason"],
@@ -149,10 +151,7 @@ fn routes(catalogue: &[Refusal], port: u16) -> Vec<(String, String, u16)> {
 
 #[test]
 fn postfix_reports_of_every_refusal_are_read_as_their_truth() {
-    if !Postfix::available() {
-        eprintln!("skipped: a Postfix instance needs root and Debian's postfix (scripts/test)");
-        return;
-    }
+    needs!(tools::POSTFIX);
     let catalogue = catalogue();
     let receivers = Receivers::start(&catalogue);
     let relay = Postfix::start_routed(receivers.port, &routes(&catalogue, receivers.port));
@@ -163,10 +162,7 @@ fn postfix_reports_of_every_refusal_are_read_as_their_truth() {
 
 #[test]
 fn exim_reports_of_every_refusal_are_read_as_their_truth() {
-    if !Mta::exim_available() {
-        eprintln!("skipped: Exim needs root and the exim4 scripts/test unpacks");
-        return;
-    }
+    needs!(tools::EXIM);
     let catalogue = catalogue();
     let receivers = Receivers::start(&catalogue);
     let exim = Mta::exim(&routes(&catalogue, receivers.port));
@@ -175,10 +171,7 @@ fn exim_reports_of_every_refusal_are_read_as_their_truth() {
 
 #[test]
 fn opensmtpd_reports_of_every_refusal_are_read_as_their_truth() {
-    if !Mta::opensmtpd_available() {
-        eprintln!("skipped: OpenSMTPD needs root and the opensmtpd scripts/test unpacks");
-        return;
-    }
+    needs!(tools::OPENSMTPD);
     let catalogue = catalogue();
     let receivers = Receivers::start(&catalogue);
     let smtpd = Mta::opensmtpd(&routes(&catalogue, receivers.port));
@@ -187,10 +180,7 @@ fn opensmtpd_reports_of_every_refusal_are_read_as_their_truth() {
 
 #[test]
 fn sendmail_reports_of_every_refusal_are_read_as_their_truth() {
-    if !Mta::sendmail_available() {
-        eprintln!("skipped: Sendmail needs root and the sendmail scripts/test unpacks");
-        return;
-    }
+    needs!(tools::SENDMAIL);
     let catalogue = catalogue();
     let receivers = Receivers::start(&catalogue);
     let sendmail = Mta::sendmail(&routes(&catalogue, receivers.port));

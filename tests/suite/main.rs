@@ -2,6 +2,7 @@
 //! dependencies instead of one per file, one `support` module shared by all. Each module is
 //! one feature; `tests/README.md` says what each proves and against what.
 
+#[macro_use]
 mod support;
 
 mod a11y;

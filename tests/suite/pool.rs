@@ -3,6 +3,7 @@
 //! leaves the rotation, and a daily limit is kept across runs.
 
 use crate::support;
+use crate::support::tools;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -52,6 +53,7 @@ fn relay<'a>(status: &'a serde_json::Value, name: &str) -> &'a serde_json::Value
 
 #[test]
 fn two_relays_share_a_send_by_weight() {
+    needs!(tools::SMTP_SINK);
     let (a, b) = (Sink::start(), Sink::start());
     let project = Project::new(a.port, &csv(4000), "throttle: { rate: off }\n")
         .with_smtp(&pool(&[("one", &a, ", weight: 1"), ("three", &b, ", weight: 3")]));
@@ -70,6 +72,7 @@ fn two_relays_share_a_send_by_weight() {
 
 #[test]
 fn a_relay_killed_mid_send_hands_its_messages_to_the_other() {
+    needs!(tools::SMTP_SINK);
     let (a, mut b) = (Sink::start(), Sink::start());
     let project = Project::new(
         a.port,
@@ -105,6 +108,7 @@ fn a_relay_killed_mid_send_hands_its_messages_to_the_other() {
 
 #[test]
 fn a_relay_refusing_the_sender_leaves_the_rotation_and_the_other_sends() {
+    needs!(tools::SMTP_SINK);
     let refusing = Sink::start_with(support::free_port(), &["-f", "MAIL"]);
     let good = Sink::start();
     let project = Project::new(good.port, &csv(200), "throttle: { rate: off }\n")
@@ -122,6 +126,7 @@ fn a_relay_refusing_the_sender_leaves_the_rotation_and_the_other_sends() {
 
 #[test]
 fn a_daily_limit_is_kept_and_the_rest_waits_for_tomorrow() {
+    needs!(tools::SMTP_SINK);
     let (limited, other) = (Sink::start(), Sink::start());
     let project = Project::new(limited.port, &csv(400), "throttle: { rate: off }\n").with_smtp(&pool(&[
         ("limited", &limited, ", weight: 3, daily_limit: 100"),
@@ -156,6 +161,7 @@ fn a_daily_limit_is_kept_and_the_rest_waits_for_tomorrow() {
 
 #[test]
 fn when_every_relay_is_out_the_send_stops_and_everyone_stays_pending() {
+    needs!(tools::SMTP_SINK);
     let (a, b) = (
         Sink::start_with(support::free_port(), &["-f", "MAIL"]),
         Sink::start_with(support::free_port(), &["-f", "MAIL"]),

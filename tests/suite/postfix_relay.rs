@@ -4,6 +4,7 @@
 //! reads them there.
 
 use crate::support;
+use crate::support::tools;
 
 use std::collections::BTreeMap;
 
@@ -43,10 +44,7 @@ fn verdicts(out: &str) -> BTreeMap<String, (String, String, String, String)> {
 
 #[test]
 fn reports_written_by_postfix_suppress_the_right_readers_with_and_without_verp() {
-    if !Postfix::available() {
-        eprintln!("skipped: a Postfix instance needs root and Debian's postfix (scripts/test)");
-        return;
-    }
+    needs!(tools::POSTFIX);
     let servers = readers_servers();
     let relay = Postfix::start(servers.port);
     let issues = [("2025-01", scheduled_issue(None)), ("2025-02", scheduled_issue(None))];
@@ -153,10 +151,7 @@ fn reports_written_by_postfix_suppress_the_right_readers_with_and_without_verp()
 /// without counting a bounce.
 #[test]
 fn a_delay_warning_from_postfix_counts_no_bounce() {
-    if !Postfix::available() {
-        eprintln!("skipped: a Postfix instance needs root and Debian's postfix (scripts/test)");
-        return;
-    }
+    needs!(tools::POSTFIX);
     let servers = ScriptServer::start(|stage, _, _| match stage {
         Stage::Rcpt => Reply::Code(451, "4.7.1 Greylisted, try again later"),
         _ => Reply::Ok,
@@ -205,10 +200,7 @@ fn a_delay_warning_from_postfix_counts_no_bounce() {
 /// Postfix takes up when it starts again).
 #[test]
 fn the_local_mta_s_sendmail_delivers_once_signed_and_loses_nothing_when_stopped() {
-    if !Postfix::available() {
-        eprintln!("skipped: a Postfix instance needs root and Debian's postfix (scripts/test)");
-        return;
-    }
+    needs!(tools::POSTFIX, tools::SMTP_SINK, tools::DKIMPY);
     let sink = support::Sink::start();
     let relay = Postfix::start(sink.port);
     let project = Project::new(1, &csv(120), "throttle: { rate: 40/s }\ndkim: { selector: rsa2026 }\n")

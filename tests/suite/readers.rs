@@ -3,6 +3,7 @@
 //! from what smtp-sink received, and strace counting what reached the disk.
 
 use crate::support;
+use crate::support::tools;
 
 use serde_json::Value;
 use support::serve::{Server, curl, link_in_message, one_click};
@@ -75,6 +76,7 @@ fn show(project: &Project, email: &str) -> Value {
 
 #[test]
 fn the_strongest_reason_wins_whatever_came_last() {
+    needs!(tools::SMTP_SINK, tools::CURL);
     let sink = Sink::start();
     let project = project(&sink, 4);
     send(&project, "2025-01");
@@ -172,6 +174,7 @@ fn the_strongest_reason_wins_whatever_came_last() {
 
 #[test]
 fn a_mailto_unsubscribe_counts_only_with_the_token_of_a_message() {
+    needs!(tools::SMTP_SINK, tools::PYTHON3);
     let sink = Sink::start();
     let project = project(&sink, 3);
     send(&project, "2025-01");
@@ -225,6 +228,7 @@ fn a_mailto_unsubscribe_counts_only_with_the_token_of_a_message() {
 
 #[test]
 fn an_acknowledged_unsubscribe_is_on_disk_before_the_answer() {
+    needs!(tools::STRACE, tools::CURL);
     let project = Project::new(1, &csv(5), CONFIG);
     let server = Server::start(&project);
     let syncs = support::serve::Syncs::attach(&server, project.dir.path());
@@ -250,6 +254,7 @@ fn an_acknowledged_unsubscribe_is_on_disk_before_the_answer() {
 
 #[test]
 fn weak_secrets_and_first_release_tokens_are_refused() {
+    needs!(tools::CURL);
     let project = Project::new(1, &csv(1), CONFIG);
     for args in [
         vec!["serve", "--listen", "127.0.0.1:1"],
@@ -296,6 +301,7 @@ fn weak_secrets_and_first_release_tokens_are_refused() {
 
 #[test]
 fn forget_leaves_no_trace_and_the_list_never_mails_the_address_again() {
+    needs!(tools::SMTP_SINK, tools::CURL, tools::SQLITE3);
     let sink = Sink::start();
     let project = project(&sink, 3);
     send(&project, "2025-01");
@@ -365,7 +371,7 @@ fn forget_leaves_no_trace_and_the_list_never_mails_the_address_again() {
 
     // Nothing in a dump of the database, nor in the file's bytes (deleted pages are overwritten).
     let db = project.dir.path().join("state/newsletter.db");
-    let dump = std::process::Command::new("sqlite3")
+    let dump = std::process::Command::new(tools::program(&tools::SQLITE3))
         .arg(&db)
         .arg(".dump")
         .output()
@@ -399,7 +405,7 @@ fn forget_leaves_no_trace_and_the_list_never_mails_the_address_again() {
     // Nothing can bring it back in: a suppression or an unsubscribe stores nothing.
     let r = run(project.command().args(["suppress", "remove", "user1@example.org"]));
     assert!(r.stderr.contains("forgotten"), "{}", r.stderr);
-    let dump = std::process::Command::new("sqlite3")
+    let dump = std::process::Command::new(tools::program(&tools::SQLITE3))
         .arg(&db)
         .arg(".dump")
         .output()

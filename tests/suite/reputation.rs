@@ -3,6 +3,7 @@
 //! a send whose hard bounces climb, then goes on only when told to.
 
 use crate::support;
+use crate::support::tools;
 
 use support::{Project, Reply, ScriptServer, Sink, Stage, csv, run, scheduled_issue};
 
@@ -24,6 +25,7 @@ fn a_day_passes(project: &Project) {
 
 #[test]
 fn the_warm_up_caps_each_day_and_the_next_day_goes_on() {
+    needs!(tools::SMTP_SINK);
     let sink = Sink::start();
     let project = Project::new(
         sink.port,

@@ -3,6 +3,7 @@
 //! SMTP servers.
 
 use crate::support;
+use crate::support::tools;
 
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
@@ -21,6 +22,7 @@ fn spawn(project: &Project, args: &[&str]) -> Child {
 
 #[test]
 fn kill_9_at_several_points_then_rerun_delivers_everyone_once_or_twice() {
+    needs!(tools::SMTP_SINK);
     let sink = Sink::start();
     let n = 3000;
     let concurrency = 4;
@@ -61,6 +63,7 @@ fn kill_9_at_several_points_then_rerun_delivers_everyone_once_or_twice() {
 
 #[test]
 fn a_second_concurrent_run_exits_at_once() {
+    needs!(tools::SMTP_SINK);
     let sink = Sink::start();
     let project = Project::new(sink.port, &csv(40), "throttle: { rate: 20/s }\n");
     let mut first = spawn(&project, &["send", "small", "--yes", "-q"]);
@@ -84,6 +87,7 @@ fn a_second_concurrent_run_exits_at_once() {
 
 #[test]
 fn a_lock_left_by_a_dead_process_does_not_block() {
+    needs!(tools::SMTP_SINK);
     let sink = Sink::start();
     let project = Project::new(sink.port, &csv(200), "throttle: { rate: 50/s }\n");
     let mut holder = spawn(&project, &["send", "small", "--yes", "-q"]);
@@ -101,6 +105,7 @@ fn a_lock_left_by_a_dead_process_does_not_block() {
 
 #[test]
 fn cron_sends_what_is_due_once_and_nothing_else() {
+    needs!(tools::SMTP_SINK);
     let sink = Sink::start();
     let project = Project::new(sink.port, &csv(5), "throttle: { rate: off }\n").with_issues(&[
         ("2025-06", scheduled_issue(Some("2025-06-01T09:00:00Z"))),
@@ -134,6 +139,7 @@ fn cron_sends_what_is_due_once_and_nothing_else() {
 
 #[test]
 fn a_named_send_of_a_scheduled_issue_waits_for_its_time_unless_told_now() {
+    needs!(tools::SMTP_SINK);
     let sink = Sink::start();
     let project = Project::new(sink.port, &csv(3), "throttle: { rate: off }\n")
         .with_issues(&[("2099-01", scheduled_issue(Some("2099-01-01T09:00:00Z")))]);
@@ -168,6 +174,7 @@ fn cron_with_nothing_due_prints_nothing() {
 
 #[test]
 fn rows_added_removed_or_unsubscribed_between_runs() {
+    needs!(tools::SMTP_SINK);
     let sink = Sink::start();
     let project = Project::new(sink.port, &csv(6), "throttle: { rate: off }\n");
     assert_eq!(run(project.command().args(["send", "small", "--yes", "-q"])).code, 0);
@@ -265,6 +272,7 @@ fn suppressed_addresses_are_never_sent_and_dead_mailboxes_are_suppressed() {
 
 #[test]
 fn ctrl_c_finishes_in_flight_messages_and_the_next_run_resumes() {
+    needs!(tools::SMTP_SINK);
     let sink = Sink::start();
     let project = Project::new(sink.port, &csv(100), "throttle: { rate: 25/s, concurrency: 4 }\n");
     let child = spawn(&project, &["send", "small", "--yes"]);
@@ -305,6 +313,7 @@ fn ctrl_c_finishes_in_flight_messages_and_the_next_run_resumes() {
 
 #[test]
 fn a_server_down_on_the_first_run_and_up_on_the_second() {
+    needs!(tools::SMTP_SINK);
     let port = support::free_port();
     let project = Project::new(port, &csv(20), "throttle: { rate: off }\n");
     let r = run(project.command().args(["send", "small", "--yes"]));
@@ -430,6 +439,7 @@ fn a_recipient_failing_temporarily_run_after_run_is_given_up() {
 /// final dot), then the same ledger pointed at a working server: everyone gets it once.
 #[test]
 fn a_relay_that_refuses_every_message_leaves_everyone_pending_for_the_next_run() {
+    needs!(tools::SMTP_SINK);
     for fault in [["-f", "MAIL"], ["-f", "DATA"], ["-f", "."]] {
         let port = support::free_port();
         let refusing = Sink::start_with(port, &fault);
@@ -490,6 +500,7 @@ fn retry_failed_gives_permanent_failures_one_more_attempt() {
 
 #[test]
 fn cron_refuses_an_unreadable_send_at_and_names_each_issue_it_sends() {
+    needs!(tools::SMTP_SINK);
     let sink = Sink::start();
     let project = Project::new(sink.port, &csv(2), "throttle: { rate: off }\n").with_issues(&[
         ("2025-05", scheduled_issue(Some("2025-05-01T09:00:00Z"))),
@@ -529,6 +540,7 @@ fn cron_refuses_an_unreadable_send_at_and_names_each_issue_it_sends() {
 
 #[test]
 fn status_tells_partial_sends_and_says_when_nobody_failed() {
+    needs!(tools::SMTP_SINK);
     let sink = Sink::start();
     let project = Project::new(sink.port, &csv(5), "throttle: { rate: off }\n");
     let two = project.dir.path().join("two.csv");
@@ -560,6 +572,7 @@ fn status_tells_partial_sends_and_says_when_nobody_failed() {
 
 #[test]
 fn status_says_running_while_a_send_holds_the_lock() {
+    needs!(tools::SMTP_SINK);
     let sink = Sink::start();
     let project = Project::new(sink.port, &csv(40), "throttle: { rate: 20/s }\n");
     // An earlier run completed the issue for a smaller list; this one runs now.
@@ -596,6 +609,7 @@ fn status_says_running_while_a_send_holds_the_lock() {
 /// tests/fixtures/ledger-release-0.sql) is upgraded in place and the send resumes from it.
 #[test]
 fn a_ledger_from_the_first_release_upgrades_and_resumes() {
+    needs!(tools::SMTP_SINK);
     let sink = Sink::start();
     let project = Project::new(sink.port, &csv(6), "throttle: { rate: off }\n");
     let db = project.write_release_0_ledger();
@@ -627,6 +641,7 @@ fn countries(n: usize) -> String {
 
 #[test]
 fn limit_and_where_send_part_of_the_list_and_a_full_send_the_rest_once() {
+    needs!(tools::SMTP_SINK);
     let sink = Sink::start();
     let project = Project::new(sink.port, &countries(12), "throttle: { rate: off }\n");
     let r = run(project.command().args(["send", "small", "--yes", "--limit", "3"]));
@@ -683,6 +698,7 @@ fn limit_and_where_send_part_of_the_list_and_a_full_send_the_rest_once() {
 
 #[test]
 fn a_segment_in_the_front_matter_is_the_issue_s_audience() {
+    needs!(tools::SMTP_SINK);
     let sink = Sink::start();
     let issue =
         scheduled_issue(Some("2025-06-01T09:00:00Z")).replacen("---\n", "---\nsegment:\n  country: [KE, NG]\n", 1);
@@ -696,6 +712,7 @@ fn a_segment_in_the_front_matter_is_the_issue_s_audience() {
 
 #[test]
 fn resuming_after_the_file_changed_warns_that_readers_get_two_texts() {
+    needs!(tools::SMTP_SINK);
     let sink = Sink::start();
     let project =
         Project::new(sink.port, &csv(6), "throttle: { rate: off }\n").with_issues(&[("june", scheduled_issue(None))]);
@@ -722,6 +739,7 @@ fn resuming_after_the_file_changed_warns_that_readers_get_two_texts() {
 /// The README's crontab line, run as cron runs it: `sh -c`, an empty environment, a short PATH.
 #[test]
 fn the_readme_crontab_line_works_in_cron_s_environment() {
+    needs!(tools::SMTP_SINK);
     let readme = std::fs::read_to_string(support::root().join("README.md")).unwrap();
     let line = readme
         .lines()

@@ -3,6 +3,7 @@
 //! read back with SQLite.
 
 use crate::support;
+use crate::support::tools;
 
 use std::time::Duration;
 
@@ -64,6 +65,7 @@ fn ledger_rows(project: &Project, sql: &str) -> Vec<String> {
 
 #[test]
 fn every_spelling_of_one_mailbox_is_that_mailbox() {
+    needs!(tools::SMTP_SINK, tools::CURL);
     let sink = Sink::start();
     let project = project(
         &sink,
@@ -141,6 +143,7 @@ fn every_spelling_of_one_mailbox_is_that_mailbox() {
 
 #[test]
 fn nothing_written_while_forget_runs_brings_the_address_back() {
+    needs!(tools::SMTP_SINK, tools::CURL);
     let sink = Sink::start();
     let project = readers_project(&sink, 100000);
     let server = Server::start(&project);
@@ -158,7 +161,10 @@ fn nothing_written_while_forget_runs_brings_the_address_back() {
                     all.extend(["-o", "/dev/null"].map(str::to_owned));
                     all.extend(args.iter().cloned());
                 }
-                std::process::Command::new("curl").args(&all).output().unwrap();
+                std::process::Command::new(tools::program(&tools::CURL))
+                    .args(&all)
+                    .output()
+                    .unwrap();
             })
         };
         let clicks = flood(
@@ -237,6 +243,7 @@ return JSON.stringify({ xss: window.xss === undefined ? null : window.xss, href:
 
 #[test]
 fn hostile_raw_html_is_cleaned_in_the_email_and_the_archive_and_runs_nowhere() {
+    needs!(tools::SMTP_SINK, tools::CHROMEDRIVER);
     let sink = Sink::start();
     let small = std::fs::read_to_string(support::root().join("tests/fixtures/small.md")).unwrap();
     let issue = format!("{small}\n\n{}\n", XSS.join("\n\n"));
@@ -285,6 +292,7 @@ fn hostile_raw_html_is_cleaned_in_the_email_and_the_archive_and_runs_nowhere() {
 
 #[test]
 fn the_form_puts_no_free_text_in_the_foundations_mail() {
+    needs!(tools::SMTP_SINK, tools::CURL);
     let sink = Sink::start();
     let project = readers_project(&sink, 500);
     let server = Server::start(&project);
@@ -332,6 +340,7 @@ fn the_form_puts_no_free_text_in_the_foundations_mail() {
 
 #[test]
 fn confirmations_arrive_after_the_relay_closed_the_idle_connection() {
+    needs!(tools::SMTP_SINK, tools::CURL);
     // smtp-sink -t 3 drops a session idle for 3 s, as Postfix and Exim do after minutes.
     let sink = Sink::start_with(support::free_port(), &["-t", "3"]);
     let project = readers_project(&sink, 500);
@@ -356,6 +365,7 @@ fn confirmations_arrive_after_the_relay_closed_the_idle_connection() {
 
 #[test]
 fn a_confirmation_the_relay_could_not_take_is_sent_later_and_shown_meanwhile() {
+    needs!(tools::CURL, tools::SMTP_SINK);
     let port = support::free_port();
     // No relay listening yet.
     let project = Project::new(port, OLIVE, &format!("{CONFIG}subscribe: {{ retry_after: 1s }}\n"));
@@ -392,6 +402,7 @@ fn a_confirmation_the_relay_could_not_take_is_sent_later_and_shown_meanwhile() {
 
 #[test]
 fn a_ledger_without_its_key_fails_closed_but_still_unsubscribes() {
+    needs!(tools::SMTP_SINK, tools::CURL);
     let sink = Sink::start();
     let project = project(
         &sink,
@@ -441,7 +452,7 @@ fn median_time(server: &Server, emails: &[String]) -> f64 {
     let mut times: Vec<f64> = emails
         .iter()
         .map(|email| {
-            let out = std::process::Command::new("curl")
+            let out = std::process::Command::new(tools::program(&tools::CURL))
                 .args(["-s", "-o", "/dev/null", "-w", "%{time_total}", "--data-urlencode"])
                 .arg(format!("email={email}"))
                 .arg(format!("{}/newsletter/subscribe", server.base))
@@ -456,6 +467,7 @@ fn median_time(server: &Server, emails: &[String]) -> f64 {
 
 #[test]
 fn a_sign_up_takes_the_same_work_whatever_the_addresss_standing() {
+    needs!(tools::SMTP_SINK, tools::STRACE, tools::CURL);
     let sink = Sink::start();
     let project = readers_project(&sink, 100000);
     for i in 0..20 {
@@ -493,6 +505,7 @@ fn a_sign_up_takes_the_same_work_whatever_the_addresss_standing() {
 
 #[test]
 fn the_sign_up_limit_believes_only_trusted_proxies_and_other_sites_cannot_post() {
+    needs!(tools::SMTP_SINK, tools::CURL);
     let sink = Sink::start();
     let project = readers_project(&sink, 5);
     let server = Server::start(&project);
@@ -528,6 +541,7 @@ fn the_sign_up_limit_believes_only_trusted_proxies_and_other_sites_cannot_post()
 
 #[test]
 fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_limit() {
+    needs!(tools::SMTP_SINK, tools::CURL);
     let sink = Sink::start();
     let config = CONFIG.replace(
         "serve: { request_timeout: 5s }",
@@ -551,6 +565,7 @@ fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_limit() {
 
 #[test]
 fn the_ledger_and_the_dry_runs_messages_are_the_users_alone() {
+    needs!(tools::SMTP_SINK);
     use std::os::unix::fs::PermissionsExt;
     let sink = Sink::start();
     let project = project(&sink, OLIVE, "");
@@ -598,6 +613,7 @@ fn the_ledger_and_the_dry_runs_messages_are_the_users_alone() {
 
 #[test]
 fn a_replayed_confirmation_after_an_unsubscribe_says_the_reader_is_not_subscribed() {
+    needs!(tools::SMTP_SINK, tools::CURL);
     let sink = Sink::start();
     let project = readers_project(&sink, 500);
     let server = Server::start(&project);

@@ -4,6 +4,7 @@
 //! of moto are waited out without failing or doubling anyone.
 
 use crate::support;
+use crate::support::tools;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -23,7 +24,7 @@ struct Moto {
 impl Moto {
     fn start() -> Moto {
         let port = free_port();
-        let child = Command::new("moto_server")
+        let child = Command::new(tools::program(&tools::MOTO))
             .args(["-p", &port.to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -187,6 +188,7 @@ fn header<'a>(message: &'a str, name: &str) -> Option<&'a str> {
 
 #[test]
 fn ses_gets_our_exact_bytes_and_throttling_is_waited_out() {
+    needs!(tools::MOTO, tools::PYTHON3);
     let moto = Moto::start();
     let proxy = Proxy::start(moto.port, 10);
     let read = |name: &str| std::fs::read_to_string(root().join("tests/fixtures").join(name)).unwrap();
@@ -263,7 +265,7 @@ fn ses_gets_our_exact_bytes_and_throttling_is_waited_out() {
             path
         })
         .collect();
-    let out = Command::new("python3")
+    let out = Command::new(tools::program(&tools::PYTHON3))
         .arg(root().join("tests/suite/support/dkim_verify.py"))
         .arg(&records)
         .args(&files)
@@ -280,6 +282,7 @@ fn ses_gets_our_exact_bytes_and_throttling_is_waited_out() {
 
 #[test]
 fn an_unverified_sender_is_the_relay_s_refusal_and_nobody_is_failed() {
+    needs!(tools::MOTO);
     let moto = Moto::start();
     let proxy = Proxy::start(moto.port, usize::MAX);
     let project = Project::new(0, &csv(5), "throttle: { rate: off }\n");
@@ -348,6 +351,7 @@ fn imds() -> u16 {
 
 #[test]
 fn without_keys_in_the_environment_the_instance_role_signs() {
+    needs!(tools::MOTO);
     let moto = Moto::start();
     let proxy = Proxy::start(moto.port, usize::MAX);
     let metadata = imds();

@@ -5,6 +5,7 @@
 //! they chose; and the abuse cases.
 
 use crate::support;
+use crate::support::tools;
 
 use std::time::{Duration, Instant};
 
@@ -82,6 +83,7 @@ fn export(project: &Project, email: &str) -> serde_json::Value {
 
 #[test]
 fn a_reader_signs_up_confirms_with_the_button_and_gets_only_the_projects_chosen() {
+    needs!(tools::SMTP_SINK, tools::CURL);
     let sink = Sink::start();
     let project = project(
         &sink,
@@ -232,6 +234,7 @@ fn a_reader_signs_up_confirms_with_the_button_and_gets_only_the_projects_chosen(
 
 #[test]
 fn a_list_from_elsewhere_is_imported_with_its_consent_wording_once() {
+    needs!(tools::SMTP_SINK);
     let sink = Sink::start();
     let project = project(&sink, "email\nolive@example.org\n", "");
     assert_eq!(
@@ -284,6 +287,7 @@ fn a_list_from_elsewhere_is_imported_with_its_consent_wording_once() {
 
 #[test]
 fn abuse_is_answered_without_a_500_and_without_a_second_email() {
+    needs!(tools::SMTP_SINK, tools::CURL);
     let sink = Sink::start();
     let project = project(
         &sink,
@@ -351,7 +355,10 @@ fn abuse_is_answered_without_a_500_and_without_a_second_email() {
         );
         args.push(form.clone());
     }
-    let out = std::process::Command::new("curl").args(&args).output().unwrap();
+    let out = std::process::Command::new(tools::program(&tools::CURL))
+        .args(&args)
+        .output()
+        .unwrap();
     let codes = String::from_utf8_lossy(&out.stdout).into_owned();
     let answered = |code: &str| codes.lines().filter(|l| *l == code).count();
     // The per-client limit (500 an hour here; the bad address and the JSON request counted)
@@ -387,6 +394,7 @@ fn abuse_is_answered_without_a_500_and_without_a_second_email() {
 
 #[test]
 fn a_browser_signs_up_through_the_form_page_and_confirms_with_the_button() {
+    needs!(tools::SMTP_SINK, tools::CHROMEDRIVER);
     let sink = Sink::start();
     let project = project(&sink, "email\nolive@example.org\n", "");
     let server = Server::start(&project);
@@ -424,6 +432,7 @@ fn wait_for(browser: &support::webdriver::Browser, css: &str) {
 
 #[test]
 fn confirmation_links_expire_and_no_other_token_confirms() {
+    needs!(tools::SMTP_SINK, tools::CURL);
     use newsletter::unsubscribe::Secret;
     let sink = Sink::start();
     let project = project(&sink, "email\nolive@example.org\n", "");

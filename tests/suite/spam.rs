@@ -3,6 +3,7 @@
 //! relay. The tool itself must cause no rule: the score is 0.0 or less.
 
 use crate::support;
+use crate::support::tools;
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -28,7 +29,7 @@ const OURS: &[&str] = &[
 
 /// SpamAssassin's score and the rules it hit.
 fn spamassassin(message: &str) -> (f64, Vec<String>, String) {
-    let mut child = Command::new("spamassassin")
+    let mut child = Command::new(tools::program(&tools::SPAMASSASSIN))
         .args(["-t", "-L"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -64,6 +65,7 @@ fn spamassassin(message: &str) -> (f64, Vec<String>, String) {
 
 #[test]
 fn the_july_issue_scores_nothing_the_tool_caused() {
+    needs!(tools::SMTP_SINK, tools::SPAMASSASSIN);
     let sink = Sink::start();
     let july = std::fs::read_to_string(root().join("newsletters/2025-07.md")).unwrap();
     let project = Project::new(

@@ -3,6 +3,7 @@
 //! way a handshake fails, as one line that says what to change.
 
 use crate::support;
+use crate::support::tools;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
@@ -18,6 +19,7 @@ fn project(smtp: String, extra: &str) -> Project {
 
 #[test]
 fn starttls_and_implicit_tls_to_a_private_ca_deliver_everything_with_auth() {
+    needs!(tools::OPENSSL, tools::AIOSMTPD);
     let pki = Pki::new();
     let cert = pki.issue("server", &["localhost", "127.0.0.1"], 2);
     // STARTTLS with AUTH PLAIN; implicit TLS with only AUTH LOGIN offered.
@@ -52,6 +54,10 @@ fn starttls_and_implicit_tls_to_a_private_ca_deliver_everything_with_auth() {
             // Our preference, which Python's ssl (OpenSSL) follows: AES-128-GCM.
             assert_eq!(m.meta["cipher"], "TLS_AES_128_GCM_SHA256", "{mode}");
             assert_eq!(m.meta["login"], "sender@openinfra.dev", "{mode}");
+            assert!(
+                support::header(&m.text, "Message-ID").is_some(),
+                "{mode}: a whole message"
+            );
         }
         let mut to: Vec<String> = received
             .iter()
@@ -94,6 +100,7 @@ fn refused(server: &Smtpd, security: &str, ca_file: Option<&std::path::Path>, ti
 
 #[test]
 fn each_certificate_failure_is_one_line_that_says_what_to_change() {
+    needs!(tools::OPENSSL, tools::AIOSMTPD);
     let pki = Pki::new();
     let expired = Smtpd::start("starttls", Some(&pki.issue("expired", &["localhost"], -1)), &[]);
     let (err, _) = refused(&expired, "starttls", Some(&pki.ca()), "10s");
@@ -136,6 +143,7 @@ fn each_certificate_failure_is_one_line_that_says_what_to_change() {
 
 #[test]
 fn a_wrong_mode_for_the_port_is_named_quickly() {
+    needs!(tools::OPENSSL, tools::AIOSMTPD);
     let pki = Pki::new();
     let cert = pki.issue("server", &["localhost"], 2);
     // Implicit TLS against a STARTTLS port: the server greets in plain text.
@@ -155,6 +163,7 @@ fn a_wrong_mode_for_the_port_is_named_quickly() {
 
 #[test]
 fn a_refused_login_names_the_user_and_what_to_check() {
+    needs!(tools::OPENSSL, tools::AIOSMTPD);
     let pki = Pki::new();
     let server = Smtpd::start(
         "starttls",
@@ -254,6 +263,7 @@ fn oauth_send(
 
 #[test]
 fn xoauth2_with_a_token_from_the_environment_or_the_client_credentials_flow() {
+    needs!(tools::OPENSSL, tools::AIOSMTPD);
     let pki = Pki::new();
     let cert = pki.issue("server", &["localhost"], 2);
     let server = Smtpd::start(
@@ -299,6 +309,7 @@ fn xoauth2_with_a_token_from_the_environment_or_the_client_credentials_flow() {
 
 #[test]
 fn an_expiring_xoauth2_token_is_replaced_before_a_new_connection_uses_it() {
+    needs!(tools::OPENSSL, tools::AIOSMTPD);
     let pki = Pki::new();
     let cert = pki.issue("server", &["localhost"], 2);
     let server = Smtpd::start(
@@ -334,6 +345,7 @@ fn an_expiring_xoauth2_token_is_replaced_before_a_new_connection_uses_it() {
 
 #[test]
 fn the_system_store_is_trusted_and_ssl_cert_file_names_it() {
+    needs!(tools::OPENSSL, tools::AIOSMTPD);
     // No ca_file: the private CA is trusted because SSL_CERT_FILE names it as the system's
     // store, as `update-ca-certificates` would have added it.
     let pki = Pki::new();

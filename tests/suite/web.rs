@@ -4,6 +4,7 @@
 //! while it runs.
 
 use crate::support;
+use crate::support::tools;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -24,6 +25,7 @@ fn suppressed(project: &Project) -> serde_json::Value {
 
 #[test]
 fn one_click_from_a_real_message_unsubscribes_and_a_get_changes_nothing() {
+    needs!(tools::SMTP_SINK, tools::CURL);
     let sink = Sink::start();
     let project = Project::new(sink.port, &csv(3), CONFIG);
     assert_eq!(run(project.command().args(["send", "small", "--yes"])).code, 0);
@@ -90,6 +92,7 @@ fn one_click_from_a_real_message_unsubscribes_and_a_get_changes_nothing() {
 
 #[test]
 fn hostile_requests_get_plain_refusals_that_reveal_nothing() {
+    needs!(tools::CURL);
     let project = Project::new(1, &csv(1), CONFIG);
     let server = Server::start(&project);
     let path = format!("{}/newsletter/unsubscribe", server.base);
@@ -170,6 +173,7 @@ fn hostile_requests_get_plain_refusals_that_reveal_nothing() {
 
 #[test]
 fn the_archive_lists_sent_issues_only_with_neutral_fields_and_no_unsubscribe_link() {
+    needs!(tools::SMTP_SINK, tools::CURL, tools::PYTHON3);
     let sink = Sink::start();
     let config = format!("{CONFIG}archive: {{ url: https://openinfra.dev/newsletter/archive }}\n");
     let project = Project::new(sink.port, &csv(1), &config).with_issues(&[
@@ -220,7 +224,7 @@ fn the_archive_lists_sent_issues_only_with_neutral_fields_and_no_unsubscribe_lin
     let (code, feed) = curl(&[&format!("{archive}/feed.xml")]);
     assert_eq!(code, 200);
     // Python's XML parser reads it as an Atom feed with one entry.
-    let out = Command::new("python3")
+    let out = Command::new(tools::program(&tools::PYTHON3))
         .args(["-c", "import sys, xml.etree.ElementTree as E; f = E.fromstring(sys.stdin.read()); a = '{http://www.w3.org/2005/Atom}'; print(len(f.findall(a + 'entry')), f.find(a + 'entry/' + a + 'link').get('href'))"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -250,6 +254,7 @@ fn the_archive_lists_sent_issues_only_with_neutral_fields_and_no_unsubscribe_lin
 
 #[test]
 fn a_running_send_honours_unsubscribes_made_while_it_runs() {
+    needs!(tools::SMTP_SINK, tools::CURL);
     // 2,000 readers at 400 a second; the last 300 unsubscribe while the first are sent.
     let sink = Sink::start();
     let project = Project::new(
@@ -305,6 +310,7 @@ fn a_running_send_honours_unsubscribes_made_while_it_runs() {
 /// scrolling.
 #[test]
 fn a_browser_at_375_px_unsubscribes_and_reads_the_archive() {
+    needs!(tools::SMTP_SINK, tools::CHROMEDRIVER);
     let sink = Sink::start();
     let july = std::fs::read_to_string(support::root().join("newsletters/2025-07.md")).unwrap();
     let config = format!("{CONFIG}archive: {{ url: https://openinfra.dev/newsletter/archive }}\n");
@@ -358,6 +364,7 @@ fn a_browser_at_375_px_unsubscribes_and_reads_the_archive() {
 
 #[test]
 fn every_acknowledged_unsubscribe_survives_sigkill() {
+    needs!(tools::CURL);
     let project = Project::new(1, &csv(1), CONFIG);
     let mut server = Server::start(&project);
     let secret = newsletter::unsubscribe::Secret::new(support::SECRET);
@@ -377,7 +384,7 @@ fn every_acknowledged_unsubscribe_survives_sigkill() {
 
 /// curl's answer head: status line and headers, lower case.
 fn head(args: &[&str]) -> String {
-    let out = Command::new("curl")
+    let out = Command::new(tools::program(&tools::CURL))
         .args(["-s", "-o", "/dev/null", "-D", "-"])
         .args(args)
         .output()
@@ -387,6 +394,7 @@ fn head(args: &[&str]) -> String {
 
 #[test]
 fn every_answer_carries_the_security_headers_and_slashless_paths_redirect() {
+    needs!(tools::SMTP_SINK, tools::CURL);
     let sink = Sink::start();
     let project = Project::new(sink.port, &csv(1), CONFIG)
         .with_issues(&[("2025-06", scheduled_issue(Some("2025-06-01T09:00:00Z")))]);
@@ -447,6 +455,7 @@ fn every_answer_carries_the_security_headers_and_slashless_paths_redirect() {
 
 #[test]
 fn the_archive_shows_what_was_sent_until_it_is_published_again() {
+    needs!(tools::SMTP_SINK, tools::CURL);
     let sink = Sink::start();
     let config = format!("{CONFIG}archive: {{ url: https://openinfra.dev/newsletter/archive }}\n");
     let project = Project::new(sink.port, &csv(3), &config).with_issues(&[

@@ -16,7 +16,7 @@ use lettre::address::Envelope;
 use self::aws::Chain;
 use crate::config::Smtp;
 use crate::net::tls;
-use crate::transport::{Accepted, SendError, Stage, Transport, Unreachable};
+use crate::transport::{Accepted, Reached, Relay, SendError, Stage, Transport, Unreachable};
 
 /// One SES account in one region; cheap to clone (one clone per concurrent request).
 #[derive(Clone)]
@@ -62,7 +62,7 @@ impl Ses {
 
     /// The account's sending rate (messages per second): v2 `GetAccount`, or v1
     /// `GetSendQuota` where the first is not answered. Also proves the credentials.
-    pub async fn max_send_rate(&self) -> Result<f64, Unreachable> {
+    async fn max_send_rate(&self) -> Result<f64, Unreachable> {
         let url = format!("{}/v2/email/account", self.0.endpoint);
         let answer = self.request("GET", &url, Vec::new(), None).await?;
         if answer.status == 200 {
@@ -210,6 +210,21 @@ fn classify(answer: &Answer) -> SendError {
             | "NotFoundException",
         ) => refused(Stage::Sender),
         _ => refused(Stage::Message),
+    }
+}
+
+#[async_trait]
+impl Relay for Ses {
+    fn transport(&self) -> Box<dyn Transport> {
+        Box::new(self.clone())
+    }
+
+    async fn reach(&self) -> Result<Reached, Unreachable> {
+        let max = self.max_send_rate().await?;
+        Ok(Reached {
+            first: self.transport(),
+            max_rate: (max > 0.0).then_some(max),
+        })
     }
 }
 

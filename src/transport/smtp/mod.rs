@@ -20,13 +20,37 @@ use tokio::sync::Mutex;
 use self::connect::{ConnectError, Connector, SmtpSession};
 use self::reply::too_many_connections;
 use crate::config::{Config, Smtp};
-use crate::transport::{Accepted, SendError, Stage, Transport};
+use crate::transport::{Accepted, Reached, Relay, SendError, Stage, Transport, Unreachable};
 
 /// The relay's connector, its secrets read from the environment (`_NAME` appended in a
 /// pool: `NEWSLETTER_SMTP_PASSWORD_BACKUP`).
 pub fn connector(config: &Config, relay: &Smtp) -> Result<Connector, ConnectError> {
     let pooled = config.smtp.pooled;
     Connector::new(relay, |var| std::env::var(relay.secret_var(var, pooled)).ok())
+}
+
+/// An SMTP relay: its connector, shared by the connections to it.
+pub struct SmtpRelay(Arc<Connector>);
+
+impl SmtpRelay {
+    pub fn new(connector: Connector) -> SmtpRelay {
+        SmtpRelay(Arc::new(connector))
+    }
+}
+
+#[async_trait]
+impl Relay for SmtpRelay {
+    fn transport(&self) -> Box<dyn Transport> {
+        Box::new(SmtpConnection::new(Arc::clone(&self.0), None))
+    }
+
+    async fn reach(&self) -> Result<Reached, Unreachable> {
+        let first = self.0.connect().await.map_err(|e| Unreachable(e.to_string()))?;
+        Ok(Reached {
+            first: Box::new(SmtpConnection::new(Arc::clone(&self.0), Some(first))),
+            max_rate: None,
+        })
+    }
 }
 
 /// One sender's SMTP connection, opened on first use and again after it breaks.

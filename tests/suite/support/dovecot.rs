@@ -8,6 +8,7 @@ use std::process::{Child, Command};
 use tempfile::TempDir;
 
 use super::smtpd::Pki;
+use super::tools;
 use super::{free_port, is_root, wait_listening};
 
 pub struct Dovecot {
@@ -21,11 +22,7 @@ pub const PASSWORD: &str = "imap-test-password";
 
 impl Dovecot {
     pub fn start(pki: &Pki) -> Dovecot {
-        let dovecot = ["/usr/sbin/dovecot", "/usr/bin/dovecot"]
-            .iter()
-            .map(PathBuf::from)
-            .find(|p| p.exists())
-            .expect("dovecot is missing: run scripts/test, which installs Debian's dovecot-imapd");
+        let dovecot = tools::program(&tools::DOVECOT);
         let dir = TempDir::new().unwrap();
         let d = dir.path();
         let (cert, key) = pki.issue("imap", &["localhost", "127.0.0.1"], 30);

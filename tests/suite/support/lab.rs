@@ -22,6 +22,7 @@ pub enum When {
 #[derive(Debug, Clone)]
 pub struct Refusal {
     pub receiver: String,
+    /// Where the reply's text is documented.
     pub page: String,
     pub when: When,
     /// hard, soft or none (see the catalogue's head).

@@ -1,6 +1,5 @@
 //! Real SMTP servers for the delivery tests: Postfix's smtp-sink, and a small scriptable
 //! server for faults.
-#![allow(dead_code)] // each test file uses a part of this module
 
 pub mod dovecot;
 pub mod http;
@@ -9,6 +8,8 @@ pub mod mta;
 pub mod postfix;
 pub mod serve;
 pub mod smtpd;
+#[macro_use]
+pub mod tools;
 pub mod webdriver;
 
 use std::collections::{HashMap, HashSet};
@@ -76,14 +77,6 @@ pub struct Sink {
     dir: TempDir,
 }
 
-fn smtp_sink_path() -> PathBuf {
-    ["/usr/sbin/smtp-sink", "/usr/bin/smtp-sink"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())
-        .expect("smtp-sink is missing: run scripts/test, which installs Debian's postfix package")
-}
-
 impl Sink {
     pub fn start() -> Sink {
         Sink::start_on(free_port())
@@ -98,7 +91,7 @@ impl Sink {
         let dir = TempDir::new().unwrap();
         // smtp-sink drops to `nobody` when run as root, which must be able to write the dumps.
         Command::new("chmod").arg("777").arg(dir.path()).status().unwrap();
-        let mut cmd = Command::new(smtp_sink_path());
+        let mut cmd = Command::new(tools::program(&tools::SMTP_SINK));
         if is_root() {
             cmd.args(["-u", "nobody"]);
         }
@@ -669,7 +662,7 @@ pub fn maildir(dir: &Path, messages: &[(&str, String)]) {
 pub fn python_mbox_add(path: &Path, text: &str) {
     use std::io::Write;
     let script = "import mailbox, sys\nbox = mailbox.mbox(sys.argv[1])\nbox.add(sys.stdin.read())\nbox.flush()\n";
-    let mut child = std::process::Command::new("python3")
+    let mut child = std::process::Command::new(tools::program(&tools::PYTHON3))
         .args(["-c", script])
         .arg(path)
         .stdin(std::process::Stdio::piped())
@@ -721,7 +714,7 @@ pub fn as_received(dump: &str) -> String {
 pub fn dkimpy(dir: &Path, records: &serde_json::Value, files: &[PathBuf]) -> (bool, String) {
     let records_file = dir.join("records.json");
     std::fs::write(&records_file, records.to_string()).unwrap();
-    let out = Command::new("python3")
+    let out = Command::new(tools::program(&tools::DKIMPY))
         .arg(root().join("tests/suite/support/dkim_verify.py"))
         .arg(&records_file)
         .args(files)

@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 
 use tempfile::TempDir;
 
-use super::{free_port, is_root, root, wait_listening_or};
+use super::{free_port, root, tools, wait_listening_or};
 
 /// Where scripts/test unpacks the packages.
 fn unpacked() -> PathBuf {
@@ -49,15 +49,8 @@ impl Mta {
     }
 
     /// Exim 4 from `exim4-daemon-light` (its `libidn12` unpacked beside it).
-    pub fn exim_available() -> bool {
-        is_root() && unpacked().join("usr/sbin/exim4").exists()
-    }
-
     pub fn exim(routes: &[(String, String, u16)]) -> Mta {
-        assert!(
-            Mta::exim_available(),
-            "Exim needs root and scripts/test's unpacked exim4"
-        );
+        tools::program(&tools::EXIM);
         let dir = TempDir::new().unwrap();
         let d = dir.path();
         for sub in ["spool", "log", "mail"] {
@@ -131,15 +124,8 @@ impl Mta {
     /// compiled in (/var/spool/smtpd, /var/run/smtpd.sock, /var/lib/opensmtpd/empty,
     /// /usr/libexec/opensmtpd, which scripts/test links to the unpacked package): one instance
     /// at a time.
-    pub fn opensmtpd_available() -> bool {
-        is_root() && unpacked().join("usr/sbin/smtpd").exists() && PathBuf::from("/usr/libexec/opensmtpd").exists()
-    }
-
     pub fn opensmtpd(routes: &[(String, String, u16)]) -> Mta {
-        assert!(
-            Mta::opensmtpd_available(),
-            "OpenSMTPD needs root and scripts/test's unpacked opensmtpd"
-        );
+        tools::program(&tools::OPENSMTPD);
         let dir = TempDir::new().unwrap();
         let d = dir.path();
         std::fs::create_dir_all(d.join("mail")).unwrap();
@@ -176,19 +162,10 @@ impl Mta {
 
 impl Mta {
     /// Sendmail 8.17 from `sendmail-bin`, its configuration made with m4 from `sendmail-cf`.
-    pub fn sendmail_available() -> bool {
-        is_root()
-            && unpacked().join("usr/libexec/sendmail/sendmail").exists()
-            && unpacked().join("usr/share/sendmail/cf/m4/cf.m4").exists()
-    }
-
     /// Reports go by SMTP to 127.0.4.1 on the lab's port, where [`super::lab::catch_reports`]
     /// writes them into this MTA's maildir.
     pub fn sendmail(routes: &[(String, String, u16)]) -> Mta {
-        assert!(
-            Mta::sendmail_available(),
-            "Sendmail needs root and scripts/test's unpacked sendmail"
-        );
+        tools::program(&tools::SENDMAIL);
         let dir = TempDir::new().unwrap();
         let d = dir.path();
         std::fs::create_dir_all(d.join("queue")).unwrap();

@@ -16,7 +16,7 @@ use std::process::Command;
 
 use tempfile::TempDir;
 
-use super::{free_port, is_root, wait_listening_or};
+use super::{free_port, tools, wait_listening_or};
 
 pub struct Postfix {
     pub port: u16,
@@ -24,10 +24,6 @@ pub struct Postfix {
 }
 
 impl Postfix {
-    pub fn available() -> bool {
-        is_root() && std::path::Path::new("/usr/sbin/postfix").exists()
-    }
-
     pub fn start(relay_port: u16) -> Postfix {
         Postfix::start_with(relay_port, "")
     }
@@ -53,10 +49,7 @@ impl Postfix {
 
     /// With `files` written into its etc/ folder (`{etc}` in `settings` names it).
     fn start_with_files(relay_port: u16, settings: &str, files: &[(&str, String)]) -> Postfix {
-        assert!(
-            Postfix::available(),
-            "Postfix needs root and Debian's postfix package: run scripts/test"
-        );
+        tools::program(&tools::POSTFIX);
         let dir = TempDir::new().unwrap();
         let d = dir.path();
         for sub in ["etc", "queue", "data", "mail"] {
@@ -137,7 +130,7 @@ impl Postfix {
              postlog unix-dgram n - n - 1 postlogd\n"
         );
         std::fs::write(d.join("etc/master.cf"), master).unwrap();
-        let out = Command::new("postfix")
+        let out = Command::new(tools::program(&tools::POSTFIX))
             .arg("-c")
             .arg(d.join("etc"))
             .arg("start")
@@ -171,7 +164,7 @@ impl Postfix {
 
     /// `postfix stop` or `postfix start`, as an operator would.
     pub fn control(&self, what: &str) {
-        let out = Command::new("postfix")
+        let out = Command::new(tools::program(&tools::POSTFIX))
             .arg("-c")
             .arg(self.config_dir())
             .arg(what)
@@ -191,7 +184,7 @@ impl Postfix {
 
 impl Drop for Postfix {
     fn drop(&mut self) {
-        let _ = Command::new("postfix")
+        let _ = Command::new(tools::program(&tools::POSTFIX))
             .arg("-c")
             .arg(self.dir.path().join("etc"))
             .arg("stop")

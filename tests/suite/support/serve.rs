@@ -4,6 +4,7 @@ use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use super::tools;
 use super::{Project, Sink, free_port};
 
 pub struct Server {
@@ -53,7 +54,7 @@ impl Drop for Server {
 
 /// curl's answer: status and body.
 pub fn curl(args: &[&str]) -> (u16, String) {
-    let out = Command::new("curl")
+    let out = Command::new(tools::program(&tools::CURL))
         .args(["-s", "-o", "-", "-w", "\n%{http_code}"])
         .args(args)
         .output()
@@ -80,7 +81,10 @@ pub fn one_click_all(urls: &[String]) -> usize {
         args.extend(each.map(str::to_owned));
         args.push(url.clone());
     }
-    let out = Command::new("curl").args(&args).output().expect("curl");
+    let out = Command::new(tools::program(&tools::CURL))
+        .args(&args)
+        .output()
+        .expect("curl");
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter(|l| *l == "200")
@@ -110,7 +114,7 @@ pub struct Syncs {
 impl Syncs {
     pub fn attach(server: &Server, dir: &std::path::Path) -> Syncs {
         let trace = dir.join("strace.txt");
-        let mut strace = Command::new("strace")
+        let mut strace = Command::new(tools::program(&tools::STRACE))
             .args(["-f", "-e", "trace=fsync,fdatasync", "-o"])
             .arg(&trace)
             .args(["-p", &server.child.id().to_string()])

@@ -7,6 +7,7 @@ use std::process::{Child, Command, Stdio};
 
 use tempfile::TempDir;
 
+use super::tools;
 use super::{free_port, root};
 
 /// A private CA and the certificates it and others issue, in a folder of their own.
@@ -15,7 +16,11 @@ pub struct Pki {
 }
 
 fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl").args(args).current_dir(dir).output().unwrap();
+    let out = Command::new(tools::program(&tools::OPENSSL))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
     assert!(
         out.status.success(),
         "openssl {args:?}: {}",
@@ -162,7 +167,7 @@ impl Smtpd {
     pub fn start(mode: &str, cert: Option<&(PathBuf, PathBuf)>, extra: &[&str]) -> Smtpd {
         let dir = TempDir::new().unwrap();
         let port = free_port();
-        let mut cmd = Command::new("python3");
+        let mut cmd = Command::new(tools::program(&tools::AIOSMTPD));
         cmd.arg(root().join("tests/suite/support/smtpd.py"))
             .args(["--port", &port.to_string(), "--mode", mode, "--dir"])
             .arg(dir.path())

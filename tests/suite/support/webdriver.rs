@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use super::free_port;
+use super::tools;
 
 /// The key W3C WebDriver gives element references.
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
@@ -61,7 +62,7 @@ impl Browser {
     /// A phone-sized browser (`width` CSS pixels), headless.
     pub fn start(width: u32) -> Browser {
         let port = free_port();
-        let driver = Command::new("chromedriver")
+        let driver = Command::new(tools::program(&tools::CHROMEDRIVER))
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -1,0 +1,251 @@
+//! Where each issue stands, read from the issues, the list and the ledger: the read model behind
+//! `newsletter status`. It reads only; the command prints.
+
+use anyhow::Result;
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::issue::{self, Issue};
+use crate::ledger::{self, BounceCounts, BounceEvent, Counts, DeliveryRecord, HeldGroup, Ledger};
+use crate::send::pool::{self, RelayStanding};
+use crate::send::{queue, reputation};
+
+/// One issue in the overview.
+#[derive(Serialize)]
+pub struct IssueLine {
+    pub issue: String,
+    /// draft, scheduled, due, sending, running (a send holds the lock now), complete, or
+    /// error (the file cannot be read: `error` says why)
+    pub state: &'static str,
+    pub send_at: Option<String>,
+    pub subject: String,
+    pub sent: u64,
+    pub failed: u64,
+    /// Recipients with a hard or soft bounce, and complaints (from `newsletter bounces`).
+    pub bounced: u64,
+    pub complaints: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Confirmation emails of sign-ups that have not gone out yet.
+pub struct UnsentConfirmations {
+    /// To be tried again by `serve`.
+    pub waiting: u64,
+    /// Given up (the link expired first).
+    pub given_up: u64,
+    pub last_error: Option<String>,
+}
+
+/// Every issue, and what concerns them all.
+pub struct Overview {
+    pub issues: Vec<IssueLine>,
+    pub held_groups: Vec<HeldGroup>,
+    pub warmup: Option<reputation::Today>,
+    pub unsent_confirmations: Option<UnsentConfirmations>,
+}
+
+/// One issue in detail.
+#[derive(Serialize)]
+pub struct Detail {
+    pub issue: String,
+    pub state: &'static str,
+    pub subject: String,
+    pub send_at: Option<String>,
+    #[serde(flatten)]
+    pub counts: Counts,
+    /// Recipients of the current list that no run has sent to yet.
+    pub pending: u64,
+    /// Recipients of the current list on the suppression list.
+    pub suppressed: u64,
+    pub achieved_rate: Option<f64>,
+    pub undelivered: Vec<DeliveryRecord>,
+    /// Recipients with a hard or soft bounce or a complaint (from `newsletter bounces`), and
+    /// blocks of our sending.
+    pub bounces: BounceCounts,
+    /// Per cent of the recipients sent to, and what a relay or mailbox provider would act on.
+    #[serde(flatten)]
+    pub health: reputation::Health,
+    /// Groups of bounces the mass guard holds for the operator (any issue's): their readers
+    /// are still mailed.
+    pub held_groups: Vec<HeldGroup>,
+    /// Today on the warm-up's ramp (over every issue), while there is one.
+    pub warmup: Option<WarmupToday>,
+    /// Each relay's part in the issue's messages, and its day.
+    pub relays: Vec<RelayStanding>,
+}
+
+#[derive(Serialize)]
+pub struct WarmupToday {
+    pub day: i64,
+    pub days: u32,
+    pub cap: u64,
+    pub sent_today: u64,
+    pub left_today: u64,
+}
+
+/// The ledger as it is, or none before the first send: status never creates one.
+fn open_ledger(config: &Config) -> Result<Option<Ledger>> {
+    config
+        .ledger
+        .is_file()
+        .then(|| Ledger::open(&config.ledger))
+        .transpose()
+}
+
+fn warmup_today(config: &Config, ledger: Option<&Ledger>) -> Result<Option<reputation::Today>> {
+    reputation::today(config.throttle.warmup.as_ref(), ledger, chrono::Utc::now())
+}
+
+fn held_groups(ledger: Option<&Ledger>) -> Result<Vec<HeldGroup>> {
+    ledger.map_or(Ok(Vec::new()), |l| l.held_groups(true))
+}
+
+/// Every issue in the newsletters directory, and what concerns them all.
+pub fn overview(config: &Config) -> Result<Overview> {
+    let ledger = open_ledger(config)?;
+    let running = ledger::is_running(&config.ledger);
+    let issues = issue::list(&config.newsletters)
+        .into_iter()
+        .map(|(name, path)| match Issue::load(&path) {
+            Ok(issue) => line(&issue, ledger.as_ref(), running),
+            // An issue that cannot be read is shown, never dropped: cron will not send it.
+            Err(e) => Ok(IssueLine {
+                issue: name,
+                state: "error",
+                send_at: None,
+                subject: String::new(),
+                sent: 0,
+                failed: 0,
+                bounced: 0,
+                complaints: 0,
+                error: Some(format!("{e:#}")),
+            }),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let unsent_confirmations = match &ledger {
+        Some(l) => {
+            let (waiting, given_up, last_error) = l.unsent_confirmations()?;
+            (waiting + given_up > 0).then_some(UnsentConfirmations {
+                waiting,
+                given_up,
+                last_error,
+            })
+        }
+        None => None,
+    };
+    Ok(Overview {
+        issues,
+        held_groups: held_groups(ledger.as_ref())?,
+        warmup: warmup_today(config, ledger.as_ref())?,
+        unsent_confirmations,
+    })
+}
+
+/// The bounces and complaints recorded, of one issue or all.
+pub fn bounce_events(config: &Config, issue: Option<&str>) -> Result<Vec<BounceEvent>> {
+    match open_ledger(config)? {
+        Some(l) => l.bounce_events(issue),
+        None => Ok(Vec::new()),
+    }
+}
+
+/// One issue in detail; `all_undelivered` lists every recipient not sent to, not the last five.
+pub fn detail(config: &Config, name: &str, all_undelivered: bool) -> Result<Detail> {
+    let ledger = open_ledger(config)?;
+    let running = ledger::is_running(&config.ledger);
+    let issue = Issue::load(&issue::find(name, &config.newsletters)?)?;
+    let summary = line(&issue, ledger.as_ref(), running)?;
+    let counts = ledger
+        .as_ref()
+        .map(|l| l.counts(&issue.slug))
+        .transpose()?
+        .unwrap_or_default();
+    let plan = if config.recipients.is_file() {
+        Some(queue::plan(
+            &config.recipients,
+            ledger.as_ref(),
+            queue::Selection {
+                issue: issue.slug.clone(),
+                filter: issue.segment(),
+                ..queue::Selection::default()
+            },
+        )?)
+    } else {
+        None
+    };
+    let pending = plan.as_ref().map_or(0, |p| p.to_send);
+    let bounces = ledger
+        .as_ref()
+        .map(|l| l.bounce_counts(&issue.slug))
+        .transpose()?
+        .unwrap_or_default();
+    let health = reputation::health(&bounces, counts.sent, &config.throttle.breaker);
+    Ok(Detail {
+        issue: issue.slug.clone(),
+        // Complete for the lists sent so far, but the list has readers who never got it (rows
+        // added since, or a send with --recipients).
+        state: if summary.state == "complete" && pending > 0 {
+            "partial"
+        } else {
+            summary.state
+        },
+        subject: summary.subject,
+        send_at: summary.send_at,
+        pending,
+        suppressed: plan.as_ref().map_or(0, |p| p.suppressed),
+        achieved_rate: ledger
+            .as_ref()
+            .map(|l| l.achieved_rate(&issue.slug))
+            .transpose()?
+            .flatten(),
+        undelivered: match &ledger {
+            Some(l) => l.undelivered(&issue.slug, if all_undelivered { None } else { Some(5) })?,
+            None => Vec::new(),
+        },
+        held_groups: held_groups(ledger.as_ref())?,
+        warmup: warmup_today(config, ledger.as_ref())?.map(|t| WarmupToday {
+            day: t.day,
+            days: t.days,
+            cap: t.cap,
+            sent_today: t.used,
+            left_today: t.left(),
+        }),
+        relays: match &ledger {
+            Some(l) => pool::standing(config, l, &issue.slug)?,
+            None => Vec::new(),
+        },
+        bounces,
+        health,
+        counts,
+    })
+}
+
+fn line(issue: &Issue, ledger: Option<&Ledger>, running: bool) -> Result<IssueLine> {
+    let state = ledger.map(|l| l.issue_state(&issue.slug)).transpose()?.flatten();
+    let counts = ledger.map(|l| l.counts(&issue.slug)).transpose()?.unwrap_or_default();
+    let bounces = ledger
+        .map(|l| l.bounce_counts(&issue.slug))
+        .transpose()?
+        .unwrap_or_default();
+    let now = chrono::Utc::now();
+    let label = match (&state, issue.front.send_at) {
+        (Some(s), _) if running && s.running => "running",
+        (Some(s), _) if s.complete => "complete",
+        (Some(_), _) => "sending",
+        (None, Some(t)) if t > now => "scheduled",
+        (None, Some(_)) => "due",
+        (None, None) => "draft",
+    };
+    Ok(IssueLine {
+        issue: issue.slug.clone(),
+        state: label,
+        send_at: issue.front.send_at.map(|t| t.to_rfc3339()),
+        subject: issue.subject().unwrap_or("(no subject)").to_owned(),
+        sent: counts.sent,
+        failed: counts.failed,
+        bounced: bounces.hard + bounces.soft,
+        complaints: bounces.complaints,
+        error: None,
+    })
+}
