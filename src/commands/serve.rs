@@ -25,7 +25,7 @@ pub fn run(config_path: Option<&Path>, quiet: bool, listen: Option<String>) -> R
         if !quiet {
             println!("Serving on http://{}/ until SIGTERM or Ctrl-C", listener.local_addr()?);
         }
-        web::serve(app, listener, newsletter::send::session::interrupted()).await
+        web::serve(app, listener, newsletter::send::delivery::interrupted()).await
     })?;
     Ok(Exit::Success)
 }

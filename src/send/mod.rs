@@ -4,6 +4,7 @@
 //! delivery engine (`crate::deliver`), record every message in the ledger, settle the
 //! suppressions, and say what happened through [`report::Say`]. It prints nothing.
 
+pub mod delivery;
 pub mod pool;
 pub mod queue;
 pub mod recorder;

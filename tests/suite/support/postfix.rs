@@ -62,6 +62,15 @@ impl Postfix {
             .arg(d.join("data"))
             .status()
             .unwrap();
+        // The log exists before Postfix does, and is its mail owner's: written by root while
+        // postlogd is down (`postfix stop`), it would be root's, and `postsuper`, run as the
+        // mail owner at the next start, could not open it.
+        std::fs::write(d.join("maillog"), "").unwrap();
+        Command::new("chown")
+            .arg("postfix")
+            .arg(d.join("maillog"))
+            .status()
+            .unwrap();
         // The virtual delivery agent writes as `nobody`.
         Command::new("chmod").arg("1777").arg(d.join("mail")).status().unwrap();
         let port = free_port();
