@@ -48,6 +48,11 @@ pub enum Command {
     /// Where each issue stands (draft, scheduled, sending, complete), or one issue in detail
     #[command(after_help = EXIT_CODES)]
     Status(StatusArgs),
+    /// How an issue did: delivered, bounced, complained, unsubscribed, reads and clicks
+    /// (machines taken out, by reason), clicks by section and the top links, beside the issue
+    /// sent before it. Counts only: nothing names a reader
+    #[command(after_help = EXIT_CODES)]
+    Report(ReportArgs),
     /// Read new mail in the bounce mailbox (delivery reports, complaints, unsubscribe requests),
     /// act on it once and print a summary: hard bounces and complaints suppress the address
     /// (more than bounces.mass_guard alike at one domain are held for `bounces review`), soft
@@ -155,6 +160,20 @@ pub struct StatusArgs {
     /// List the bounces and complaints read from the bounce mailbox (of ISSUE, or of all)
     #[arg(long, conflicts_with = "failed")]
     pub bounces: bool,
+
+    /// Output: text for people, json for scripts
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ReportArgs {
+    /// The issue, e.g. 2025-07
+    pub issue: String,
+
+    /// How many of the most clicked links to list
+    #[arg(long, default_value_t = 10, value_name = "N")]
+    pub links: usize,
 
     /// Output: text for people, json for scripts
     #[arg(long, value_enum, default_value_t = Format::Text)]

@@ -15,6 +15,7 @@ pub mod archive;
 pub mod bounces;
 pub mod check;
 pub mod choice;
+pub mod clicks;
 pub mod clock;
 pub mod compile;
 pub mod config;
@@ -34,6 +35,7 @@ pub mod preview;
 pub mod private;
 pub mod readers;
 pub mod recipients;
+pub mod report;
 pub mod schedule;
 pub mod sections;
 pub mod send;
@@ -66,6 +68,7 @@ pub const LAYERS: &[&str] = &[
     "choice",
     "sections",
     "compile",
+    "clicks",
     "dkim",
     "personalize",
     "preview",
@@ -77,6 +80,7 @@ pub const LAYERS: &[&str] = &[
     "send",
     "schedule",
     "status",
+    "report",
     "web",
 ];
 

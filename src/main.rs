@@ -29,6 +29,7 @@ fn main() -> ExitCode {
         Command::New(args) => commands::new::run(cli.config.as_deref(), cli.quiet, args),
         Command::Send(args) => commands::send::run(cli.config.as_deref(), cli.quiet, args),
         Command::Status(args) => commands::status::run(cli.config.as_deref(), args),
+        Command::Report(args) => commands::report::run(cli.config.as_deref(), args),
         Command::Serve { listen } => commands::serve::run(cli.config.as_deref(), cli.quiet, listen),
         Command::Archive { out, action } => commands::serve::archive(cli.config.as_deref(), cli.quiet, out, action),
         Command::Layout(command) => commands::layout::run(cli.config.as_deref(), cli.quiet, command),

@@ -73,6 +73,35 @@ pub struct Detail {
     pub warmup: Option<WarmupToday>,
     /// Each relay's part in the issue's messages, and its day.
     pub relays: Vec<RelayStanding>,
+    /// Clicks and reads counted by `serve` (`newsletter report` has the detail).
+    pub reading: Reading,
+}
+
+/// Clicks and reads of an issue, in brief.
+#[derive(Debug, Default, Serialize)]
+pub struct Reading {
+    /// Browsers' clicks of the issue's links.
+    pub clicks: u64,
+    /// Requests taken out as machines' (any reason).
+    pub machine: u64,
+    /// Browsers' views of the issue's page in the web archive.
+    pub archive_views: u64,
+    /// Browsers' fetches of the issue's image (`analytics.opens`).
+    pub opens: u64,
+}
+
+fn reading(ledger: &Ledger, issue: &str) -> Result<Reading> {
+    let mut r = Reading::default();
+    for c in ledger.counts_of(issue)? {
+        let n = c.count.max(0) as u64;
+        match (c.reason.as_str(), c.kind.as_str()) {
+            ("counted", "link") => r.clicks += n,
+            ("counted", "page") => r.archive_views += n,
+            ("counted", _) => r.opens += n,
+            _ => r.machine += n,
+        }
+    }
+    Ok(r)
 }
 
 #[derive(Serialize)]
@@ -214,6 +243,10 @@ pub fn detail(config: &Config, name: &str, all_undelivered: bool) -> Result<Deta
         relays: match &ledger {
             Some(l) => pool::standing(config, l, &issue.slug)?,
             None => Vec::new(),
+        },
+        reading: match &ledger {
+            Some(l) => reading(l, &issue.slug)?,
+            None => Reading::default(),
         },
         bounces,
         health,

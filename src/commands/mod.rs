@@ -7,6 +7,7 @@ pub mod docs;
 pub mod layout;
 pub mod new;
 pub mod preview;
+pub mod report;
 pub mod say;
 pub mod send;
 pub mod serve;

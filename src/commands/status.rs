@@ -180,6 +180,21 @@ fn print_detail(d: &Detail, list: &Path) {
             );
         }
     }
+    let r = &d.reading;
+    if r.clicks + r.machine + r.archive_views + r.opens > 0 {
+        println!(
+            "  clicks               {} ({} taken out as machines'); archive views {}{}: `newsletter report {}`",
+            thousands(r.clicks),
+            thousands(r.machine),
+            thousands(r.archive_views),
+            if r.opens > 0 {
+                format!(", opens {}", thousands(r.opens))
+            } else {
+                String::new()
+            },
+            d.issue
+        );
+    }
     if !d.held_groups.is_empty() {
         println!("  {}", held_line(&d.held_groups));
     }

@@ -7,6 +7,7 @@ use anyhow::{Result, anyhow, bail};
 use serde::{Deserialize, Serialize};
 use serde_norway::Value;
 
+mod analytics;
 pub mod bounces;
 mod check;
 mod dkim;
@@ -15,6 +16,7 @@ mod smtp;
 mod throttle;
 mod web;
 
+pub use analytics::Analytics;
 pub use bounces::Bounces;
 pub use check::{Check, Preview};
 pub use dkim::{Dkim, DkimAlgorithm};
@@ -84,6 +86,7 @@ pub struct Config {
     pub subscribe: Subscribe,
     pub archive: Archive,
     pub bounces: Bounces,
+    pub analytics: Analytics,
     /// What loading found worth saying but not stopping for (a misspelt variable); the
     /// command prints them like its other warnings.
     #[serde(skip)]
@@ -122,6 +125,11 @@ impl Config {
             .url
             .clone()
             .unwrap_or_else(|| beside(&self.unsubscribe.url, "subscribe"))
+    }
+
+    /// Where counted links point: `serve`'s redirect, beside the unsubscribe endpoint.
+    pub fn click_url(&self) -> String {
+        beside(&self.unsubscribe.url, "r")
     }
 
     pub fn confirm_url(&self) -> String {
@@ -178,6 +186,7 @@ impl Default for Config {
             subscribe: Subscribe::default(),
             archive: Archive::default(),
             bounces: Bounces::default(),
+            analytics: Analytics::default(),
             warnings: Vec::new(),
         }
     }

@@ -297,6 +297,29 @@ const MIGRATIONS: &[&str] = &[
         refused INTEGER NOT NULL
     ) WITHOUT ROWID;
     ",
+    // 13: what readers did with an issue, as counts only. Its links as first sent (the
+    // redirect's targets, never taken from a request), and per issue, what was fetched (a
+    // link, the archive page, the image), UTC day and reason, a number: no address, token,
+    // IP, agent or time of a request.
+    "
+    CREATE TABLE issue_links (
+        issue TEXT NOT NULL,
+        n INTEGER NOT NULL,
+        url TEXT NOT NULL,
+        section TEXT NOT NULL,
+        project TEXT,
+        PRIMARY KEY (issue, n)
+    ) WITHOUT ROWID;
+    CREATE TABLE reading_counts (
+        issue TEXT NOT NULL,
+        kind TEXT NOT NULL,           -- link, page or open
+        n INTEGER NOT NULL,           -- the link's number; 0 for the page and the image
+        day TEXT NOT NULL,            -- YYYY-MM-DD, UTC
+        reason TEXT NOT NULL,         -- counted, method, agent, too_soon, burst
+        count INTEGER NOT NULL,
+        PRIMARY KEY (issue, kind, n, day, reason)
+    ) WITHOUT ROWID;
+    ",
 ];
 
 /// Opens (creating it if need be) the file at `path`, upgraded to the current schema.

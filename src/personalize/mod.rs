@@ -2,6 +2,7 @@
 //! are parsed as templates once; per recipient only values are substituted.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use handlebars::{Context, Handlebars};
@@ -11,6 +12,7 @@ use lettre::message::header::{self, HeaderName, HeaderValue, Headers};
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
+use crate::clicks::{Clicks, Stamp};
 use crate::compile::Rendered;
 use crate::config::Config;
 use crate::dkim::BodyHash;
@@ -80,6 +82,8 @@ pub struct Personalizer {
     feedback_id: Option<String>,
     /// For the web archive: no unsubscribe link.
     archive: bool,
+    /// Links pointing at `serve`, which counts them (`analytics`); none for the archive.
+    clicks: Option<Arc<Clicks>>,
 }
 
 /// The issue's HTML, text and subject as templates of per-recipient values.
@@ -93,7 +97,8 @@ struct Templates {
     subject_template: Template,
 }
 
-fn templates(rendered: &Rendered) -> Result<Templates, PersonalizeError> {
+/// `html`: the rendered HTML, or it with its links pointing at `serve`.
+fn templates(rendered: &Rendered, html_source: &str) -> Result<Templates, PersonalizeError> {
     let template_error = |template| {
         move |e: handlebars::TemplateError| PersonalizeError::Template {
             template,
@@ -103,8 +108,7 @@ fn templates(rendered: &Rendered) -> Result<Templates, PersonalizeError> {
     let mut html = Handlebars::new();
     html.set_strict_mode(true);
     html.register_escape_fn(crate::html::escape);
-    let html_template =
-        Template::register(&mut html, HTML, &rendered.html, true).map_err(template_error("the HTML"))?;
+    let html_template = Template::register(&mut html, HTML, html_source, true).map_err(template_error("the HTML"))?;
     let mut plain = Handlebars::new();
     plain.set_strict_mode(true);
     plain.register_escape_fn(handlebars::no_escape);
@@ -124,10 +128,10 @@ fn templates(rendered: &Rendered) -> Result<Templates, PersonalizeError> {
 impl Templates {
     /// The body's splice, its boundary derived from the issue: quoted-printable never holds
     /// `=_`, so no part can contain it.
-    fn splice(&self, rendered: &Rendered) -> Splice {
+    fn splice(&self, rendered: &Rendered, html: &str) -> Splice {
         let boundary = format!(
             "=_{}",
-            &hex(&Sha256::digest(format!("{}\0{}", rendered.slug, rendered.html)))[..24]
+            &hex(&Sha256::digest(format!("{}\0{}", rendered.slug, html)))[..24]
         );
         fn static_parts(t: &Template) -> Vec<Option<&str>> {
             (0..t.len()).map(|i| t.static_part(i)).collect()
@@ -179,10 +183,10 @@ impl Personalizer {
             ),
             None => None,
         };
-        let templates = templates(rendered)?;
+        let templates = templates(rendered, &rendered.html)?;
         let mut personalizer = Personalizer {
             rendered: rendered.clone(),
-            splice: templates.splice(rendered),
+            splice: templates.splice(rendered, &rendered.html),
             templates,
             fixed: FixedHeaders::default(),
             domain: config
@@ -202,6 +206,7 @@ impl Personalizer {
             subject_prefix: String::new(),
             message_id_kind: String::new(),
             archive: false,
+            clicks: None,
             feedback_id: config.feedback_id.as_ref().map(|template| {
                 template
                     .replace("{issue}", &rendered.slug)
@@ -256,12 +261,32 @@ impl Personalizer {
         &self.rendered
     }
 
+    /// Points the HTML's links at `serve` (and adds the image, with `analytics.opens`),
+    /// stamped with the minute of the Date header, marked as a test's for a test send. Once
+    /// per issue and edition: every message of a run has the same links.
+    pub fn with_clicks(mut self, clicks: Arc<Clicks>) -> Result<Self, PersonalizeError> {
+        let html = self.clicked_html(&self.rendered, &clicks);
+        self.templates = templates(&self.rendered, &html)?;
+        self.splice = self.templates.splice(&self.rendered, &html);
+        self.clicks = Some(clicks);
+        self.fix_headers();
+        Ok(self)
+    }
+
+    fn clicked_html(&self, rendered: &Rendered, clicks: &Clicks) -> String {
+        clicks.rewrite(&rendered.html, Stamp::at(self.date, !self.message_id_kind.is_empty()))
+    }
+
     /// The same settings over another edition of the issue (one choice of projects).
     pub fn edition(&self, rendered: &Rendered) -> Result<Personalizer, PersonalizeError> {
-        let templates = templates(rendered)?;
+        let html = match &self.clicks {
+            Some(clicks) => self.clicked_html(rendered, clicks),
+            None => rendered.html.clone(),
+        };
+        let templates = templates(rendered, &html)?;
         let mut edition = Personalizer {
             rendered: rendered.clone(),
-            splice: templates.splice(rendered),
+            splice: templates.splice(rendered, &html),
             templates,
             fixed: FixedHeaders::default(),
             from: self.from.clone(),
@@ -277,6 +302,7 @@ impl Personalizer {
             message_id_kind: self.message_id_kind.clone(),
             feedback_id: self.feedback_id.clone(),
             archive: self.archive,
+            clicks: self.clicks.clone(),
         };
         edition.fix_headers();
         Ok(edition)

@@ -16,6 +16,7 @@ use super::reputation;
 use crate::bounces::verp::Verp;
 use crate::check;
 use crate::choice::Choice;
+use crate::clicks::{Clicks, LinkTable};
 use crate::compile::Rendered;
 use crate::config::Config;
 use crate::deliver::throttle::Rate;
@@ -67,7 +68,7 @@ pub type Confirm<'a> = &'a dyn Fn(&Rendered, u64, Rate) -> Result<()>;
 pub fn send(
     config: &Config,
     request: &Request,
-    ledger: Option<&mut Ledger>,
+    mut ledger: Option<&mut Ledger>,
     confirm: Confirm<'_>,
     say: &mut dyn Say,
 ) -> Result<Completion> {
@@ -130,9 +131,20 @@ pub fn send(
         .return_path
         .as_ref()
         .map(|template| (Verp::new(&secret), template.clone()));
+    let clicks = clicks(
+        config,
+        &prepared.sections,
+        &rendered,
+        &secret,
+        ledger.as_deref_mut(),
+        dry_run,
+    )?;
     let mut personalizer = Personalizer::new(&rendered, config, secret)?;
     if test {
         personalizer = personalizer.for_test_send();
+    }
+    if let Some(clicks) = clicks {
+        personalizer = personalizer.with_clicks(Arc::new(clicks))?;
     }
     let dkim = Signer::from_config(config, |var| std::env::var(var).ok())?;
     let return_path = config.return_path.as_deref().unwrap_or(&config.from.address);
@@ -165,7 +177,6 @@ pub fn send(
         (None, true) => Some(Ledger::open(&config.ledger)?),
         _ => None,
     };
-    let mut ledger = ledger;
     if let Some(ledger) = ledger.as_deref_mut() {
         ledger.relax_durability()?;
         let max = config.throttle.max_attempts;
@@ -332,6 +343,30 @@ pub fn send(
         say.report(&format!("Resumed: {}", report::resume_counts(&plan)));
     }
     Ok(result)
+}
+
+/// The issue's links pointing at `serve` (`analytics`), numbered as the ledger stored them at
+/// the issue's first send (a test send's included, so that the staff's clicks work) and any
+/// new ones after them. A dry run numbers them without storing them.
+fn clicks(
+    config: &Config,
+    sections: &crate::sections::Sections,
+    rendered: &Rendered,
+    secret: &Secret,
+    ledger: Option<&mut Ledger>,
+    dry_run: bool,
+) -> Result<Option<Clicks>> {
+    let a = &config.analytics;
+    if !a.clicks && !a.opens {
+        return Ok(None);
+    }
+    let fresh = LinkTable::new(sections, rendered);
+    let table = match ledger {
+        _ if dry_run => fresh,
+        Some(ledger) => LinkTable::from_stored(ledger.issue_links(&rendered.slug, &fresh.stored())?),
+        None => LinkTable::from_stored(Ledger::open(&config.ledger)?.issue_links(&rendered.slug, &fresh.stored())?),
+    };
+    Ok(Clicks::new(config, &rendered.slug, table, secret))
 }
 
 /// `columns`: the header of the list the offline checks read (the same rule as preview's).

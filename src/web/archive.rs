@@ -4,12 +4,14 @@
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
+use axum::Extension;
 use axum::extract::{Path as UrlPath, State};
-use axum::http::header;
+use axum::http::{HeaderMap, Method, header};
 use axum::response::{IntoResponse, Response};
 
-use super::App;
+use super::counter::count_page_view;
 use super::error::Failure;
+use super::{App, Peer};
 use crate::archive::{NO_FEED, absolute_base, entries, feed};
 use crate::config::Config;
 use crate::ledger::Ledger;
@@ -56,10 +58,22 @@ pub async fn index(State(app): State<Arc<App>>) -> Result<Response, Failure> {
     Ok(html(body))
 }
 
-pub async fn issue(State(app): State<Arc<App>>, UrlPath(name): UrlPath<String>) -> Result<Response, Failure> {
+pub async fn issue(
+    State(app): State<Arc<App>>,
+    UrlPath(name): UrlPath<String>,
+    method: Method,
+    peer: Option<Extension<Peer>>,
+    headers: HeaderMap,
+) -> Result<Response, Failure> {
     // The name is only ever a key of the ledger's archive, never a path.
+    let issue = name.clone();
     match read(&app, move |ledger| ledger.archive_page(&name)).await {
-        Ok(Some(page)) => Ok(html(page)),
+        Ok(Some(page)) => {
+            if app.config.analytics.clicks {
+                count_page_view(&app, &issue, &method, &headers, peer.as_deref());
+            }
+            Ok(html(page))
+        }
         Ok(None) => Err(Failure::NotFound("No such issue in the archive.".into())),
         Err(e) => Err(failed(e)),
     }

@@ -9,8 +9,10 @@
 //! method, the path without its query, the status and the time: never a token or an address.
 
 pub mod archive;
+mod clicks;
 mod client;
 mod confirmation;
+mod counter;
 mod error;
 mod events;
 pub mod pages;
@@ -29,7 +31,7 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
@@ -63,6 +65,8 @@ pub struct App {
     events: Option<events::Events>,
     /// The archive's own connection to the ledger (WAL: it reads beside the writer).
     archive: Mutex<Ledger>,
+    /// Clicks and reads, counted in memory until written.
+    counter: counter::Counter,
 }
 
 impl App {
@@ -79,6 +83,7 @@ impl App {
         let events = events::Events::new(&config)?;
         let proxies = client::Proxies::parse(&config.serve.trusted_proxies)?;
         let origins = client::allowed_origins(&config);
+        let counter = counter::Counter::new(&config, &secrets);
         if let Some(missing) = archive.missing_forget_key()? {
             tracing::error!("{missing}");
         }
@@ -94,6 +99,7 @@ impl App {
             origins,
             events,
             archive: Mutex::new(archive),
+            counter,
         })
     }
 
@@ -152,6 +158,10 @@ pub fn router(app: Arc<App>) -> Router {
             get(subscribe::preferences_page).post(subscribe::save_preferences),
         )
         .route("/healthz", get(health))
+        .route(
+            &format!("{}/{{*path}}", path_of(&app.config.click_url())),
+            any(clicks::follow),
+        )
         .route(&path_of(&app.config.bounces.ses_events.path), post(events::ses))
         .route(&format!("{archive}/"), get(archive::index))
         .route(&format!("{archive}/feed.xml"), get(archive::feed_xml))
@@ -277,7 +287,8 @@ pub async fn serve(app: Arc<App>, listener: TcpListener, shutdown: impl Future<O
         .mailer
         .clone()
         .map(|mailer| tokio::spawn(confirmation::retry_periodically(Arc::clone(&app), mailer)));
-    let router = router(app);
+    let counting = tokio::spawn(counter::flush_periodically(Arc::clone(&app)));
+    let router = router(Arc::clone(&app));
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
@@ -306,11 +317,12 @@ pub async fn serve(app: Arc<App>, listener: TcpListener, shutdown: impl Future<O
         }
     }
     drop(listener);
-    for task in [settling, retrying].into_iter().flatten() {
+    for task in [settling, retrying, Some(counting)].into_iter().flatten() {
         task.abort();
     }
-    tokio::time::timeout(settings.request_timeout, graceful.shutdown())
-        .await
-        .context("requests were still running when the shutdown time ran out")?;
+    let finished = tokio::time::timeout(settings.request_timeout, graceful.shutdown()).await;
+    // What was counted since the last write is written before the service ends.
+    counter::flush(&app).await;
+    finished.context("requests were still running when the shutdown time ran out")?;
     Ok(())
 }

@@ -10,6 +10,7 @@ mod bounces;
 mod browser;
 mod check;
 mod cli;
+mod clicks;
 mod compose;
 mod connect;
 mod cron;

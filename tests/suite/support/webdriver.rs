@@ -61,6 +61,12 @@ fn http(port: u16, method: &str, path: &str, body: Option<&Value>) -> Value {
 impl Browser {
     /// A phone-sized browser (`width` CSS pixels), headless.
     pub fn start(width: u32) -> Browser {
+        Browser::start_as(width, None)
+    }
+
+    /// With `agent` as its User-Agent instead of headless Chromium's own (which names it
+    /// `HeadlessChrome`, as scanners' browsers do): a person's browser.
+    pub fn start_as(width: u32, agent: Option<&str>) -> Browser {
         let port = free_port();
         let driver = Command::new(tools::program(&tools::CHROMEDRIVER))
             .arg(format!("--port={port}"))
@@ -74,13 +80,23 @@ impl Browser {
             std::thread::sleep(Duration::from_millis(50));
         }
         let profile = tempfile::tempdir().unwrap().keep();
+        let mut args = vec![
+            "--headless".to_owned(),
+            "--no-sandbox".into(),
+            "--disable-gpu".into(),
+            "--disable-quic".into(),
+            "--no-first-run".into(),
+            "--disable-background-networking".into(),
+            "--disable-component-update".into(),
+            "--disable-sync".into(),
+            format!("--user-data-dir={}", profile.display()),
+        ];
+        args.extend(agent.map(|a| format!("--user-agent={a}")));
         let capabilities = json!({ "capabilities": { "alwaysMatch": {
             "browserName": "chrome",
             "goog:chromeOptions": {
                 "binary": "/usr/bin/chromium",
-                "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                         format!("--user-data-dir={}", profile.display())],
+                "args": args,
                 "mobileEmulation": { "deviceMetrics": { "width": width, "height": 800, "pixelRatio": 2 } }
             }
         }}});
