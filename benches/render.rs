@@ -65,6 +65,18 @@ fn benches(c: &mut Criterion) {
         })
     });
 
+    // The same with the HTML's links pointing at serve (analytics.clicks): rewritten once per
+    // issue, so a message only carries longer links.
+    let table = newsletter::clicks::LinkTable::new(&sections, &rendered);
+    let clicks = newsletter::clicks::Clicks::new(&config, &rendered.slug, table, &Secret::new("bench"))
+        .expect("clicks are on by default");
+    let counted = Personalizer::new(&rendered, &config, Secret::new("bench"))
+        .and_then(|p| p.with_clicks(std::sync::Arc::new(clicks)))
+        .expect("templates parse");
+    group.bench_function("personalize one recipient, links counted (MIME bytes)", |b| {
+        b.iter(|| counted.mime(black_box(&recipient), false).expect("personalizes").bytes)
+    });
+
     // The same with DKIM's body hash made from the splice's pieces, as a signed send makes it.
     group.bench_function("a signed send's personalization (MIME bytes and DKIM body hash)", |b| {
         b.iter(|| {

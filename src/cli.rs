@@ -168,16 +168,40 @@ pub struct StatusArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct ReportArgs {
-    /// The issue, e.g. 2025-07
-    pub issue: String,
+    /// The issue, e.g. 2025-07; or a period with --year, or --since and --until
+    #[arg(required_unless_present_any = ["year", "since"], conflicts_with_all = ["year", "since", "until"])]
+    pub issue: Option<String>,
+
+    /// A calendar year's figures, as an annual report quotes them
+    #[arg(long, value_name = "YYYY", conflicts_with_all = ["since", "until"])]
+    pub year: Option<i32>,
+
+    /// A period's first day (UTC)
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    pub since: Option<chrono::NaiveDate>,
+
+    /// The day after the period's last (UTC) [default: tomorrow]
+    #[arg(long, value_name = "YYYY-MM-DD", requires = "since")]
+    pub until: Option<chrono::NaiveDate>,
 
     /// How many of the most clicked links to list
     #[arg(long, default_value_t = 10, value_name = "N")]
     pub links: usize,
 
-    /// Output: text for people, json for scripts
-    #[arg(long, value_enum, default_value_t = Format::Text)]
-    pub format: Format,
+    /// Output: text for people, json or csv (a period's issues) for scripts
+    #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+    pub format: ReportFormat,
+
+    /// Also write the report as one self-contained page (charts in inline SVG, no script)
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    Text,
+    Json,
+    Csv,
 }
 
 #[derive(Debug, clap::Args)]

@@ -8,6 +8,9 @@ use chrono::NaiveDate;
 
 use super::machine::Reason;
 
+/// The requests of one client and issue remembered within the window.
+const MAX_SEEN: usize = 64;
+
 /// What was fetched: a link of an issue, its archive page, or its image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum What {
@@ -83,15 +86,24 @@ impl Tally {
         };
         let window = self.windows.entry((client.to_owned(), key.issue.clone())).or_default();
         window.seen.retain(|(at, _, _)| now.duration_since(*at) < burst.window);
-        let bursting = window.burst_until.is_some_and(|until| now < until);
-        let key = if bursting && key.reason == Reason::Counted {
-            Key {
-                reason: Reason::Burst,
-                ..key
-            }
-        } else {
-            key
-        };
+        if window.burst_until.is_some_and(|until| now < until) {
+            // A burst goes on for as long as the client keeps fetching.
+            window.burst_until = Some(now + burst.window);
+            let key = match key.reason {
+                Reason::Counted => Key {
+                    reason: Reason::Burst,
+                    ..key
+                },
+                _ => key,
+            };
+            *self.changes.entry(key).or_default() += 1;
+            return;
+        }
+        // Enough to find a burst and take its clicks back; a client fetching one link over
+        // and over is remembered by its latest requests only.
+        if window.seen.len() >= MAX_SEEN {
+            window.seen.remove(0);
+        }
         let counted = (key.reason == Reason::Counted).then(|| key.clone());
         window.seen.push((now, key.what, counted));
         *self.changes.entry(key).or_default() += 1;

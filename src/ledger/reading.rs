@@ -112,6 +112,19 @@ impl Ledger {
         )?;
         Ok(n.max(0) as u64)
     }
+
+    /// Readers' events of `kinds` from `since` up to, not including, `until` (YYYY-MM-DD).
+    pub fn reader_events_between(&self, kinds: &[&str], since: &str, until: &str) -> Result<u64> {
+        let mut n = 0i64;
+        for kind in kinds {
+            n += self.conn.query_row(
+                "SELECT count(*) FROM reader_events WHERE kind = ?1 AND created_at >= ?2 AND created_at < ?3",
+                params![kind, since, until],
+                |r| r.get::<_, i64>(0),
+            )?;
+        }
+        Ok(n.max(0) as u64)
+    }
 }
 
 fn read_links(conn: &rusqlite::Connection, issue: &str) -> Result<Vec<StoredLink>> {

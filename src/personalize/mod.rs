@@ -265,7 +265,10 @@ impl Personalizer {
     /// stamped with the minute of the Date header, marked as a test's for a test send. Once
     /// per issue and edition: every message of a run has the same links.
     pub fn with_clicks(mut self, clicks: Arc<Clicks>) -> Result<Self, PersonalizeError> {
-        let html = self.clicked_html(&self.rendered, &clicks);
+        let html = clicks.rewrite(
+            &self.rendered.html,
+            Stamp::at(self.date, !self.message_id_kind.is_empty()),
+        );
         self.templates = templates(&self.rendered, &html)?;
         self.splice = self.templates.splice(&self.rendered, &html);
         self.clicks = Some(clicks);
@@ -273,14 +276,26 @@ impl Personalizer {
         Ok(self)
     }
 
-    fn clicked_html(&self, rendered: &Rendered, clicks: &Clicks) -> String {
-        clicks.rewrite(&rendered.html, Stamp::at(self.date, !self.message_id_kind.is_empty()))
-    }
-
     /// The same settings over another edition of the issue (one choice of projects).
     pub fn edition(&self, rendered: &Rendered) -> Result<Personalizer, PersonalizeError> {
+        self.edition_at(rendered, self.date)
+    }
+
+    /// The same personalizer made again when the minute has turned since it was made, with
+    /// counted links: their stamp says when a message was made (the Date header too), which a
+    /// long run's later messages would otherwise give as its start. `None` while the minute
+    /// is the same, without counted links, or with the date pinned.
+    pub fn renewed(&self) -> Option<Result<Personalizer, PersonalizeError>> {
+        self.clicks.as_ref()?;
+        let now = crate::clock::message_date();
+        (Stamp::at(now, false).minute != Stamp::at(self.date, false).minute)
+            .then(|| self.edition_at(&self.rendered, now))
+    }
+
+    fn edition_at(&self, rendered: &Rendered, date: SystemTime) -> Result<Personalizer, PersonalizeError> {
+        let stamp = Stamp::at(date, !self.message_id_kind.is_empty());
         let html = match &self.clicks {
-            Some(clicks) => self.clicked_html(rendered, clicks),
+            Some(clicks) => clicks.rewrite(&rendered.html, stamp),
             None => rendered.html.clone(),
         };
         let templates = templates(rendered, &html)?;
@@ -297,7 +312,7 @@ impl Personalizer {
             preferences_base: self.preferences_base.clone(),
             secret: self.secret.clone(),
             domain: self.domain.clone(),
-            date: self.date,
+            date,
             subject_prefix: self.subject_prefix.clone(),
             message_id_kind: self.message_id_kind.clone(),
             feedback_id: self.feedback_id.clone(),
@@ -524,7 +539,57 @@ fn hex(bytes: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{MAX_NAME, header_value};
+    use std::sync::Arc;
+    use std::time::{Duration, SystemTime};
+
+    use super::{MAX_NAME, Personalizer, header_value};
+    use crate::clicks::{Clicks, LinkTable};
+    use crate::compile::Rendered;
+    use crate::config::Config;
+    use crate::ledger::StoredLink;
+    use crate::recipients::Recipient;
+    use crate::unsubscribe::Secret;
+
+    #[test]
+    fn a_run_s_later_messages_carry_the_minute_they_were_made() {
+        let rendered = Rendered {
+            slug: "2025-07".into(),
+            subject: "July".into(),
+            preheader: None,
+            web_url: None,
+            send_at: None,
+            mjml: String::new(),
+            html: "<html><body><a href=\"https://openstack.org/\">OpenStack</a></body></html>".into(),
+            text: "OpenStack".into(),
+            sections: Vec::new(),
+            warnings: Vec::new(),
+        };
+        let config = Config::default();
+        let table = LinkTable::from_stored(vec![StoredLink {
+            n: 1,
+            url: "https://openstack.org/".into(),
+            section: "OpenStack".into(),
+            project: Some("openstack".into()),
+        }]);
+        let secret = Secret::new(vec![3u8; 32]);
+        let clicks = Clicks::new(&config, "2025-07", table, &secret).unwrap();
+        // Made when the run started, an hour ago.
+        let started = SystemTime::now() - Duration::from_secs(3600);
+        let first = Personalizer::new(&rendered, &config, secret)
+            .unwrap()
+            .with_date(started)
+            .with_clicks(Arc::new(clicks))
+            .unwrap();
+        let later = first.renewed().expect("the minute has turned").unwrap();
+        let link = |p: &Personalizer| {
+            let html = p.parts(&Recipient::sample()).unwrap().html;
+            let at = html.find("/r/2025-07/1/").unwrap();
+            html[at..].split('"').next().unwrap().to_owned()
+        };
+        let minute = |p: &Personalizer| link(p).split('/').nth(4).unwrap().parse::<u64>().unwrap();
+        assert_eq!(minute(&later) - minute(&first), 60, "{} {}", link(&first), link(&later));
+        assert!(!link(&later).contains("openstack.org"));
+    }
 
     #[test]
     fn header_values_are_one_line_and_cut() {

@@ -348,8 +348,11 @@ impl Made {
 impl Composer<'_> {
     /// The personalizer of the edition `recipient` chose (the `projects` field).
     fn personalizer_for(&self, recipient: &Recipient) -> Result<Arc<Personalizer>> {
-        let (Some(editions), Some(value)) = (self.editions, recipient.fields.get(choice::COLUMN)) else {
-            return Ok(Arc::clone(&self.personalizer));
+        let Some(editions) = self.editions else {
+            return self.renewed_whole();
+        };
+        let Some(value) = recipient.fields.get(choice::COLUMN) else {
+            return self.renewed_whole();
         };
         let (choice, unknown) = Choice::parse(value, editions.registry());
         if !unknown.is_empty() {
@@ -371,16 +374,34 @@ impl Composer<'_> {
                 }
             }
         }
-        if choice == Choice::Everything {
-            return Ok(Arc::clone(&self.personalizer));
-        }
         let mut made = self.made.by_choice.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(p) = made.get(&choice) {
-            return Ok(Arc::clone(p));
-        }
-        let edition = Arc::new(self.personalizer.edition(&editions.compile(&choice)?)?);
-        made.insert(choice, Arc::clone(&edition));
-        Ok(edition)
+        let current = match made.get(&choice) {
+            Some(p) => Arc::clone(p),
+            None if choice == Choice::Everything => Arc::clone(&self.personalizer),
+            None => Arc::new(self.personalizer.edition(&editions.compile(&choice)?)?),
+        };
+        // Once a minute at most, per edition: the links' stamp and the Date follow the clock.
+        let current = match current.renewed() {
+            Some(renewed) => Arc::new(renewed?),
+            None => current,
+        };
+        made.insert(choice, Arc::clone(&current));
+        Ok(current)
+    }
+
+    /// The whole issue's personalizer, made again when the minute turned (see
+    /// `Personalizer::renewed`).
+    fn renewed_whole(&self) -> Result<Arc<Personalizer>> {
+        let mut made = self.made.by_choice.lock().unwrap_or_else(PoisonError::into_inner);
+        let current = made
+            .get(&Choice::Everything)
+            .map_or_else(|| Arc::clone(&self.personalizer), Arc::clone);
+        let current = match current.renewed() {
+            Some(renewed) => Arc::new(renewed?),
+            None => return Ok(current),
+        };
+        made.insert(Choice::Everything, Arc::clone(&current));
+        Ok(current)
     }
 
     /// The slug.

@@ -10,12 +10,12 @@ use support::serve::Server;
 use support::webdriver::Browser;
 use support::{Project, Sink, csv, root, run, scheduled_issue};
 
-fn axe_source() -> String {
+pub(crate) fn axe_source() -> String {
     std::fs::read_to_string(tools::program(&tools::AXE)).unwrap()
 }
 
 /// axe's violations on the page the browser shows: (rule, impact, a target).
-fn violations(browser: &Browser, axe: &str) -> Vec<(String, String, String)> {
+pub(crate) fn violations(browser: &Browser, axe: &str) -> Vec<(String, String, String)> {
     browser.script(&format!("{axe}\n;return true;"));
     let result: Value = browser.script_async(
         "const done = arguments[arguments.length - 1];

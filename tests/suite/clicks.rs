@@ -253,7 +253,7 @@ fn chromium_follows_a_link_from_a_received_message_to_the_page_counted_once() {
     let server = Server::start(&project);
     let (html, _) = parts(&sink, "bob@example.org");
     let link = numbered(&counted_links(&html, &server), "2025-07", 1);
-    let browser = Browser::start_as(500, Some(FIREFOX));
+    let browser = Browser::start_with(500, &[&format!("--user-agent={FIREFOX}")]);
     browser.open(&link);
     wait_until("the browser is on the page", || {
         browser.script("return location.href").as_str() == Some(site.url("/ok").as_str())

@@ -6,6 +6,7 @@
 mod support;
 
 mod a11y;
+mod annual;
 mod bounces;
 mod browser;
 mod check;

@@ -61,12 +61,13 @@ fn http(port: u16, method: &str, path: &str, body: Option<&Value>) -> Value {
 impl Browser {
     /// A phone-sized browser (`width` CSS pixels), headless.
     pub fn start(width: u32) -> Browser {
-        Browser::start_as(width, None)
+        Browser::start_with(width, &[])
     }
 
-    /// With `agent` as its User-Agent instead of headless Chromium's own (which names it
-    /// `HeadlessChrome`, as scanners' browsers do): a person's browser.
-    pub fn start_as(width: u32, agent: Option<&str>) -> Browser {
+    /// With more Chromium flags: `--user-agent=...` for a person's browser (headless
+    /// Chromium's own agent names it `HeadlessChrome`, as scanners' browsers do),
+    /// `--force-dark-mode` for the dark scheme.
+    pub fn start_with(width: u32, flags: &[&str]) -> Browser {
         let port = free_port();
         let driver = Command::new(tools::program(&tools::CHROMEDRIVER))
             .arg(format!("--port={port}"))
@@ -91,7 +92,7 @@ impl Browser {
             "--disable-sync".into(),
             format!("--user-data-dir={}", profile.display()),
         ];
-        args.extend(agent.map(|a| format!("--user-agent={a}")));
+        args.extend(flags.iter().map(|f| (*f).to_owned()));
         let capabilities = json!({ "capabilities": { "alwaysMatch": {
             "browserName": "chrome",
             "goog:chromeOptions": {
@@ -109,6 +110,16 @@ impl Browser {
 
     fn call(&self, method: &str, path: &str, body: Option<&Value>) -> Value {
         http(self.port, method, &format!("/session/{}{path}", self.session), body)
+    }
+
+    /// A PNG of the window.
+    pub fn screenshot(&self, file: &std::path::Path) {
+        use base64::Engine;
+        let png = self.call("GET", "/screenshot", None);
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(png.as_str().unwrap())
+            .unwrap();
+        std::fs::write(file, bytes).unwrap();
     }
 
     pub fn open(&self, url: &str) {

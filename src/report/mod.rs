@@ -1,7 +1,10 @@
 //! How an issue did, for `newsletter report ISSUE`: what the ledger knows of its deliveries,
 //! bounces, complaints and unsubscribes, and the counts of clicks and reads `serve` wrote,
-//! machines taken out by reason; beside the issue sent before it. Counts only: nothing here
-//! names a reader.
+//! machines taken out by reason; beside the issue sent before it. [`year`] adds a period's
+//! issues up; [`html`] draws either as one page. Counts only: nothing here names a reader.
+
+pub mod html;
+pub mod year;
 
 use std::collections::BTreeMap;
 
@@ -199,15 +202,20 @@ fn read(config: &Config, ledger: &Ledger, issue: &str) -> Result<(IssueReport, T
     Ok((report, t))
 }
 
-/// The report of `issue`, with the issue sent before it.
-pub fn issue(config: &Config, issue: &str) -> Result<IssueReport> {
+/// The ledger, which a report never creates.
+fn open(config: &Config) -> Result<Ledger> {
     if !config.ledger.is_file() {
         bail!(
             "nothing has been sent yet: there is no ledger at {}",
             config.ledger.display()
         );
     }
-    let ledger = Ledger::open(&config.ledger)?;
+    Ledger::open(&config.ledger)
+}
+
+/// The report of `issue`, with the issue sent before it.
+pub fn issue(config: &Config, issue: &str) -> Result<IssueReport> {
+    let ledger = open(config)?;
     let (mut report, _) = read(config, &ledger, issue)?;
     let started = ledger.started_issues()?;
     let before = started
