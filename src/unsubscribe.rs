@@ -115,6 +115,20 @@ impl Secret {
         from_var(SECRET_VAR)
     }
 
+    /// The previous secret of a rotation ([`PREVIOUS_SECRET_VAR`]), if set.
+    pub fn previous_from_env() -> Result<Option<Secret>, WeakSecret> {
+        from_var(PREVIOUS_SECRET_VAR)
+    }
+
+    /// Names the secret without telling it: 16 hex digits of a key derived from it, which the
+    /// ledger keeps to notice a secret changed by mistake.
+    pub fn fingerprint(&self) -> String {
+        self.derive("newsletter secret fingerprint v1")[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
     fn cipher(&self) -> LessSafeKey {
         LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &self.key).expect("a 32-byte key"))
     }

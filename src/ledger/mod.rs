@@ -18,6 +18,7 @@ mod readers;
 mod reading;
 mod reputation;
 pub mod schema;
+mod secrets;
 mod signups;
 mod suppressions;
 
@@ -27,6 +28,7 @@ pub use held::{DeferredRow, HeldGroup};
 pub use readers::{Erased, Mention, ReaderDelivery, ReaderEvent};
 pub use reading::{CountChange, ReadingCount, StoredLink};
 pub use reputation::IssueRates;
+pub use secrets::{SecretChanged, SecretCheck};
 pub use signups::{Attempt, Signup, Subscriber};
 pub use suppressions::Suppression;
 

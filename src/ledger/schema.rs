@@ -320,6 +320,15 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (issue, kind, n, day, reason)
     ) WITHOUT ROWID;
     ",
+    // 14: which unsubscribe secret signs this ledger's links, as a fingerprint (a key derived
+    // from it, not the secret): send and serve refuse another one unless it is a rotation.
+    "
+    CREATE TABLE secret_in_use (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        fingerprint TEXT NOT NULL,
+        since TEXT NOT NULL           -- UTC, when it was first used or rotated to
+    );
+    ",
 ];
 
 /// Opens (creating it if need be) the file at `path`, upgraded to the current schema.

@@ -126,6 +126,11 @@ pub fn send(
             "{SECRET_VAR} is not set: it signs the unsubscribe links and is ours to make, once: `openssl rand -base64 32`, put in the environment of send and serve alike"
         ),
     };
+    // A secret changed by mistake would break every link already sent: the ledger keeps the
+    // one that signed them (a rotation gives the old one as the previous secret).
+    if let (Mode::Real, Some(ledger)) = (&request.mode, ledger.as_deref_mut()) {
+        ledger.adopt_secret(&secret, Secret::previous_from_env()?.as_ref())?;
+    }
     let verp = config
         .bounces
         .return_path

@@ -72,6 +72,8 @@ pub struct App {
 impl App {
     pub fn new(config: Config, secrets: Secrets) -> Result<App> {
         let mut archive = Ledger::open(&config.ledger)?;
+        // serve signs and reads the same links as send: the same secret, or a rotation.
+        archive.adopt_secret(&secrets.current, secrets.previous.as_ref())?;
         crate::archive::backfill(&config, &mut archive)?;
         let ledger = Arc::new(Mutex::new(Ledger::open(&config.ledger)?));
         let pages = Pages::load(&config)?;

@@ -29,6 +29,7 @@ mod recipes;
 mod reputation;
 mod resume;
 mod return_path;
+mod rotation;
 mod security;
 mod ses;
 mod signup;

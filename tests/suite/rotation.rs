@@ -1,0 +1,96 @@
+//! The unsubscribe secret kept (issue 37, item 3): a `send` or `serve` with another secret than
+//! the one that signed the issues already sent is refused, saying how to rotate; a rotation
+//! (the old secret as the previous one) goes through, and the old issues' links still work.
+
+use std::time::{Duration, Instant};
+
+use crate::support;
+use crate::support::tools;
+use support::serve::{Server, one_click};
+use support::{Project, Sink, csv, run, scheduled_issue};
+
+/// Another secret, as a new shell's `openssl rand -base64 32` would make.
+const OTHER: &str = "c2Vjb25kLXNlY3JldC1tYWRlLWJ5LWEtbmV3LXNoZWxs";
+
+#[test]
+fn a_changed_secret_is_refused_until_it_is_a_rotation() {
+    needs!(tools::SMTP_SINK, tools::CURL);
+    let sink = Sink::start();
+    let project = Project::new(sink.port, &csv(2), "throttle: { rate: off }\n")
+        .with_issues(&[("2025-06", scheduled_issue(None)), ("2025-07", scheduled_issue(None))]);
+    let r = run(project.command().args(["send", "2025-06", "--yes", "-q"]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(sink.count(), 2);
+
+    // A new secret by mistake: nothing is sent, and the line says what to do.
+    let r = run(project
+        .command()
+        .env("NEWSLETTER_UNSUBSCRIBE_SECRET", OTHER)
+        .args(["send", "2025-07", "--yes"]));
+    assert_ne!(r.code, 0);
+    for words in [
+        "NEWSLETTER_UNSUBSCRIBE_SECRET is not the secret",
+        "2025-06",
+        "NEWSLETTER_UNSUBSCRIBE_SECRET_PREVIOUS",
+    ] {
+        assert!(r.stderr.contains(words), "{words}: {}", r.stderr);
+    }
+    assert_eq!(r.stderr.lines().count(), 1, "{}", r.stderr);
+    assert_eq!(sink.count(), 2, "nothing sent");
+    // serve too refuses to start with it.
+    let mut serve = project
+        .std_command()
+        .env("NEWSLETTER_UNSUBSCRIBE_SECRET", OTHER)
+        .args(["serve", "--listen", &format!("127.0.0.1:{}", support::free_port())])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = serve.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = serve.kill();
+            panic!("serve started with another secret");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(!status.success());
+
+    // The rotation: the new secret, the old one as the previous.
+    let rotated = |cmd: &mut assert_cmd::Command| {
+        cmd.env("NEWSLETTER_UNSUBSCRIBE_SECRET", OTHER)
+            .env("NEWSLETTER_UNSUBSCRIBE_SECRET_PREVIOUS", support::SECRET);
+    };
+    let mut send = project.command();
+    rotated(&mut send);
+    let r = run(send.args(["send", "2025-07", "--yes", "-q"]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(sink.count(), 4);
+    let server = Server::start_with_env(
+        &project,
+        &[
+            ("NEWSLETTER_UNSUBSCRIBE_SECRET", OTHER.to_owned()),
+            ("NEWSLETTER_UNSUBSCRIBE_SECRET_PREVIOUS", support::SECRET.to_owned()),
+        ],
+    );
+    // June's link, signed with the old secret, still unsubscribes.
+    let (_, text) = sink
+        .messages()
+        .into_iter()
+        .find(|(r, m)| r[0] == "user0@example.org" && m.contains("Message-ID: <2025-06."))
+        .unwrap();
+    let unfolded = text.replace("\r\n ", " ").replace("\n ", " ");
+    let header = unfolded.lines().find(|l| l.starts_with("List-Unsubscribe:")).unwrap();
+    let june = header.split('<').nth(1).unwrap().split('>').next().unwrap();
+    let june = june.replace("https://openinfra.dev", &server.base);
+    assert_eq!(one_click(&june).0, 200);
+    drop(server);
+    // From now on the new secret alone is the one kept.
+    let r = run(project
+        .command()
+        .env("NEWSLETTER_UNSUBSCRIBE_SECRET", OTHER)
+        .args(["send", "2025-07", "--yes", "-q"]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+}
