@@ -62,21 +62,40 @@ pub struct Burst {
 /// What a client fetched of one issue within the window, and the counts it added (so that a
 /// burst found later takes them back).
 #[derive(Default)]
-struct Window {
+pub struct Window {
     seen: Vec<(Instant, What, Option<Key>)>,
     burst_until: Option<Instant>,
 }
+
+/// The clients remembered, by address and issue.
+pub type Clients = HashMap<(String, String), Window>;
 
 /// Counts not yet written, as changes to add to the stored ones.
 #[derive(Default)]
 pub struct Tally {
     changes: HashMap<Key, i64>,
-    /// Keyed by the client (its address, as `serve` keys its limits) and the issue; dropped
-    /// once the window has passed.
-    windows: HashMap<(String, String), Window>,
+    /// Keyed by the client (its address, as `serve` keys its limits) and the issue, in two
+    /// generations: those seen in this window, and in the one before. Every window the older
+    /// is dropped whole (no client is kept two windows after its last request), so that
+    /// forgetting never walks a map of every client while requests wait.
+    windows: Clients,
+    older: Clients,
+    turned: Option<Instant>,
 }
 
 impl Tally {
+    /// Starts a new generation when a window has passed since the last one (at the writes,
+    /// off the requests' path); returns the clients let go of, for the caller to drop once
+    /// its lock is released.
+    fn turn(&mut self, burst: Burst, now: Instant) -> Option<Clients> {
+        let turned = *self.turned.get_or_insert(now);
+        if now.duration_since(turned) < burst.window {
+            return None;
+        }
+        self.turned = Some(now);
+        Some(std::mem::replace(&mut self.older, std::mem::take(&mut self.windows)))
+    }
+
     /// Counts one request. `reason` is what the request alone says ([`super::machine::judge`]);
     /// a counted one may still turn out to be part of a burst, now or within the window.
     pub fn record(&mut self, key: Key, client: Option<&str>, burst: Burst, now: Instant) {
@@ -84,7 +103,13 @@ impl Tally {
             *self.changes.entry(key).or_default() += 1;
             return;
         };
-        let window = self.windows.entry((client.to_owned(), key.issue.clone())).or_default();
+        let id = (client.to_owned(), key.issue.clone());
+        if !self.windows.contains_key(&id)
+            && let Some(earlier) = self.older.remove(&id)
+        {
+            self.windows.insert(id.clone(), earlier);
+        }
+        let window = self.windows.entry(id).or_default();
         window.seen.retain(|(at, _, _)| now.duration_since(*at) < burst.window);
         if window.burst_until.is_some_and(|until| now < until) {
             // A burst goes on for as long as the client keeps fetching.
@@ -128,18 +153,15 @@ impl Tally {
         }
     }
 
-    /// The changes to write, taken; clients whose window has passed are forgotten.
-    pub fn take(&mut self, burst: Burst, now: Instant) -> Vec<(Key, i64)> {
-        self.windows.retain(|_, w| {
-            w.seen.retain(|(at, _, _)| now.duration_since(*at) < burst.window);
-            !w.seen.is_empty() || w.burst_until.is_some_and(|until| now < until)
-        });
-        self.changes.drain().filter(|(_, n)| *n != 0).collect()
+    /// The changes to write, taken, and the clients let go of if a window has passed.
+    pub fn take(&mut self, burst: Burst, now: Instant) -> (Vec<(Key, i64)>, Option<Clients>) {
+        let forgotten = self.turn(burst, now);
+        (self.changes.drain().filter(|(_, n)| *n != 0).collect(), forgotten)
     }
 
     /// How many clients are remembered now (for the tests of forgetting).
     pub fn clients(&self) -> usize {
-        self.windows.len()
+        self.windows.len() + self.older.len()
     }
 }
 
@@ -184,12 +206,13 @@ mod tests {
         // A person elsewhere, clicking two links.
         tally.record(key(1), Some("198.51.100.7"), BURST, t0);
         tally.record(key(2), Some("198.51.100.7"), BURST, t0 + Duration::from_secs(3));
-        let changes = tally.take(BURST, t0 + Duration::from_secs(2));
+        let (changes, _) = tally.take(BURST, t0 + Duration::from_secs(2));
         let t = totals(&changes);
         assert_eq!((t.get(&Reason::Counted), t.get(&Reason::Burst)), (Some(&2), Some(&8)));
         assert_eq!(tally.clients(), 2);
-        // The window passes: nothing of either client is kept.
-        assert!(tally.take(BURST, t0 + Duration::from_secs(30)).is_empty());
+        // Two windows pass: nothing of either client is kept.
+        assert!(tally.take(BURST, t0 + Duration::from_secs(13)).0.is_empty());
+        assert!(tally.take(BURST, t0 + Duration::from_secs(24)).0.is_empty());
         assert_eq!(tally.clients(), 0);
     }
 
@@ -201,7 +224,7 @@ mod tests {
             tally.record(key(n), Some("192.0.2.1"), BURST, t0);
         }
         tally.record(key(5), Some("192.0.2.1"), BURST, t0 + Duration::from_secs(11));
-        let t = totals(&tally.take(BURST, t0 + Duration::from_secs(12)));
+        let t = totals(&tally.take(BURST, t0 + Duration::from_secs(12)).0);
         assert_eq!((t.get(&Reason::Counted), t.get(&Reason::Burst)), (Some(&5), None));
     }
 }

@@ -82,6 +82,10 @@ fn issue_text(r: &IssueReport, links: usize) -> String {
     line(format!("  complaints    {:>9}", thousands(r.complaints)));
     line(format!("  unsubscribed  {:>9}", thousands(r.unsubscribes)));
     line(format!(
+        "  new readers   {:>9}   (signed up or imported until the next issue)",
+        thousands(r.new_subscribers)
+    ));
+    line(format!(
         "  reads         {:>9}{}   (adds up: {})",
         thousands(r.reads.total),
         before(&|p| p.reads),

@@ -203,6 +203,7 @@ pub fn issue(r: &IssueReport) -> String {
         ),
         ("Clicks", thousands(r.clicks.counted)),
         ("Unsubscribed", thousands(r.unsubscribes)),
+        ("New readers until the next issue", thousands(r.new_subscribers)),
     ];
     for (reason, n) in &r.clicks.machine {
         figures.push((

@@ -21,6 +21,8 @@ pub struct IssueReport {
     pub subject: String,
     pub delivered: u64,
     pub unsubscribes: u64,
+    /// Sign-ups confirmed and readers imported from its send until the next issue's.
+    pub new_subscribers: u64,
     pub complaints: u64,
     pub bounces: Bounces,
     pub clicks: Clicks,
@@ -171,6 +173,7 @@ fn read(config: &Config, ledger: &Ledger, issue: &str) -> Result<(IssueReport, T
         subject: state.subject,
         delivered: counts.sent,
         unsubscribes: ledger.unsubscribes_of(issue)?,
+        new_subscribers: 0,
         complaints: bounces.complaints,
         bounces: Bounces {
             hard: bounces.hard,
@@ -218,6 +221,17 @@ pub fn issue(config: &Config, issue: &str) -> Result<IssueReport> {
     let ledger = open(config)?;
     let (mut report, _) = read(config, &ledger, issue)?;
     let started = ledger.started_issues()?;
+    // Newest first: the issue before this one in the list came after it.
+    let position = started.iter().position(|s| s.issue == issue);
+    let (from, until) = match position {
+        Some(i) => (
+            started[i].started_at.clone(),
+            i.checked_sub(1)
+                .map_or_else(|| "9999".to_owned(), |next| started[next].started_at.clone()),
+        ),
+        None => (String::new(), String::new()),
+    };
+    report.new_subscribers = ledger.reader_events_between(&["confirmed", "subscribed"], &from, &until)?;
     let before = started
         .iter()
         .skip_while(|s| s.issue != issue)

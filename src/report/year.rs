@@ -71,13 +71,15 @@ pub struct IssueLine {
     pub reads: u64,
     pub clicks: u64,
     pub unsubscribes: u64,
+    /// Sign-ups confirmed and readers imported from its send until the next issue's.
+    pub new_subscribers: u64,
     pub bounces: u64,
     pub complaints: u64,
     /// Clicks per project section.
     pub clicks_by_project: BTreeMap<String, u64>,
 }
 
-fn line(report: &IssueReport, sent_at: &str, audience: u64) -> IssueLine {
+fn line(report: &IssueReport, sent_at: &str, audience: u64, new_subscribers: u64) -> IssueLine {
     let mut by_project = BTreeMap::new();
     for s in &report.clicks.by_section {
         if let Some(p) = &s.project {
@@ -93,6 +95,7 @@ fn line(report: &IssueReport, sent_at: &str, audience: u64) -> IssueLine {
         reads: report.reads.total,
         clicks: report.clicks.counted,
         unsubscribes: report.unsubscribes,
+        new_subscribers,
         bounces: report.bounces.hard + report.bounces.soft,
         complaints: report.complaints,
         clicks_by_project: by_project,
@@ -111,10 +114,15 @@ pub fn period(config: &Config, period: Period) -> Result<YearReport> {
     let mut started = ledger.started_issues()?;
     started.reverse();
     let mut issues = Vec::new();
-    for state in started.iter().filter(|s| period.holds(&s.started_at)) {
+    let (since, until) = (period.since.to_string(), period.until.to_string());
+    let sent: Vec<_> = started.iter().filter(|s| period.holds(&s.started_at)).collect();
+    for (i, state) in sent.iter().enumerate() {
         let (report, _) = read(config, &ledger, &state.issue)?;
         let counts = ledger.counts(&state.issue)?;
-        issues.push(line(&report, &state.started_at, counts.sent + counts.failed));
+        // A sign-up belongs to the issue that was the latest when it came.
+        let next = sent.get(i + 1).map_or(until.as_str(), |n| n.started_at.as_str());
+        let joined = ledger.reader_events_between(&["confirmed", "subscribed"], &state.started_at, next)?;
+        issues.push(line(&report, &state.started_at, counts.sent + counts.failed, joined));
     }
     let mut by_project: BTreeMap<String, u64> = BTreeMap::new();
     for i in &issues {
@@ -128,7 +136,6 @@ pub fn period(config: &Config, period: Period) -> Result<YearReport> {
         .collect();
     clicks_by_project.sort_by_key(|p| std::cmp::Reverse(p.clicks));
     let sum = |f: fn(&IssueLine) -> u64| issues.iter().map(f).sum::<u64>();
-    let (since, until) = (period.since.to_string(), period.until.to_string());
     Ok(YearReport {
         period,
         issues_sent: issues.len() as u64,
@@ -158,6 +165,7 @@ pub fn csv(report: &YearReport) -> Result<String> {
         "reads",
         "clicks",
         "unsubscribes",
+        "new_subscribers",
         "bounces",
         "complaints",
     ])?;
@@ -171,6 +179,7 @@ pub fn csv(report: &YearReport) -> Result<String> {
             i.reads.to_string(),
             i.clicks.to_string(),
             i.unsubscribes.to_string(),
+            i.new_subscribers.to_string(),
             i.bounces.to_string(),
             i.complaints.to_string(),
         ])?;
@@ -184,6 +193,7 @@ pub fn csv(report: &YearReport) -> Result<String> {
         report.reads.to_string(),
         report.clicks.to_string(),
         report.unsubscribes.to_string(),
+        report.new_subscribers.to_string(),
         report.bounces.to_string(),
         report.complaints.to_string(),
     ])?;

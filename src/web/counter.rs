@@ -56,8 +56,13 @@ impl Counter {
     }
 
     fn take(&self) -> Vec<(Key, i64)> {
-        let mut tally = self.tally.lock().unwrap_or_else(PoisonError::into_inner);
-        tally.take(self.burst, Instant::now())
+        let (changes, forgotten) = {
+            let mut tally = self.tally.lock().unwrap_or_else(PoisonError::into_inner);
+            tally.take(self.burst, Instant::now())
+        };
+        // The clients let go of are freed after the lock, not while requests wait for it.
+        drop(forgotten);
+        changes
     }
 }
 

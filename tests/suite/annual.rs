@@ -107,8 +107,23 @@ fn a_year_of_issues_adds_up_as_an_annual_report_quotes_it() {
     wait_until("every click is written", || {
         json(&project, &["--since", "2000-01-01"])["clicks"] == openstack + zuul + 5
     });
+    // Two readers join, in March.
+    let joining = project.dir.path().join("joining.csv");
+    std::fs::write(&joining, "email\ndee@example.org\neve@example.org\n").unwrap();
+    let r = run(project
+        .command()
+        .args(["subscribers", "import"])
+        .arg(&joining)
+        .args(["--consent", "Signed up at the summit booth"]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
     // The clock moved: each issue went out in its own month.
     let ledger = rusqlite::Connection::open(project.dir.path().join("state/newsletter.db")).unwrap();
+    ledger
+        .execute(
+            "UPDATE reader_events SET created_at = '2025-03-20T10:00:00.000Z' WHERE kind = 'subscribed'",
+            [],
+        )
+        .unwrap();
     for (name, _) in &issues {
         ledger
             .execute(
@@ -125,6 +140,12 @@ fn a_year_of_issues_adds_up_as_an_annual_report_quotes_it() {
     assert_eq!(year["clicks"], openstack + zuul);
     assert_eq!(year["subscribers_start"], 3);
     assert_eq!(year["subscribers_end"], 3);
+    assert_eq!(year["new_subscribers"], 2);
+    assert_eq!(
+        year["issues"][2]["new_subscribers"], 2,
+        "March's issue was the latest when they joined"
+    );
+    assert_eq!(json(&project, &["2025-03"])["new_subscribers"], 2);
     assert_eq!(year["issues"][0]["issue"], "2025-01");
     assert_eq!(year["issues"][11]["issue"], "2025-12");
     assert_eq!(

@@ -149,7 +149,7 @@ fn july_fits_a_phone_and_every_image_has_alt_text() {
     std::fs::create_dir_all(&out).unwrap();
     let r = run(assert_cmd::Command::cargo_bin("newsletter")
         .unwrap()
-        .current_dir(root())
+        .current_dir(support::project_copy(&out))
         .env_remove("NEWSLETTER_RECIPIENTS")
         .env("NEWSLETTER_OUT", &out)
         .env("NEWSLETTER_UNSUBSCRIBE_SECRET", support::SECRET)

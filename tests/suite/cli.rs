@@ -13,7 +13,7 @@ use tempfile::TempDir;
 /// a known unsubscribe secret.
 fn newsletter(out: &TempDir) -> Command {
     let mut cmd = Command::cargo_bin("newsletter").unwrap();
-    cmd.current_dir(root())
+    cmd.current_dir(support::project_copy(out.path()))
         .env_remove("NEWSLETTER_RECIPIENTS")
         .env("NEWSLETTER_OUT", out.path())
         .env("NEWSLETTER_UNSUBSCRIBE_SECRET", support::SECRET)
@@ -65,7 +65,8 @@ fn preview_prints_summary_text_and_warnings_and_writes_three_files() {
     assert_eq!(r.stderr, "", "the bundled July issue is a good example: no warnings");
     // The issue as the website published it: an image without alt text, an http:// link and a
     // link without text.
-    let r = run(newsletter(&out).args(["preview", "tests/fixtures/published/2025-07.md"]));
+    let published = fixture("published/2025-07.md");
+    let r = run(newsletter(&out).arg("preview").arg(&published));
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(
         r.stderr
@@ -74,7 +75,10 @@ fn preview_prints_summary_text_and_warnings_and_writes_three_files() {
         r.stderr
     );
     assert!(r.stderr.ends_with("3 warnings\n"), "{}", r.stderr);
-    let r = run(newsletter(&out).args(["preview", "tests/fixtures/published/2025-07.md", "--format", "json"]));
+    let r = run(newsletter(&out)
+        .arg("preview")
+        .arg(&published)
+        .args(["--format", "json"]));
     let json: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     let kinds: Vec<&str> = json["warnings"]
         .as_array()
@@ -178,7 +182,9 @@ fn preview_open_hands_the_html_to_the_browser() {
         .status()
         .unwrap();
     let r = run(newsletter(&out)
-        .args(["preview", "tests/fixtures/published/2025-07.md", "--open", "-q"])
+        .arg("preview")
+        .arg(fixture("published/2025-07.md"))
+        .args(["--open", "-q"])
         .env("BROWSER", &browser));
     assert_eq!(r.code, 0, "{}", r.stderr);
     let opened = std::fs::read_to_string(&log).unwrap();
@@ -581,7 +587,7 @@ fn output_into_a_closed_pipe_ends_quietly() {
             bin.display(),
             err.display()
         ))
-        .current_dir(root())
+        .current_dir(support::project_copy(out.path()))
         .env("NEWSLETTER_OUT", out.path())
         .env("NEWSLETTER_UNSUBSCRIBE_SECRET", support::SECRET)
         .status()

@@ -131,6 +131,19 @@ fn a_browser_click_counts_once_and_machines_are_taken_out_by_reason() {
         assert!(!link.contains("ada") && !link.contains("token"), "{link}");
     }
 
+    // Ada's export, but its time and the deliveries of the issue sent meanwhile.
+    let export = || {
+        let r = run(project.command().args(["subscribers", "export", "ada@example.org"]));
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        let mut v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+        v["exported_at"] = serde_json::Value::Null;
+        v["deliveries"]
+            .as_array_mut()
+            .unwrap()
+            .retain(|d| d["issue"] == "2025-07");
+        v
+    };
+    let before = export();
     // A person: redirected to the link as sent, counted once.
     assert_eq!(
         fetch(&["-A", FIREFOX], "198.51.100.7", &first),
@@ -226,6 +239,7 @@ fn a_browser_click_counts_once_and_machines_are_taken_out_by_reason() {
     });
     assert_eq!(report(&project, "2025-08")["clicks"]["counted"], 0);
 
+    assert_eq!(export(), before, "a reader's export is unchanged by any click");
     // Nothing of a reader or a request is kept for it: not in the ledger, not in the log.
     let dump = std::process::Command::new(tools::program(&tools::SQLITE3))
         .arg(project.dir.path().join("state/newsletter.db"))

@@ -30,23 +30,41 @@ pub fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// A copy of the checkout's layouts folder under `dir`, to change in a test; returns its path.
-pub fn copy_layouts(dir: &Path) -> PathBuf {
-    fn copy(from: &Path, to: &Path) {
-        std::fs::create_dir_all(to).unwrap();
-        for entry in std::fs::read_dir(from).unwrap() {
-            let path = entry.unwrap().path();
-            let target = to.join(path.file_name().unwrap());
-            if path.is_dir() {
-                copy(&path, &target);
-            } else {
-                std::fs::copy(&path, &target).unwrap();
-            }
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        let target = to.join(path.file_name().unwrap());
+        if path.is_dir() {
+            copy_tree(&path, &target);
+        } else {
+            std::fs::copy(&path, &target).unwrap();
         }
     }
+}
+
+/// A copy of the checkout's layouts folder under `dir`, to change in a test; returns its path.
+pub fn copy_layouts(dir: &Path) -> PathBuf {
     let layouts = dir.join("layouts");
-    copy(&root().join("layouts"), &layouts);
+    copy_tree(&root().join("layouts"), &layouts);
     layouts
+}
+
+/// A copy of the project as a clone has it (the issues, the layouts, the example list) in
+/// `dir`/project: what the checkout itself holds besides (a `newsletter.yaml`, a
+/// `recipients.csv` or a `state/` left by the README's trial) never reaches a test.
+pub fn project_copy(dir: &Path) -> PathBuf {
+    let project = dir.join("project");
+    if !project.exists() {
+        copy_tree(&root().join("newsletters"), &project.join("newsletters"));
+        copy_tree(&root().join("layouts"), &project.join("layouts"));
+        std::fs::copy(
+            root().join("recipients.example.csv"),
+            project.join("recipients.example.csv"),
+        )
+        .unwrap();
+    }
+    project
 }
 
 pub fn free_port() -> u16 {
