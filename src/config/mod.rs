@@ -352,7 +352,38 @@ impl Config {
             .parse::<Rate>()
             .map_err(|why| ("throttle.rate".to_owned(), why.0))?;
         self.throttle.validate()?;
+        one_click_url(&self.unsubscribe.url).map_err(|why| ("unsubscribe.url".to_owned(), why))?;
         self.bounces.validate()
+    }
+}
+
+/// RFC 8058's one-click unsubscribe needs HTTPS; plain HTTP only for a local trial (a loopback
+/// address, `localhost`, or a `.test` or `.localhost` name).
+fn one_click_url(url: &str) -> Result<(), String> {
+    let lower = url.to_ascii_lowercase();
+    if lower.starts_with("https://") {
+        return Ok(());
+    }
+    let Some(rest) = lower.strip_prefix("http://") else {
+        return Err(format!(
+            "`{url}` is not an https:// URL: one-click unsubscribe links are served by `newsletter serve` behind HTTPS"
+        ));
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    let local = host == "localhost"
+        || host.ends_with(".localhost")
+        || host.ends_with(".test")
+        || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    if local {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{url}` is plain HTTP on a public host: one-click unsubscribe (RFC 8058) needs HTTPS, and mailbox providers ignore it otherwise; use https://, or a loopback or .test host for a local trial"
+        ))
     }
 }
 

@@ -172,3 +172,25 @@ fn a_misspelt_secret_is_named_among_the_secrets() {
         ]
     );
 }
+
+#[test]
+fn a_one_click_url_is_https_unless_the_host_is_local() {
+    for ok in [
+        "https://openinfra.dev/newsletter/unsubscribe",
+        "http://127.0.0.1:8026/unsubscribe",
+        "http://localhost:8026/unsubscribe",
+        "http://[::1]:8026/unsubscribe",
+        "http://newsletter.test/unsubscribe",
+        "HTTP://app.localhost/u",
+    ] {
+        assert!(super::one_click_url(ok).is_ok(), "{ok}");
+    }
+    for bad in [
+        "http://openinfra.dev/newsletter/unsubscribe",
+        "http://10.0.0.5/u",
+        "ftp://x.org/u",
+        "openinfra.dev/u",
+    ] {
+        assert!(super::one_click_url(bad).is_err(), "{bad}");
+    }
+}
