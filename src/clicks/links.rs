@@ -101,7 +101,7 @@ impl LinkTable {
         if !counted(url) || self.by_url.contains_key(url) {
             return;
         }
-        let n = self.links.len() as u32 + 1;
+        let n = self.links.iter().map(|l| l.n).max().unwrap_or(0) + 1;
         self.by_url.insert(url.to_owned(), n);
         self.links.push(Link {
             n,
@@ -109,6 +109,16 @@ impl LinkTable {
             section: section.to_owned(),
             project: project.map(str::to_owned),
         });
+    }
+
+    /// The links as stored at the issue's first send, then those of `fresh` (the issue as its
+    /// file is now) that were not, numbered after them: what a send stores, without storing.
+    pub fn merged(stored: Vec<StoredLink>, fresh: &LinkTable) -> LinkTable {
+        let mut table = LinkTable::from_stored(stored);
+        for link in &fresh.links {
+            table.add(&link.url, &link.section, link.project.as_deref());
+        }
+        table
     }
 
     pub fn number(&self, url: &str) -> Option<u32> {

@@ -82,6 +82,8 @@ pub struct Personalizer {
     feedback_id: Option<String>,
     /// For the web archive: no unsubscribe link.
     archive: bool,
+    /// Counted links marked as a test send's or a preview's: they work, and count nothing.
+    test_links: bool,
     /// Links pointing at `serve`, which counts them (`analytics`); none for the archive.
     clicks: Option<Arc<Clicks>>,
 }
@@ -206,6 +208,7 @@ impl Personalizer {
             subject_prefix: String::new(),
             message_id_kind: String::new(),
             archive: false,
+            test_links: false,
             clicks: None,
             feedback_id: config.feedback_id.as_ref().map(|template| {
                 template
@@ -265,10 +268,7 @@ impl Personalizer {
     /// stamped with the minute of the Date header, marked as a test's for a test send. Once
     /// per issue and edition: every message of a run has the same links.
     pub fn with_clicks(mut self, clicks: Arc<Clicks>) -> Result<Self, PersonalizeError> {
-        let html = clicks.rewrite(
-            &self.rendered.html,
-            Stamp::at(self.date, !self.message_id_kind.is_empty()),
-        );
+        let html = clicks.rewrite(&self.rendered.html, Stamp::at(self.date, self.test_links));
         self.templates = templates(&self.rendered, &html)?;
         self.splice = self.templates.splice(&self.rendered, &html);
         self.clicks = Some(clicks);
@@ -293,7 +293,7 @@ impl Personalizer {
     }
 
     fn edition_at(&self, rendered: &Rendered, date: SystemTime) -> Result<Personalizer, PersonalizeError> {
-        let stamp = Stamp::at(date, !self.message_id_kind.is_empty());
+        let stamp = Stamp::at(date, self.test_links);
         let html = match &self.clicks {
             Some(clicks) => clicks.rewrite(&rendered.html, stamp),
             None => rendered.html.clone(),
@@ -317,6 +317,7 @@ impl Personalizer {
             message_id_kind: self.message_id_kind.clone(),
             feedback_id: self.feedback_id.clone(),
             archive: self.archive,
+            test_links: self.test_links,
             clicks: self.clicks.clone(),
         };
         edition.fix_headers();
@@ -335,7 +336,15 @@ impl Personalizer {
             .as_nanos();
         self.message_id_kind = format!("test {now} {}", std::process::id());
         self.feedback_id = None;
+        self.test_links = true;
         self.fix_headers();
+        self
+    }
+
+    /// A preview: counted links are marked as a test's (they work, with `serve`, and count
+    /// nothing). Before [`Personalizer::with_clicks`].
+    pub fn for_preview(mut self) -> Self {
+        self.test_links = true;
         self
     }
 

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail};
 
+use crate::clicks::{Clicks, LinkTable};
 use crate::compile::Rendered;
 use crate::config::Config;
 use crate::diagnostic::{Kind, Warning};
@@ -26,7 +27,7 @@ pub struct Personalized {
 
 pub fn build(config: &Config, path: &Path, recipient: &Recipient) -> Result<Personalized> {
     let issue = Issue::load(path)?;
-    let mut rendered = crate::compose(&issue, config)?;
+    let (sections, mut rendered) = crate::compose_with_sections(&issue, config)?;
     let secret = match Secret::from_env() {
         Ok(Some(secret)) => secret,
         unset_or_weak => {
@@ -44,7 +45,18 @@ pub fn build(config: &Config, path: &Path, recipient: &Recipient) -> Result<Pers
         }
     };
     let (parts, eml) = {
-        let personalizer = Personalizer::new(&rendered, config, secret)?;
+        // The links as the readers will get them, marked as a preview's: with `serve`
+        // running they lead where they should and count nothing.
+        let stored = if config.ledger.is_file() {
+            crate::ledger::Ledger::open(&config.ledger)?.links_of(&rendered.slug)?
+        } else {
+            Vec::new()
+        };
+        let table = LinkTable::merged(stored, &LinkTable::new(&sections, &rendered));
+        let mut personalizer = Personalizer::new(&rendered, config, secret.clone())?.for_preview();
+        if let Some(clicks) = Clicks::new(config, &rendered.slug, table, &secret) {
+            personalizer = personalizer.with_clicks(std::sync::Arc::new(clicks))?;
+        }
         (
             personalizer.parts(recipient)?,
             personalizer.mime(recipient, false)?.bytes,

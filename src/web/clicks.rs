@@ -10,7 +10,7 @@ use axum::extract::{Path as UrlPath, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use super::counter::{judge, links};
+use super::counter::{draft_links, judge, links};
 use super::error::Failure;
 use super::{App, Peer};
 use crate::clicks::tally::{Key, What};
@@ -37,8 +37,17 @@ pub async fn follow(
     };
     let location = match what {
         What::Link(n) => {
-            let table = links(&app, &target.issue).await?;
-            let url = table.get(n).map(|l| l.url.clone()).ok_or_else(not_found)?;
+            let stored = links(&app, &target.issue).await?.get(n).map(|l| l.url.clone());
+            let url = match stored {
+                Some(url) => url,
+                // A test send's or a preview's link may be to an issue not sent yet.
+                None if target.stamp.test => draft_links(&app, &target.issue)
+                    .await?
+                    .get(n)
+                    .map(|l| l.url.clone())
+                    .ok_or_else(not_found)?,
+                None => return Err(not_found()),
+            };
             Some(HeaderValue::from_str(&url).map_err(|_| not_found())?)
         }
         _ => None,

@@ -23,6 +23,9 @@ pub struct Counter {
     /// The current secret's, then the previous one's during a rotation.
     signers: Vec<Signer>,
     links: Mutex<HashMap<String, Arc<LinkTable>>>,
+    /// The links of issues as their files are now, for test sends' and previews' links to
+    /// issues not sent yet (or links added since).
+    drafts: Mutex<HashMap<String, Arc<LinkTable>>>,
     tally: Mutex<Tally>,
     burst: Burst,
 }
@@ -36,6 +39,7 @@ impl Counter {
                 .map(Signer::new)
                 .collect(),
             links: Mutex::default(),
+            drafts: Mutex::default(),
             tally: Mutex::default(),
             burst: Burst {
                 links: a.burst_links.max(1),
@@ -96,6 +100,46 @@ pub async fn links(app: &Arc<App>, issue: &str) -> Result<Arc<LinkTable>, Failur
             .unwrap_or_else(PoisonError::into_inner)
             .insert(issue.to_owned(), Arc::clone(&table));
     }
+    Ok(table)
+}
+
+/// The links of `issue` as a send would number them now: those stored, then its file's (for a
+/// test send's or a preview's link, which the MAC marks as one; never for a counted link).
+pub async fn draft_links(app: &Arc<App>, issue: &str) -> Result<Arc<LinkTable>, Failure> {
+    let cached = app
+        .counter
+        .drafts
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(issue)
+        .cloned();
+    if let Some(table) = cached {
+        return Ok(table);
+    }
+    let (reader, name) = (Arc::clone(app), issue.to_owned());
+    let table = tokio::task::spawn_blocking(move || {
+        // The name is one our MAC vouches for, and only ever a key of the newsletters folder.
+        let stored = reader.archive().links_of(&name)?;
+        let Ok(file) = crate::issue::find(&name, &reader.config.newsletters) else {
+            return anyhow::Ok(LinkTable::from_stored(stored));
+        };
+        let issue = crate::issue::Issue::load(&file)?;
+        let (sections, rendered) = crate::compose_with_sections(&issue, &reader.config)?;
+        anyhow::Ok(LinkTable::merged(stored, &LinkTable::new(&sections, &rendered)))
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("the link lookup stopped: {e}"))
+    .and_then(|r| r)
+    .map_err(|cause| Failure::Internal {
+        shown: "The link cannot be followed right now.",
+        cause,
+    })?;
+    let table = Arc::new(table);
+    app.counter
+        .drafts
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .insert(issue.to_owned(), Arc::clone(&table));
     Ok(table)
 }
 

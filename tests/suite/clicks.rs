@@ -342,3 +342,36 @@ fn opens_and_archive_views_are_reads_and_a_killed_serve_loses_at_most_one_flush(
     assert_eq!(after["reads"]["sources"], serde_json::json!(["archive_views", "opens"]));
     assert_eq!(after["clicks"]["machine"]["agent"], 1, "the crawler's view");
 }
+
+#[test]
+fn a_preview_s_links_are_marked_lead_where_they_should_and_count_nothing() {
+    needs!(tools::SMTP_SINK, tools::CURL);
+    let site = HttpServer::start();
+    let sink = Sink::start();
+    let project = Project::new(sink.port, READERS, CONFIG).with_issues(&[("2025-09", issue(&site))]);
+    let r = run(project.command().args(["preview", "2025-09", "-q"]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let html = std::fs::read_to_string(project.dir.path().join("out/2025-09/email.html")).unwrap();
+    let server = Server::start(&project);
+    let link = numbered(&counted_links(&html, &server), "2025-09", 1);
+    let stamp = link.split('/').nth(7).unwrap();
+    assert!(stamp.ends_with('t'), "a preview's link is marked: {link}");
+    assert_eq!(
+        fetch(&["-A", FIREFOX], "198.51.100.60", &link),
+        (302, Some(site.url("/ok"))),
+        "the issue is not sent, and its link still leads to the page"
+    );
+    // SIGTERM: serve writes what it counted before it ends.
+    let mut server = server;
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    assert!(server.child.wait().unwrap().success());
+    let ledger = rusqlite::Connection::open(project.dir.path().join("state/newsletter.db")).unwrap();
+    let counted: i64 = ledger
+        .query_row("SELECT count(*) FROM reading_counts", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(counted, 0, "nothing counted");
+}
