@@ -29,6 +29,7 @@ pub struct Issue {
 pub struct FrontMatter {
     pub title: Option<String>,
     pub author: Option<String>,
+    #[serde(default, deserialize_with = "moment")]
     pub date: Option<DateTime<FixedOffset>>,
     pub template_key: Option<String>,
     pub hide_post: Option<bool>,
@@ -38,7 +39,7 @@ pub struct FrontMatter {
     /// Newsletter fields: snake_case as in the rest of the tool's configuration.
     pub subject: Option<String>,
     pub preheader: Option<String>,
-    #[serde(rename = "send_at")]
+    #[serde(rename = "send_at", default, deserialize_with = "moment")]
     pub send_at: Option<DateTime<FixedOffset>>,
     pub layout: Option<String>,
     /// Who the issue is for: recipient columns and the values that qualify, e.g.
@@ -296,13 +297,49 @@ fn split_front_matter(source: &str) -> Option<(&str, &str, usize)> {
     None
 }
 
+/// A time with its zone (RFC 3339), or a plain date as Hugo and Jekyll take it: midnight UTC.
+/// A time without a zone stays an error: guessing the zone would send at the wrong hour.
+fn moment<'de, D: serde::Deserializer<'de>>(de: D) -> Result<Option<DateTime<FixedOffset>>, D::Error> {
+    let Some(text) = Option::<String>::deserialize(de)? else {
+        return Ok(None);
+    };
+    let text = text.trim();
+    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
+        return Ok(Some(t));
+    }
+    match chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        Ok(day) if text.len() == 10 => Ok(Some(day.and_time(chrono::NaiveTime::MIN).and_utc().fixed_offset())),
+        _ => Err(serde::de::Error::custom(format!("`{text}` {NOT_A_MOMENT}"))),
+    }
+}
+
+const NOT_A_MOMENT: &str = "is not a date or a time with its zone";
+
 /// The format `date` and `send_at` take.
-pub const DATE_FORMAT: &str = "RFC 3339 with a time zone, e.g. 2025-08-01T15:00:00Z or 2025-08-01T09:00:00-06:00";
+pub const DATE_FORMAT: &str = "RFC 3339 with a time zone, e.g. 2025-08-01T15:00:00Z or 2025-08-01T09:00:00-06:00 (a plain 2025-08-01 is midnight UTC)";
 
 fn yaml_error(path: &Path, yaml: &str, err: &serde_norway::Error) -> anyhow::Error {
     let Some(loc) = err.location() else {
         return anyhow::anyhow!("{}: invalid front matter: {err}", path.display());
     };
+    // A date the parser took as text but ours refused is reported where the mapping starts:
+    // point at its own key instead.
+    let message = err.to_string();
+    if message.contains(NOT_A_MOMENT)
+        && let Some(line) = ["send_at", "date"]
+            .iter()
+            .filter_map(|k| key_line(yaml, k))
+            .find(|&line| {
+                let value = message.split('`').nth(1).unwrap_or_default();
+                yaml.lines().nth(line - 1).is_some_and(|l| l.contains(value))
+            })
+    {
+        return anyhow::anyhow!(
+            "{}:{line}:1: invalid front matter: {}; write the time as {DATE_FORMAT}",
+            path.display(),
+            strip_location(&message)
+        );
+    }
     let text = yaml.lines().nth(loc.line() - 1).unwrap_or_default();
     // What to do, where the parser's words do not say it.
     let hint = if ["date", "send_at"]
@@ -456,7 +493,7 @@ mod tests {
         assert!(err.contains("invalid front matter"), "{err}");
         assert!(
             err.ends_with(
-                "write the time as RFC 3339 with a time zone, e.g. 2025-08-01T15:00:00Z or 2025-08-01T09:00:00-06:00"
+                "write the time as RFC 3339 with a time zone, e.g. 2025-08-01T15:00:00Z or 2025-08-01T09:00:00-06:00 (a plain 2025-08-01 is midnight UTC)"
             ),
             "{err}"
         );
@@ -472,6 +509,13 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("RFC 3339 with a time zone"), "{err}");
+    }
+
+    #[test]
+    fn a_plain_date_is_midnight_utc_as_the_website_takes_it() {
+        let issue = parse("---\ntitle: T\ndate: 2025-12-01\nsend_at: 2025-12-02\n---\n").unwrap();
+        assert_eq!(issue.front.date.unwrap().to_rfc3339(), "2025-12-01T00:00:00+00:00");
+        assert_eq!(issue.front.send_at.unwrap().to_rfc3339(), "2025-12-02T00:00:00+00:00");
     }
 
     #[test]

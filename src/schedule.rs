@@ -1,7 +1,7 @@
 //! Cron's side of sending: which issues are due (their `send_at` passed, their delivery not
 //! complete), sent oldest first, under the ledger's lock.
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 
 use crate::config::Config;
 use crate::issue::{self, Issue};
@@ -41,14 +41,12 @@ pub fn cron(config: &Config, quiet: bool, say: &mut dyn crate::send::report::Say
         }
         due.push((send_at, path));
     }
-    if !broken.is_empty() {
-        bail!(
-            "nothing sent: {} issue{} cannot be read, so cron cannot tell whether {} due: {}",
-            broken.len(),
-            if broken.len() == 1 { "" } else { "s" },
-            if broken.len() == 1 { "it is" } else { "they are" },
-            broken.join("; ")
-        );
+    // An issue that cannot be read is said every run (its send_at cannot be known, so it is
+    // never skipped quietly), and the run ends in failure; the issues that are due still go.
+    let mut worst = Completion::Success;
+    for why in &broken {
+        say.note(&format!("error: {why}; cron cannot tell whether it is due: fix it"));
+        worst = Completion::Problems;
     }
     due.sort();
     // Today's warm-up cap is reached, or every relay's daily limit: the issues wait for
@@ -58,9 +56,8 @@ pub fn cron(config: &Config, quiet: bool, say: &mut dyn crate::send::report::Say
             .is_some_and(|t| t.left() == 0)
             || crate::send::pool::left_today(&crate::send::pool::daily_left(config, Some(l), now)?) == Some(0))
     {
-        return Ok(Completion::Success);
+        return Ok(worst);
     }
-    let mut worst = Completion::Success;
     for (_, path) in due {
         let ledger = ledger.as_mut().expect("opened for every due issue");
         let request = Request {
