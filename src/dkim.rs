@@ -74,7 +74,9 @@ impl Signer {
         let mut selectors = Vec::new();
         if let Some(name) = &dkim.selector {
             let text = env(KEY_VAR).ok_or_else(|| {
-                anyhow!("dkim.selector is set but {KEY_VAR} is not: put the private key in the environment")
+                anyhow!(
+                    "dkim.selector is set but {KEY_VAR} is not: put the private key in the environment, or name its file in {KEY_VAR}_FILE"
+                )
             })?;
             let key = match dkim.algorithm {
                 DkimAlgorithm::Rsa => rsa_key(&text).map_err(|e| anyhow!("{KEY_VAR}: {e}"))?,
@@ -88,7 +90,7 @@ impl Signer {
         if let Some(name) = &dkim.ed25519_selector {
             let text = env(ED25519_KEY_VAR).ok_or_else(|| {
                 anyhow!(
-                    "dkim.ed25519_selector is set but {ED25519_KEY_VAR} is not: put the Ed25519 key in the environment"
+                    "dkim.ed25519_selector is set but {ED25519_KEY_VAR} is not: put the Ed25519 key in the environment, or name its file in {ED25519_KEY_VAR}_FILE"
                 )
             })?;
             let key = ed25519_key(&text).map_err(|e| anyhow!("{ED25519_KEY_VAR}: {e}"))?;

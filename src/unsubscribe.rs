@@ -195,10 +195,10 @@ impl Secret {
 }
 
 fn from_var(var: &'static str) -> Result<Option<Secret>, WeakSecret> {
-    let Some(value) = std::env::var_os(var).filter(|v| !v.is_empty()) else {
+    let Some(value) = crate::config::secret(var) else {
         return Ok(None);
     };
-    let value = value.into_encoded_bytes();
+    let value = value.into_bytes();
     match weakness(&value) {
         Some(why) => Err(WeakSecret { var, why }),
         None => Ok(Some(Secret::new(value))),

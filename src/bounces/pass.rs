@@ -132,8 +132,10 @@ fn open_mailbox(config: &Config, source: &Source, ledger: Option<&Ledger>, dry_r
             Box::new(Mbox::open(file, cursor.as_deref())?)
         }
         Source::Imap(imap) => {
-            let password = std::env::var(PASSWORD_VAR).map_err(|_| {
-                anyhow::anyhow!("{PASSWORD_VAR} is not set: the IMAP password comes only from the environment")
+            let password = crate::config::secret(PASSWORD_VAR).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "{PASSWORD_VAR} is not set: the IMAP password comes only from the environment (or the file {PASSWORD_VAR}_FILE names)"
+                )
             })?;
             let name = Imap::name_of(imap);
             let cursor = ledger.map(|l| l.cursor(&name)).transpose()?.flatten();

@@ -14,7 +14,7 @@ const TXT_STRING: usize = 255;
 
 pub fn run(config_path: Option<&Path>, format: Format) -> Result<Exit> {
     let config = super::load_config(config_path, false)?;
-    let Some(signer) = Signer::from_config(&config, |var| std::env::var(var).ok())? else {
+    let Some(signer) = Signer::from_config(&config, newsletter::config::secret)? else {
         bail!("no DKIM key is configured: set dkim.selector (and dkim.ed25519_selector for a second signature)");
     };
     let records = signer.dns_records();

@@ -12,6 +12,7 @@ pub mod bounces;
 mod check;
 mod dkim;
 pub mod duration;
+mod secret;
 mod smtp;
 mod throttle;
 mod web;
@@ -21,6 +22,7 @@ pub use bounces::Bounces;
 pub use check::{Check, Preview};
 pub use dkim::{Dkim, DkimAlgorithm};
 use duration::string_or_number;
+pub use secret::secret;
 pub use smtp::{AuthMethod, OAuth, RelayKind, Relays, Security, Smtp};
 pub use throttle::{Breaker, Rate, Throttle, Warmup};
 pub use web::{Archive, DEFAULT_FORM, Serve, Subscribe};
@@ -249,6 +251,12 @@ impl Config {
         let env: Vec<(String, String)> = env.filter(|(k, _)| k.starts_with("NEWSLETTER_")).collect();
         for (var, raw) in env.iter().cloned() {
             if SECRET_VARS.contains(&var.as_str()) || OTHER_VARS.contains(&var.as_str()) {
+                continue;
+            }
+            if let Some(base) = var.strip_suffix("_FILE")
+                && (SECRET_VARS.contains(&base) || is_relay_secret(base))
+            {
+                secret::check_file(&var, base, &raw, &env)?;
                 continue;
             }
             let Some((key, default)) = keys.iter().find(|(k, _)| env_name(k) == var) else {

@@ -151,7 +151,7 @@ pub fn send(
     if let Some(clicks) = clicks {
         personalizer = personalizer.with_clicks(Arc::new(clicks))?;
     }
-    let dkim = Signer::from_config(config, |var| std::env::var(var).ok())?;
+    let dkim = Signer::from_config(config, crate::config::secret)?;
     let return_path = config.return_path.as_deref().unwrap_or(&config.from.address);
     let composer = Composer {
         personalizer: Arc::new(personalizer),

@@ -152,7 +152,7 @@ fn build(config: &Config, layout: &Layout, signup: &Signup, confirm_url: &str) -
             .singlepart(SinglePart::builder().header(ContentType::TEXT_HTML).body(html)),
     )?;
     let formatted = message.formatted();
-    let bytes = match Signer::from_config(config, |var| std::env::var(var).ok())? {
+    let bytes = match Signer::from_config(config, crate::config::secret)? {
         Some(signer) => signer.sign(&formatted),
         None => formatted,
     };

@@ -1,6 +1,7 @@
 //! The unsubscribe secret kept (issue 37, item 3): a `send` or `serve` with another secret than
 //! the one that signed the issues already sent is refused, saying how to rotate; a rotation
 //! (the old secret as the previous one) goes through, and the old issues' links still work.
+//! Every secret may come from a file too.
 
 use std::time::{Duration, Instant};
 
@@ -93,4 +94,72 @@ fn a_changed_secret_is_refused_until_it_is_a_rotation() {
         .env("NEWSLETTER_UNSUBSCRIBE_SECRET", OTHER)
         .args(["send", "2025-07", "--yes", "-q"]));
     assert_eq!(r.code, 0, "{}", r.stderr);
+}
+
+/// Every secret may come from a file, `NAME_FILE` (issue 37, item 14): a DKIM key spans lines,
+/// which a secrets file of one variable per line cannot hold. The records `dkim` prints and a
+/// send signed and made with secrets read from files are the same as with the values; a file
+/// that cannot be read, or a secret set both ways, stops before anything else.
+#[test]
+fn secrets_may_come_from_files() {
+    needs!(tools::SMTP_SINK);
+    let sink = Sink::start();
+    let project = Project::new(
+        sink.port,
+        &csv(1),
+        "throttle: { rate: off }\ndkim: { selector: rsa2026 }\n",
+    )
+    .with_issues(&[("2025-06", scheduled_issue(None))]);
+    let key = support::root().join("tests/fixtures/dkim-test-rsa.pem");
+    let pem = std::fs::read_to_string(&key).unwrap();
+    let secret_file = project.dir.path().join("unsubscribe.secret");
+    std::fs::write(&secret_file, format!("{}\n", support::SECRET)).unwrap();
+
+    let by_value = run(project
+        .command()
+        .env("NEWSLETTER_DKIM_PRIVATE_KEY", &pem)
+        .args(["dkim", "--format", "json"]));
+    let by_file = run(project
+        .command()
+        .env("NEWSLETTER_DKIM_PRIVATE_KEY_FILE", &key)
+        .args(["dkim", "--format", "json"]));
+    assert_eq!(by_file.code, 0, "{}", by_file.stderr);
+    assert_eq!(by_file.stdout, by_value.stdout);
+
+    let r = run(project
+        .command()
+        .env_remove("NEWSLETTER_UNSUBSCRIBE_SECRET")
+        .env("NEWSLETTER_UNSUBSCRIBE_SECRET_FILE", &secret_file)
+        .env("NEWSLETTER_DKIM_PRIVATE_KEY_FILE", &key)
+        .args(["send", "2025-06", "--yes", "-q"]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let (_, message) = sink.messages().remove(0);
+    assert!(message.contains("DKIM-Signature:"), "signed with the key from its file");
+    // The ledger kept the secret read from the file: the same one the tests use.
+    let r = run(project
+        .command()
+        .env("NEWSLETTER_DKIM_PRIVATE_KEY_FILE", &key)
+        .args(["send", "2025-06", "--yes", "-q"]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+
+    let missing = project.dir.path().join("nowhere.pem");
+    let r = run(project
+        .command()
+        .env("NEWSLETTER_DKIM_PRIVATE_KEY_FILE", &missing)
+        .args(["dkim"]));
+    assert_ne!(r.code, 0);
+    assert!(
+        r.stderr.contains("NEWSLETTER_DKIM_PRIVATE_KEY_FILE: cannot read") && r.stderr.contains("nowhere.pem"),
+        "{}",
+        r.stderr
+    );
+    let r = run(project
+        .command()
+        .env("NEWSLETTER_UNSUBSCRIBE_SECRET_FILE", &secret_file)
+        .args(["send", "2025-06", "--yes"]));
+    assert!(
+        r.code != 0 && r.stderr.contains("are both set: keep one of them"),
+        "{}",
+        r.stderr
+    );
 }

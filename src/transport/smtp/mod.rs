@@ -26,7 +26,7 @@ use crate::transport::{Accepted, Reached, Relay, SendError, Stage, Transport, Un
 /// pool: `NEWSLETTER_SMTP_PASSWORD_BACKUP`).
 pub fn connector(config: &Config, relay: &Smtp) -> Result<Connector, ConnectError> {
     let pooled = config.smtp.pooled;
-    Connector::new(relay, |var| std::env::var(relay.secret_var(var, pooled)).ok())
+    Connector::new(relay, |var| crate::config::secret(&relay.secret_var(var, pooled)))
 }
 
 /// An SMTP relay: its connector, shared by the connections to it.
