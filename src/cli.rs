@@ -122,6 +122,19 @@ pub enum Command {
         #[arg(long, value_name = "FILE", conflicts_with = "email")]
         recipients: Option<PathBuf>,
     },
+    /// Print the preference centre's URL of an address, as an issue carries it: where the
+    /// reader chooses their projects
+    PreferencesUrl {
+        /// The address
+        #[arg(required_unless_present = "recipients")]
+        email: Option<String>,
+        /// The issue the link is for
+        #[arg(long, default_value = "manual")]
+        issue: String,
+        /// One URL per valid row of this recipient list instead
+        #[arg(long, value_name = "FILE", conflicts_with = "email")]
+        recipients: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -452,6 +465,11 @@ pub struct PreviewArgs {
     /// else recipients.example.csv]
     #[arg(long, value_name = "FILE")]
     pub recipients: Option<PathBuf>,
+
+    /// The edition of a reader who chose these projects (ids from the layout's
+    /// projects.yaml, e.g. kata-containers,zuul), as the preference centre sets them
+    #[arg(long, value_name = "IDS")]
+    pub projects: Option<String>,
 
     /// Open the HTML in a browser ($BROWSER, else the desktop's default)
     #[arg(long)]

@@ -43,7 +43,24 @@ fn main() -> ExitCode {
             email,
             issue,
             recipients,
-        } => commands::unsubscribe_url(cli.config.as_deref(), email.as_deref(), &issue, recipients.as_deref()),
+        } => commands::reader_url(
+            cli.config.as_deref(),
+            commands::ReaderLink::Unsubscribe,
+            email.as_deref(),
+            &issue,
+            recipients.as_deref(),
+        ),
+        Command::PreferencesUrl {
+            email,
+            issue,
+            recipients,
+        } => commands::reader_url(
+            cli.config.as_deref(),
+            commands::ReaderLink::Preferences,
+            email.as_deref(),
+            &issue,
+            recipients.as_deref(),
+        ),
     };
     match result {
         Ok(Exit::Success) => ExitCode::SUCCESS,

@@ -31,10 +31,17 @@ pub fn load_config(path: Option<&Path>, quiet: bool) -> Result<Config> {
     Ok(config)
 }
 
-/// `newsletter unsubscribe-url EMAIL`: the link as the email carries it; with `--recipients`,
-/// one per valid row of a list.
-pub fn unsubscribe_url(
+/// Which of a reader's own links.
+pub enum ReaderLink {
+    Unsubscribe,
+    Preferences,
+}
+
+/// `newsletter unsubscribe-url EMAIL` and `preferences-url EMAIL`: the link as the email
+/// carries it; with `--recipients`, one per valid row of a list.
+pub fn reader_url(
     config_path: Option<&Path>,
+    link: ReaderLink,
     email: Option<&str>,
     issue: &str,
     list: Option<&Path>,
@@ -43,6 +50,10 @@ pub fn unsubscribe_url(
 
     use newsletter::unsubscribe::{SECRET_VAR, Secret, url};
     let config = load_config(config_path, false)?;
+    let base = match link {
+        ReaderLink::Unsubscribe => config.unsubscribe.url.clone(),
+        ReaderLink::Preferences => config.preferences_url(),
+    };
     let secret = Secret::from_env()?.ok_or_else(|| {
         anyhow::anyhow!("{SECRET_VAR} is not set: it makes the link (make one with `openssl rand -base64 32`)")
     })?;
@@ -50,13 +61,13 @@ pub fn unsubscribe_url(
     if let Some(list) = list {
         for row in newsletter::recipients::Recipients::open(list)? {
             if let Ok(r) = row? {
-                writeln!(out, "{}", url(&config.unsubscribe.url, &secret, &r.email, issue))?;
+                writeln!(out, "{}", url(&base, &secret, &r.email, issue))?;
             }
         }
     } else if let Some(email) = email {
         let email =
             newsletter::recipients::normalize_address(email).map_err(|why| anyhow::anyhow!("`{email}`: {why}"))?;
-        writeln!(out, "{}", url(&config.unsubscribe.url, &secret, &email, issue))?;
+        writeln!(out, "{}", url(&base, &secret, &email, issue))?;
     }
     out.flush()?;
     Ok(crate::Exit::Success)

@@ -43,6 +43,10 @@ pub fn run(config_path: Option<&Path>, quiet: bool, args: PreviewArgs) -> Result
     let config = super::load_config(config_path, quiet)?;
     let path = issue::find(&args.issue, &config.newsletters)?;
     let (recipient, source) = preview::recipient(&config, args.recipients.clone(), args.as_recipient.as_deref())?;
+    let recipient = match &args.projects {
+        Some(projects) => preview::choosing(&config, &path, recipient, projects)?,
+        None => recipient,
+    };
     if args.serve {
         return serve(config, path, recipient, args.port, args.open);
     }

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail};
 
+use crate::choice::{self, Choice};
 use crate::clicks::{Clicks, LinkTable};
 use crate::compile::Rendered;
 use crate::config::Config;
@@ -25,9 +26,26 @@ pub struct Personalized {
     pub eml: Vec<u8>,
 }
 
+/// The issue as `recipient` gets it: the edition of the projects they chose (their `projects`
+/// field), or the whole issue.
 pub fn build(config: &Config, path: &Path, recipient: &Recipient) -> Result<Personalized> {
     let issue = Issue::load(path)?;
-    let (sections, mut rendered) = crate::compose_with_sections(&issue, config)?;
+    let prepared = crate::prepare(&issue, config)?;
+    let editions = prepared.editions(&issue, config)?;
+    let whole = editions.compile(&Choice::Everything)?;
+    let choice = recipient
+        .fields
+        .get(choice::COLUMN)
+        .map_or(Choice::Everything, |value| Choice::parse(value, editions.registry()).0);
+    let sections = &prepared.sections;
+    // An edition adds no warnings of its own: the preview shows the whole issue's.
+    let mut rendered = match choice {
+        Choice::Everything => whole.clone(),
+        _ => Rendered {
+            warnings: whole.warnings.clone(),
+            ..editions.compile(&choice)?
+        },
+    };
     let secret = match Secret::from_env() {
         Ok(Some(secret)) => secret,
         unset_or_weak => {
@@ -52,7 +70,7 @@ pub fn build(config: &Config, path: &Path, recipient: &Recipient) -> Result<Pers
         } else {
             Vec::new()
         };
-        let table = LinkTable::merged(stored, &LinkTable::new(&sections, &rendered));
+        let table = LinkTable::merged(stored, &LinkTable::new(sections, &whole));
         let mut personalizer = Personalizer::new(&rendered, config, secret.clone())?.for_preview();
         if let Some(clicks) = Clicks::new(config, &rendered.slug, table, &secret) {
             personalizer = personalizer.with_clicks(std::sync::Arc::new(clicks))?;
@@ -63,6 +81,23 @@ pub fn build(config: &Config, path: &Path, recipient: &Recipient) -> Result<Pers
         )
     };
     Ok(Personalized { rendered, parts, eml })
+}
+
+/// `recipient` as a reader who chose `projects` (`kata-containers,zuul`): the preview of a
+/// sign-up reader's edition. An id the layout does not know is an error, with the known ones.
+pub fn choosing(config: &Config, path: &Path, mut recipient: Recipient, projects: &str) -> Result<Recipient> {
+    let issue = Issue::load(path)?;
+    let layout = crate::layout::Layout::load(issue.front.layout.as_deref(), &config.layouts)?;
+    let (_, unknown) = Choice::parse(projects, &layout.registry);
+    if let Some(id) = unknown.first() {
+        let known: Vec<&str> = layout.registry.projects.iter().map(|p| p.id.as_str()).collect();
+        bail!(
+            "--projects: `{id}` is not a project of the layout; its projects: {}",
+            known.join(", ")
+        );
+    }
+    recipient.fields.insert(choice::COLUMN.to_owned(), projects.to_owned());
+    Ok(recipient)
 }
 
 impl Personalized {

@@ -470,3 +470,44 @@ fn confirmation_links_expire_and_no_other_token_confirms() {
     assert_eq!(code, 200, "{page}");
     assert!(subscribers(&project).contains("late@example.org"));
 }
+
+/// A sign-up reader's edition before it goes out (issue 37, item 11): `preview --projects`,
+/// and the preference centre's link of an address, `preferences-url`, beside `unsubscribe-url`.
+#[test]
+fn a_chosen_edition_previews_and_the_preference_link_is_printed() {
+    needs!(tools::SMTP_SINK, tools::CURL);
+    let sink = Sink::start();
+    let project = project(&sink, "email,first_name\nkate@example.org,Kate\n", "");
+    let r = run(project
+        .command()
+        .args(["preview", "2025-07", "--projects", "kata-containers,zuul", "-q"]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let text = std::fs::read_to_string(project.dir.path().join("out/2025-07/email.txt")).unwrap();
+    assert!(text.contains("rust-vmm"), "the Kata section");
+    assert!(!text.contains("Kolla-Ansible"), "not the OpenStack section");
+    let r = run(project
+        .command()
+        .args(["preview", "2025-07", "--projects", "kata,zuul"]));
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("`kata` is not a project of the layout; its projects: ")
+            && r.stderr.contains("kata-containers"),
+        "{}",
+        r.stderr
+    );
+
+    let r = run(project
+        .command()
+        .args(["preferences-url", "Kate@Example.org", "--issue", "2025-07"]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let url = r.stdout.trim();
+    assert!(
+        url.starts_with("https://openinfra.dev/newsletter/preferences?token="),
+        "{url}"
+    );
+    let server = Server::start(&project);
+    let (status, page) = curl(&[&url.replace("https://openinfra.dev", &server.base)]);
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("k****@example.org"), "the reader's own page: {page}");
+}
