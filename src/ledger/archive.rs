@@ -18,9 +18,12 @@ pub struct Archived {
 }
 
 /// An issue is public once a message of it went out and its `send_at`, if any, has passed
-/// (a `--limit` part of a future issue stays out).
+/// (a `--limit` part of a future issue stays out). That a message went out is kept on the
+/// issue at the end of each run (`went_out_at`), so that no erasure of deliveries unpublishes
+/// it; while its first run goes, its deliveries say it.
 const VISIBLE: &str = "(send_at IS NULL OR send_at <= ?1)
-     AND EXISTS (SELECT 1 FROM deliveries d WHERE d.issue = archive.issue AND d.status = 'sent')";
+     AND (went_out_at IS NOT NULL
+          OR EXISTS (SELECT 1 FROM deliveries d WHERE d.issue = archive.issue AND d.status = 'sent'))";
 
 impl Ledger {
     /// Stores the issue's page, unless one is stored and `replace` is false; says whether it
@@ -47,6 +50,17 @@ impl Ledger {
             .execute(sql, params![issue, subject, preheader, send_at, now(), page])
             .context("cannot store the archive's page")?;
         Ok(n > 0)
+    }
+
+    /// Keeps on the issue's archive page that a message of it went out (at the end of a run,
+    /// and before deliveries are erased).
+    pub(crate) fn mark_went_out(&self, issue: Option<&str>) -> Result<()> {
+        self.conn.execute(
+            "UPDATE archive SET went_out_at = ?2 WHERE went_out_at IS NULL AND (?1 IS NULL OR issue = ?1)
+               AND EXISTS (SELECT 1 FROM deliveries d WHERE d.issue = archive.issue AND d.status = 'sent')",
+            params![issue, now()],
+        )?;
+        Ok(())
     }
 
     /// Whether a message of the issue went out.

@@ -335,7 +335,7 @@ impl Ledger {
                 params![issue, now()],
             )?;
         }
-        Ok(())
+        self.mark_went_out(Some(&issue))
     }
 
     /// Whether the file answers a query: `/healthz`.

@@ -291,6 +291,8 @@ impl Ledger {
         self.commit()?;
         self.conn.pragma_update(None, "secure_delete", "ON")?;
         self.begin()?;
+        // The issues this reader got stay published without their delivery.
+        self.mark_went_out(None)?;
         let mut erased = Erased::default();
         let delete = |sql: &str| -> Result<u64> { Ok(self.conn.execute(sql, [&email])? as u64) };
         erased.deliveries = delete("DELETE FROM deliveries WHERE email = ?1")?;

@@ -329,6 +329,13 @@ const MIGRATIONS: &[&str] = &[
         since TEXT NOT NULL           -- UTC, when it was first used or rotated to
     );
     ",
+    // 15: an issue's publication is a fact of the issue, not of its deliveries: forgetting its
+    // only reader (or pruning old deliveries) must not take its archive page down.
+    "
+    ALTER TABLE archive ADD COLUMN went_out_at TEXT;  -- when a message of it had gone out
+    UPDATE archive SET went_out_at = published_at
+     WHERE EXISTS (SELECT 1 FROM deliveries d WHERE d.issue = archive.issue AND d.status = 'sent');
+    ",
 ];
 
 /// Opens (creating it if need be) the file at `path`, upgraded to the current schema.

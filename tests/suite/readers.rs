@@ -435,3 +435,28 @@ fn a_ledger_from_the_first_release_keeps_its_list_as_history() {
         assert_eq!(s["kind"], events[0]["kind"]);
     }
 }
+
+/// Publication is a fact of the issue (issue 37, item 13): forgetting the only reader who
+/// got it, whose delivery was all that said a message went out, leaves its archive page up.
+#[test]
+fn forgetting_the_only_reader_of_an_issue_leaves_it_published() {
+    needs!(tools::SMTP_SINK, tools::CURL);
+    let sink = Sink::start();
+    let project = Project::new(
+        sink.port,
+        "email,first_name\nsolo@example.org,Solo\n",
+        "throttle: { rate: off }\narchive: { url: https://openinfra.dev/newsletter/archive }\n",
+    )
+    .with_issues(&[("2025-11", scheduled_issue(None))]);
+    let r = run(project.command().args(["send", "2025-11", "--yes", "-q"]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = run(project
+        .command()
+        .args(["subscribers", "forget", "solo@example.org", "--yes"]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let server = Server::start(&project);
+    let (status, page) = curl(&[&format!("{}/newsletter/archive/2025-11/", server.base)]);
+    assert_eq!(status, 200, "{page}");
+    let (_, index) = curl(&[&format!("{}/newsletter/archive/", server.base)]);
+    assert!(index.contains("2025-11"), "{index}");
+}
