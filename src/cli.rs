@@ -399,7 +399,7 @@ pub struct SendArgs {
     pub all: bool,
 
     /// Send to the test recipients of the configuration (or --to), with "[TEST] " before the
-    /// subject, personalized as the list's first recipient
+    /// subject and neutral values (archive.fields) in every field, never a reader's
     #[arg(long, conflicts_with = "dry_run")]
     pub test: bool,
 

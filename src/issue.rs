@@ -347,8 +347,6 @@ fn yaml_error(path: &Path, yaml: &str, err: &serde_norway::Error) -> anyhow::Err
         .any(|k| key_line(yaml, k) == Some(loc.line()))
     {
         format!("; write the time as {DATE_FORMAT}")
-    } else if text.starts_with(|c: char| c.is_whitespace()) && text.trim_start_matches(' ').starts_with('\t') {
-        "; YAML indents with spaces, not tabs: replace the tab with spaces".to_owned()
     } else if let Some(hint) = crate::suggest::yaml_hint(&err.to_string(), text) {
         format!("; {hint}")
     } else {

@@ -33,6 +33,9 @@ fn edit_distance(a: &str, b: &str) -> usize {
 /// names), for the two commonest slips: a value holding `: ` unquoted, and a key indented
 /// differently from its siblings.
 pub fn yaml_hint(message: &str, line: &str) -> Option<String> {
+    if line.starts_with([' ', '\t']) && line.trim_start_matches(' ').starts_with('\t') {
+        return Some("YAML indents with spaces, not tabs: replace the tab with spaces".to_owned());
+    }
     if message.contains("mapping values are not allowed") {
         let (key, value) = line.split_once(':')?;
         let value = value.trim().replace('"', "\\\"");
@@ -46,9 +49,40 @@ pub fn yaml_hint(message: &str, line: &str) -> Option<String> {
     })
 }
 
+/// serde's words for a value of the wrong kind name Rust's types (`expected u16`): say what
+/// a person would write instead.
+pub fn plain_types(message: &str) -> String {
+    const TYPES: &[(&str, &str)] = &[
+        ("expected u16", "expected a whole number from 0 to 65535"),
+        ("expected u8", "expected a whole number from 0 to 255"),
+        ("expected u32", "expected a whole number of 0 or more"),
+        ("expected u64", "expected a whole number of 0 or more"),
+        ("expected usize", "expected a whole number of 0 or more"),
+        ("expected i64", "expected a whole number"),
+        ("expected i32", "expected a whole number"),
+        ("expected f64", "expected a number"),
+        ("expected f32", "expected a number"),
+    ];
+    TYPES
+        .iter()
+        .fold(message.to_owned(), |m, (rust, plain)| m.replace(rust, plain))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rust_types_are_said_in_words() {
+        assert_eq!(
+            plain_types("invalid value: integer `99999`, expected u16"),
+            "invalid value: integer `99999`, expected a whole number from 0 to 65535"
+        );
+        assert_eq!(
+            yaml_hint("found character that cannot start any token", "\thost: x").unwrap(),
+            "YAML indents with spaces, not tabs: replace the tab with spaces"
+        );
+    }
 
     #[test]
     fn yaml_slips_say_what_to_do() {

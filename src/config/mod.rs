@@ -304,7 +304,10 @@ impl Config {
             from_env.push(key.clone());
             // Each variable is tried on its own, so that an error names it.
             if let Err(e) = serde_norway::from_value::<Config>(value.clone()) {
-                bail!("{var}={raw:?}: {e} (for {key})");
+                bail!(
+                    "{var}={raw:?}: {} (for {key})",
+                    crate::suggest::plain_types(&e.to_string())
+                );
             }
         }
         let mut config: Config = serde_norway::from_value(value).map_err(|e| anyhow!("configuration: {e}"))?;
@@ -485,7 +488,7 @@ fn key_in(text: &str, dotted: &str) -> Option<usize> {
 /// `text` is the file's, to show the line a YAML slip is on.
 fn config_error(file: &Path, text: &str, e: &serde_norway::Error) -> anyhow::Error {
     let msg = e.to_string();
-    let msg = msg.find(" at line ").map_or(msg.as_str(), |i| &msg[..i]).to_owned();
+    let msg = crate::suggest::plain_types(msg.find(" at line ").map_or(msg.as_str(), |i| &msg[..i]));
     let mut hint = unknown_field_hint(&msg);
     if hint.is_empty()
         && let Some(l) = e.location()

@@ -28,10 +28,18 @@ use template::Template;
 pub enum PersonalizeError {
     #[error("{template} of the issue cannot be parsed as a template: {reason}")]
     Template { template: &'static str, reason: String },
-    #[error("recipient {email} (line {line}): {reason}")]
+    #[error("{}: {reason}", recipient_place(email, *line))]
     Recipient { email: String, line: u64, reason: String },
     #[error("invalid sender in the configuration: {0}")]
     Sender(String),
+}
+
+/// `recipient a@x.org (line 12)`; a test send's recipients have no line.
+fn recipient_place(email: &str, line: u64) -> String {
+    match line {
+        0 => format!("test recipient {email}"),
+        n => format!("recipient {email} (line {n})"),
+    }
 }
 
 const HTML: &str = "html";

@@ -60,3 +60,21 @@ fn header_values_are_one_line_and_cut() {
     assert_eq!(cut.chars().count(), MAX_NAME);
     assert!(cut.ends_with('…'));
 }
+
+#[test]
+fn a_test_send_s_recipient_is_named_without_a_line() {
+    use super::PersonalizeError;
+    let error = |line| {
+        PersonalizeError::Recipient {
+            email: "staff@openinfra.dev".into(),
+            line,
+            reason: "no `nickname` field".into(),
+        }
+        .to_string()
+    };
+    assert_eq!(error(0), "test recipient staff@openinfra.dev: no `nickname` field");
+    assert_eq!(
+        error(12),
+        "recipient staff@openinfra.dev (line 12): no `nickname` field"
+    );
+}
