@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::fs::File;
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::io::{BufReader, Read};
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -163,7 +163,24 @@ impl Recipients {
             };
             anyhow::anyhow!("cannot open recipient list {}: {e}{hint}", path.display())
         })?;
-        let mut list = Recipients::from_reader(path, Box::new(BufReader::with_capacity(256 * 1024, file)))?;
+        let mut reader = BufReader::with_capacity(256 * 1024, file);
+        let start = reader
+            .fill_buf()
+            .with_context(|| format!("cannot read recipient list {}", path.display()))?;
+        // A file saved by Excel as "CSV" in Europe or on Windows: not UTF-8, or `;` between
+        // fields. The first would skip every row with an accent, the second find no column.
+        if let Err(e) = std::str::from_utf8(start)
+            && e.error_len().is_some()
+        {
+            bail!(
+                "{}: the file is not UTF-8 (byte {} is not; it looks like Latin-1 or Windows-1252, as Excel saves \"CSV\"): save it as \"CSV UTF-8\", or convert it: iconv -f windows-1252 -t utf-8 {} > list-utf8.csv",
+                path.display(),
+                e.valid_up_to(),
+                path.display()
+            );
+        }
+        let delimiter = delimiter(start);
+        let mut list = Recipients::from_reader_with(path, Box::new(reader), delimiter)?;
         list.stamp = stamp;
         Ok(list)
     }
@@ -187,9 +204,16 @@ impl Recipients {
     }
 
     pub fn from_reader(path: &Path, reader: Box<dyn Read + Send>) -> Result<Recipients> {
+        Recipients::from_reader_with(path, reader, b',')
+    }
+
+    fn from_reader_with(path: &Path, reader: Box<dyn Read + Send>, delimiter: u8) -> Result<Recipients> {
         let lines = Arc::new(Mutex::new(Lines::default()));
         let tracked = Tracked::new(reader, Arc::clone(&lines));
-        let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(tracked);
+        let mut reader = csv::ReaderBuilder::new()
+            .flexible(true)
+            .delimiter(delimiter)
+            .from_reader(tracked);
         let headers: Vec<String> = reader
             .headers()
             .with_context(|| format!("{}:1: cannot read the header row", path.display()))?
@@ -349,6 +373,30 @@ impl Iterator for Recipients {
                 }
             }
         }
+    }
+}
+
+/// The header row's separator: `;` (Excel's "CSV" where the decimal mark is a comma) or a tab
+/// when the header has those and no comma outside quotes; a comma otherwise.
+fn delimiter(start: &[u8]) -> u8 {
+    let header = start.split(|b| *b == b'\n').next().unwrap_or_default();
+    let mut quoted = false;
+    let mut count = |sep: u8| {
+        header
+            .iter()
+            .filter(|b| {
+                if **b == b'"' {
+                    quoted = !quoted;
+                }
+                !quoted && **b == sep
+            })
+            .count()
+    };
+    let (commas, semicolons, tabs) = (count(b','), count(b';'), count(b'\t'));
+    match (commas, semicolons, tabs) {
+        (0, s, t) if s > 0 && s >= t => b';',
+        (0, _, t) if t > 0 => b'\t',
+        _ => b',',
     }
 }
 

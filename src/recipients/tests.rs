@@ -159,3 +159,12 @@ fn missing_email_column_is_an_error() {
         "{err}"
     );
 }
+
+#[test]
+fn the_separator_is_found_in_the_header() {
+    assert_eq!(super::delimiter(b"email,first_name\na@x.org,A"), b',');
+    assert_eq!(super::delimiter(b"Email;First Name\r\na@x.org;A"), b';');
+    assert_eq!(super::delimiter(b"email\tname\n"), b'\t');
+    assert_eq!(super::delimiter(b"\"last, first\";email\n"), b';');
+    assert_eq!(super::delimiter(b"email\n"), b',');
+}

@@ -26,7 +26,7 @@ use crate::human::thousands;
 use crate::issue::Issue;
 use crate::ledger::Ledger;
 use crate::personalize::Personalizer;
-use crate::recipients::{self, Recipient};
+use crate::recipients::{self, Recipient, SkipReason};
 use crate::unsubscribe::{SECRET_VAR, Secret};
 
 #[derive(Debug, Clone)]
@@ -222,6 +222,25 @@ pub fn send(
     }
     if !quiet {
         report::skipped(say, &list, &plan);
+    }
+    // A list none of whose rows could be read is a broken list, not an empty audience.
+    let unreadable: u64 = plan
+        .skipped
+        .iter()
+        .filter(|(reason, _)| {
+            !matches!(
+                reason,
+                SkipReason::Duplicate | SkipReason::Unsubscribed | SkipReason::Bounced
+            )
+        })
+        .map(|(_, n)| n)
+        .sum();
+    if plan.rows > 0 && unreadable == plan.rows {
+        bail!(
+            "{}: none of its {} rows could be read (see above): nothing to send; fix the list",
+            list.display(),
+            plan.rows
+        );
     }
     if let Mode::DryRun { all } = request.mode {
         let written = write_samples(config, all, &rendered, &composer, &list, &plan)?;

@@ -20,6 +20,7 @@ mod dkim;
 mod events;
 mod hostile_html;
 mod lab;
+mod lists;
 mod mailboxes;
 mod pool;
 mod postfix_relay;
