@@ -22,10 +22,10 @@ use crate::ledger::CountChange;
 pub struct Counter {
     /// The current secret's, then the previous one's during a rotation.
     signers: Vec<Signer>,
-    links: Mutex<HashMap<String, Arc<LinkTable>>>,
+    links: Tables,
     /// The links of issues as their files are now, for test sends' and previews' links to
     /// issues not sent yet (or links added since).
-    drafts: Mutex<HashMap<String, Arc<LinkTable>>>,
+    drafts: Tables,
     tally: Mutex<Tally>,
     burst: Burst,
 }
@@ -70,20 +70,26 @@ impl Counter {
     }
 }
 
-/// The issue's links, read once from the ledger through the archive's connection.
-pub async fn links(app: &Arc<App>, issue: &str) -> Result<Arc<LinkTable>, Failure> {
-    let cached = app
-        .counter
-        .links
+type Tables = Mutex<HashMap<String, Arc<LinkTable>>>;
+
+/// `issue`'s table from `cache`, else made by `load` off the runtime's threads and kept
+/// (unless empty: only an issue that was sent, or has a file, has links).
+async fn cached(
+    app: &Arc<App>,
+    cache: impl Fn(&Counter) -> &Tables,
+    issue: &str,
+    load: impl FnOnce(&App, &str) -> anyhow::Result<LinkTable> + Send + 'static,
+) -> Result<Arc<LinkTable>, Failure> {
+    let known = cache(&app.counter)
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .get(issue)
         .cloned();
-    if let Some(table) = cached {
+    if let Some(table) = known {
         return Ok(table);
     }
     let (reader, name) = (Arc::clone(app), issue.to_owned());
-    let stored = tokio::task::spawn_blocking(move || reader.archive().links_of(&name))
+    let table = tokio::task::spawn_blocking(move || load(&reader, &name))
         .await
         .map_err(|e| anyhow::anyhow!("the link lookup stopped: {e}"))
         .and_then(|r| r)
@@ -91,11 +97,9 @@ pub async fn links(app: &Arc<App>, issue: &str) -> Result<Arc<LinkTable>, Failur
             shown: "The link cannot be followed right now.",
             cause,
         })?;
-    let table = Arc::new(LinkTable::from_stored(stored));
-    // Only an issue that was sent has links; an empty table is not kept.
+    let table = Arc::new(table);
     if !table.links.is_empty() {
-        app.counter
-            .links
+        cache(&app.counter)
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(issue.to_owned(), Arc::clone(&table));
@@ -103,44 +107,36 @@ pub async fn links(app: &Arc<App>, issue: &str) -> Result<Arc<LinkTable>, Failur
     Ok(table)
 }
 
+/// The issue's links, read once from the ledger through the archive's connection.
+pub async fn links(app: &Arc<App>, issue: &str) -> Result<Arc<LinkTable>, Failure> {
+    cached(
+        app,
+        |c| &c.links,
+        issue,
+        |app, name| Ok(LinkTable::from_stored(app.archive().links_of(name)?)),
+    )
+    .await
+}
+
 /// The links of `issue` as a send would number them now: those stored, then its file's (for a
 /// test send's or a preview's link, which the MAC marks as one; never for a counted link).
 pub async fn draft_links(app: &Arc<App>, issue: &str) -> Result<Arc<LinkTable>, Failure> {
-    let cached = app
-        .counter
-        .drafts
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .get(issue)
-        .cloned();
-    if let Some(table) = cached {
-        return Ok(table);
-    }
-    let (reader, name) = (Arc::clone(app), issue.to_owned());
-    let table = tokio::task::spawn_blocking(move || {
-        // The name is one our MAC vouches for, and only ever a key of the newsletters folder.
-        let stored = reader.archive().links_of(&name)?;
-        let Ok(file) = crate::issue::find(&name, &reader.config.newsletters) else {
-            return anyhow::Ok(LinkTable::from_stored(stored));
-        };
-        let issue = crate::issue::Issue::load(&file)?;
-        let (sections, rendered) = crate::compose_with_sections(&issue, &reader.config)?;
-        anyhow::Ok(LinkTable::merged(stored, &LinkTable::new(&sections, &rendered)))
-    })
+    cached(
+        app,
+        |c| &c.drafts,
+        issue,
+        |app, name| {
+            // The name is one our MAC vouches for, and only ever a key of the newsletters folder.
+            let stored = app.archive().links_of(name)?;
+            let Ok(file) = crate::issue::find(name, &app.config.newsletters) else {
+                return Ok(LinkTable::from_stored(stored));
+            };
+            let issue = crate::issue::Issue::load(&file)?;
+            let (sections, rendered) = crate::compose_with_sections(&issue, &app.config)?;
+            Ok(LinkTable::merged(stored, &LinkTable::new(&sections, &rendered)))
+        },
+    )
     .await
-    .map_err(|e| anyhow::anyhow!("the link lookup stopped: {e}"))
-    .and_then(|r| r)
-    .map_err(|cause| Failure::Internal {
-        shown: "The link cannot be followed right now.",
-        cause,
-    })?;
-    let table = Arc::new(table);
-    app.counter
-        .drafts
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .insert(issue.to_owned(), Arc::clone(&table));
-    Ok(table)
 }
 
 /// The request's reason, and the client it is counted for.
