@@ -32,6 +32,15 @@ figure { margin: 1rem 0; }
 figcaption { color: var(--muted); font-size: 0.9rem; }
 ";
 
+/// A chart's figures in words, for its description.
+fn described(items: &[(String, u64)], unit: &str) -> String {
+    items
+        .iter()
+        .map(|(l, v)| format!("{l}: {} {unit}", thousands(*v)))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 /// Charts in one page get ids of their own.
 #[derive(Default)]
 struct Page {
@@ -97,12 +106,7 @@ impl Page {
         let (width, row) = (760, 26);
         let height = items.len() * row + 10;
         let max = items.iter().map(|(_, v)| *v).max().unwrap_or(0).max(1);
-        let desc = items
-            .iter()
-            .map(|(l, v)| format!("{l}: {} {unit}", thousands(*v)))
-            .collect::<Vec<_>>()
-            .join("; ");
-        self.open_svg(title, &desc, width, height);
+        self.open_svg(title, &described(items, unit), width, height);
         for (i, (label, value)) in items.iter().enumerate() {
             let y = i * row + 5;
             let w = (*value as f64 / max as f64 * (width - label_width - 80) as f64).round() as usize;
@@ -118,8 +122,7 @@ impl Page {
                 thousands(*value)
             );
         }
-        let _ = write!(self.body, "</svg><figcaption>{}</figcaption></figure>", escape(title));
-        self.data_table(title, (what, unit), items);
+        self.close_svg(title, what, unit, items);
     }
 
     /// A line through the points, in order, with the first and last labels on the axis.
@@ -137,12 +140,7 @@ impl Page {
             }
         };
         let y = |v: u64| (height - pad) as f64 - v as f64 / max as f64 * (height - 2 * pad) as f64;
-        let desc = points
-            .iter()
-            .map(|(l, v)| format!("{l}: {} {unit}", thousands(*v)))
-            .collect::<Vec<_>>()
-            .join("; ");
-        self.open_svg(title, &desc, width, height);
+        self.open_svg(title, &described(points, unit), width, height);
         let _ = write!(
             self.body,
             "<line class=\"grid\" x1=\"{pad}\" y1=\"{0}\" x2=\"{1}\" y2=\"{0}\"/><text x=\"0\" y=\"{2}\">{3}</text><text x=\"0\" y=\"{4}\">0</text>",
@@ -175,8 +173,13 @@ impl Page {
             width - pad,
             escape(&points[last].0)
         );
+        self.close_svg(title, what, unit, points);
+    }
+
+    /// The chart's end, its caption, and its figures as a table: its text alternative.
+    fn close_svg(&mut self, title: &str, what: &str, unit: &str, items: &[(String, u64)]) {
         let _ = write!(self.body, "</svg><figcaption>{}</figcaption></figure>", escape(title));
-        self.data_table(title, (what, unit), points);
+        self.data_table(title, (what, unit), items);
     }
 
     fn finish(self, title: &str, subtitle: &str) -> String {
