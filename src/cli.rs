@@ -111,30 +111,24 @@ pub enum Command {
     },
     /// Print the one-click unsubscribe URL of an address, as an issue carries it (the token
     /// is opaque: see the README for its format)
-    UnsubscribeUrl {
-        /// The address
-        #[arg(required_unless_present = "recipients")]
-        email: Option<String>,
-        /// The issue the link is for, recorded with the unsubscribe
-        #[arg(long, default_value = "manual")]
-        issue: String,
-        /// One URL per valid row of this recipient list instead (e.g. for a website's import)
-        #[arg(long, value_name = "FILE", conflicts_with = "email")]
-        recipients: Option<PathBuf>,
-    },
+    UnsubscribeUrl(ReaderLinkArgs),
     /// Print the preference centre's URL of an address, as an issue carries it: where the
     /// reader chooses their projects
-    PreferencesUrl {
-        /// The address
-        #[arg(required_unless_present = "recipients")]
-        email: Option<String>,
-        /// The issue the link is for
-        #[arg(long, default_value = "manual")]
-        issue: String,
-        /// One URL per valid row of this recipient list instead
-        #[arg(long, value_name = "FILE", conflicts_with = "email")]
-        recipients: Option<PathBuf>,
-    },
+    PreferencesUrl(ReaderLinkArgs),
+}
+
+/// A reader's own link: `unsubscribe-url` and `preferences-url`.
+#[derive(Debug, clap::Args)]
+pub struct ReaderLinkArgs {
+    /// The address
+    #[arg(required_unless_present = "recipients")]
+    pub email: Option<String>,
+    /// The issue the link is for (an unsubscribe through it records the issue)
+    #[arg(long, default_value = "manual")]
+    pub issue: String,
+    /// One URL per valid row of this recipient list instead (e.g. for a website's import)
+    #[arg(long, value_name = "FILE", conflicts_with = "email")]
+    pub recipients: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]

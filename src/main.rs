@@ -39,28 +39,12 @@ fn main() -> ExitCode {
         Command::Dkim { format } => commands::dkim::run(cli.config.as_deref(), format),
         Command::Completions { shell } => commands::docs::completions(shell),
         Command::Man { dir } => commands::docs::man(&dir, cli.quiet),
-        Command::UnsubscribeUrl {
-            email,
-            issue,
-            recipients,
-        } => commands::reader_url(
-            cli.config.as_deref(),
-            commands::ReaderLink::Unsubscribe,
-            email.as_deref(),
-            &issue,
-            recipients.as_deref(),
-        ),
-        Command::PreferencesUrl {
-            email,
-            issue,
-            recipients,
-        } => commands::reader_url(
-            cli.config.as_deref(),
-            commands::ReaderLink::Preferences,
-            email.as_deref(),
-            &issue,
-            recipients.as_deref(),
-        ),
+        Command::UnsubscribeUrl(args) => {
+            commands::reader_url(cli.config.as_deref(), commands::ReaderLink::Unsubscribe, args)
+        }
+        Command::PreferencesUrl(args) => {
+            commands::reader_url(cli.config.as_deref(), commands::ReaderLink::Preferences, args)
+        }
     };
     match result {
         Ok(Exit::Success) => ExitCode::SUCCESS,

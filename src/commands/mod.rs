@@ -42,10 +42,9 @@ pub enum ReaderLink {
 pub fn reader_url(
     config_path: Option<&Path>,
     link: ReaderLink,
-    email: Option<&str>,
-    issue: &str,
-    list: Option<&Path>,
+    args: crate::cli::ReaderLinkArgs,
 ) -> Result<crate::Exit> {
+    let (email, issue, list) = (args.email.as_deref(), args.issue.as_str(), args.recipients.as_deref());
     use std::io::Write;
 
     use newsletter::unsubscribe::{SECRET_VAR, Secret, url};

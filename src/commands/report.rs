@@ -108,13 +108,7 @@ fn issue_text(r: &IssueReport, links: usize) -> String {
         }
     ));
     if !r.clicks.by_section.is_empty() {
-        let sections: Vec<(String, u64)> = r
-            .clicks
-            .by_section
-            .iter()
-            .map(|s| (s.section.clone(), s.clicks))
-            .collect();
-        line(format!("\nClicks by section\n{}", bars(&sections)));
+        line(format!("\nClicks by section\n{}", bars(&r.clicks.sections())));
         line("Top links".into());
         for l in r.clicks.by_link.iter().filter(|l| l.clicks > 0).take(links) {
             line(format!("  {:>7}  {}  ({})", thousands(l.clicks), l.url, l.section));

@@ -40,26 +40,21 @@ pub struct CountChange<'a> {
 }
 
 impl Ledger {
-    /// The issue's links, numbered: those stored by an earlier run keep their numbers, and a
-    /// link new to this run (the file changed) is added after them.
-    pub fn issue_links(&mut self, issue: &str, links: &[StoredLink]) -> Result<Vec<StoredLink>> {
+    /// Stores the issue's links; a number stored by an earlier run keeps its link (the
+    /// numbering is `clicks::LinkTable::merged`'s).
+    pub fn store_links(&mut self, issue: &str, links: &[StoredLink]) -> Result<()> {
         self.begin()?;
         {
-            let mut stored: Vec<StoredLink> = read_links(&self.conn, issue)?;
             let mut insert = self.conn.prepare_cached(
-                "INSERT INTO issue_links (issue, n, url, section, project) VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT INTO issue_links (issue, n, url, section, project) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (issue, n) DO NOTHING",
             )?;
             for link in links {
-                if stored.iter().any(|s| s.url == link.url) {
-                    continue;
-                }
-                let n = stored.len() as u32 + 1;
-                insert.execute(params![issue, n, link.url, link.section, link.project])?;
-                stored.push(StoredLink { n, ..link.clone() });
+                insert.execute(params![issue, link.n, link.url, link.section, link.project])?;
             }
         }
         self.commit()?;
-        read_links(&self.conn, issue)
+        Ok(())
     }
 
     /// The links stored for `issue` (none before its first send).

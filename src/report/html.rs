@@ -228,13 +228,7 @@ pub fn issue(r: &IssueReport) -> String {
     }
     page.figures(&figures);
     page.heading("Clicks by section");
-    let sections: Vec<(String, u64)> = r
-        .clicks
-        .by_section
-        .iter()
-        .map(|s| (s.section.clone(), s.clicks))
-        .collect();
-    page.bars("Clicks by section", "Section", "clicks", &sections);
+    page.bars("Clicks by section", "Section", "clicks", &r.clicks.sections());
     page.heading("Clicks and reads by day since sending");
     let days: Vec<(String, u64)> = r
         .clicks

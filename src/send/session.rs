@@ -385,10 +385,19 @@ fn clicks(
         return Ok(None);
     }
     let fresh = LinkTable::new(sections, rendered);
+    let mut opened = None;
+    let ledger = match ledger {
+        _ if dry_run => None,
+        Some(ledger) => Some(ledger),
+        None => Some(opened.insert(Ledger::open(&config.ledger)?)),
+    };
     let table = match ledger {
-        _ if dry_run => fresh,
-        Some(ledger) => LinkTable::from_stored(ledger.issue_links(&rendered.slug, &fresh.stored())?),
-        None => LinkTable::from_stored(Ledger::open(&config.ledger)?.issue_links(&rendered.slug, &fresh.stored())?),
+        Some(ledger) => {
+            let table = LinkTable::merged(ledger.links_of(&rendered.slug)?, &fresh);
+            ledger.store_links(&rendered.slug, &table.stored())?;
+            table
+        }
+        None => fresh,
     };
     Ok(Clicks::new(config, &rendered.slug, table, secret))
 }
