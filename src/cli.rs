@@ -59,6 +59,12 @@ pub enum Command {
     /// bounces count towards bounces.soft_limit
     #[command(after_help = EXIT_CODES)]
     Bounces(BouncesArgs),
+    /// DMARC aggregate reports: read what is new in dmarc.mailbox (or the maildir, mbox or
+    /// files given) and sum up the reports held: messages by reporter and by source, ours or
+    /// not, DKIM and SPF alignment, what receivers did, and warnings with what to do. Reports
+    /// in the bounce mailbox are read by `newsletter bounces`
+    #[command(after_help = EXIT_CODES)]
+    Dmarc(DmarcArgs),
     /// Manage the addresses that never get the newsletter
     #[command(subcommand)]
     Suppress(SuppressCommand),
@@ -230,6 +236,32 @@ pub struct BouncesArgs {
     pub mbox: Option<PathBuf>,
 
     /// Output: a summary for people, or json: one object per report and recipient
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DmarcArgs {
+    /// Report files (.xml, .xml.gz, .zip, or a report email saved as a file), or folders of
+    /// them, read instead of dmarc.mailbox; their reports are kept like the mailbox's
+    #[arg(value_name = "FILE", conflicts_with_all = ["maildir", "mbox"])]
+    pub files: Vec<PathBuf>,
+
+    /// Read every message of this maildir (new/ and cur/, nothing moved) instead of dmarc.mailbox
+    #[arg(long, value_name = "DIR", conflicts_with = "mbox")]
+    pub maildir: Option<PathBuf>,
+
+    /// Read every message of this mbox file instead of dmarc.mailbox
+    #[arg(long, value_name = "FILE")]
+    pub mbox: Option<PathBuf>,
+
+    /// Sum up the reports whose days end on or after this day (UTC) [default: 30 days ago;
+    /// with files, a maildir or an mbox: all they hold]
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    pub since: Option<chrono::NaiveDate>,
+
+    /// Output: text for people, json for scripts (per report: file, org, report_id, domain,
+    /// begin, end, rows, messages, dkim_pass, spf_pass, sources; and unreadable)
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
 }

@@ -22,12 +22,14 @@ pub mod config;
 pub mod deliver;
 pub mod diagnostic;
 pub mod dkim;
+pub mod dmarc;
 pub mod html;
 pub mod human;
 pub mod issue;
 pub mod layout;
 pub mod ledger;
 pub mod logging;
+pub mod mailbox;
 pub mod markdown;
 pub mod net;
 pub mod personalize;
@@ -75,6 +77,8 @@ pub const LAYERS: &[&str] = &[
     "check",
     "archive",
     "transport",
+    "mailbox",
+    "dmarc",
     "bounces",
     "deliver",
     "send",

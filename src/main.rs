@@ -34,6 +34,7 @@ fn main() -> ExitCode {
         Command::Archive { out, action } => commands::serve::archive(cli.config.as_deref(), cli.quiet, out, action),
         Command::Layout(command) => commands::layout::run(cli.config.as_deref(), cli.quiet, command),
         Command::Bounces(args) => commands::bounces::run(cli.config.as_deref(), cli.quiet, args),
+        Command::Dmarc(args) => commands::dmarc::run(cli.config.as_deref(), cli.quiet, args),
         Command::Suppress(command) => commands::suppress::run(cli.config.as_deref(), cli.quiet, command),
         Command::Subscribers(command) => commands::subscribers::run(cli.config.as_deref(), cli.quiet, command),
         Command::Dkim { format } => commands::dkim::run(cli.config.as_deref(), format),

@@ -43,6 +43,9 @@ pub struct Overview {
     pub held_groups: Vec<HeldGroup>,
     pub warmup: Option<reputation::Today>,
     pub unsent_confirmations: Option<UnsentConfirmations>,
+    /// DMARC aggregate reports held: the last 7 days' aligned rate of our mail, and the
+    /// warnings `newsletter dmarc` gives.
+    pub dmarc: Option<crate::dmarc::summary::Recent>,
 }
 
 /// One issue in detail.
@@ -168,6 +171,13 @@ pub fn overview(config: &Config) -> Result<Overview> {
         held_groups: held_groups(ledger.as_ref())?,
         warmup: warmup_today(config, ledger.as_ref())?,
         unsent_confirmations,
+        dmarc: match &ledger {
+            Some(l) => {
+                let ours = crate::dmarc::summary::Ours::of(config)?;
+                crate::dmarc::summary::recent(l, &ours, chrono::Utc::now().timestamp())?
+            }
+            None => None,
+        },
     })
 }
 

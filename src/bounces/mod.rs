@@ -11,12 +11,10 @@ pub mod classify;
 pub mod fields;
 pub mod finding;
 pub mod guard;
-pub mod imap;
 pub mod pass;
 pub mod report;
 pub mod ses;
 pub mod sns;
-pub mod source;
 pub mod text;
 pub mod verp;
 

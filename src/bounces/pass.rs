@@ -5,11 +5,10 @@ use anyhow::{Result, bail};
 
 use super::act::{self, Handler, Outcome};
 use super::guard::HeldGroup;
-use super::imap::Imap;
-use super::source::{Mailbox, Maildir, Mbox};
 use super::verp::Verp;
 use crate::config::Config;
 use crate::config::bounces::{PASSWORD_VAR, Source};
+use crate::dmarc::Taken;
 use crate::ledger::{self, Ledger};
 use crate::unsubscribe::{SECRET_VAR, Secrets};
 
@@ -23,6 +22,8 @@ pub struct Pass {
     pub outcomes: Vec<Outcome>,
     /// Groups the mass guard holds (or would hold, in a dry run).
     pub held: Vec<HeldGroup>,
+    /// DMARC aggregate reports found among the messages (kept for `newsletter dmarc`).
+    pub dmarc: Taken,
 }
 
 /// Reads `source` once. A dry run acts on nothing and creates nothing; `warn` hears what limits
@@ -58,7 +59,7 @@ pub fn run(config: &Config, source: &Source, dry_run: bool, warn: &mut dyn FnMut
             "{SECRET_VAR} is not set: mail to the unsubscribe address cannot be verified, so it changes nothing"
         ));
     }
-    let mut mailbox = open_mailbox(config, source, ledger.as_ref(), dry_run)?;
+    let mut mailbox = crate::mailbox::open(config, source, PASSWORD_VAR, ledger.as_ref(), dry_run)?;
     let handler = Handler {
         config,
         verp,
@@ -68,6 +69,7 @@ pub fn run(config: &Config, source: &Source, dry_run: bool, warn: &mut dyn FnMut
     };
     let mut outcomes: Vec<Outcome> = Vec::new();
     let (mut messages, mut not_reports) = (0u64, 0u64);
+    let mut dmarc = Taken::default();
     loop {
         let items = mailbox.next_batch()?;
         if items.is_empty() {
@@ -75,6 +77,16 @@ pub fn run(config: &Config, source: &Source, dry_run: bool, warn: &mut dyn FnMut
         }
         let mut is_report = Vec::with_capacity(items.len());
         for item in &items {
+            if let Some(found) = crate::dmarc::recognise(&item.raw) {
+                let kept = if dry_run { None } else { ledger.as_mut() };
+                let taken = crate::dmarc::take(found, &format!("{} {}", handler.mailbox, item.id), kept)?;
+                is_report.push(!taken.reports.is_empty());
+                dmarc.extend(taken);
+                if let (Some(ledger), Some(cursor), false) = (ledger.as_mut(), &item.cursor, dry_run) {
+                    ledger.set_cursor(&handler.mailbox, cursor)?;
+                }
+                continue;
+            }
             let found = handler.handle(item, ledger.as_mut())?;
             is_report.push(!found.is_empty());
             outcomes.extend(found);
@@ -101,6 +113,7 @@ pub fn run(config: &Config, source: &Source, dry_run: bool, warn: &mut dyn FnMut
         not_reports,
         outcomes,
         held,
+        dmarc,
     })
 }
 
@@ -121,26 +134,4 @@ fn open_ledger(config: &Config, dry_run: bool, warn: &mut dyn FnMut(String)) -> 
         config.ledger.display()
     ));
     Ok(None)
-}
-
-fn open_mailbox(config: &Config, source: &Source, ledger: Option<&Ledger>, dry_run: bool) -> Result<Box<dyn Mailbox>> {
-    Ok(match source {
-        Source::Maildir(dir) => Box::new(Maildir::open(dir)?),
-        Source::Mbox(file) => {
-            let name = format!("mbox:{}", file.display());
-            let cursor = ledger.map(|l| l.cursor(&name)).transpose()?.flatten();
-            Box::new(Mbox::open(file, cursor.as_deref())?)
-        }
-        Source::Imap(imap) => {
-            let password = crate::config::secret(PASSWORD_VAR).ok_or_else(|| {
-                anyhow::anyhow!(
-                    "{PASSWORD_VAR} is not set: the IMAP password comes only from the environment (or the file {PASSWORD_VAR}_FILE names)"
-                )
-            })?;
-            let name = Imap::name_of(imap);
-            let cursor = ledger.map(|l| l.cursor(&name)).transpose()?.flatten();
-            let tls = crate::net::tls::client_config(config.smtp.first())?;
-            Box::new(Imap::connect(imap, &password, tls, cursor.as_deref(), dry_run)?)
-        }
-    })
 }

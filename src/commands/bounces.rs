@@ -41,11 +41,22 @@ pub fn run(config_path: Option<&Path>, quiet: bool, args: BouncesArgs) -> Result
         not_reports,
         outcomes,
         held,
+        dmarc,
     } = pass::run(&config, &source, args.dry_run, &mut |w| eprintln!("warning: {w}"))?;
+    for unreadable in &dmarc.unreadable {
+        eprintln!("warning: DMARC report {}: {}", unreadable.file, unreadable.why);
+    }
     newsletter::send::report::held(&mut super::say::Printer::default(), &held, config.bounces.mass_guard);
     match args.format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&outcomes)?),
         Format::Text => print_summary(&mailbox, messages, not_reports, &outcomes, args.dry_run, quiet),
+    }
+    if !dmarc.reports.is_empty() && !quiet && args.format == Format::Text {
+        println!(
+            "{} DMARC aggregate report(s) read ({} new): `newsletter dmarc` sums them up",
+            thousands(dmarc.reports.len() as u64),
+            thousands(dmarc.new)
+        );
     }
     Ok(Exit::Success)
 }

@@ -3,6 +3,7 @@
 pub mod bounces;
 pub mod check;
 pub mod dkim;
+pub mod dmarc;
 pub mod docs;
 pub mod layout;
 pub mod new;

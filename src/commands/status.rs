@@ -103,6 +103,21 @@ fn print_overview(overview: &Overview) {
             u.last_error.as_deref().unwrap_or_default()
         );
     }
+    if let Some(d) = &overview.dmarc {
+        let rate = match d.ours.messages {
+            0 => "no mail from our sources reported".to_owned(),
+            n => format!(
+                "{:.1}% of {} messages from our sources aligned",
+                d.ours.aligned as f64 * 100.0 / n as f64,
+                thousands(n)
+            ),
+        };
+        println!(
+            "DMARC, last 7 days: {rate}; {} warning(s){}",
+            d.warnings,
+            if d.warnings > 0 { " (newsletter dmarc)" } else { "" }
+        );
+    }
 }
 
 fn print_detail(d: &Detail, list: &Path) {

@@ -11,6 +11,7 @@ mod analytics;
 pub mod bounces;
 mod check;
 mod dkim;
+pub mod dmarc;
 pub mod duration;
 mod secret;
 mod smtp;
@@ -21,6 +22,7 @@ pub use analytics::Analytics;
 pub use bounces::Bounces;
 pub use check::{Check, Preview};
 pub use dkim::{Dkim, DkimAlgorithm};
+pub use dmarc::Dmarc;
 use duration::string_or_number;
 pub use secret::secret;
 pub use smtp::{AuthMethod, OAuth, RelayKind, Relays, Security, Smtp};
@@ -37,6 +39,7 @@ pub const SECRET_VARS: &[&str] = &[
     "NEWSLETTER_SMTP_OAUTH_CLIENT_SECRET",
     "NEWSLETTER_UNSUBSCRIBE_SECRET_PREVIOUS",
     "NEWSLETTER_BOUNCES_PASSWORD",
+    "NEWSLETTER_DMARC_PASSWORD",
 ];
 
 /// Variables the tool reads that are not configuration keys.
@@ -88,6 +91,7 @@ pub struct Config {
     pub subscribe: Subscribe,
     pub archive: Archive,
     pub bounces: Bounces,
+    pub dmarc: Dmarc,
     pub analytics: Analytics,
     /// What loading found worth saying but not stopping for (a misspelt variable); the
     /// command prints them like its other warnings.
@@ -188,6 +192,7 @@ impl Default for Config {
             subscribe: Subscribe::default(),
             archive: Archive::default(),
             bounces: Bounces::default(),
+            dmarc: Dmarc::default(),
             analytics: Analytics::default(),
             warnings: Vec::new(),
         }
@@ -364,7 +369,8 @@ impl Config {
             .map_err(|why| ("throttle.rate".to_owned(), why.0))?;
         self.throttle.validate()?;
         one_click_url(&self.unsubscribe.url).map_err(|why| ("unsubscribe.url".to_owned(), why))?;
-        self.bounces.validate()
+        self.bounces.validate()?;
+        self.dmarc.validate(self.bounces.source.as_deref())
     }
 }
 

@@ -13,6 +13,7 @@ use serde::Serialize;
 
 mod archive;
 mod bounces;
+pub mod dmarc;
 mod held;
 mod readers;
 mod reading;

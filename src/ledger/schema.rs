@@ -336,6 +336,45 @@ const MIGRATIONS: &[&str] = &[
     UPDATE archive SET went_out_at = published_at
      WHERE EXISTS (SELECT 1 FROM deliveries d WHERE d.issue = archive.issue AND d.status = 'sent');
     ",
+    // 16: DMARC aggregate reports, one per reporting organisation and report id, with their
+    // rows as reported (sending servers' addresses, not readers'), and the ones that could not
+    // be read with why.
+    "
+    CREATE TABLE dmarc_reports (
+        id INTEGER PRIMARY KEY,
+        org TEXT NOT NULL,
+        report_id TEXT NOT NULL,
+        domain TEXT NOT NULL,
+        policy TEXT NOT NULL,         -- the published p=
+        begin_at INTEGER NOT NULL,    -- Unix seconds, as reported
+        end_at INTEGER NOT NULL,
+        source TEXT NOT NULL,         -- the file, or the mailbox and message it came from
+        read_at TEXT NOT NULL,
+        UNIQUE (org, report_id)
+    );
+    CREATE INDEX dmarc_reports_end ON dmarc_reports (end_at);
+    CREATE TABLE dmarc_rows (
+        report INTEGER NOT NULL REFERENCES dmarc_reports (id),
+        source_ip TEXT NOT NULL,
+        messages INTEGER NOT NULL,
+        disposition TEXT NOT NULL,    -- none, quarantine or reject
+        dkim TEXT NOT NULL,           -- policy-evaluated: pass or fail
+        spf TEXT NOT NULL,
+        header_from TEXT NOT NULL,
+        dkim_domain TEXT NOT NULL,    -- the DKIM result that decides, as reported
+        dkim_selector TEXT NOT NULL,
+        dkim_result TEXT NOT NULL,
+        spf_domain TEXT NOT NULL,
+        spf_result TEXT NOT NULL
+    );
+    CREATE INDEX dmarc_rows_report ON dmarc_rows (report);
+    CREATE TABLE dmarc_unreadable (
+        source TEXT NOT NULL,
+        why TEXT NOT NULL,
+        read_at TEXT NOT NULL,
+        UNIQUE (source, why)
+    );
+    ",
 ];
 
 /// Opens (creating it if need be) the file at `path`, upgraded to the current schema.

@@ -16,8 +16,8 @@ use super::request::mask;
 use crate::bounces::act::Handler;
 use crate::bounces::guard;
 use crate::bounces::sns::{self, CertificateError, Certificates, Message};
-use crate::bounces::source::Item;
 use crate::config::Config;
+use crate::mailbox::Item;
 
 /// What the endpoint keeps between requests.
 pub struct Events {

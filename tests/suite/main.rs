@@ -17,6 +17,7 @@ mod connect;
 mod cron;
 mod deliver;
 mod dkim;
+mod dmarc;
 mod events;
 mod hostile_html;
 mod lab;

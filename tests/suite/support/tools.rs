@@ -112,6 +112,12 @@ pub const AIOSMTPD: Tool = Tool {
     places: &["python3"],
     usable: |_| python_has("aiosmtpd"),
 };
+pub const PARSEDMARC: Tool = Tool {
+    program: "python3 (parsedmarc)",
+    package: "pip parsedmarc",
+    places: &["python3"],
+    usable: |_| python_has("parsedmarc"),
+};
 pub const MOTO: Tool = Tool {
     program: "moto_server",
     package: "pip moto[server]",

@@ -1,7 +1,4 @@
-//! The bounce mailbox: a maildir, an mbox file or an IMAP folder, read in batches. A message
-//! is let go of (moved to cur/, marked \Seen, passed by the mbox cursor) only after the ledger
-//! committed what it said, so a crash reads it again and the ledger's record of handled
-//! reports makes the second reading change nothing.
+//! An mbox file, read from where the last run stopped (the cursor is a byte offset).
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Seek, SeekFrom};
@@ -9,114 +6,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-/// One message from the mailbox.
-#[derive(Debug)]
-pub struct Item {
-    /// The file name in a maildir, `@OFFSET` in an mbox, the UID in IMAP.
-    pub id: String,
-    pub raw: Vec<u8>,
-    /// Where the mailbox's cursor goes once this message is handled (mbox, IMAP).
-    pub cursor: Option<String>,
-}
+use super::{BATCH, Item, Mailbox};
 
-pub trait Mailbox {
-    /// Names the mailbox in messages and keys its cursor in the ledger.
-    fn name(&self) -> String;
-    /// The next unread messages; empty when there are no more.
-    fn next_batch(&mut self) -> Result<Vec<Item>>;
-    /// The ledger has committed these: let them go. `is_report[i]` says whether anything was
-    /// read from `items[i]`: reports are marked read, other mail (a person writing to the
-    /// bounce address, which may be the From address) is left unread for a person.
-    fn done(&mut self, items: &[Item], is_report: &[bool]) -> Result<()>;
-}
-
-const BATCH: usize = 200;
-
-/// A maildir: new/ is read in name order; handled messages move to cur/, reports with the S
-/// flag.
-pub struct Maildir {
-    dir: PathBuf,
-    pending: Vec<PathBuf>,
-    listed: bool,
-}
-
-impl Maildir {
-    pub fn open(dir: &Path) -> Result<Maildir> {
-        let new = dir.join("new");
-        if !new.is_dir() {
-            anyhow::bail!(
-                "{} is not a maildir (it has no new/ folder): give the folder that holds new/ and cur/",
-                dir.display()
-            );
-        }
-        Ok(Maildir {
-            dir: dir.to_path_buf(),
-            pending: Vec::new(),
-            listed: false,
-        })
-    }
-}
-
-impl Mailbox for Maildir {
-    fn name(&self) -> String {
-        format!("maildir:{}", self.dir.display())
-    }
-
-    fn next_batch(&mut self) -> Result<Vec<Item>> {
-        if !self.listed {
-            let new = self.dir.join("new");
-            let mut files: Vec<PathBuf> = std::fs::read_dir(&new)
-                .with_context(|| format!("cannot read {}", new.display()))?
-                .filter_map(|e| e.ok())
-                .map(|e| e.path())
-                .filter(|p| p.is_file())
-                .collect();
-            // Reversed: popping from the end gives name order.
-            files.sort_by(|a, b| b.cmp(a));
-            self.pending = files;
-            self.listed = true;
-        }
-        let mut items = Vec::new();
-        while items.len() < BATCH {
-            let Some(path) = self.pending.pop() else { break };
-            let raw = match std::fs::read(&path) {
-                Ok(raw) => raw,
-                // Another reader (a second cron run, a mail client) took it meanwhile.
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
-            };
-            let id = path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            items.push(Item { id, raw, cursor: None });
-        }
-        Ok(items)
-    }
-
-    fn done(&mut self, items: &[Item], is_report: &[bool]) -> Result<()> {
-        let cur = self.dir.join("cur");
-        std::fs::create_dir_all(&cur).with_context(|| format!("cannot create {}", cur.display()))?;
-        for (item, &seen) in items.iter().zip(is_report) {
-            let from = self.dir.join("new").join(&item.id);
-            // Maildir's info suffix: ":2," then the flags in ASCII order; S is seen.
-            let (base, flags) = item.id.split_once(":2,").unwrap_or((&item.id, ""));
-            let mut flags: Vec<char> = flags.chars().collect();
-            if seen && !flags.contains(&'S') {
-                flags.push('S');
-                flags.sort_unstable();
-            }
-            let to = cur.join(format!("{base}:2,{}", flags.into_iter().collect::<String>()));
-            match std::fs::rename(&from, &to) {
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                r => r.with_context(|| format!("cannot move {} to {}", from.display(), to.display()))?,
-            }
-        }
-        Ok(())
-    }
-}
-
-/// An mbox file, read from where the last run stopped (the cursor is a byte offset).
 pub struct Mbox {
     path: PathBuf,
     reader: BufReader<File>,
@@ -126,6 +17,11 @@ pub struct Mbox {
 }
 
 impl Mbox {
+    /// The mailbox's name (and its cursor's key): `mbox:PATH`.
+    pub fn name_of(path: &Path) -> String {
+        format!("mbox:{}", path.display())
+    }
+
     pub fn open(path: &Path, cursor: Option<&str>) -> Result<Mbox> {
         let file = File::open(path).with_context(|| format!("cannot open the mbox {}", path.display()))?;
         let len = file.metadata().map(|m| m.len()).unwrap_or(0);
@@ -196,7 +92,7 @@ fn starts_message(reader: &mut BufReader<File>, offset: u64) -> Result<bool> {
 
 impl Mailbox for Mbox {
     fn name(&self) -> String {
-        format!("mbox:{}", self.path.display())
+        Mbox::name_of(&self.path)
     }
 
     fn next_batch(&mut self) -> Result<Vec<Item>> {

@@ -1,4 +1,4 @@
-//! An IMAP folder over TLS as a bounce mailbox. Messages are fetched with BODY.PEEK (reading
+//! An IMAP folder over TLS as a mailbox. Messages are fetched with BODY.PEEK (reading
 //! sets no flag), reports marked \Seen once the ledger has them (other mail stays unread for
 //! a person), and nothing is deleted. The cursor is
 //! `UIDVALIDITY:UID`: a folder whose UIDVALIDITY changed is read again from the start (the
@@ -13,10 +13,8 @@ use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::{TlsConnector, rustls};
 
-use super::source::{Item, Mailbox};
+use super::{BATCH, Item, Mailbox};
 use crate::config::bounces::Imap as Where;
-
-const BATCH: usize = 200;
 
 pub struct Imap {
     runtime: tokio::runtime::Runtime,
@@ -37,6 +35,7 @@ impl Imap {
     pub fn connect(
         at: &Where,
         password: &str,
+        password_var: &str,
         tls: Arc<rustls::ClientConfig>,
         cursor: Option<&str>,
         read_only: bool,
@@ -44,7 +43,7 @@ impl Imap {
         let name = Imap::name_of(at);
         let runtime = crate::runtime().context("cannot start the IMAP client")?;
         let (session, uid_validity, pending) = runtime
-            .block_on(open(at, password, tls, cursor, read_only))
+            .block_on(open(at, password, password_var, tls, cursor, read_only))
             .with_context(|| format!("IMAP {name}"))?;
         Ok(Imap {
             runtime,
@@ -59,6 +58,7 @@ impl Imap {
 async fn open(
     at: &Where,
     password: &str,
+    password_var: &str,
     tls: Arc<rustls::ClientConfig>,
     cursor: Option<&str>,
     read_only: bool,
@@ -77,12 +77,10 @@ async fn open(
         .read_response()
         .await?
         .ok_or_else(|| anyhow!("the server closed the connection before its greeting"))?;
-    let mut session = client.login(&at.user, password).await.map_err(|(e, _)| {
-        anyhow!(
-            "login as {} refused: {e}; check the user and NEWSLETTER_BOUNCES_PASSWORD",
-            at.user
-        )
-    })?;
+    let mut session = client
+        .login(&at.user, password)
+        .await
+        .map_err(|(e, _)| anyhow!("login as {} refused: {e}; check the user and {password_var}", at.user))?;
     let mailbox = if read_only {
         session.examine(&at.folder).await
     } else {
