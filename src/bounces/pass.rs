@@ -80,8 +80,8 @@ pub fn run(config: &Config, source: &Source, dry_run: bool, warn: &mut dyn FnMut
             if let Some(found) = crate::dmarc::recognise(&item.raw) {
                 let kept = if dry_run { None } else { ledger.as_mut() };
                 let taken = crate::dmarc::take(found, &format!("{} {}", handler.mailbox, item.id), kept)?;
-                is_report.push(!taken.reports.is_empty());
-                dmarc.extend(taken);
+                is_report.push(taken.read > 0);
+                dmarc.extend(taken.let_go());
                 if let (Some(ledger), Some(cursor), false) = (ledger.as_mut(), &item.cursor, dry_run) {
                     ledger.set_cursor(&handler.mailbox, cursor)?;
                 }

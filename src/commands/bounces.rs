@@ -51,10 +51,10 @@ pub fn run(config_path: Option<&Path>, quiet: bool, args: BouncesArgs) -> Result
         Format::Json => println!("{}", serde_json::to_string_pretty(&outcomes)?),
         Format::Text => print_summary(&mailbox, messages, not_reports, &outcomes, args.dry_run, quiet),
     }
-    if !dmarc.reports.is_empty() && !quiet && args.format == Format::Text {
+    if dmarc.read > 0 && !quiet && args.format == Format::Text {
         println!(
             "{} DMARC aggregate report(s) read ({} new): `newsletter dmarc` sums them up",
-            thousands(dmarc.reports.len() as u64),
+            thousands(dmarc.read),
             thousands(dmarc.new)
         );
     }

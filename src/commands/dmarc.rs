@@ -35,20 +35,12 @@ pub fn run(config_path: Option<&Path>, quiet: bool, args: DmarcArgs) -> Result<E
             .map(Origin::Configured)
     };
     let explicit = matches!(origin, Some(Origin::Maildir(_) | Origin::Mbox(_) | Origin::Files(_)));
-    let reading = origin.map(|o| pass::run(&config, &mut ledger, &o)).transpose()?;
-    let summary = match &reading {
+    let mut reading = origin.map(|o| pass::run(&config, &mut ledger, &o)).transpose()?;
+    let summary = match &mut reading {
         // Given files or mailboxes: what they hold.
         Some(reading) if explicit => {
-            let held: Vec<_> = reading
-                .taken
-                .reports
-                .iter()
-                .filter(|h| since.is_none_or(|s| h.feedback.end >= s))
-                .map(|h| newsletter::ledger::dmarc::Held {
-                    feedback: h.feedback.clone(),
-                    rows: h.rows.clone(),
-                })
-                .collect();
+            let mut held = std::mem::take(&mut reading.taken.reports);
+            held.retain(|h| since.is_none_or(|s| h.feedback.end >= s));
             summary::summarize(&held, reading.taken.unreadable.clone(), &ours)
         }
         _ => {
@@ -66,7 +58,7 @@ pub fn run(config_path: Option<&Path>, quiet: bool, args: DmarcArgs) -> Result<E
                     "Read {} message(s) or file(s) from {}: {} report(s), {} new; {} unreadable",
                     thousands(reading.messages),
                     reading.from,
-                    thousands(reading.taken.reports.len() as u64),
+                    thousands(reading.taken.read),
                     thousands(reading.taken.new),
                     thousands(reading.taken.unreadable.len() as u64)
                 );

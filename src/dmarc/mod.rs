@@ -18,7 +18,9 @@ use unpack::Unreadable as Why;
 /// What one file or message gave.
 #[derive(Default)]
 pub struct Taken {
-    /// The reports read (those the ledger held already too).
+    /// How many reports were read (those the ledger held already too).
+    pub read: u64,
+    /// The reports read, unless let go with [`Taken::let_go`].
     pub reports: Vec<Held>,
     /// How many of them the ledger did not hold before.
     pub new: u64,
@@ -28,7 +30,15 @@ pub struct Taken {
 }
 
 impl Taken {
+    /// Lets the reports' rows go when the ledger has them and only counts matter (a mailbox's
+    /// many reports are not held in memory).
+    pub fn let_go(mut self) -> Taken {
+        self.reports = Vec::new();
+        self
+    }
+
     pub fn extend(&mut self, other: Taken) {
+        self.read += other.read;
         self.reports.extend(other.reports);
         self.new += other.new;
         self.skipped_rows += other.skipped_rows;
@@ -51,19 +61,21 @@ pub fn recognise(raw: &[u8]) -> Option<Result<Vec<Vec<u8>>, Why>> {
 /// kept); `file` names where they came from.
 pub fn take(found: Result<Vec<Vec<u8>>, Why>, file: &str, mut ledger: Option<&mut Ledger>) -> Result<Taken> {
     let mut taken = Taken::default();
-    let mut results: Vec<Result<feedback::Report, Why>> = Vec::new();
-    match found {
-        Ok(documents) => results.extend(documents.iter().map(|d| feedback::read(d, file))),
-        Err(why) => results.push(Err(why)),
-    }
-    for result in results {
-        match result {
+    let documents: Vec<Result<Vec<u8>, Why>> = match found {
+        Ok(documents) => documents.into_iter().map(Ok).collect(),
+        Err(why) => vec![Err(why)],
+    };
+    // One document at a time, each let go once read: a large report's XML and its rows are
+    // not held together with the next one's.
+    for document in documents {
+        match document.and_then(|d| feedback::read(&d, file)) {
             Ok(report) => {
                 let kept = match ledger.as_deref_mut() {
                     Some(ledger) => ledger.store_dmarc(&report.feedback, &report.rows)?,
                     None => false,
                 };
                 taken.new += u64::from(kept);
+                taken.read += 1;
                 taken.skipped_rows += report.skipped;
                 taken.reports.push(Held {
                     feedback: report.feedback,

@@ -59,8 +59,8 @@ pub fn run(config: &Config, ledger: &mut Ledger, origin: &Origin) -> Result<Read
                         &format!("{name} {}", item.id),
                         Some(ledger),
                     )?;
-                    read.push(!got.reports.is_empty());
-                    taken.extend(got);
+                    read.push(got.read > 0);
+                    taken.extend(got.let_go());
                     if let Some(cursor) = &item.cursor {
                         ledger.set_cursor(&name, cursor)?;
                     }
