@@ -65,6 +65,38 @@ pub enum Command {
     /// in the bounce mailbox are read by `newsletter bounces`
     #[command(after_help = EXIT_CODES)]
     Dmarc(DmarcArgs),
+    /// Apply `retention`: reduce the per-reader records of old issues to their counts, delete
+    /// sign-ups never confirmed, give the space back (serve keeps answering). Cron's `send`
+    /// does it once a day when retention is set
+    #[command(after_help = EXIT_CODES)]
+    Prune {
+        /// Say what would be removed; remove nothing
+        #[arg(long)]
+        dry_run: bool,
+        /// Output: text for people, json for scripts
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// A consistent copy of the ledger, taken while serve answers and a send runs, with its
+    /// key file beside it (FILE.key, readable by you only): keep both, elsewhere than this disk
+    #[command(after_help = EXIT_CODES)]
+    Backup {
+        /// The copy to write (a new file)
+        file: PathBuf,
+        /// Output: text for people, json for scripts
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Restore a backup (and FILE.key) as the ledger: checked first (integrity, release, key);
+    /// refused over a live ledger unless --force, which keeps the replaced one beside it
+    #[command(after_help = EXIT_CODES)]
+    Restore {
+        /// The backup, as `newsletter backup` wrote it
+        file: PathBuf,
+        /// Replace the ledger that is there (stop serve and cron first)
+        #[arg(long)]
+        force: bool,
+    },
     /// Manage the addresses that never get the newsletter
     #[command(subcommand)]
     Suppress(SuppressCommand),

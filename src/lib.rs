@@ -38,6 +38,7 @@ pub mod private;
 pub mod readers;
 pub mod recipients;
 pub mod report;
+pub mod retention;
 pub mod schedule;
 pub mod sections;
 pub mod send;
@@ -62,6 +63,7 @@ pub const LAYERS: &[&str] = &[
     "net",
     "unsubscribe",
     "ledger",
+    "retention",
     "recipients",
     "readers",
     "issue",

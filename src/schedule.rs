@@ -56,7 +56,7 @@ pub fn cron(config: &Config, quiet: bool, say: &mut dyn crate::send::report::Say
             .is_some_and(|t| t.left() == 0)
             || crate::send::pool::left_today(&crate::send::pool::daily_left(config, Some(l), now)?) == Some(0))
     {
-        return Ok(worst);
+        due.clear();
     }
     for (_, path) in due {
         let ledger = ledger.as_mut().expect("opened for every due issue");
@@ -77,6 +77,19 @@ pub fn cron(config: &Config, quiet: bool, say: &mut dyn crate::send::report::Say
             Completion::Interrupted => return Ok(Completion::Interrupted),
             Completion::Problems => worst = Completion::Problems,
             Completion::Success => {}
+        }
+    }
+    // Retention, at most once a day, after what was due went out (still under the lock).
+    if config.retention.deliveries.is_some() || config.retention.unconfirmed_signups.is_some() {
+        let ledger = match &mut ledger {
+            Some(l) => l,
+            None => ledger.insert(Ledger::open(&config.ledger)?),
+        };
+        if let Some(pruning) = crate::retention::daily(config, ledger, now)?
+            && !quiet
+            && (!pruning.issues.is_empty() || pruning.unconfirmed_signups > 0)
+        {
+            say.note(&crate::retention::describe(&pruning, false));
         }
     }
     Ok(worst)

@@ -78,6 +78,10 @@ pub struct Detail {
     pub relays: Vec<RelayStanding>,
     /// Clicks and reads counted by `serve` (`newsletter report` has the detail).
     pub reading: Reading,
+    /// When the issue's per-reader records were pruned (retention): its counts stay, who
+    /// got it and who did not is gone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pruned: Option<String>,
 }
 
 /// Clicks and reads of an issue, in brief.
@@ -213,7 +217,12 @@ pub fn detail(config: &Config, name: &str, all_undelivered: bool) -> Result<Deta
     } else {
         None
     };
-    let pending = plan.as_ref().map_or(0, |p| p.to_send);
+    let pruned = ledger.as_ref().map(|l| l.pruned(&issue.slug)).transpose()?.flatten();
+    // Who got a pruned issue is no longer known: nothing is pending, nothing can be.
+    let pending = match &pruned {
+        Some(_) => 0,
+        None => plan.as_ref().map_or(0, |p| p.to_send),
+    };
     let bounces = ledger
         .as_ref()
         .map(|l| l.bounce_counts(&issue.slug))
@@ -258,6 +267,7 @@ pub fn detail(config: &Config, name: &str, all_undelivered: bool) -> Result<Deta
             Some(l) => reading(l, &issue.slug)?,
             None => Reading::default(),
         },
+        pruned: pruned.map(|p| p.pruned_at),
         bounces,
         health,
         counts,

@@ -1,5 +1,6 @@
 //! One file per subcommand, each a small function over the library.
 
+pub mod backup;
 pub mod bounces;
 pub mod check;
 pub mod dkim;
@@ -8,6 +9,7 @@ pub mod docs;
 pub mod layout;
 pub mod new;
 pub mod preview;
+pub mod prune;
 pub mod report;
 pub mod say;
 pub mod send;

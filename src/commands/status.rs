@@ -39,7 +39,13 @@ pub fn run(config_path: Option<&Path>, args: StatusArgs) -> Result<Exit> {
     match args.format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&detail)?),
         Format::Text if args.failed => {
-            if detail.undelivered.is_empty() {
+            if let Some(at) = &detail.pruned {
+                println!(
+                    "{}'s per-reader records were pruned on {at} (retention.deliveries): {} failed, but who is no longer known.",
+                    detail.issue,
+                    thousands(detail.counts.failed)
+                );
+            } else if detail.undelivered.is_empty() {
                 println!(
                     "Nobody failed: every recipient of {} in the ledger was sent it ({} sent).",
                     detail.issue,
@@ -215,6 +221,9 @@ fn print_detail(d: &Detail, list: &Path) {
     }
     for w in &d.health.warnings {
         println!("  warning: {w}");
+    }
+    if let Some(at) = &d.pruned {
+        println!("  per-reader records   pruned on {at} (retention.deliveries): the counts above stay");
     }
     if !d.undelivered.is_empty() {
         println!("  last errors:");

@@ -274,6 +274,13 @@ fn print_dossier(d: &Dossier) {
             e.evidence
         );
     }
+    if !d.pruned.is_empty() {
+        let issues: Vec<&str> = d.pruned.iter().map(|p| p.issue.as_str()).collect();
+        println!(
+            "pruned: who received {} is no longer kept (retention.deliveries), for anyone",
+            issues.join(", ")
+        );
+    }
     if !d.deliveries.is_empty() {
         println!("deliveries:");
     }

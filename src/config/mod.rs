@@ -13,6 +13,7 @@ mod check;
 mod dkim;
 pub mod dmarc;
 pub mod duration;
+pub mod retention;
 mod secret;
 mod smtp;
 mod throttle;
@@ -24,6 +25,7 @@ pub use check::{Check, Preview};
 pub use dkim::{Dkim, DkimAlgorithm};
 pub use dmarc::Dmarc;
 use duration::string_or_number;
+pub use retention::Retention;
 pub use secret::secret;
 pub use smtp::{AuthMethod, OAuth, RelayKind, Relays, Security, Smtp};
 pub use throttle::{Breaker, Rate, Throttle, Warmup};
@@ -92,6 +94,7 @@ pub struct Config {
     pub archive: Archive,
     pub bounces: Bounces,
     pub dmarc: Dmarc,
+    pub retention: Retention,
     pub analytics: Analytics,
     /// What loading found worth saying but not stopping for (a misspelt variable); the
     /// command prints them like its other warnings.
@@ -193,6 +196,7 @@ impl Default for Config {
             archive: Archive::default(),
             bounces: Bounces::default(),
             dmarc: Dmarc::default(),
+            retention: Retention::default(),
             analytics: Analytics::default(),
             warnings: Vec::new(),
         }
@@ -370,7 +374,8 @@ impl Config {
         self.throttle.validate()?;
         one_click_url(&self.unsubscribe.url).map_err(|why| ("unsubscribe.url".to_owned(), why))?;
         self.bounces.validate()?;
-        self.dmarc.validate(self.bounces.source.as_deref())
+        self.dmarc.validate(self.bounces.source.as_deref())?;
+        self.retention.validate()
     }
 }
 

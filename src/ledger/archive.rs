@@ -65,6 +65,9 @@ impl Ledger {
 
     /// Whether a message of the issue went out.
     pub fn has_sent(&self, issue: &str) -> Result<bool> {
+        if let Some(pruned) = self.pruned(issue)? {
+            return Ok(pruned.counts.sent > 0);
+        }
         Ok(self
             .conn
             .prepare_cached("SELECT 1 FROM deliveries WHERE issue = ?1 AND status = 'sent' LIMIT 1")?

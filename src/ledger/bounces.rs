@@ -137,6 +137,9 @@ impl Ledger {
     }
 
     pub fn bounce_counts(&self, issue: &str) -> Result<BounceCounts> {
+        if let Some(pruned) = self.pruned(issue)? {
+            return Ok(pruned.bounces);
+        }
         let mut counts = BounceCounts::default();
         let mut stmt = self.conn.prepare_cached(
             "SELECT CASE WHEN reason IN ('blocked', 'delayed') THEN reason ELSE class END,

@@ -12,12 +12,14 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
 mod archive;
+pub mod backup;
 mod bounces;
 pub mod dmarc;
 mod held;
 mod readers;
 mod reading;
 mod reputation;
+pub mod retention;
 pub mod schema;
 mod secrets;
 mod signups;
@@ -232,6 +234,13 @@ impl Ledger {
     /// The issue's messages by the relay that took them, and how they stand: (relay, status,
     /// count); messages from before pools have no relay.
     pub fn relay_counts(&self, issue: &str) -> Result<Vec<(Option<String>, String, u64)>> {
+        if self.pruned(issue)?.is_some() {
+            let kept = self.pruned_relay_counts(issue)?;
+            return Ok(kept
+                .into_iter()
+                .map(|(relay, status, n, _)| (relay, status, n))
+                .collect());
+        }
         let mut stmt = self.conn.prepare(
             "SELECT relay, status, count(*) FROM deliveries WHERE issue = ?1 GROUP BY relay, status ORDER BY relay, status",
         )?;
@@ -386,6 +395,9 @@ impl Ledger {
     }
 
     pub fn counts(&self, issue: &str) -> Result<Counts> {
+        if let Some(pruned) = self.pruned(issue)? {
+            return Ok(pruned.counts);
+        }
         let mut counts = Counts::default();
         let mut stmt = self.conn.prepare_cached(
             "SELECT status, count(*), sum(possibly_duplicated) FROM deliveries WHERE issue = ?1 GROUP BY status",

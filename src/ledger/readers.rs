@@ -185,7 +185,7 @@ impl Ledger {
     /// The key of the forgotten addresses' hashes, beside the ledger (`newsletter.key`): kept
     /// out of the database, so that a copy of the database alone cannot confirm a guessed
     /// address.
-    fn forget_key_path(&self) -> PathBuf {
+    pub(super) fn forget_key_path(&self) -> PathBuf {
         self.path.with_extension("key")
     }
 
@@ -207,7 +207,7 @@ impl Ledger {
         }
     }
 
-    fn create_forget_key(&self) -> Result<&[u8; 32]> {
+    pub(super) fn create_forget_key(&self) -> Result<&[u8; 32]> {
         if let Some(key) = self.forget_key()? {
             return Ok(key);
         }

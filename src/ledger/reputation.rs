@@ -19,9 +19,12 @@ pub struct IssueRates {
 impl Ledger {
     /// When the first message of any issue was first tried (RFC 3339), if one was.
     pub fn first_send(&self) -> Result<Option<String>> {
-        Ok(self
-            .conn
-            .query_row("SELECT min(first_at) FROM deliveries", [], |r| r.get(0))?)
+        Ok(self.conn.query_row(
+            "SELECT min(t) FROM (SELECT min(first_at) AS t FROM deliveries
+                                     UNION ALL SELECT min(first_at) FROM pruned_issues)",
+            [],
+            |r| r.get(0),
+        )?)
     }
 
     /// Messages first tried at or after `since` (RFC 3339), over every issue.
@@ -35,6 +38,9 @@ impl Ledger {
 
     /// The issue's messages so far: a pass over its deliveries, for the start of a run.
     pub fn issue_messages(&self, issue: &str) -> Result<u64> {
+        if let Some(pruned) = self.pruned(issue)? {
+            return Ok(pruned.counts.sent + pruned.counts.failed);
+        }
         let n: i64 = self
             .conn
             .prepare_cached("SELECT count(*) FROM deliveries WHERE issue = ?1 AND status IN ('sent', 'failed')")?
@@ -45,6 +51,9 @@ impl Ledger {
     /// The issue's readers who bounced hard or complained: through indexes, cheap to ask
     /// again and again during a run.
     pub fn issue_returns(&self, issue: &str) -> Result<(u64, u64)> {
+        if let Some(pruned) = self.pruned(issue)? {
+            return Ok(pruned.returns);
+        }
         let (hard, complaints): (i64, i64) = self
             .conn
             .prepare_cached(

@@ -375,6 +375,40 @@ const MIGRATIONS: &[&str] = &[
         UNIQUE (source, why)
     );
     ",
+    // 17: retention. An old issue's figures once its per-reader records are pruned (its
+    // messages by relay and status, its bounce counts); when maintenance last ran.
+    "
+    CREATE TABLE pruned_issues (
+        issue TEXT PRIMARY KEY,
+        pruned_at TEXT NOT NULL,
+        first_at TEXT,                -- its first message
+        hard INTEGER NOT NULL,        -- readers with a bounce or complaint, as status counts them
+        soft INTEGER NOT NULL,
+        complaints INTEGER NOT NULL,
+        blocked INTEGER NOT NULL,
+        delayed INTEGER NOT NULL,
+        returned_hard INTEGER NOT NULL,       -- as the reputation guard counts them
+        returned_complaints INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE pruned_deliveries (
+        issue TEXT NOT NULL,
+        relay TEXT NOT NULL,          -- '' for messages from before relay pools
+        status TEXT NOT NULL,
+        messages INTEGER NOT NULL,
+        duplicated INTEGER NOT NULL,  -- possibly duplicated
+        PRIMARY KEY (issue, relay, status)
+    ) WITHOUT ROWID;
+    CREATE TABLE maintenance (
+        task TEXT PRIMARY KEY,
+        last_at TEXT NOT NULL
+    ) WITHOUT ROWID;
+    -- What the key file beside the ledger must give (an HMAC of a fixed text under it), so
+    -- that a restore can tell a backup's key from another.
+    CREATE TABLE key_check (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        mac TEXT NOT NULL
+    );
+    ",
 ];
 
 /// Opens (creating it if need be) the file at `path`, upgraded to the current schema.
@@ -387,6 +421,10 @@ pub fn connect(path: &Path) -> Result<Connection> {
     conn.pragma_update(None, "journal_mode", "WAL").with_context(context)?;
     conn.pragma_update(None, "synchronous", "FULL").with_context(context)?;
     conn.busy_timeout(Duration::from_secs(10)).with_context(context)?;
+    // A new file gives freed pages back a step at a time (retention's prune); on a file that
+    // has tables this only takes effect at its next VACUUM.
+    conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")
+        .with_context(context)?;
     migrate(&mut conn).with_context(|| format!("cannot upgrade the ledger {}", path.display()))?;
     Ok(conn)
 }

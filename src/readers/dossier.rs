@@ -32,11 +32,20 @@ pub struct Dossier {
     pub projects: Option<String>,
     /// Every message recorded for them.
     pub deliveries: Vec<ReaderDelivery>,
+    /// Issues whose per-reader records were pruned (retention), and when: whether these
+    /// issues reached them is no longer held by anyone.
+    pub pruned: Vec<PrunedNote>,
     /// What bounce reports and complaints said about them, newest first.
     pub bounce_records: Vec<BounceEvent>,
     /// Other rows that name them (another reader's bounce, mail to the unsubscribe address,
     /// a run's selection): what `forget` scrubs besides their own rows.
     pub mentions: Vec<Mention>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PrunedNote {
+    pub issue: String,
+    pub pruned_at: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -60,6 +69,11 @@ pub fn gather(ledger: &Ledger, lists: &[&Path], test_recipients: &[String], emai
         recipient_rows: rows_naming(lists, &email)?,
         test_recipient: test_recipients.iter().any(|t| crate::address::key(t) == email),
         deliveries: ledger.deliveries_of(&email)?,
+        pruned: ledger
+            .pruned_issues()?
+            .into_iter()
+            .map(|(issue, pruned_at)| PrunedNote { issue, pruned_at })
+            .collect(),
         bounce_records: ledger.bounce_events_of(&email)?,
         signups: ledger.signups_of(&email)?,
         projects: ledger.choice_of(&email)?,

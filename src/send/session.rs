@@ -91,6 +91,17 @@ pub fn send(
             crate::human::duration(wait)
         );
     }
+    // Its per-reader records are gone: a send would find every reader unsent and mail them
+    // all again.
+    if let (false, Some(ledger)) = (test, ledger.as_deref())
+        && let Some(pruned) = ledger.pruned(&issue.slug)?
+    {
+        bail!(
+            "{}: its per-reader records were pruned on {} (retention.deliveries), so who got it is no longer known: sending it again would mail every reader twice; a test send (--test) still works",
+            path.display(),
+            pruned.pruned_at
+        );
+    }
     let prepared = crate::prepare(&issue, config)?;
     let editions = prepared.editions(&issue, config)?;
     let rendered = editions.compile(&Choice::Everything)?;

@@ -7,6 +7,7 @@ mod support;
 
 mod a11y;
 mod annual;
+mod backup;
 mod bounces;
 mod browser;
 mod check;
@@ -30,6 +31,7 @@ mod readers;
 mod recipes;
 mod reputation;
 mod resume;
+mod retention;
 mod return_path;
 mod rotation;
 mod security;
