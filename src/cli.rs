@@ -346,10 +346,15 @@ pub enum SuppressCommand {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
-    /// Suppress the `email` column of a CSV file, e.g. the website's unsubscribe export
+    /// Suppress the `email` column of a CSV file, e.g. the website's unsubscribe export; or,
+    /// with --from mailchimp, Mailchimp's unsubscribed export (the readers' own unsubscribes)
+    /// or cleaned export (hard bounces)
     Import {
-        /// A CSV file with an `email` column
+        /// A CSV file with an `email` column (or a Mailchimp export)
         file: PathBuf,
+        /// What wrote the file
+        #[arg(long, value_enum, default_value_t = ImportFrom::Csv)]
+        from: ImportFrom,
         /// Why, kept with each address
         #[arg(long, default_value = "unsubscribed on the website")]
         reason: String,
@@ -358,6 +363,14 @@ pub enum SuppressCommand {
         #[arg(long = "as", value_enum, default_value_t = ImportAs::Unsubscribes)]
         as_: ImportAs,
     },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ImportFrom {
+    /// A CSV with an `email` column (a recipient list, the website's export, listmonk's export)
+    Csv,
+    /// A Mailchimp audience export (`Email Address`, OPTIN_TIME ... TAGS)
+    Mailchimp,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -393,9 +406,14 @@ pub enum SubscribersCommand {
     },
     /// Record the readers of a list brought from elsewhere as subscribers, with the consent
     /// wording that covered them there (stored with each, verbatim). Columns: email, and
-    /// optionally name (or first_name, last_name) and projects
+    /// optionally name (or first_name, last_name) and projects; with --from mailchimp,
+    /// Mailchimp's subscribed export (its consent columns kept, TAGS naming projects as projects)
     Import {
+        /// The list (CSV)
         file: PathBuf,
+        /// What wrote the file
+        #[arg(long, value_enum, default_value_t = ImportFrom::Csv)]
+        from: ImportFrom,
         /// The wording the readers agreed to where they signed up
         #[arg(long, value_name = "TEXT")]
         consent: String,

@@ -12,7 +12,7 @@ use newsletter::readers::{self, Imported, Standing};
 use newsletter::recipients::Recipients;
 
 use crate::Exit;
-use crate::cli::{Format, ListFormat, SubscribersCommand};
+use crate::cli::{Format, ImportFrom, ListFormat, SubscribersCommand};
 
 pub fn run(config_path: Option<&Path>, quiet: bool, command: SubscribersCommand) -> Result<Exit> {
     let config = super::load_config(config_path, quiet)?;
@@ -29,7 +29,10 @@ pub fn run(config_path: Option<&Path>, quiet: bool, command: SubscribersCommand)
             println!("{}", serde_json::to_string_pretty(&gather(&config, &ledger, &email)?)?);
         }
         SubscribersCommand::List { format } => list(&ledger, format)?,
-        SubscribersCommand::Import { file, consent } => import(&mut ledger, &file, &consent, quiet)?,
+        SubscribersCommand::Import { file, from, consent } => match from {
+            ImportFrom::Csv => import(&mut ledger, &file, &consent, quiet)?,
+            ImportFrom::Mailchimp => import_mailchimp(&config, &mut ledger, &file, &consent, quiet)?,
+        },
         SubscribersCommand::Forget { email, yes } => {
             let email = address(&email)?;
             confirm(&email, yes)?;
@@ -143,6 +146,94 @@ fn import(ledger: &mut Ledger, file: &Path, consent: &str, quiet: bool) -> Resul
         );
     }
     Ok(())
+}
+
+/// Mailchimp's subscribed export: each member a subscriber, with what Mailchimp recorded of
+/// their consent kept verbatim beside the wording, and the tags that name projects as their
+/// choice.
+fn import_mailchimp(config: &Config, ledger: &mut Ledger, file: &Path, consent: &str, quiet: bool) -> Result<()> {
+    use newsletter::readers::mailchimp::{self, Export};
+    if consent.trim().is_empty() {
+        bail!(
+            "--consent is empty: give the wording of the Mailchimp form the readers of {} signed up with",
+            file.display()
+        );
+    }
+    let (export, members, unreadable) = mailchimp::read(file)?;
+    if export != Export::Subscribed {
+        bail!(
+            "{} is Mailchimp's {} export: those readers left; import it with `newsletter suppress import --from mailchimp {}`",
+            file.display(),
+            if export == Export::Cleaned {
+                "cleaned"
+            } else {
+                "unsubscribed"
+            },
+            file.display()
+        );
+    }
+    for u in &unreadable {
+        eprintln!("skipped: {}:{}: {}", file.display(), u.line, u.why);
+    }
+    let registry = newsletter::layout::Layout::load(None, &config.layouts)?.registry;
+    let mut counts = [0u64; 3]; // added, known, refused
+    let mut with_projects = 0u64;
+    for member in members {
+        let projects = project_ids(&member.tags, &registry);
+        let mut evidence = serde_json::Map::new();
+        evidence.insert("consent".into(), consent.into());
+        evidence.insert("wording".into(), consent.into());
+        evidence.insert("from".into(), "mailchimp".into());
+        evidence.insert("file".into(), file.display().to_string().into());
+        evidence.insert("line".into(), member.line.into());
+        evidence.insert("mailchimp".into(), member.evidence.into());
+        let chosen = (!projects.is_empty()).then(|| projects.join(";"));
+        with_projects += u64::from(chosen.is_some());
+        let outcome = readers::import(
+            ledger,
+            &member.email,
+            member.name.as_deref(),
+            chosen.as_deref(),
+            serde_json::Value::Object(evidence),
+        )?;
+        counts[match outcome {
+            Imported::Added => 0,
+            Imported::Known => 1,
+            Imported::Refused => 2,
+        }] += 1;
+    }
+    ledger.commit()?;
+    if !quiet {
+        println!(
+            "Imported {} subscriber(s) from Mailchimp's export {} ({} with projects from their tags); {} already subscribed, {} not added (unsubscribed, suppressed or forgotten), {} row(s) skipped",
+            counts[0],
+            file.display(),
+            with_projects,
+            counts[1],
+            counts[2],
+            unreadable.len()
+        );
+    }
+    Ok(())
+}
+
+/// The project ids that Mailchimp tags name (a project's id, name or alias, any case); other
+/// tags are not projects.
+fn project_ids(tags: &[String], registry: &newsletter::layout::Registry) -> Vec<String> {
+    let mut ids: Vec<String> = Vec::new();
+    for tag in tags {
+        let found = registry
+            .projects
+            .iter()
+            .find(|p| p.id.eq_ignore_ascii_case(tag.trim()))
+            .or_else(|| registry.find(tag));
+        if let Some(p) = found
+            && !ids.contains(&p.id)
+        {
+            ids.push(p.id.clone());
+        }
+    }
+    ids
 }
 
 /// The address as the ledger keys it, or why it is no address.

@@ -9,7 +9,7 @@ use newsletter::recipients::normalize_address;
 use serde_json::json;
 
 use crate::Exit;
-use crate::cli::{Format, ImportAs, SuppressCommand};
+use crate::cli::{Format, ImportAs, ImportFrom, SuppressCommand};
 
 pub fn run(config_path: Option<&Path>, quiet: bool, command: SuppressCommand) -> Result<Exit> {
     let config = super::load_config(config_path, quiet)?;
@@ -76,7 +76,12 @@ pub fn run(config_path: Option<&Path>, quiet: bool, command: SuppressCommand) ->
                 }
             }
         }
-        SuppressCommand::Import { file, reason, as_ } => {
+        SuppressCommand::Import {
+            file,
+            from: ImportFrom::Mailchimp,
+            ..
+        } => import_mailchimp(&mut ledger, &file, quiet)?,
+        SuppressCommand::Import { file, reason, as_, .. } => {
             let kind = match as_ {
                 ImportAs::Unsubscribes => Kind::Unsubscribed,
                 ImportAs::Suppressions => Kind::Suppressed,
@@ -95,6 +100,52 @@ pub fn run(config_path: Option<&Path>, quiet: bool, command: SuppressCommand) ->
         }
     }
     Ok(Exit::Success)
+}
+
+/// Mailchimp's unsubscribed export as the readers' own unsubscribes, its cleaned export as
+/// hard bounces, each with what Mailchimp recorded (when, the campaign, the reason).
+fn import_mailchimp(ledger: &mut Ledger, file: &Path, quiet: bool) -> Result<()> {
+    use newsletter::readers::mailchimp::{self, Export};
+    let (export, members, unreadable) = mailchimp::read(file)?;
+    let kind = match export {
+        Export::Unsubscribed => Kind::Unsubscribed,
+        Export::Cleaned => Kind::HardBounce,
+        Export::Subscribed => bail!(
+            "{} is Mailchimp's subscribed export: import it with `newsletter subscribers import --from mailchimp {} --consent TEXT`",
+            file.display(),
+            file.display()
+        ),
+    };
+    for u in &unreadable {
+        eprintln!("skipped: {}:{}: {}", file.display(), u.line, u.why);
+    }
+    let source = format!("import: mailchimp {}", file.display());
+    let mut added = 0u32;
+    for member in members {
+        let evidence = json!({ "from": "mailchimp", "line": member.line, "mailchimp": member.evidence });
+        let change = readers::record(ledger, &member.email, kind, &source, None, evidence)?;
+        added += u32::from(change.newly_suppressed());
+    }
+    ledger.commit()?;
+    if !quiet {
+        println!(
+            "Imported {added} new address{} from Mailchimp's {} export {} as {}; {} row(s) skipped",
+            plural(added),
+            if export == Export::Cleaned {
+                "cleaned"
+            } else {
+                "unsubscribed"
+            },
+            file.display(),
+            if export == Export::Cleaned {
+                "hard bounces"
+            } else {
+                "the readers' own unsubscribes"
+            },
+            unreadable.len()
+        );
+    }
+    Ok(())
 }
 
 fn plural(n: u32) -> &'static str {

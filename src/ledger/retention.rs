@@ -7,6 +7,8 @@
 //! figures come from the counts alone, so a prune cut short leaves figures right and the
 //! next prune deletes what is left.
 
+use std::time::{Duration, Instant};
+
 use anyhow::Result;
 use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
@@ -14,13 +16,20 @@ use serde::Serialize;
 use super::{BounceCounts, Counts, Ledger, Status, now};
 
 /// Rows deleted per transaction: short enough that `serve`'s writes wait milliseconds.
-const BATCH: i64 = 20_000;
+const BATCH: i64 = 2_000;
 /// Free pages given back per step of the incremental vacuum.
-const VACUUM_STEP: i64 = 2_000;
+const VACUUM_STEP: i64 = 256;
 
 /// Messages of one relay (none: from before relay pools) with one status: how many, and how
 /// many of them possibly duplicated.
 pub(super) type RelayCount = (Option<String>, String, u64, u64);
+
+/// Waits as long as the step that started at `step` took: the lock is free half the time, so
+/// `serve`, whose writes wait for it in short sleeps, is never starved by a prune that would
+/// otherwise take the lock again the moment it let it go.
+fn make_way(step: Instant) {
+    std::thread::sleep(step.elapsed().max(Duration::from_millis(2)));
+}
 
 /// An issue's figures as they were when its per-reader records were pruned.
 #[derive(Debug, Clone, Serialize)]
@@ -184,6 +193,8 @@ impl Ledger {
         if self.pruned(issue)?.is_some() {
             return Ok(());
         }
+        // Read before the write transaction: the scan of the issue's rows holds no lock that
+        // serve's writes wait for.
         let bounces = self.bounce_counts(issue)?;
         let (hard, complaints) = self.issue_returns(issue)?;
         let first_at: Option<String> =
@@ -191,13 +202,21 @@ impl Ledger {
                 .query_row("SELECT min(first_at) FROM deliveries WHERE issue = ?1", [issue], |r| {
                     r.get(0)
                 })?;
+        let by_relay: Vec<(String, String, i64, i64)> = self
+            .conn
+            .prepare(
+                "SELECT COALESCE(relay, ''), status, count(*), sum(possibly_duplicated)
+                   FROM deliveries WHERE issue = ?1 GROUP BY 1, 2",
+            )?
+            .query_map([issue], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+            .collect::<rusqlite::Result<_>>()?;
         self.begin()?;
-        self.conn.execute(
-            "INSERT INTO pruned_deliveries (issue, relay, status, messages, duplicated)
-             SELECT issue, COALESCE(relay, ''), status, count(*), sum(possibly_duplicated)
-               FROM deliveries WHERE issue = ?1 GROUP BY 2, 3",
-            [issue],
-        )?;
+        for (relay, status, messages, duplicated) in by_relay {
+            self.conn.execute(
+                "INSERT INTO pruned_deliveries (issue, relay, status, messages, duplicated) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![issue, relay, status, messages, duplicated],
+            )?;
+        }
         self.conn.execute(
             "INSERT INTO pruned_issues (issue, pruned_at, first_at, hard, soft, complaints, blocked, delayed,
                                         returned_hard, returned_complaints)
@@ -223,13 +242,25 @@ impl Ledger {
     /// short transaction at a time.
     fn delete_in_batches(&mut self, sql: &str, arg: &str) -> Result<()> {
         loop {
+            let step = Instant::now();
             self.begin()?;
             let n = self.conn.execute(sql, params![arg, BATCH])?;
             self.commit()?;
+            self.checkpoint()?;
             if n == 0 {
                 return Ok(());
             }
+            make_way(step);
         }
+    }
+
+    /// Copies what the write-ahead log holds into the database without waiting for anyone,
+    /// so that the log stays short and serve's commits never inherit a large checkpoint.
+    fn checkpoint(&self) -> Result<()> {
+        self.conn
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+            .optional()?;
+        Ok(())
     }
 
     /// Returns freed pages to the file system a step at a time, so that writers wait only
@@ -246,21 +277,19 @@ impl Ledger {
         };
         let mut left = free(&self.conn)?;
         while left > 0 {
+            let step = Instant::now();
             self.conn
                 .query_row(&format!("PRAGMA incremental_vacuum({VACUUM_STEP})"), [], |_| Ok(()))
                 .optional()?;
+            self.checkpoint()?;
             let now_left = free(&self.conn)?;
             if now_left >= left {
                 break;
             }
             left = now_left;
+            make_way(step);
         }
-        // The pages left the database; the write-ahead log still holds copies until it is
-        // checkpointed and truncated.
-        self.conn
-            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
-            .optional()?;
-        Ok(())
+        self.checkpoint()
     }
 
     /// The database file's size in bytes (its pages).
@@ -292,5 +321,52 @@ impl Ledger {
             .execute(params![task, now()])?;
         self.commit()?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A ledger made before incremental vacuum: its first prune turns it on and the file shrinks;
+    /// the issue's figures stay; a second prune finds nothing.
+    #[test]
+    fn an_old_file_is_converted_and_gives_its_space_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        rusqlite::Connection::open(&path)
+            .unwrap()
+            .execute_batch("PRAGMA auto_vacuum = NONE; CREATE TABLE placeholder (x);")
+            .unwrap();
+        let mut ledger = Ledger::open(&path).unwrap();
+        ledger
+            .conn
+            .execute_batch(
+                "INSERT INTO issues (issue, subject, state, started_at, completed_at)
+                     VALUES ('2020-01', 's', 'complete', '2020-01-01T00:00:00.000Z', '2020-01-02T00:00:00.000Z');
+                 WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 9999)
+                 INSERT INTO deliveries (issue, email, line, status, message_id, first_at, updated_at, relay)
+                 SELECT '2020-01', 'r' || i || '@example.org', i + 2, CASE WHEN i % 100 = 0 THEN 'failed' ELSE 'sent' END,
+                        '<' || i || '@x>', '2020-01-01T00:00:00.000Z', '2020-01-01T00:00:00.000Z', 'main' FROM n;",
+            )
+            .unwrap();
+        let before = ledger.counts("2020-01").unwrap();
+        let mode = |l: &Ledger| -> i64 { l.conn.query_row("PRAGMA auto_vacuum", [], |r| r.get(0)).unwrap() };
+        assert_eq!(mode(&ledger), 0);
+        let done = ledger.prune(Some("2021-01-01T00:00:00.000Z"), None, false).unwrap();
+        assert_eq!(done.deliveries, 10_000);
+        assert!(done.bytes_after.unwrap() < done.bytes_before / 2, "{done:?}");
+        assert_eq!(mode(&ledger), 2);
+        let after = ledger.counts("2020-01").unwrap();
+        assert_eq!((after.sent, after.failed), (before.sent, before.failed));
+        assert_eq!((after.sent, after.failed), (9_900, 100));
+        assert_eq!(ledger.relay_counts("2020-01").unwrap().len(), 2);
+        assert!(
+            ledger
+                .prune(Some("2021-01-01T00:00:00.000Z"), None, false)
+                .unwrap()
+                .issues
+                .is_empty()
+        );
     }
 }

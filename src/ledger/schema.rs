@@ -416,14 +416,19 @@ pub fn connect(path: &Path) -> Result<Connection> {
     let context = || format!("cannot open the ledger {}", path.display());
     let mut conn = Connection::open(path).with_context(context)?;
     register_canonical(&conn).with_context(context)?;
+    // A new file gives freed pages back a step at a time (retention's prune): set before
+    // anything is written to it, WAL mode included; on a file that has tables this only takes
+    // effect at its next VACUUM.
+    conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")
+        .with_context(context)?;
     // WAL: readers (status, the producer) never block the writer. FULL: a commit is on disk
     // before it returns (a send relaxes this for its own records: Ledger::relax_durability).
     conn.pragma_update(None, "journal_mode", "WAL").with_context(context)?;
     conn.pragma_update(None, "synchronous", "FULL").with_context(context)?;
     conn.busy_timeout(Duration::from_secs(10)).with_context(context)?;
-    // A new file gives freed pages back a step at a time (retention's prune); on a file that
-    // has tables this only takes effect at its next VACUUM.
-    conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")
+    // After a checkpoint resets the write-ahead log, it is cut back to 64 MB: a prune or a
+    // large send must not leave a log of gigabytes beside the file.
+    conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)
         .with_context(context)?;
     migrate(&mut conn).with_context(|| format!("cannot upgrade the ledger {}", path.display()))?;
     Ok(conn)

@@ -17,6 +17,7 @@
 
 pub mod dossier;
 mod join;
+pub mod mailchimp;
 
 pub use join::{Confirmed, Imported, choose, confirm, import, may_be_asked};
 

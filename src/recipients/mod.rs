@@ -225,6 +225,13 @@ impl Recipients {
             })
             .collect();
         let Some(email_col) = headers.iter().position(|h| h == "email") else {
+            if headers.iter().any(|h| h == "email_address") && headers.iter().any(|h| h == "optin_time") {
+                bail!(
+                    "{}:1: this is a Mailchimp audience export (`Email Address`, OPTIN_TIME): import it with `newsletter subscribers import --from mailchimp {} --consent TEXT` (its unsubscribed and cleaned exports with `newsletter suppress import --from mailchimp`)",
+                    path.display(),
+                    path.display()
+                );
+            }
             bail!(
                 "{}:1: the header row has no `email` column (found: {}); name the address column `email`",
                 path.display(),
@@ -306,7 +313,8 @@ impl Recipients {
         };
         if let Some(status) = self.status_col.and_then(|c| self.record.get(c)) {
             match status.trim().to_ascii_lowercase().as_str() {
-                "unsubscribed" => return skip(SkipReason::Unsubscribed, email),
+                // listmonk's export says `blocklisted` for a reader who left every list.
+                "unsubscribed" | "blocklisted" => return skip(SkipReason::Unsubscribed, email),
                 "bounced" => return skip(SkipReason::Bounced, email),
                 _ => {}
             }

@@ -120,12 +120,20 @@ fn a_backup_taken_during_a_send_restores_elsewhere_and_the_send_resumes() {
 }
 
 #[test]
-fn restore_refuses_a_live_ledger_a_damaged_copy_and_another_key() {
+fn backup_and_restore_refuse_an_unreadable_key_a_live_ledger_a_damaged_copy_and_another_key() {
     needs!(tools::SMTP_SINK);
     let sink = Sink::start();
     let project = Project::new(sink.port, &csv(3), "");
     let r = run(project.command().args(["send", "small", "--yes", "-q"]));
     assert_eq!(r.code, 0, "{}", r.stderr);
+    // A key that cannot be read: no backup without it.
+    let key = project.dir.path().join("state/newsletter.key");
+    std::fs::create_dir(&key).unwrap();
+    let r = run(project.command().arg("backup").arg(project.dir.path().join("a.db")));
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("cannot read the key file"), "{}", r.stderr);
+    assert!(!project.dir.path().join("a.db").exists());
+    std::fs::remove_dir(&key).unwrap();
     let copy = project.dir.path().join("b.db");
     assert_eq!(run(project.command().arg("backup").arg(&copy)).code, 0);
     // A backup never overwrites.

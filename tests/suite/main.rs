@@ -24,6 +24,7 @@ mod hostile_html;
 mod lab;
 mod lists;
 mod mailboxes;
+mod mailchimp;
 mod pool;
 mod postfix_relay;
 mod preview_server;
