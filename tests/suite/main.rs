@@ -19,6 +19,7 @@ mod cron;
 mod deliver;
 mod dkim;
 mod dmarc;
+mod dmarc_mailboxes;
 mod events;
 mod hostile_html;
 mod lab;

@@ -1,6 +1,7 @@
 //! Real SMTP servers for the delivery tests: Postfix's smtp-sink, and a small scriptable
 //! server for faults.
 
+pub mod aggregate;
 pub mod dovecot;
 pub mod http;
 pub mod lab;
