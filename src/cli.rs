@@ -45,7 +45,8 @@ pub enum Command {
     /// send to the staff inboxes
     #[command(after_help = EXIT_CODES)]
     Send(SendArgs),
-    /// Where each issue stands (draft, scheduled, sending, complete), or one issue in detail
+    /// Where each issue stands (draft, scheduled, due, interrupted, partial, complete), or one
+    /// issue in detail with what cron will do with it
     #[command(after_help = EXIT_CODES)]
     Status(StatusArgs),
     /// How an issue did: delivered, bounced, complained, unsubscribed, reads and clicks

@@ -14,7 +14,8 @@ use crate::send::{queue, reputation};
 #[derive(Serialize)]
 pub struct IssueLine {
     pub issue: String,
-    /// draft, scheduled, due, sending, running (a send holds the lock now), complete, or
+    /// draft, scheduled, due, running (a send holds the lock now), interrupted (its last run
+    /// was killed), partial (its runs ended with readers left), complete, or
     /// error (the file cannot be read: `error` says why)
     pub state: &'static str,
     pub send_at: Option<String>,
@@ -57,7 +58,10 @@ pub struct Detail {
     pub send_at: Option<String>,
     #[serde(flatten)]
     pub counts: Counts,
-    /// Recipients of the current list that no run has sent to yet.
+    /// What cron will do with the issue, and the command that finishes it when cron will not.
+    pub next: String,
+    /// Recipients of the list the issue is being sent to that no run has sent to yet (none
+    /// once it is complete).
     pub pending: u64,
     /// Recipients of the current list on the suppression list.
     pub suppressed: u64,
@@ -204,9 +208,21 @@ pub fn detail(config: &Config, name: &str, all_undelivered: bool) -> Result<Deta
         .map(|l| l.counts(&issue.slug))
         .transpose()?
         .unwrap_or_default();
-    let plan = if config.recipients.is_file() {
+    // Pending is counted against the list the issue was being sent to (`--recipients`).
+    let state = ledger
+        .as_ref()
+        .map(|l| l.issue_state(&issue.slug))
+        .transpose()?
+        .flatten();
+    let list = state
+        .as_ref()
+        .and_then(|s| s.last_list.as_ref())
+        .map(std::path::PathBuf::from)
+        .filter(|p| p.is_file())
+        .unwrap_or_else(|| config.recipients.clone());
+    let plan = if list.is_file() {
         Some(queue::plan(
-            &config.recipients,
+            &list,
             ledger.as_ref(),
             queue::Selection {
                 issue: issue.slug.clone(),
@@ -218,11 +234,13 @@ pub fn detail(config: &Config, name: &str, all_undelivered: bool) -> Result<Deta
         None
     };
     let pruned = ledger.as_ref().map(|l| l.pruned(&issue.slug)).transpose()?.flatten();
-    // Who got a pruned issue is no longer known: nothing is pending, nothing can be.
-    let pending = match &pruned {
-        Some(_) => 0,
-        None => plan.as_ref().map_or(0, |p| p.to_send),
+    // A complete issue is done: readers who joined the list since are not its readers (they
+    // get the next issue), and who got a pruned one is no longer known.
+    let pending = match (&pruned, summary.state) {
+        (Some(_), _) | (None, "complete") => 0,
+        (None, _) => plan.as_ref().map_or(0, |p| p.to_send),
     };
+    let next = next_step(&issue, summary.state, &list, &config.recipients);
     let bounces = ledger
         .as_ref()
         .map(|l| l.bounce_counts(&issue.slug))
@@ -231,13 +249,8 @@ pub fn detail(config: &Config, name: &str, all_undelivered: bool) -> Result<Deta
     let health = reputation::health(&bounces, counts.sent, &config.throttle.breaker);
     Ok(Detail {
         issue: issue.slug.clone(),
-        // Complete for the lists sent so far, but the list has readers who never got it (rows
-        // added since, or a send with --recipients).
-        state: if summary.state == "complete" && pending > 0 {
-            "partial"
-        } else {
-            summary.state
-        },
+        state: summary.state,
+        next,
         subject: summary.subject,
         send_at: summary.send_at,
         pending,
@@ -274,6 +287,36 @@ pub fn detail(config: &Config, name: &str, all_undelivered: bool) -> Result<Deta
     })
 }
 
+/// What cron will do with the issue in `state`, read from `list` (the configured list is
+/// `configured`), and the command that finishes it when cron will not.
+fn next_step(issue: &Issue, state: &str, list: &std::path::Path, configured: &std::path::Path) -> String {
+    let slug = &issue.slug;
+    let now = chrono::Utc::now();
+    let other_list = (list != configured).then(|| format!(" --recipients {}", list.display()));
+    let finish = format!(
+        "`newsletter send {slug}{} --yes` finishes it",
+        other_list.as_deref().unwrap_or_default()
+    );
+    match (state, issue.front.send_at) {
+        ("complete", _) => "nothing: it is complete; readers who joined since get the next issue".into(),
+        ("running", _) => "a send is running now".into(),
+        ("scheduled", Some(t)) => format!("cron's `newsletter send` sends it at {}", t.to_rfc3339()),
+        ("due", _) => "cron's next `newsletter send` sends it".into(),
+        ("draft", _) => format!("cron will not send it (no send_at): set send_at, or `newsletter send {slug}`"),
+        // Interrupted or partial.
+        (_, Some(t)) if t <= now => match other_list {
+            None => format!("cron's next `newsletter send` resumes it ({finish} now)"),
+            Some(_) => format!(
+                "cron's next `newsletter send` resumes it to {}, not to {}, the list its last run read; {finish}",
+                configured.display(),
+                list.display()
+            ),
+        },
+        (_, Some(t)) => format!("cron resumes it at its send_at, {}; {finish} now", t.to_rfc3339()),
+        (_, None) => format!("cron will not resume it (it has no send_at): {finish}"),
+    }
+}
+
 fn line(issue: &Issue, ledger: Option<&Ledger>, running: bool) -> Result<IssueLine> {
     let state = ledger.map(|l| l.issue_state(&issue.slug)).transpose()?.flatten();
     let counts = ledger.map(|l| l.counts(&issue.slug)).transpose()?.unwrap_or_default();
@@ -285,7 +328,10 @@ fn line(issue: &Issue, ledger: Option<&Ledger>, running: bool) -> Result<IssueLi
     let label = match (&state, issue.front.send_at) {
         (Some(s), _) if running && s.running => "running",
         (Some(s), _) if s.complete => "complete",
-        (Some(_), _) => "sending",
+        // Its last run never finished: it was killed.
+        (Some(s), _) if s.running => "interrupted",
+        // Its runs ended with readers left: --limit, --where, the warm-up's cap, a stop.
+        (Some(_), _) => "partial",
         (None, Some(t)) if t > now => "scheduled",
         (None, Some(_)) => "due",
         (None, None) => "draft",

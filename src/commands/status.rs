@@ -63,7 +63,7 @@ pub fn run(config_path: Option<&Path>, args: StatusArgs) -> Result<Exit> {
                 );
             }
         }
-        Format::Text => print_detail(&detail, &config.recipients),
+        Format::Text => print_detail(&detail),
     }
     Ok(Exit::Success)
 }
@@ -126,19 +126,12 @@ fn print_overview(overview: &Overview) {
     }
 }
 
-fn print_detail(d: &Detail, list: &Path) {
+fn print_detail(d: &Detail) {
     println!("{}: {} ({})", d.issue, d.subject, d.state);
-    if d.state == "partial" {
-        println!(
-            "  note: {} reader(s) of {} never got it (rows added since, or the send used --recipients): `newsletter send {}` sends to them",
-            thousands(d.pending),
-            list.display(),
-            d.issue
-        );
-    }
     if let Some(t) = &d.send_at {
         println!("  scheduled for        {t}");
     }
+    println!("  next                 {}", d.next);
     println!("  sent                 {}", thousands(d.counts.sent));
     println!("  failed               {}", thousands(d.counts.failed));
     println!("  pending              {}", thousands(d.pending));

@@ -10,7 +10,7 @@ use crate::config::Config;
 use crate::config::bounces::Source;
 use crate::config::dmarc::PASSWORD_VAR;
 use crate::ledger::{self, Ledger};
-use crate::mailbox::{self, Maildir, Mbox};
+use crate::mailbox::{self, Mailbox, Maildir, Mbox};
 
 /// Where to read.
 pub enum Origin {
@@ -80,7 +80,7 @@ pub fn run(config: &Config, ledger: &mut Ledger, origin: &Origin) -> Result<Read
             format!("maildir:{}", dir.display())
         }
         Origin::Mbox(path) => {
-            let mut mbox: Box<dyn mailbox::Mailbox> = Box::new(Mbox::open(path, None)?);
+            let mut mbox = Mbox::open(path, None)?;
             let name = mbox.name();
             loop {
                 let items = mbox.next_batch()?;

@@ -25,8 +25,7 @@ pub struct Copied {
     pub replaced_kept_at: Option<String>,
 }
 
-/// The key file of a ledger or backup at `path`: `FILE.key` beside a backup, the ledger's own
-/// `newsletter.key`.
+/// The key file beside the backup `file`: `FILE.key` (a ledger's own is `newsletter.key`).
 pub fn key_path_of_backup(file: &Path) -> PathBuf {
     let mut name = file.as_os_str().to_owned();
     name.push(".key");

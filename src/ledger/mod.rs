@@ -90,6 +90,8 @@ pub struct IssueState {
     pub running: bool,
     pub started_at: String,
     pub completed_at: Option<String>,
+    /// The recipient list its last run read (none before release 18 recorded it).
+    pub last_list: Option<String>,
 }
 
 pub struct Ledger {
@@ -294,6 +296,7 @@ impl Ledger {
         subject: &str,
         content_hash: &str,
         selection: Option<&str>,
+        list: Option<&Path>,
     ) -> Result<i64> {
         self.commit()?;
         self.conn.execute(
@@ -302,8 +305,16 @@ impl Ledger {
             params![issue, subject, now(), content_hash],
         )?;
         self.conn.execute(
-            "INSERT INTO runs (issue, started_at, selection) VALUES (?1, ?2, ?3)",
-            params![issue, now(), selection],
+            "INSERT INTO runs (issue, started_at, selection, list) VALUES (?1, ?2, ?3, ?4)",
+            params![
+                issue,
+                now(),
+                selection,
+                list.map(|l| std::fs::canonicalize(l)
+                    .unwrap_or_else(|_| l.to_path_buf())
+                    .display()
+                    .to_string())
+            ],
         )?;
         Ok(self.conn.last_insert_rowid())
     }
@@ -377,7 +388,8 @@ impl Ledger {
             .query_row(
                 "SELECT issue, subject, state, started_at, completed_at,
                    EXISTS (SELECT 1 FROM runs WHERE runs.issue = issues.issue AND finished_at IS NULL
-                           AND id = (SELECT max(id) FROM runs r WHERE r.issue = issues.issue))
+                           AND id = (SELECT max(id) FROM runs r WHERE r.issue = issues.issue)),
+                   (SELECT list FROM runs WHERE runs.issue = issues.issue ORDER BY id DESC LIMIT 1)
                  FROM issues WHERE issue = ?1",
                 [issue],
                 |r| {
@@ -388,6 +400,7 @@ impl Ledger {
                         started_at: r.get(3)?,
                         completed_at: r.get(4)?,
                         running: r.get(5)?,
+                        last_list: r.get(6)?,
                     })
                 },
             )

@@ -409,6 +409,11 @@ const MIGRATIONS: &[&str] = &[
         mac TEXT NOT NULL
     );
     ",
+    // 18: the recipient list a run read, so that `status` counts what is pending against the
+    // list the issue was being sent to (`send --recipients`), not today's configured one.
+    "
+    ALTER TABLE runs ADD COLUMN list TEXT;
+    ",
 ];
 
 /// Opens (creating it if need be) the file at `path`, upgraded to the current schema.

@@ -78,6 +78,7 @@ impl Session<'_> {
                     &rendered.subject,
                     &rendered.content_hash(),
                     self.selection.as_deref(),
+                    self.list,
                 )?;
                 Some((ledger, rendered.slug.as_str(), run))
             }

@@ -310,6 +310,7 @@ pub fn send(
             &rendered.subject,
             &rendered.content_hash(),
             plan.selection.describe().as_deref(),
+            Some(&list),
         )?;
         ledger.finish_run(run, 0, 0, 0.0, "complete", !partial)?;
         if !quiet {

@@ -112,9 +112,10 @@ fn a_backup_taken_during_a_send_restores_elsewhere_and_the_send_resumes() {
     );
     assert_eq!(lost, 0);
     assert!(received.values().all(|n| *n <= 2));
-    // At most what went out after the copy began (in flight then, or sent before the loss).
+    // At most what was in flight when the copy was taken (4 connections: recorded as being
+    // sent, perhaps already counted by the sink before `before`) and what went out after it.
     assert!(
-        twice <= window,
+        twice <= window + 4,
         "{twice} duplicates, {window} sent between copy and loss"
     );
 }

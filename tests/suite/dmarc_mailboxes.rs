@@ -135,6 +135,18 @@ fn the_bounce_mailbox_and_a_dmarc_mbox_are_read_once_and_status_says_how_aligned
         unreadable[0]["why"].as_str().unwrap().contains("gzip data is broken"),
         "{held:#}"
     );
+    // Named on the command line, a maildir and an mbox are read whole, without a cursor, and
+    // summed up alone.
+    let whole = dmarc_json(&project, &["--mbox", mbox.to_str().unwrap()]);
+    assert_eq!(whole["reports"].as_array().unwrap().len(), 2, "{whole:#}");
+    assert_eq!(whole["unreadable"].as_array().unwrap().len(), 1, "{whole:#}");
+    let whole = dmarc_json(&project, &["--maildir", bounces.to_str().unwrap()]);
+    assert_eq!(whole["all"]["messages"], 1004, "{whole:#}");
+    assert_eq!(
+        whole["unreadable"].as_array().unwrap().len(),
+        1,
+        "the person's letter: {whole:#}"
+    );
     // `bounces` reading its mailbox again finds nothing new.
     let r = run(project.command().args(["bounces", "--maildir"]).arg(&bounces));
     assert!(r.stdout.contains("0 message(s) read"), "{}", r.stdout);

@@ -59,7 +59,14 @@ fn the_warm_up_caps_each_day_and_the_next_day_goes_on() {
     assert_eq!(sink.count(), 100);
     let status = project.status("small");
     assert_eq!(status["warmup"]["left_today"], 0, "{status}");
-    assert_eq!(status["state"], "sending");
+    assert_eq!(status["state"], "partial");
+    assert!(
+        status["next"]
+            .as_str()
+            .unwrap()
+            .contains("cron's next `newsletter send` resumes it"),
+        "{status}"
+    );
 
     // Day 2: 100 × 4^(1/2) = 200, which finishes the list; cron takes it up.
     a_day_passes(&project);

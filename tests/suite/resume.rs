@@ -288,7 +288,15 @@ fn a_recipient_failing_temporarily_run_after_run_is_given_up() {
     for attempt in 1..=2 {
         let r = run(project.command().arg("send"));
         assert_eq!(r.code, 1, "run {attempt}: {}", r.stderr);
-        assert_eq!(project.status("2025-06")["state"], "sending", "cron will try again");
+        let status = project.status("2025-06");
+        assert_eq!(status["state"], "partial", "cron will try again");
+        assert!(
+            status["next"]
+                .as_str()
+                .unwrap()
+                .contains("cron's next `newsletter send` resumes it"),
+            "{status}"
+        );
     }
     let r = run(project.command().arg("send"));
     assert_eq!(r.code, 0, "{}", r.stderr);
@@ -425,7 +433,7 @@ fn limit_and_where_send_part_of_the_list_and_a_full_send_the_rest_once() {
     assert_eq!(sink.count(), 6);
     let detail = run(project.command().args(["status", "small"]));
     assert!(
-        detail.stdout.contains("(sending)"),
+        detail.stdout.contains("(partial)"),
         "not complete after parts: {}",
         detail.stdout
     );

@@ -1,5 +1,5 @@
-//! `newsletter status` after real sends: counts, failures and JSON, partial sends, a run that
-//! holds the lock.
+//! `newsletter status` after real sends: counts, failures and JSON, an interrupted send to
+//! another list and what cron will do with it, a run that holds the lock.
 
 use crate::resume::spawn;
 use crate::support;
@@ -26,7 +26,7 @@ fn status_shows_counts_failures_and_json() {
     assert_eq!(status["failed"], 1);
     assert_eq!(status["deferred"], 1);
     assert_eq!(
-        status["state"], "sending",
+        status["state"], "partial",
         "a deferred recipient is left for the next run"
     );
     assert!(status["achieved_rate"].as_f64().unwrap() > 0.0);
@@ -61,35 +61,66 @@ fn status_shows_counts_failures_and_json() {
 }
 
 #[test]
-fn status_tells_partial_sends_and_says_when_nobody_failed() {
+fn status_counts_the_list_the_issue_was_sent_to_and_says_what_cron_will_do() {
     needs!(tools::SMTP_SINK);
     let sink = Sink::start();
-    let project = Project::new(sink.port, &csv(5), "throttle: { rate: off }\n");
-    let two = project.dir.path().join("two.csv");
-    std::fs::write(&two, csv(2)).unwrap();
+    let project = Project::new(sink.port, &csv(5), "throttle: { rate: 40/s, concurrency: 1 }\n");
+    // A named send to another list of 60, killed part way.
+    let other = project.dir.path().join("other.csv");
+    std::fs::write(&other, csv(60)).unwrap();
+    let mut send = project
+        .std_command()
+        .args(["send", "small", "--yes", "-q", "--recipients"])
+        .arg(&other)
+        .spawn()
+        .unwrap();
+    wait_until("some messages", || sink.count() >= 10);
+    send.kill().unwrap();
+    send.wait().unwrap();
+    let sent = sink.count() as u64;
+    let status = project.status("small");
+    assert_eq!(status["state"], "interrupted", "{status}");
+    // Pending counts the 60-row list the run read, not the configured 5.
+    let pending = status["pending"].as_u64().unwrap();
+    assert!(
+        pending + sent >= 60 && pending + sent <= 61,
+        "{pending} pending, {sent} sent: {status}"
+    );
+    let next = status["next"].as_str().unwrap();
+    assert!(next.contains("cron will not resume it (it has no send_at)"), "{next}");
+    assert!(
+        next.contains(&format!(
+            "`newsletter send small --recipients {}",
+            other.canonicalize().unwrap().display()
+        )),
+        "{next}"
+    );
+    let overview = run(project.command().arg("status"));
+    assert!(overview.stdout.contains("interrupted"), "{}", overview.stdout);
+
+    // Finished as status says; then, months later, readers join the list: it stays complete and
+    // nobody is told to mail them an old issue.
     let r = run(project
         .command()
-        .args(["send", "small", "--yes", "--recipients"])
-        .arg(&two));
+        .args(["send", "small", "--yes", "-q", "--recipients"])
+        .arg(&other));
     assert_eq!(r.code, 0, "{}", r.stderr);
-    let detail = run(project.command().args(["status", "small"]));
-    assert!(
-        detail
-            .stdout
-            .starts_with("small: Small issue for {{first_name}} (partial)"),
-        "{}",
-        detail.stdout
-    );
-    assert!(detail.stdout.contains("3 reader(s) of"), "{}", detail.stdout);
     let failed = run(project.command().args(["status", "small", "--failed"]));
     assert_eq!(
         failed.stdout.trim(),
-        "Nobody failed: every recipient of small in the ledger was sent it (2 sent)."
+        "Nobody failed: every recipient of small in the ledger was sent it (60 sent)."
     );
-    let r = run(project.command().args(["send", "small", "--yes"]));
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    std::fs::write(&other, csv(80)).unwrap();
+    let status = project.status("small");
+    assert_eq!(status["state"], "complete", "{status}");
+    assert_eq!(status["pending"], 0);
+    assert!(
+        status["next"].as_str().unwrap().starts_with("nothing: it is complete"),
+        "{status}"
+    );
     let detail = run(project.command().args(["status", "small"]));
     assert!(detail.stdout.contains("(complete)"), "{}", detail.stdout);
+    assert!(!detail.stdout.contains("never got it"), "{}", detail.stdout);
 }
 
 #[test]
