@@ -321,6 +321,15 @@ impl Project {
         serde_json::from_str(&r.stdout).unwrap()
     }
 
+    /// Asserts that `issue` is partial (readers left) and that cron's next run resumes it.
+    pub fn assert_cron_resumes(&self, issue: &str) -> serde_json::Value {
+        let status = self.status(issue);
+        assert_eq!(status["state"], "partial", "{status}");
+        let next = status["next"].as_str().unwrap_or_default();
+        assert!(next.contains("cron's next `newsletter send` resumes it"), "{status}");
+        status
+    }
+
     /// `email`'s unsubscribe token for `issue`, as `newsletter unsubscribe-url` gives it.
     pub fn unsubscribe_token(&self, email: &str, issue: &str) -> String {
         let r = run(self.command().args(["unsubscribe-url", email, "--issue", issue]));
