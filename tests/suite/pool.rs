@@ -1,6 +1,7 @@
 //! Relay pools through real servers: two Postfix smtp-sinks share a send by weight, one killed
 //! mid-send hands its messages to the other (everyone once), a relay refusing the sender
-//! leaves the rotation, and a daily limit is kept across runs.
+//! leaves the rotation, one answering 421 (a scripted server) leaves it after three, and a daily
+//! limit is kept across runs.
 
 use crate::support;
 use crate::support::tools;
@@ -122,6 +123,36 @@ fn a_relay_refusing_the_sender_leaves_the_rotation_and_the_other_sends() {
     );
     everyone_once(&[&good], 200);
     assert!(r.stdout.contains("Sent 200 of 200"), "{}", r.stdout);
+}
+
+#[test]
+fn a_relay_answering_421_three_times_leaves_the_rotation_and_the_other_takes_its_messages() {
+    needs!(tools::SMTP_SINK);
+    // A real socket: every recipient refused with 421, the relay's own trouble (RFC 5321 4.2.3).
+    let busy = support::ScriptServer::start(|stage, _, _| match stage {
+        support::Stage::Rcpt => support::Reply::Code(421, "4.7.0 Too many connections, try again later"),
+        _ => support::Reply::Ok,
+    });
+    let good = Sink::start();
+    let busy_relay = format!(
+        "{{ name: busy, host: 127.0.0.1, port: {}, security: none, timeout: 5s, concurrency: 1 }}",
+        busy.port
+    );
+    let smtp = pool(&[("good", &good, "")]).replacen('[', &format!("[{busy_relay}, "), 1);
+    let project = Project::new(good.port, &csv(300), "throttle: { rate: off, retry_delay: 20ms }\n").with_smtp(&smtp);
+    let r = run(project.command().args(["send", "small", "--yes"]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("relay busy left the rotation"), "{}", r.stderr);
+    // Three 421s, then no more: the rest went through the other relay, each reader once.
+    let tried: u32 = (0..300)
+        .map(|i| busy.seen(support::Stage::Rcpt, &format!("user{i}@example.org")))
+        .sum();
+    assert!((3..=4).contains(&tried), "busy was asked {tried} times");
+    everyone_once(&[&good], 300);
+    assert!(busy.accepted().is_empty());
+    let status = project.status("small");
+    assert_eq!(status["sent"], 300, "{status}");
+    assert_eq!(relay(&status, "busy")["sent"], 0, "{status}");
 }
 
 #[test]
