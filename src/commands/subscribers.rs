@@ -128,11 +128,7 @@ fn import(ledger: &mut Ledger, file: &Path, consent: &str, quiet: bool) -> Resul
         let name = recipient.display_name();
         let projects = recipient.fields.get(newsletter::choice::COLUMN).map(String::as_str);
         let outcome = readers::import(ledger, &recipient.email, name.as_deref(), projects, evidence)?;
-        counts[match outcome {
-            Imported::Added => 0,
-            Imported::Known => 1,
-            Imported::Refused => 2,
-        }] += 1;
+        counts[outcome_index(outcome)] += 1;
     }
     ledger.commit()?;
     if !quiet {
@@ -196,11 +192,7 @@ fn import_mailchimp(config: &Config, ledger: &mut Ledger, file: &Path, consent: 
             chosen.as_deref(),
             serde_json::Value::Object(evidence),
         )?;
-        counts[match outcome {
-            Imported::Added => 0,
-            Imported::Known => 1,
-            Imported::Refused => 2,
-        }] += 1;
+        counts[outcome_index(outcome)] += 1;
     }
     ledger.commit()?;
     if !quiet {
@@ -234,6 +226,15 @@ fn project_ids(tags: &[String], registry: &newsletter::layout::Registry) -> Vec<
         }
     }
     ids
+}
+
+/// Where an import's outcome is counted: added, already subscribed, refused.
+fn outcome_index(outcome: Imported) -> usize {
+    match outcome {
+        Imported::Added => 0,
+        Imported::Known => 1,
+        Imported::Refused => 2,
+    }
 }
 
 /// The address as the ledger keys it, or why it is no address.

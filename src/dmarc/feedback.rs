@@ -25,8 +25,8 @@ pub fn read(document: &[u8], file: &str) -> Result<Report, Unreadable> {
     let meta = root
         .find("report_metadata")
         .ok_or(Unreadable::NotAReport("it has no report_metadata"))?;
-    let org = meta.value(&["org_name"]);
-    let report_id = meta.value(&["report_id"]);
+    let org = clean(meta.value(&["org_name"]));
+    let report_id = clean(meta.value(&["report_id"]));
     if org.is_empty() || report_id.is_empty() {
         return Err(Unreadable::NotAReport(
             "its report_metadata names no org_name or report_id",
@@ -48,15 +48,15 @@ pub fn read(document: &[u8], file: &str) -> Result<Report, Unreadable> {
         // Read from the rows when the policy left it out.
         rows.first().map(|r: &Row| r.header_from.clone()).unwrap_or_default()
     } else {
-        domain.to_ascii_lowercase()
+        clean(domain).to_ascii_lowercase()
     };
     if domain.is_empty() {
         return Err(Unreadable::NotAReport("it names no domain (policy_published/domain)"));
     }
     Ok(Report {
         feedback: Feedback {
-            org: org.to_owned(),
-            report_id: report_id.to_owned(),
+            org,
+            report_id,
             domain,
             policy: policy.map(|p| p.value(&["p"]).to_ascii_lowercase()).unwrap_or_default(),
             begin,
@@ -73,7 +73,8 @@ fn row_of(record: &Element) -> Option<Row> {
     let source_ip = row.value(&["source_ip"]);
     let ip = source_ip.parse::<std::net::IpAddr>().ok()?;
     let messages = row.value(&["count"]).parse::<u64>().ok()?;
-    let lower = |e: Option<&Element>, path: &[&str]| e.map(|e| e.value(path).to_ascii_lowercase()).unwrap_or_default();
+    let lower =
+        |e: Option<&Element>, path: &[&str]| e.map(|e| clean(e.value(path)).to_ascii_lowercase()).unwrap_or_default();
     let evaluated = row.child("policy_evaluated");
     let header_from = lower(record.child("identifiers"), &["header_from"]);
     let auth = record.child("auth_results");
@@ -105,6 +106,13 @@ fn deciding_dkim<'a>(auth: &'a Element, header_from: &str) -> Option<&'a Element
         .find(passed)
         .or_else(|| auth.all("dkim").find(aligned))
         .or_else(|| auth.child("dkim"))
+}
+
+/// A value from a report as it may be kept and printed: reports come from anyone who can mail
+/// the rua= address, so control characters (a terminal's escape sequences, new lines that
+/// would forge output lines) are dropped and the length is capped.
+fn clean(value: &str) -> String {
+    value.chars().filter(|c| !c.is_control()).take(255).collect()
 }
 
 /// Relaxed alignment, approximated without the public suffix list: the same domain, or one
@@ -139,6 +147,22 @@ mod tests {
         );
         assert_eq!(row.spf_domain, "amazonses.com");
         assert_eq!(row.source_ip, "2001:db8::1");
+    }
+
+    #[test]
+    fn values_lose_control_characters_and_their_excess() {
+        let xml = format!(
+            "<feedback><report_metadata><org_name>evil\u{1b}[2J\ncorp</org_name><report_id>{}</report_id>\
+             <date_range><begin>1</begin><end>2</end></date_range></report_metadata>\
+             <policy_published><domain>openinfra.dev</domain><p>none</p></policy_published>\
+             <record><row><source_ip>192.0.2.1</source_ip><count>1</count></row>\
+             <identifiers><header_from>openinfra.dev\r\nwarning: forged</header_from></identifiers></record></feedback>",
+            "x".repeat(1000)
+        );
+        let report = read(xml.as_bytes(), "f").unwrap();
+        assert_eq!(report.feedback.org, "evil[2Jcorp");
+        assert_eq!(report.feedback.report_id.len(), 255);
+        assert_eq!(report.rows[0].header_from, "openinfra.devwarning: forged");
     }
 
     #[test]

@@ -407,16 +407,19 @@ pub struct Recent {
 }
 
 pub fn recent(ledger: &crate::ledger::Ledger, ours: &Ours, now: i64) -> anyhow::Result<Option<Recent>> {
-    let window = held_since(ledger, ours, now - WINDOW_DAYS * DAY)?;
-    if window.reports.is_empty() {
+    // One reading of the window; the week is part of it.
+    let since = now - WINDOW_DAYS * DAY;
+    let held = ledger.dmarc_reports_since(since)?;
+    if held.is_empty() {
         return Ok(None);
     }
-    let week = ledger.dmarc_reports_since(now - 7 * DAY)?;
     let mut tally = Tally::default();
-    week.iter()
+    held.iter()
+        .filter(|h| h.feedback.end >= now - 7 * DAY)
         .flat_map(|h| &h.rows)
         .filter(|r| ours.holds(r))
         .for_each(|r| tally.add(r));
+    let window = summarize(&held, ledger.dmarc_unreadable_since(&utc(since))?, ours);
     Ok(Some(Recent {
         ours: tally,
         warnings: window.warnings.len() + window.unreadable.len(),
