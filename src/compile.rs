@@ -70,6 +70,8 @@ struct View<'a> {
     subject: &'a str,
     preheader: Option<&'a str>,
     title: Option<&'a str>,
+    /// The newsletter's name (`archive.title`), for the header and footer.
+    newsletter: &'a str,
     web_url: Option<&'a str>,
     issue_date: Option<String>,
     accent: &'a str,
@@ -196,6 +198,7 @@ impl<'a> Editions<'a> {
             subject,
             preheader: issue.preheader(),
             title: issue.front.title.as_deref(),
+            newsletter: &config.archive.title,
             web_url: web_url.as_deref(),
             issue_date: issue.front.date.map(|d| d.format("%B %Y").to_string()),
             accent,
@@ -253,6 +256,15 @@ impl<'a> Editions<'a> {
                     &issue.path,
                     Some(1),
                     "no preheader: inboxes will show the first words of the email instead; add `preheader:` or `seo.description`".into(),
+                ));
+            }
+            let projects = self.sections.sections.iter().filter(|s| s.project.is_some()).count();
+            if web_url.is_none() && web.is_none() && projects > 0 {
+                warnings.push(Warning::new(
+                    Kind::UnlinkedElsewhere,
+                    &issue.path,
+                    None,
+                    "readers who chose some projects get \"Also in this issue\" with the sections they left out, but without archive.url or the issue's seo.url those name the sections with no link to read them: set archive.url".into(),
                 ));
             }
             if html.len() > GMAIL_CLIP_BYTES {

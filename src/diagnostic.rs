@@ -27,6 +27,11 @@ pub enum Kind {
     UnknownTemplateVariable,
     /// `TODO:` text left in the issue (the scaffold of `newsletter new` is made of it).
     Placeholder,
+    /// The project's links are at another organisation's domain, but it still sends as the
+    /// OpenInfra Foundation (the defaults' From, List-Id, postal address...).
+    BorrowedIdentity,
+    /// Editions leave sections out, and there is no web page to link them to.
+    UnlinkedElsewhere,
 }
 
 impl Kind {
@@ -48,6 +53,8 @@ impl Kind {
             Kind::InvalidMailto => "invalid-mailto",
             Kind::UnknownTemplateVariable => "unknown-template-variable",
             Kind::Placeholder => "placeholder",
+            Kind::BorrowedIdentity => "borrowed-identity",
+            Kind::UnlinkedElsewhere => "unlinked-elsewhere",
         }
     }
 
@@ -71,7 +78,9 @@ impl Kind {
             | Kind::UnsafeHtmlDropped
             | Kind::MjmlWarning
             | Kind::PlaceholderSecret
-            | Kind::SubjectTooLong => Severity::Warning,
+            | Kind::SubjectTooLong
+            | Kind::BorrowedIdentity
+            | Kind::UnlinkedElsewhere => Severity::Warning,
         }
     }
 }

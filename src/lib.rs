@@ -23,8 +23,11 @@ pub mod deliver;
 pub mod diagnostic;
 pub mod dkim;
 pub mod dmarc;
+pub mod dns;
+pub mod doctor;
 pub mod html;
 pub mod human;
+pub mod init;
 pub mod issue;
 pub mod layout;
 pub mod ledger;
@@ -61,6 +64,7 @@ pub const LAYERS: &[&str] = &[
     "clock",
     "config",
     "net",
+    "dns",
     "unsubscribe",
     "ledger",
     "retention",
@@ -69,6 +73,7 @@ pub const LAYERS: &[&str] = &[
     "issue",
     "markdown",
     "layout",
+    "init",
     "choice",
     "sections",
     "compile",
@@ -86,6 +91,7 @@ pub const LAYERS: &[&str] = &[
     "send",
     "schedule",
     "status",
+    "doctor",
     "report",
     "web",
 ];

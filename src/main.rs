@@ -6,9 +6,7 @@ mod commands;
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
-use crate::cli::{Cli, Command};
+use crate::cli::Command;
 
 /// What a command that ran to the end found.
 pub enum Exit {
@@ -20,10 +18,12 @@ pub enum Exit {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = cli::parse();
     init_tracing(cli.quiet);
     end_quietly_when_the_reader_goes(&cli.command);
     let result = match cli.command {
+        Command::Init(args) => commands::init::run(cli.quiet, args),
+        Command::Doctor(args) => commands::doctor::run(cli.config.as_deref(), args),
         Command::Preview(args) => commands::preview::run(cli.config.as_deref(), cli.quiet, args),
         Command::Check(args) => commands::check::run(cli.config.as_deref(), cli.quiet, args),
         Command::New(args) => commands::new::run(cli.config.as_deref(), cli.quiet, args),

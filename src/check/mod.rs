@@ -31,8 +31,9 @@ pub struct Finding {
 }
 
 /// The offline findings, errors first, each group in file order.
-pub fn offline(issue: &Issue, rendered: &Rendered, csv_header: Option<&[String]>) -> Vec<Finding> {
+pub fn offline(issue: &Issue, rendered: &Rendered, config: &Config, csv_header: Option<&[String]>) -> Vec<Finding> {
     let mut warnings = rendered.warnings.clone();
+    warnings.extend(borrowed_identity(issue, config));
     if let Some(header) = csv_header {
         warnings.extend(unknown_variables(issue, rendered, header));
     }
@@ -45,6 +46,25 @@ pub fn offline(issue: &Issue, rendered: &Rendered, csv_header: Option<&[String]>
         .collect();
     findings.sort_by_key(|f| std::cmp::Reverse(f.severity));
     findings
+}
+
+/// A project of another organisation that still sends as the OpenInfra Foundation.
+fn borrowed_identity(issue: &Issue, config: &Config) -> Option<Warning> {
+    let (domain, kept) = config.borrowed_identity(issue.web_url())?;
+    let file = config
+        .file
+        .clone()
+        .unwrap_or_else(|| crate::config::DEFAULT_PATH.into());
+    Some(Warning::new(
+        Kind::BorrowedIdentity,
+        &file,
+        None,
+        format!(
+            "this project's links are at {domain}, but it still sends as the OpenInfra Foundation: {} keep OpenInfra's values; set your own in {} (`newsletter init` writes a project of your own)",
+            kept.join(", "),
+            file.display()
+        ),
+    ))
 }
 
 pub fn errors(findings: &[Finding]) -> usize {
@@ -85,8 +105,9 @@ fn unknown_variables(issue: &Issue, rendered: &Rendered, header: &[String]) -> V
                 &issue.path,
                 line,
                 format!(
-                    "{{{{{v}}}}} is not a column of the recipient list (columns: {}): add the column or remove the variable",
-                    header.join(", ")
+                    "{{{{{v}}}}} is not a column of the recipient list (columns: {}){}: add the column or remove the variable",
+                    header.join(", "),
+                    crate::suggest::did_you_mean(&v, header.iter().map(String::as_str).chain(BUILT_IN.iter().copied()))
                 ),
             )
         })

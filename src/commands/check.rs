@@ -62,7 +62,7 @@ pub fn run(config_path: Option<&Path>, quiet: bool, args: CheckArgs) -> Result<E
         )),
         Some((_, false)) => None,
     };
-    let findings = check::offline(&issue, &rendered, header.as_deref());
+    let findings = check::offline(&issue, &rendered, &config, header.as_deref());
 
     let targets = check::targets(&sections);
     let outcomes = if args.offline {

@@ -6,6 +6,8 @@ pub mod check;
 pub mod dkim;
 pub mod dmarc;
 pub mod docs;
+pub mod doctor;
+pub mod init;
 pub mod layout;
 pub mod new;
 pub mod preview;

@@ -5,6 +5,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use chrono::NaiveDate;
+use newsletter::config::Config;
 use newsletter::layout::Layout;
 
 use crate::Exit;
@@ -23,7 +24,7 @@ pub fn run(config_path: Option<&Path>, quiet: bool, args: NewArgs) -> Result<Exi
     let layout = Layout::load(None, &config.layouts)?;
     // Whoever writes it: --author, else the name git knows this person by.
     let author = args.author.clone().or_else(git_user_name).unwrap_or_default();
-    let text = scaffold(month, &author, &layout);
+    let text = scaffold(month, &author, &layout, &config);
     std::fs::create_dir_all(&config.newsletters)
         .with_context(|| format!("cannot create {}", config.newsletters.display()))?;
     std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
@@ -46,23 +47,39 @@ fn git_user_name() -> Option<String> {
     (out.status.success() && !name.is_empty()).then_some(name)
 }
 
-fn scaffold(month: NaiveDate, author: &str, layout: &Layout) -> String {
+fn scaffold(month: NaiveDate, author: &str, layout: &Layout, config: &Config) -> String {
     let label = month.format("%B %Y");
-    let slug = month.format("%B-%Y").to_string().to_lowercase();
+    let title = serde_json::to_string(&format!("{}: {label}", config.archive.title)).unwrap_or_default();
+    // The foundation's website reads its own blog fields; another site gets the plain ones.
+    let (website, news, events) = if config.sends_as_openinfra() {
+        let slug = month.format("%B-%Y").to_string().to_lowercase();
+        (
+            format!(
+                "templateKey: blog-post\ncategory:\n  - value: category-A7fnZYrE1\n    label: News & Announcements\nhidePost: true\nseo:\n  url: https://openinfra.dev/blog/openinfra-newsletter-{slug}\n  title: {title}\n"
+            ),
+            (
+                "OpenInfra Foundation News".to_owned(),
+                "https://openinfra.org/".to_owned(),
+            ),
+            (
+                "Upcoming OpenInfra and Community Events".to_owned(),
+                "https://openinfra.org/events/".to_owned(),
+            ),
+        )
+    } else {
+        let site = config.site_origin.as_deref().unwrap_or("https://example.org");
+        (
+            format!("seo:\n  # The issue's page on your website, if it has one:\n  # url: {site}/...\n"),
+            (format!("News from {}", config.from.name), site.to_owned()),
+            ("Upcoming Events".to_owned(), site.to_owned()),
+        )
+    };
     let mut s = format!(
         r#"---
-templateKey: blog-post
-title: "Inside Open Infrastructure: {label}"
+title: {title}
 author: {author}
 date: {date}T16:00:00.000Z
-category:
-  - value: category-A7fnZYrE1
-    label: News & Announcements
-hidePost: true
-seo:
-  url: https://openinfra.dev/blog/openinfra-newsletter-{slug}
-  title: "Inside Open Infrastructure: {label}"
-  description: "TODO: one sentence that inboxes show next to the subject."
+{website}  description: "TODO: one sentence that inboxes show next to the subject."
 # Uncomment to let `newsletter send` from cron deliver the issue at that time:
 # send_at: {date}T15:00:00Z
 ---
@@ -71,12 +88,14 @@ seo:
 
 TODO: write the introduction.
 
-# OpenInfra Foundation News
+# {news}
 
-* TODO: a news item with [a link](https://openinfra.org/).
+* TODO: a news item with [a link]({news_link}).
 "#,
         author = serde_json::to_string(author).unwrap_or_default(),
         date = month.format("%Y-%m-%d"),
+        news = news.0,
+        news_link = news.1,
     );
     for project in &layout.registry.projects {
         let heading = match &project.tagline {
@@ -85,8 +104,6 @@ TODO: write the introduction.
         };
         let _ = write!(s, "\n# {heading}\n\n* TODO: {} news.\n", project.name);
     }
-    s.push_str(
-        "\n# **Upcoming OpenInfra and Community Events**\n\n* TODO: date | [Event](https://openinfra.org/events/)\n",
-    );
+    let _ = write!(s, "\n# **{}**\n\n* TODO: date | [Event]({})\n", events.0, events.1);
     s
 }

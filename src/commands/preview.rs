@@ -181,7 +181,15 @@ fn print_text(s: &Summary<'_>, rendered: &Rendered, text: &str, quiet: bool) -> 
         writeln!(err, "{}: {w}", w.kind.severity().label())?;
     }
     if !shown.is_empty() && !quiet {
-        writeln!(err, "{}", newsletter::human::count(shown.len(), "warning"))?;
+        let errors = shown.iter().filter(|w| w.kind.severity() == Severity::Error).count();
+        let mut tally = Vec::new();
+        if errors > 0 {
+            tally.push(newsletter::human::count(errors, "error"));
+        }
+        if shown.len() > errors {
+            tally.push(newsletter::human::count(shown.len() - errors, "warning"));
+        }
+        writeln!(err, "{}", tally.join(", "))?;
     }
     Ok(())
 }

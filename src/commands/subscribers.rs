@@ -295,11 +295,38 @@ fn files_naming(dir: &Path, email: &str) -> Vec<PathBuf> {
     found
 }
 
+/// An event's evidence for people: `key: value; key: value`, nested keys dotted
+/// (`mailchimp.OPTIN_TIME`), strings as written; `--format json` keeps the structure.
+fn evidence_text(evidence: &serde_json::Value) -> String {
+    fn walk(prefix: &str, value: &serde_json::Value, out: &mut Vec<String>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                for (k, v) in map {
+                    let key = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    walk(&key, v, out);
+                }
+            }
+            serde_json::Value::Null => {}
+            serde_json::Value::String(s) if prefix.is_empty() => out.push(s.clone()),
+            serde_json::Value::String(s) => out.push(format!("{prefix}: {s}")),
+            other if prefix.is_empty() => out.push(other.to_string()),
+            other => out.push(format!("{prefix}: {other}")),
+        }
+    }
+    let mut parts = Vec::new();
+    walk("", evidence, &mut parts);
+    parts.join("; ")
+}
+
 fn print_dossier(d: &Dossier) {
     match &d.standing {
-        Standing::Mailable => println!("{}: mailed", d.email),
+        Standing::Mailable => println!("{}: mailable", d.email),
         Standing::Suppressed { kind, event } => println!(
-            "{}: not mailed: {} (event {}, {}, {}{})",
+            "{}: not mailable: {} (event {}, {}, {}{})",
             d.email,
             kind.describe(),
             event.id,
@@ -363,7 +390,7 @@ fn print_dossier(d: &Dossier) {
             e.kind,
             e.source,
             e.issue.as_deref().unwrap_or("-"),
-            e.evidence
+            evidence_text(&e.evidence)
         );
     }
     if !d.pruned.is_empty() {

@@ -13,6 +13,7 @@ mod check;
 mod dkim;
 pub mod dmarc;
 pub mod duration;
+pub mod identity;
 pub mod retention;
 mod secret;
 mod smtp;
@@ -100,6 +101,9 @@ pub struct Config {
     /// command prints them like its other warnings.
     #[serde(skip)]
     pub warnings: Vec<String>,
+    /// The file it was read from, if any, for messages about its values.
+    #[serde(skip)]
+    pub file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -199,6 +203,7 @@ impl Default for Config {
             retention: Retention::default(),
             analytics: Analytics::default(),
             warnings: Vec::new(),
+            file: None,
         }
     }
 }
@@ -321,6 +326,7 @@ impl Config {
         }
         let mut config: Config = serde_norway::from_value(value).map_err(|e| anyhow!("configuration: {e}"))?;
         config.warnings = warnings;
+        config.file = file.map(Path::to_path_buf);
         if let Err((key, why)) = config.validate() {
             let at = match (file, &text) {
                 (Some(file), Some(text)) if key_in(text, &key).is_some() => {
@@ -386,20 +392,12 @@ fn one_click_url(url: &str) -> Result<(), String> {
     if lower.starts_with("https://") {
         return Ok(());
     }
-    let Some(rest) = lower.strip_prefix("http://") else {
+    if !lower.starts_with("http://") {
         return Err(format!(
             "`{url}` is not an https:// URL: one-click unsubscribe links are served by `newsletter serve` behind HTTPS"
         ));
-    };
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    let host = match authority.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or_default(),
-        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
-    };
-    let local = host == "localhost"
-        || host.ends_with(".localhost")
-        || host.ends_with(".test")
-        || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    }
+    let local = identity::url_host(url).is_some_and(|h| identity::is_local_host(&h));
     if local {
         Ok(())
     } else {

@@ -12,7 +12,8 @@ fn load(yaml: &str, env: &[(&str, &str)]) -> Result<Config> {
 #[test]
 fn the_example_file_holds_every_key_with_its_default() {
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("newsletter.example.yaml");
-    let c = Config::load(Some(&example), std::iter::empty()).unwrap();
+    let mut c = Config::load(Some(&example), std::iter::empty()).unwrap();
+    assert_eq!(c.file.take().as_deref(), Some(example.as_path()));
     assert_eq!(c, Config::default());
 }
 

@@ -87,6 +87,23 @@ const PAGES: &[&str] = &["unsubscribe.html.hbs", "archive.html.hbs", "subscribe.
 const CONFIRM_MJML: &str = "confirm.mjml.hbs";
 const CONFIRM_TEXT: &str = "confirm.txt.hbs";
 
+/// Writes each (path under `dir`, text), making the folders on the way; returns the paths.
+pub fn write_files<P: AsRef<Path>, T: AsRef<[u8]>>(
+    dir: &Path,
+    files: impl IntoIterator<Item = (P, T)>,
+) -> Result<Vec<PathBuf>> {
+    let mut written = Vec::new();
+    for (file, text) in files {
+        let path = dir.join(file);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+        }
+        std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+        written.push(path);
+    }
+    Ok(written)
+}
+
 /// The projects a layout knows, from its `projects.yaml`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -234,16 +251,7 @@ impl Layout {
                 if existing.len() == 1 { "it" } else { "them" }
             );
         }
-        let mut written = Vec::new();
-        for (file, text) in BUNDLED {
-            let path = dir.join(file);
-            if let Some(parent) = path.parent() {
-                std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
-            }
-            std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
-            written.push(path);
-        }
-        Ok(written)
+        write_files(dir, BUNDLED.iter().copied())
     }
 
     /// `files`: (name in the layout, where it came from, its text).

@@ -31,7 +31,7 @@ pub use held::{DeferredRow, HeldGroup};
 pub use readers::{Erased, Mention, ReaderDelivery, ReaderEvent};
 pub use reading::{CountChange, ReadingCount, StoredLink};
 pub use reputation::IssueRates;
-pub use secrets::{SecretChanged, SecretCheck};
+pub use secrets::{SecretChanged, SecretCheck, kept_fingerprint};
 pub use signups::{Attempt, Signup, Subscriber};
 pub use suppressions::Suppression;
 

@@ -68,3 +68,23 @@ impl Ledger {
         Ok(check)
     }
 }
+
+/// The fingerprint of the secret the ledger at `path` keeps, read without changing or
+/// creating anything (`newsletter doctor`); none when the ledger or the record is missing.
+pub fn kept_fingerprint(path: &std::path::Path) -> Result<Option<String>> {
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let conn = rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    let table: Option<String> = conn
+        .query_row("SELECT name FROM sqlite_master WHERE name = 'secret_in_use'", [], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    if table.is_none() {
+        return Ok(None);
+    }
+    Ok(conn
+        .query_row("SELECT fingerprint FROM secret_in_use", [], |r| r.get(0))
+        .optional()?)
+}

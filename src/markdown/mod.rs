@@ -22,7 +22,7 @@ pub fn markdown_options() -> pulldown_cmark::Options {
     use pulldown_cmark::Options;
     Options::ENABLE_TABLES | Options::ENABLE_STRIKETHROUGH | Options::ENABLE_TASKLISTS
 }
-pub use text::wrap;
+pub use text::{WRAP_HELPER, wrap};
 
 use std::ops::Range;
 use std::path::Path;

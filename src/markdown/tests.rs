@@ -249,7 +249,8 @@ fn comments_are_notes_not_content() {
 fn text_is_escaped_and_placeholders_survive() {
     let (c, _) = convert_md("Hi {{first_name}}, <3 & \"quotes\"\n");
     assert_eq!(html(&c), "<p>Hi {{first_name}}, &lt;3 &amp; \"quotes\"</p>");
-    assert_eq!(c.text, "Hi {{first_name}}, <3 & \"quotes\"");
+    // The paragraph is wrapped once the reader's value is in (personalize's `wrap` helper).
+    assert_eq!(c.text, "{{#wrap \"\" \"\"}}Hi {{first_name}}, <3 & \"quotes\"{{/wrap}}");
 }
 
 #[test]

@@ -64,7 +64,15 @@ impl Converter<'_, '_> {
     }
 
     pub(super) fn push_text_block(&mut self, inline: &str, first: &str, rest: &str) {
-        self.text.push_str(&wrap(inline, TEXT_WIDTH, first, rest));
+        if inline.contains("{{") && !first.contains('"') && !rest.contains('"') {
+            // A reader's value ({{first_name}}) is as long as it is only per reader: the
+            // paragraph is wrapped after it is filled in (personalize's `wrap` helper).
+            self.text.push_str(&format!(
+                "{{{{#{WRAP_HELPER} \"{first}\" \"{rest}\"}}}}{inline}{{{{/{WRAP_HELPER}}}}}"
+            ));
+        } else {
+            self.text.push_str(&wrap(inline, TEXT_WIDTH, first, rest));
+        }
         let in_tight_item = matches!(self.containers.last(), Some(Container::Item { .. }));
         if !in_tight_item {
             self.text.push('\n');
@@ -137,6 +145,10 @@ pub(super) fn plain<'a, 'e: 'a>(events: impl IntoIterator<Item = &'a Spanned<'e>
         .trim()
         .to_owned()
 }
+
+/// The text part's block helper that wraps a paragraph holding reader values once they are
+/// filled in: `{{#wrap "FIRST_PREFIX" "REST_PREFIX"}}...{{/wrap}}`.
+pub const WRAP_HELPER: &str = "wrap";
 
 /// Greedy word wrap. Hard breaks (`\n`) are kept; words longer than the width (URLs) stand on
 /// a line of their own rather than being broken.

@@ -122,6 +122,7 @@ fn templates(rendered: &Rendered, html_source: &str) -> Result<Templates, Person
     let mut plain = Handlebars::new();
     plain.set_strict_mode(true);
     plain.register_escape_fn(handlebars::no_escape);
+    plain.register_helper(crate::markdown::WRAP_HELPER, Box::new(template::WrapFilled));
     let text_template =
         Template::register(&mut plain, TEXT, &rendered.text, false).map_err(template_error("the text part"))?;
     let subject_template =

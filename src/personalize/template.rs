@@ -100,6 +100,35 @@ impl Template {
     }
 }
 
+/// The text part's `{{#wrap "FIRST" "REST"}}...{{/wrap}}`: a paragraph holding reader values,
+/// wrapped once they are filled in, so that a long name does not run past the line.
+pub struct WrapFilled;
+
+impl handlebars::HelperDef for WrapFilled {
+    fn call<'reg: 'rc, 'rc>(
+        &self,
+        h: &handlebars::Helper<'rc>,
+        hbs: &'reg Handlebars<'reg>,
+        context: &'rc Context,
+        rc: &mut handlebars::RenderContext<'reg, 'rc>,
+        out: &mut dyn handlebars::Output,
+    ) -> handlebars::HelperResult {
+        let prefix = |i: usize| h.param(i).and_then(|p| p.value().as_str()).unwrap_or("").to_owned();
+        let mut filled = handlebars::StringOutput::new();
+        if let Some(inner) = h.template() {
+            handlebars::Renderable::render(inner, hbs, context, rc, &mut filled)?;
+        }
+        let filled = filled.into_string()?;
+        out.write(&crate::markdown::wrap(
+            &filled,
+            crate::markdown::TEXT_WIDTH,
+            &prefix(0),
+            &prefix(1),
+        ))?;
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Static,

@@ -106,7 +106,7 @@ pub fn send(
     let editions = prepared.editions(&issue, config)?;
     let rendered = editions.compile(&Choice::Everything)?;
     let header = check::csv_header(config, request.recipients.as_deref())?;
-    let findings = check::offline(&issue, &rendered, header.as_deref());
+    let findings = check::offline(&issue, &rendered, config, header.as_deref());
     for f in findings.iter().filter(|f| !quiet || f.severity == Severity::Error) {
         say.note(&format!("{}: {}", f.severity.label(), f.warning));
     }

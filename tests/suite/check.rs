@@ -218,7 +218,7 @@ fn at_most_two_requests_at_a_time_to_one_host() {
 fn offline_skips_the_network_and_finds_the_offline_errors() {
     let server = HttpServer::start();
     let issue = format!(
-        "---\ntitle: {long}\n---\nHi {{{{nickname}}}}, write to [us](mailto:events@openinfra.dev.) \
+        "---\ntitle: {long}\n---\nHi {{{{frist_name}}}}, write to [us](mailto:events@openinfra.dev.) \
          and see [the page]({url}) or [this](/relative/page).\n",
         long = "A subject that goes on and on ".repeat(6),
         url = server.url("/ok"),
@@ -255,12 +255,9 @@ fn offline_skips_the_network_and_finds_the_offline_errors() {
         .find(|f| f["kind"] == "unknown-template-variable")
         .unwrap();
     assert_eq!(variable["line"], 4);
-    assert!(
-        variable["message"]
-            .as_str()
-            .unwrap()
-            .contains("{{nickname}} is not a column of the recipient list (columns: email, first_name)")
-    );
+    assert!(variable["message"].as_str().unwrap().contains(
+        "{{frist_name}} is not a column of the recipient list (columns: email, first_name); did you mean `first_name`?"
+    ));
 }
 
 #[test]

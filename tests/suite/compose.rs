@@ -363,3 +363,38 @@ fn an_edition_for_one_project_keeps_the_rest_as_links() {
     // The archive page's sections carry the anchors the links point to.
     assert!(whole.html.contains("id=\"openstack\""));
 }
+
+/// A paragraph holding a reader's value is wrapped once the value is in: a long name does not
+/// run past 72 columns, and a short one leaves no ragged hole.
+#[test]
+fn the_text_part_wraps_after_the_readers_values_are_filled_in() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let config = Config {
+        layouts: root.join("layouts"),
+        ..Config::default()
+    };
+    let source = "---\ntitle: Wrapping\npreheader: p\n---\nDear {{first_name}}, this paragraph is long enough to need wrapping at least twice in the text part of the message.\n\n* An item for {{first_name}} that is also long enough to be wrapped under its own marker here.\n";
+    let issue = Issue::parse(&root.join("newsletters/wrap.md"), source).unwrap();
+    let rendered = newsletter::compose(&issue, &config).unwrap();
+    let p = Personalizer::new(&rendered, &config, Secret::new("k")).unwrap();
+    for name in ["Al", "Bartholomew-Alexandros Konstantinopoulos"] {
+        let text = p.parts(&recipient(&[("first_name", name)])).unwrap().text;
+        let paragraph: Vec<&str> = text.lines().skip_while(|l| !l.starts_with("Dear ")).take(3).collect();
+        // Only a link, one long word, may run past the line.
+        assert!(
+            text.lines().all(|l| l.chars().count() <= 72 || l.contains("://")),
+            "{name}:\n{text}"
+        );
+        assert!(
+            paragraph[0].chars().count() > 60,
+            "{name}: the first line is filled: {paragraph:?}"
+        );
+        let item = text.lines().position(|l| l.starts_with("* An item for")).unwrap();
+        let next = text.lines().nth(item + 1).unwrap();
+        assert!(
+            next.starts_with("  ") && !next.trim().is_empty(),
+            "{name}: under its marker: {next:?}"
+        );
+        assert!(!text.contains("{{"), "{name}: no template left");
+    }
+}

@@ -84,6 +84,15 @@ fn mailchimp_exports_import_with_their_consent_tags_unsubscribes_and_bounces() {
     assert_eq!(consent_record["mailchimp"]["confirm_time"], "2024-01-05 09:03:12");
     assert_eq!(consent_record["mailchimp"]["confirm_ip"], "203.0.113.9");
     assert_eq!(ada["standing"]["standing"], "mailable", "{ada:#}");
+    // `show` says it in the words `export` uses, and the evidence as text, not JSON.
+    let r = run(project.command().args(["subscribers", "show", "ada@example.org"]));
+    assert!(r.stdout.starts_with("ada@example.org: mailable\n"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("mailchimp.optin_time: 2024-01-05 09:00:00"),
+        "{}",
+        r.stdout
+    );
+    assert!(!r.stdout.contains("{\""), "no raw JSON: {}", r.stdout);
     let bo = dossier("bo@example.org");
     assert!(bo["projects"].is_null(), "everything: {bo:#}");
     assert!(bo["consents"][0]["evidence"]["mailchimp"].get("confirm_time").is_none());

@@ -2,6 +2,7 @@
 //! server for faults.
 
 pub mod aggregate;
+pub mod dns;
 pub mod dovecot;
 pub mod http;
 pub mod lab;
@@ -78,7 +79,7 @@ fn wait_listening(port: u16) {
 
 /// Waits for a server on `port`; if none comes, fails with `log()`, the server's own words
 /// (a lab MTA that refuses to start says why in its log, not on the port).
-fn wait_listening_or(port: u16, log: impl Fn() -> String) {
+pub fn wait_listening_or(port: u16, log: impl Fn() -> String) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(
@@ -218,7 +219,7 @@ impl Drop for Sink {
     }
 }
 
-fn is_root() -> bool {
+pub fn is_root() -> bool {
     Command::new("id")
         .arg("-u")
         .output()

@@ -46,6 +46,12 @@ pub const SMTP_SINK: Tool = Tool {
     places: &["/usr/sbin/smtp-sink", "/usr/bin/smtp-sink"],
     usable: always,
 };
+pub const DNSMASQ: Tool = Tool {
+    program: "dnsmasq",
+    package: "dnsmasq-base",
+    places: &["/usr/sbin/dnsmasq"],
+    usable: always,
+};
 pub const CURL: Tool = Tool {
     program: "curl",
     package: "curl",

@@ -2,7 +2,10 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
+
+mod readers;
+pub use readers::*;
 
 const EXIT_CODES: &str = "\
 Exit codes:
@@ -13,8 +16,26 @@ Exit codes:
      `send` without an issue exits 0 quietly then)
 130  interrupted (Ctrl-C, SIGTERM): in-flight messages were recorded; run again to resume";
 
+/// The command line, with the exit codes after the help of every command and sub-command
+/// (`newsletter suppress add --help` too), as the manual pages have them.
+pub fn command() -> clap::Command {
+    fn with_exit_codes(cmd: clap::Command) -> clap::Command {
+        cmd.after_help(EXIT_CODES).mut_subcommands(with_exit_codes)
+    }
+    with_exit_codes(Cli::command())
+}
+
+/// The arguments of this process, or clap's message and exit.
+pub fn parse() -> Cli {
+    Cli::from_arg_matches(&command().get_matches()).unwrap_or_else(|e| e.exit())
+}
+
 #[derive(Debug, Parser)]
-#[command(name = "newsletter", version, about = "Write, check and deliver the OpenInfra Foundation's monthly newsletter", after_help = EXIT_CODES)]
+#[command(
+    name = "newsletter",
+    version,
+    about = "Write, check and deliver the OpenInfra Foundation's monthly newsletter"
+)]
 pub struct Cli {
     /// Configuration file [default: newsletter.yaml when it exists]
     #[arg(long, global = true, value_name = "FILE")]
@@ -30,46 +51,46 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Start a project of your own in DIR (default: here): newsletter.yaml with your
+    /// newsletter's name, sender, postal address and site, your projects, and the folders.
+    /// On a terminal it asks for what the flags do not give
+    Init(InitArgs),
+    /// Check that a send can work, one line each, ok or what to fix: the configuration, the
+    /// secrets, a login to each relay (EHLO, STARTTLS, AUTH; no mail is sent), and the DNS
+    /// records (DKIM keys published and matching, SPF covering the relays, DMARC with rua=,
+    /// the return path's MX). Exits 1 when something needs fixing
+    Doctor(DoctorArgs),
     /// Render an issue as the email it will become: prints a summary and the text part,
     /// writes out/ISSUE/email.html, email.txt, email.eml and email.mjml
-    #[command(after_help = EXIT_CODES)]
     Preview(PreviewArgs),
     /// Check an issue before it goes out: the offline checks (errors and warnings), then every
     /// link and image online. Exits 1 when anything is broken
-    #[command(after_help = EXIT_CODES)]
     Check(CheckArgs),
     /// Start a new issue: newsletters/YYYY-MM.md with the usual sections
-    #[command(after_help = EXIT_CODES)]
     New(NewArgs),
     /// Deliver an issue to the recipient list over SMTP, throttled; or a dry run, or a test
     /// send to the staff inboxes
-    #[command(after_help = EXIT_CODES)]
     Send(SendArgs),
     /// Where each issue stands (draft, scheduled, due, interrupted, partial, complete), or one
     /// issue in detail with what cron will do with it
-    #[command(after_help = EXIT_CODES)]
     Status(StatusArgs),
     /// How an issue did: delivered, bounced, complained, unsubscribed, reads and clicks
     /// (machines taken out, by reason), clicks by section and the top links, beside the issue
     /// sent before it. Counts only: nothing names a reader
-    #[command(after_help = EXIT_CODES)]
     Report(ReportArgs),
     /// Read new mail in the bounce mailbox (delivery reports, complaints, unsubscribe requests),
     /// act on it once and print a summary: hard bounces and complaints suppress the address
     /// (more than bounces.mass_guard alike at one domain are held for `bounces review`), soft
     /// bounces count towards bounces.soft_limit
-    #[command(after_help = EXIT_CODES)]
     Bounces(BouncesArgs),
     /// DMARC aggregate reports: read what is new in dmarc.mailbox (or the maildir, mbox or
     /// files given) and sum up the reports held: messages by reporter and by source, ours or
     /// not, DKIM and SPF alignment, what receivers did, and warnings with what to do. Reports
     /// in the bounce mailbox are read by `newsletter bounces`
-    #[command(after_help = EXIT_CODES)]
     Dmarc(DmarcArgs),
     /// Apply `retention`: reduce the per-reader records of old issues to their counts, delete
     /// sign-ups never confirmed, give the space back (serve keeps answering). Cron's `send`
     /// does it once a day when retention is set
-    #[command(after_help = EXIT_CODES)]
     Prune {
         /// Say what would be removed; remove nothing
         #[arg(long)]
@@ -80,7 +101,6 @@ pub enum Command {
     },
     /// A consistent copy of the ledger, taken while serve answers and a send runs, with its
     /// key file beside it (FILE.key, readable by you only): keep both, elsewhere than this disk
-    #[command(after_help = EXIT_CODES)]
     Backup {
         /// The copy to write (a new file)
         file: PathBuf,
@@ -90,7 +110,6 @@ pub enum Command {
     },
     /// Restore a backup (and FILE.key) as the ledger: checked first (integrity, release, key);
     /// refused over a live ledger unless --force, which keeps the replaced one beside it
-    #[command(after_help = EXIT_CODES)]
     Restore {
         /// The backup, as `newsletter backup` wrote it
         file: PathBuf,
@@ -108,7 +127,6 @@ pub enum Command {
     /// The web service behind the links in every message: one-click unsubscribe (RFC 8058),
     /// sign-up with double opt-in, the preference centre, the issue archive and its feed,
     /// /healthz. Runs until SIGTERM or Ctrl-C
-    #[command(after_help = EXIT_CODES)]
     Serve {
         /// Address and port [default: serve.listen of the configuration, 127.0.0.1:8026]
         #[arg(long, value_name = "ADDR:PORT")]
@@ -129,7 +147,6 @@ pub enum Command {
     Layout(LayoutCommand),
     /// Print the DNS TXT records to publish for the configured DKIM keys (dkim.selector,
     /// dkim.ed25519_selector; keys from the environment)
-    #[command(after_help = EXIT_CODES)]
     Dkim {
         /// Output: text for people, json for scripts
         #[arg(long, value_enum, default_value_t = Format::Text)]
@@ -168,6 +185,44 @@ pub struct ReaderLinkArgs {
     /// One URL per valid row of this recipient list instead (e.g. for a website's import)
     #[arg(long, value_name = "FILE", conflicts_with = "email")]
     pub recipients: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct InitArgs {
+    /// The folder of the new project (made when missing) [default: the current folder]
+    #[arg(default_value = ".")]
+    pub dir: PathBuf,
+    /// The newsletter's name, e.g. "Kata Containers News"
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Who sends it, as the From line shows, e.g. "Kata Containers community"
+    #[arg(long)]
+    pub sender: Option<String>,
+    /// The From address, e.g. news@katacontainers.io
+    #[arg(long, value_name = "EMAIL")]
+    pub from: Option<String>,
+    /// The postal address printed in every footer (anti-spam laws require one)
+    #[arg(long, value_name = "TEXT")]
+    pub postal_address: Option<String>,
+    /// The website, e.g. https://katacontainers.io: serve's pages go under /newsletter/
+    #[arg(long, value_name = "URL")]
+    pub site: Option<String>,
+    /// The projects whose news get sections of their own, comma-separated ("" for none)
+    #[arg(long, value_name = "NAMES")]
+    pub projects: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DoctorArgs {
+    /// Check the configuration and secrets only: no relay login, no DNS
+    #[arg(long)]
+    pub offline: bool,
+    /// The DNS server to ask [default: the system's, from /etc/resolv.conf]
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub resolver: Option<String>,
+    /// Output: text for people, json for scripts
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
 }
 
 #[derive(Debug, clap::Args)]
@@ -320,131 +375,12 @@ pub enum BouncesCommand {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum SuppressCommand {
-    /// Suppress addresses
-    Add {
-        /// The addresses to suppress
-        #[arg(required = true, value_name = "EMAIL")]
-        emails: Vec<String>,
-        /// Why, kept with the address
-        #[arg(long, default_value = "added by hand")]
-        reason: String,
-    },
-    /// Send to addresses again: lifts every suppression they have (a complaint, a bounce, the
-    /// operator's, their own unsubscribe), recorded in their history with the reason
-    Remove {
-        /// The addresses to send to again
-        #[arg(required = true, value_name = "EMAIL")]
-        emails: Vec<String>,
-        /// Why, kept in each reader's history
-        #[arg(long, default_value = "removed by hand")]
-        reason: String,
-    },
-    /// Print the suppression list: address, since, the deciding kind (unsubscribed,
-    /// soft-limit, hard-bounce, suppressed, complaint) and reason
-    List {
-        /// Output: text for people, json for scripts
-        #[arg(long, value_enum, default_value_t = Format::Text)]
-        format: Format,
-    },
-    /// Suppress the `email` column of a CSV file, e.g. the website's unsubscribe export; or,
-    /// with --from mailchimp, Mailchimp's unsubscribed export (the readers' own unsubscribes)
-    /// or cleaned export (hard bounces)
-    Import {
-        /// A CSV file with an `email` column (or a Mailchimp export)
-        file: PathBuf,
-        /// What wrote the file
-        #[arg(long, value_enum, default_value_t = ImportFrom::Csv)]
-        from: ImportFrom,
-        /// Why, kept with each address
-        #[arg(long, default_value = "unsubscribed on the website")]
-        reason: String,
-        /// What the rows are: the readers' own unsubscribes (lifted by the reader subscribing
-        /// again), or the operator's suppressions (lifted only by `suppress remove`)
-        #[arg(long = "as", value_enum, default_value_t = ImportAs::Unsubscribes)]
-        as_: ImportAs,
-    },
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ImportFrom {
-    /// A CSV with an `email` column (a recipient list, the website's export, listmonk's export)
-    Csv,
-    /// A Mailchimp audience export (`Email Address`, OPTIN_TIME ... TAGS)
-    Mailchimp,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ImportAs {
-    Unsubscribes,
-    Suppressions,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum SubscribersCommand {
-    /// The reader's standing (mailed or not, and the event that decides it), their whole
-    /// history, the messages sent to them and what came back
-    Show {
-        email: String,
-        /// Output: text for people, json for scripts (the same as `export`)
-        #[arg(long, value_enum, default_value_t = Format::Text)]
-        format: Format,
-    },
-    /// Everything held about the person, as JSON: the rows of the recipient list, their
-    /// history with its evidence, consents, deliveries, bounce and complaint records
-    Export {
-        email: String,
-        /// Output: json
-        #[arg(long, value_enum, default_value_t = ExportFormat::Json)]
-        format: ExportFormat,
-    },
-    /// The confirmed subscribers (signed up and confirmed, or imported) who may be mailed:
-    /// every send goes to them as well as to the recipient list
-    List {
-        /// Output: csv (email,name,projects,joined_at,how) or json
-        #[arg(long, value_enum, default_value_t = ListFormat::Csv)]
-        format: ListFormat,
-    },
-    /// Record the readers of a list brought from elsewhere as subscribers, with the consent
-    /// wording that covered them there (stored with each, verbatim). Columns: email, and
-    /// optionally name (or first_name, last_name) and projects; with --from mailchimp,
-    /// Mailchimp's subscribed export (its consent columns kept, TAGS naming projects as projects)
-    Import {
-        /// The list (CSV)
-        file: PathBuf,
-        /// What wrote the file
-        #[arg(long, value_enum, default_value_t = ImportFrom::Csv)]
-        from: ImportFrom,
-        /// The wording the readers agreed to where they signed up
-        #[arg(long, value_name = "TEXT")]
-        consent: String,
-    },
-    /// Erase the person's data from the ledger (deliveries, history, bounce records, the
-    /// address wherever another record mentions it), keeping only a keyed hash so that the
-    /// address is never mailed again; lists what still holds it outside the ledger
-    Forget {
-        email: String,
-        /// Do not ask for confirmation (needed when not on a terminal)
-        #[arg(long, short)]
-        yes: bool,
-    },
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ListFormat {
-    Csv,
-    Json,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ExportFormat {
-    Json,
-}
-
-#[derive(Debug, Subcommand)]
 pub enum ArchiveCommand {
     /// Make ISSUE's archive page again from its file (an edit after the send shows only then)
-    Publish { issue: String },
+    Publish {
+        /// The issue: a name such as 2025-07 or a path
+        issue: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -453,6 +389,7 @@ pub enum LayoutCommand {
     /// LAYOUTS is `layouts` of the configuration]. A file kept there replaces the built-in
     /// one; delete the files you do not change, and the rest keep coming from the binary
     Export {
+        /// The folder to write the layout into
         dir: Option<PathBuf>,
         /// Replace files that exist
         #[arg(long)]
@@ -580,4 +517,36 @@ pub struct NewArgs {
 pub enum Format {
     Text,
     Json,
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every argument and command says what it is in --help (a bare `<EMAIL>` or `<FILE>`
+    /// leaves the reader guessing), and every help ends with the exit codes.
+    #[test]
+    fn every_argument_has_help_and_every_command_the_exit_codes() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            if cmd
+                .get_after_help()
+                .is_none_or(|h| !h.to_string().contains("Exit codes:"))
+            {
+                missing.push(format!("{path}: no exit codes"));
+            }
+            for arg in cmd.get_arguments() {
+                let builtin = ["help", "version"].contains(&arg.get_id().as_str());
+                if !builtin && arg.get_help().is_none() {
+                    missing.push(format!("{path} {}: no help", arg.get_id()));
+                }
+            }
+            for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+                if sub.get_about().is_none() {
+                    missing.push(format!("{path} {}: no description", sub.get_name()));
+                }
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&super::command(), "newsletter", &mut missing);
+        assert!(missing.is_empty(), "{missing:#?}");
+    }
 }
