@@ -142,7 +142,7 @@ const WORDINGS: &[(Reason, &str)] = &[
     ),
     (
         Reason::HostUnknown,
-        r"host (or domain name )?not found|host unknown|unknown host|domain (name )?not found|no such domain|unknown domain|domain (does not|doesn't) exist|name or service not known|nxdomain|no mx|mx (record )?not found|unrouteable mail domain|bad destination system|no route to host|domain is not (valid|configured|reachable)|host not found|invalid domain|illegal host",
+        r"host (or domain name )?not found|host unknown|unknown host|domain (name )?not found|no such domain|unknown domain|domain (does not|doesn't) exist|name or service not known|nxdomain|no mx|mx (record )?not found|(can ?not|could ?not|unable to) find (any )?mx|no (mx|a) or (a|mx) records?|unrouteable mail domain|bad destination system|no route to host|domain is not (valid|configured|reachable)|host not found|invalid domain|illegal host",
     ),
     (
         Reason::UserUnknown,
@@ -191,6 +191,23 @@ static PERMANENT_REPLY: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?i)(?:^|[^\d.])5[0-5]\d(?:[ -]|$)|#5\.|permanent (?:error|failure|fatal)")
         .expect("the pattern is valid")
 });
+
+/// A notice for people saying the message was not delivered (Domino's "was not delivered to",
+/// Exchange's "could not be reached", qmail's "wasn't able to deliver"): final, where a delay
+/// says it goes on trying. It makes words permanent only where no server reply is quoted:
+/// a reply, when there is one, says for itself.
+static FINAL_NOTICE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)was not delivered to|(?:could|can) ?not be delivered to|wasn't able to deliver|(?:could|can) ?not be reached")
+        .expect("the pattern is valid")
+});
+static REPLY_CODE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?:^|\s)[245]\d\d(?:[\s-]|$)").expect("the pattern is valid"));
+
+/// Whether `text` says the failure is final: a permanent reply, or a notice's words where it
+/// quotes no reply.
+fn permanent(text: &str) -> bool {
+    PERMANENT_REPLY.is_match(text) || (FINAL_NOTICE.is_match(text) && !REPLY_CODE.is_match(text))
+}
 
 /// The SMTP stage a refusal came at, as MTAs write it: Postfix's "(in reply to RCPT TO
 /// command)", Exim's "after MAIL FROM:<...>", qmail's "sender was rejected", a Sendmail
@@ -381,8 +398,8 @@ pub fn reason(evidence: Evidence) -> Reason {
             && (temporary
                 || (code.is_none()
                     && !matches!(r, Reason::HostUnknown | Reason::NotAccept)
-                    && !PERMANENT_REPLY.is_match(&text)
-                    && !PERMANENT_REPLY.is_match(&context))) =>
+                    && !permanent(&text)
+                    && !permanent(&context))) =>
         {
             Reason::Other
         }

@@ -188,3 +188,36 @@ fn refusals_of_our_sending_outrank_any_code() {
         assert_eq!(r(Some("5.1.1"), text).class(), Class::Soft, "{text}");
     }
 }
+
+/// Notices written for people, from the templates of MTAs that send no report: the notice's
+/// own words make a failure final only where no server reply is quoted, and a delay never is.
+#[test]
+fn notices_for_people_are_final_by_their_words_only_without_a_reply() {
+    let r = |diagnostic: &str, delayed: bool| {
+        reason(Evidence {
+            diagnostic,
+            delayed,
+            ..Evidence::default()
+        })
+    };
+    // Domino: no code, no "permanent"; the notice says it was not delivered.
+    let domino = "Your message\n\n  Subject: News\n\nwas not delivered to:\n\n  reader@example.net\n\nbecause:\n\n  User reader (reader@example.net) not listed in Domino Directory";
+    assert_eq!(r(domino, false), Reason::UserUnknown);
+    assert_eq!(r(domino, true), Reason::Delayed);
+    // The same words with no framing: unclear, so soft.
+    assert_eq!(r("User reader not listed in Domino Directory", false), Reason::Other);
+    // A quoted reply decides for itself: a 450 under the same framing is not final.
+    assert_eq!(
+        r(
+            "could not be delivered to one or more recipients: 450 4.2.0 <r@example.net>: user unknown",
+            false
+        ),
+        Reason::Other
+    );
+    // DMA: no MX and no A record is a fact of DNS about the domain.
+    assert_eq!(
+        r("can not find MX or A records for `nonexistent.example'", false),
+        Reason::HostUnknown
+    );
+    assert_eq!(Reason::HostUnknown.class(), Class::Hard);
+}
