@@ -109,6 +109,39 @@ fn benches(c: &mut Criterion) {
     });
     group.finish();
     choices(c, &issue, &config);
+    rsa(c, root);
+}
+
+/// One RSA-2048 PKCS#1 v1.5 SHA-256 signature of a DKIM header block's size, with the DKIM
+/// test key: ring's and aws-lc-rs's (which signs for DKIM). scripts/bench sets them beside
+/// `openssl speed rsa2048` on the same machine.
+fn rsa(c: &mut Criterion, root: &Path) {
+    use base64::Engine;
+    let pem = std::fs::read_to_string(root.join("tests/fixtures/dkim-test-rsa.pem")).expect("the test key");
+    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    let der = base64::engine::general_purpose::STANDARD.decode(body).expect("base64");
+    let data = vec![0x5a_u8; 600];
+    let ring_key = ring::signature::RsaKeyPair::from_der(&der).expect("ring reads the key");
+    let aws_key = aws_lc_rs::signature::RsaKeyPair::from_der(&der).expect("aws-lc-rs reads the key");
+    let mut group = c.benchmark_group("rsa-2048");
+    group.bench_function("sign, ring", |b| {
+        let rng = ring::rand::SystemRandom::new();
+        let mut sig = vec![0; ring_key.public().modulus_len()];
+        b.iter(|| ring_key.sign(&ring::signature::RSA_PKCS1_SHA256, &rng, black_box(&data), &mut sig))
+    });
+    group.bench_function("sign, aws-lc-rs", |b| {
+        let rng = aws_lc_rs::rand::SystemRandom::new();
+        let mut sig = vec![0; aws_key.public_modulus_len()];
+        b.iter(|| {
+            aws_key.sign(
+                &aws_lc_rs::signature::RSA_PKCS1_SHA256,
+                &rng,
+                black_box(&data),
+                &mut sig,
+            )
+        })
+    });
+    group.finish();
 }
 
 /// A send's composing work (personalizing and building every message, editions compiled on
