@@ -53,6 +53,8 @@ pub(super) struct Session<'a> {
     pub(super) not_sent: Option<String>,
     /// What each relay's daily limit leaves for today.
     pub(super) daily_left: Vec<Option<u64>>,
+    /// The `projects` values of the readers to send: their editions are compiled ahead.
+    pub(super) choices: Vec<String>,
 }
 
 impl Session<'_> {
@@ -97,6 +99,11 @@ impl Session<'_> {
                 Some(_) => std::thread::available_parallelism().map_or(1, usize::from),
                 None => 1,
             };
+            // The editions the plan met, on every core, while the relays are reached and
+            // the first messages go: their readers find them made.
+            let choices = &self.choices;
+            let cores = std::thread::available_parallelism().map_or(1, usize::from);
+            scope.spawn(move || composer.compile_ahead(choices, cores));
             let producer = scope.spawn(move || composer.produce(recipients, tx, workers));
             let outcome = runtime.block_on(run::deliver(
                 rx,

@@ -3,7 +3,8 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use anyhow::Result;
 use lettre::Address;
@@ -173,6 +174,10 @@ pub fn selected(
         .take(limit))
 }
 
+/// The most distinct `projects` values a plan keeps for compiling ahead (five projects make 32
+/// choices; written orders and spellings add some): beyond, editions compile on first use.
+const CHOICES_KEPT: usize = 1024;
+
 /// What a send would do with a recipient list.
 #[derive(Debug, Default, Serialize)]
 pub struct Plan {
@@ -206,6 +211,10 @@ pub struct Plan {
     pub subscribed: Vec<Recipient>,
     /// How many of the recipients counted above are such subscribers.
     pub subscribers: u64,
+    /// The distinct values of the `projects` column among the readers to send (at most
+    /// `CHOICES_KEPT`): the editions to compile ahead.
+    #[serde(skip)]
+    pub choices: HashSet<String>,
     #[serde(skip)]
     pub selection: Selection,
 }
@@ -226,6 +235,11 @@ impl Plan {
                     Decision::Send { resend } => {
                         self.to_send += 1;
                         self.resend += u64::from(resend);
+                        if let Some(value) = r.fields.get(choice::COLUMN)
+                            && self.choices.len() < CHOICES_KEPT
+                        {
+                            self.choices.insert(value.clone());
+                        }
                     }
                     Decision::AlreadySent => self.already_sent += 1,
                     Decision::AlreadyFailed => self.already_failed += 1,
@@ -327,11 +341,17 @@ pub struct Composer<'a> {
     pub verp: Option<(Verp, String)>,
 }
 
-/// The personalizer of each choice of projects met in a send, compiled the first time a
-/// reader with that choice comes: per-issue work once per choice, never per reader.
+/// An edition's first compile: made once by whoever needs it first (a worker, or the
+/// compiling ahead), waited for by the others.
+type FirstCompile = Arc<OnceLock<Result<Arc<Personalizer>, Arc<anyhow::Error>>>>;
+
+/// The personalizer of each choice of projects met in a send, compiled ahead of its readers
+/// when the plan names it, else the first time a reader with that choice comes: per-issue work
+/// once per choice, never per reader, and never under a lock the other workers wait on.
 #[derive(Default)]
 pub struct Made {
     by_choice: Mutex<HashMap<Choice, Arc<Personalizer>>>,
+    first: Mutex<HashMap<Choice, FirstCompile>>,
     /// Project ids in the list that the layout does not know, each warned of once.
     unknown: Mutex<HashSet<String>>,
     /// Those warnings, until the send says them.
@@ -374,19 +394,76 @@ impl Composer<'_> {
                 }
             }
         }
-        let mut made = self.made.by_choice.lock().unwrap_or_else(PoisonError::into_inner);
-        let current = match made.get(&choice) {
-            Some(p) => Arc::clone(p),
+        let known = self
+            .made
+            .by_choice
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&choice)
+            .cloned();
+        let current = match known {
+            Some(p) => p,
             None if choice == Choice::Everything => Arc::clone(&self.personalizer),
-            None => Arc::new(self.personalizer.edition(&editions.compile(&choice)?)?),
+            None => self.first_compile(editions, &choice)?,
         };
         // Once a minute at most, per edition: the links' stamp and the Date follow the clock.
         let current = match current.renewed() {
             Some(renewed) => Arc::new(renewed?),
             None => current,
         };
-        made.insert(choice, Arc::clone(&current));
+        self.made
+            .by_choice
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(choice, Arc::clone(&current));
         Ok(current)
+    }
+
+    /// The edition of `choice` as first compiled, compiling it unless another thread is (then
+    /// waiting for it).
+    fn first_compile(&self, editions: &Editions<'_>, choice: &Choice) -> Result<Arc<Personalizer>> {
+        let cell = Arc::clone(
+            self.made
+                .first
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .entry(choice.clone())
+                .or_default(),
+        );
+        cell.get_or_init(|| {
+            let compiled = editions
+                .compile(choice)
+                .and_then(|r| Ok(self.personalizer.edition(&r)?));
+            compiled.map(Arc::new).map_err(Arc::new)
+        })
+        .clone()
+        .map_err(|e| anyhow::anyhow!("{e:#}"))
+    }
+
+    /// Compiles the editions of the `projects` values the plan met, on `threads` threads beside
+    /// the workers, so that their first readers find them made. A failure is left for the
+    /// reader's own message to report.
+    pub fn compile_ahead(&self, values: &[String], threads: usize) {
+        let Some(editions) = self.editions else {
+            return;
+        };
+        let mut choices: Vec<Choice> = values
+            .iter()
+            .map(|v| Choice::parse(v, editions.registry()).0)
+            .filter(|c| *c != Choice::Everything)
+            .collect();
+        choices.sort();
+        choices.dedup();
+        let next = AtomicUsize::new(0);
+        std::thread::scope(|scope| {
+            for _ in 0..threads.clamp(1, choices.len().max(1)) {
+                scope.spawn(|| {
+                    while let Some(choice) = choices.get(next.fetch_add(1, Ordering::Relaxed)) {
+                        let _ = self.first_compile(editions, choice);
+                    }
+                });
+            }
+        });
     }
 
     /// The whole issue's personalizer, made again when the minute turned (see

@@ -352,6 +352,7 @@ pub fn send(
         breaker: (!request.resume_despite_rates).then_some(config.throttle.breaker),
         not_sent: report::not_sent(&plan),
         daily_left,
+        choices: plan.choices.iter().cloned().collect(),
     };
     let result = session.run(recipients)?;
     if let Some(today) = warmup
@@ -473,6 +474,7 @@ fn test_send(
         breaker: None,
         not_sent: None,
         daily_left: vec![None; config.smtp.relays.len()],
+        choices: Vec::new(),
     };
     session.run(list.into_iter())
 }
