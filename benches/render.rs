@@ -169,6 +169,19 @@ fn choices(c: &mut Criterion, issue: &Issue, config: &Config) {
         r.fields.insert("projects".into(), chosen.join(";"));
         r
     };
+    // One edition's per-issue work, in its two steps: the layout and mrml, then the
+    // personalizer's templates and splice.
+    let mut group = c.benchmark_group("one edition");
+    let kata_zuul = Choice::parse("kata-containers;zuul", editions.registry()).0;
+    group.bench_function("compile (layout, mrml, text)", |b| {
+        b.iter(|| editions.compile(black_box(&kata_zuul)).expect("compiles"))
+    });
+    let edition = editions.compile(&kata_zuul).expect("compiles");
+    let personalizer = Personalizer::new(&whole, config, Secret::new("bench")).expect("templates parse");
+    group.bench_function("personalizer (templates, splice)", |b| {
+        b.iter(|| personalizer.edition(black_box(&edition)).expect("parses"))
+    });
+    group.finish();
     let mut group = c.benchmark_group("send of 20,000");
     group.sample_size(10);
     let cores = std::thread::available_parallelism().map_or(1, usize::from);

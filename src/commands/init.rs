@@ -54,16 +54,11 @@ pub fn run(quiet: bool, args: InitArgs) -> Result<Exit> {
         for path in &written {
             println!("  {}", path.display());
         }
-        let cd = if args.dir == std::path::Path::new(".") {
-            String::new()
-        } else {
-            format!("cd {} && ", args.dir.display())
-        };
         let month = chrono::Utc::now().format("%Y-%m");
-        println!("Next:");
-        println!("  {cd}newsletter new {month}      # the first issue, to write in newsletters/{month}.md");
-        println!("  edit newsletter.yaml: smtp (your relay), test_recipients (your inbox)");
-        println!("  newsletter doctor           # the configuration, secrets, relay login and DNS records");
+        println!("Next, in {}:", args.dir.display());
+        println!("  newsletter new {month}    # the first issue: newsletters/{month}.md");
+        println!("  $EDITOR newsletter.yaml   # smtp: your relay; test_recipients: your own inbox");
+        println!("  newsletter doctor         # the configuration, secrets, relay login and DNS records");
     }
     Ok(Exit::Success)
 }

@@ -141,6 +141,58 @@ fn init_writes_a_project_whose_messages_name_its_sender_and_no_one_else() {
     assert!(!decode_qp(bo).contains("attestation"), "Bo's edition");
 }
 
+/// On a terminal, `init` asks for what the flags did not give (answered here through
+/// `script`, which gives it one), and an answer that cannot work is refused before anything
+/// is written.
+#[test]
+fn init_asks_on_a_terminal_for_what_the_flags_did_not_give() {
+    needs!(tools::SCRIPT);
+    let out = TempDir::new().unwrap();
+    let binary = assert_cmd::cargo::cargo_bin("newsletter");
+    let ask = |dir: &str, answers: &str| {
+        let mut child = std::process::Command::new(tools::program(&tools::SCRIPT))
+            .args([
+                "-qec",
+                &format!("{} init {dir} --name 'Kata News'", binary.display()),
+                "/dev/null",
+            ])
+            .current_dir(out.path())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(answers.as_bytes()).unwrap();
+        let done = child.wait_with_output().unwrap();
+        (done.status.code(), String::from_utf8_lossy(&done.stdout).into_owned())
+    };
+    let (code, said) = ask(
+        "asked",
+        "Kata Containers community\nnews@example.org\n1 Main St, Austin, TX 78701, USA\nhttps://news.example.org\nKata Containers, Zuul\n",
+    );
+    assert_eq!(code, Some(0), "{said}");
+    assert!(
+        said.contains("Who sends it, as the From line shows") && said.contains("Projects with sections"),
+        "{said}"
+    );
+    assert!(!said.contains("The newsletter's name"), "--name was given: {said}");
+    let registry = std::fs::read_to_string(out.path().join("asked/layouts/inside-openinfra/projects.yaml")).unwrap();
+    assert!(
+        registry.contains("id: kata-containers") && registry.contains("id: zuul"),
+        "{registry}"
+    );
+    let (code, said) = ask(
+        "refused",
+        "Kata\nnews@example.org\nsomewhere\nhttp://news.example.org\n\n",
+    );
+    assert_eq!(code, Some(2), "{said}");
+    assert!(
+        said.contains("--site `http://news.example.org`: write the website as https://HOST"),
+        "{said}"
+    );
+    assert!(!out.path().join("refused").exists(), "nothing written");
+}
+
 #[test]
 fn check_warns_a_project_of_another_domain_that_still_sends_as_openinfra() {
     let out = TempDir::new().unwrap();

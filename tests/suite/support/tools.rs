@@ -52,6 +52,13 @@ pub const DNSMASQ: Tool = Tool {
     places: &["/usr/sbin/dnsmasq"],
     usable: always,
 };
+/// util-linux's `script`: a terminal for a program that asks when it has one.
+pub const SCRIPT: Tool = Tool {
+    program: "script",
+    package: "bsdutils",
+    places: &["script"],
+    usable: always,
+};
 pub const CURL: Tool = Tool {
     program: "curl",
     package: "curl",
