@@ -73,6 +73,22 @@ impl Dns {
         }
     }
 
+    /// Whether `name` exists in DNS at all: NXDOMAIN is no; a name without records of the kind
+    /// asked (a subdomain, an apex without SOA here) is yes.
+    pub async fn exists(&self, name: &str) -> Result<bool, DnsError> {
+        let fqdn = format!("{}.", name.trim_end_matches('.'));
+        match self.resolver.lookup(fqdn.as_str(), RecordType::SOA).await {
+            Ok(_) => Ok(true),
+            Err(e) if e.is_nx_domain() => Ok(false),
+            Err(e) if e.is_no_records_found() => Ok(true),
+            Err(e) => Err(DnsError {
+                name: name.to_owned(),
+                kind: "SOA",
+                why: e.to_string(),
+            }),
+        }
+    }
+
     /// The TXT records at `name`, each one's strings joined (RFC 7208 3.3).
     pub async fn txt(&self, name: &str) -> Result<Vec<String>, DnsError> {
         Ok(self

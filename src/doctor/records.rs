@@ -10,8 +10,32 @@ use crate::dkim::Signer;
 use crate::dns::Dns;
 
 pub async fn examine(config: &Config, dns: &Dns) -> Vec<Finding> {
-    let mut found = dkim(config, dns).await;
+    // A domain DNS does not know makes every record below "missing": one line says why
+    // instead, since a resolver that cannot see the internet answers so for every name.
     let envelope = envelope_domain(config);
+    let mut unknown = Vec::new();
+    for name in [domain(&config.from.address), envelope.clone()] {
+        if unknown.iter().any(|f: &Finding| f.subject == name) {
+            continue;
+        }
+        match dns.exists(&name).await {
+            Ok(true) => {}
+            Ok(false) => unknown.push(finding(
+                "dns",
+                name,
+                Verdict::Fix,
+                format!(
+                    "{} knows no such domain: if it is registered, this machine cannot see it in DNS (no internet?); --resolver names another server, --offline skips DNS",
+                    dns.server
+                ),
+            )),
+            Err(e) => unknown.push(finding("dns", name, Verdict::Fix, e.to_string())),
+        }
+    }
+    if !unknown.is_empty() {
+        return unknown;
+    }
+    let mut found = dkim(config, dns).await;
     found.extend(sender_policy(config, dns, &envelope).await);
     found.push(dmarc(config, dns).await);
     found.push(mx(dns, &envelope).await);

@@ -218,6 +218,32 @@ fn doctor_evaluates_spf_for_each_relay_through_includes() {
     );
 }
 
+/// A resolver that knows none of our domains (a machine without the internet answers so for
+/// every name) gets one line that says so, not a "missing" for every record.
+#[test]
+fn doctor_says_once_when_dns_knows_no_such_domain() {
+    needs!(tools::DNSMASQ);
+    let out = TempDir::new().unwrap();
+    let dir = kata_project(&out);
+    configure(&dir, "{ host: 127.0.0.1, port: 9, security: none, timeout: 2s }");
+    let dns = Dnsmasq::start(&["example.org"], &[]);
+    let (code, found, _) = doctor(&dir, &dns);
+    assert_eq!(code, 1);
+    let dns_lines: Vec<&serde_json::Value> = found
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["area"] == "dns")
+        .collect();
+    assert_eq!(dns_lines.len(), 1, "{found:#}");
+    let (verdict, words) = said(&found, "example.org", "knows no such domain");
+    assert_eq!(verdict, "fix");
+    assert!(
+        words.contains("--resolver names another server, --offline skips DNS"),
+        "{words}"
+    );
+}
+
 #[test]
 fn doctor_offline_reads_configuration_and_secrets_and_names_what_is_missing() {
     let out = TempDir::new().unwrap();
