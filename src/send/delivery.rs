@@ -58,7 +58,20 @@ pub(super) struct Session<'a> {
 }
 
 impl Session<'_> {
-    pub(super) fn run(self, recipients: impl Iterator<Item = (Recipient, bool)> + Send) -> Result<Completion> {
+    /// The editions the plan met compile on every core from the start, while the relays are
+    /// reached (connections, TLS, logins): the producer finds them made, or waits for the one
+    /// it needs, never compiling one under a lock the others wait on.
+    pub(super) fn run(mut self, recipients: impl Iterator<Item = (Recipient, bool)> + Send) -> Result<Completion> {
+        let composer = self.composer;
+        let choices = std::mem::take(&mut self.choices);
+        std::thread::scope(|scope| {
+            let cores = std::thread::available_parallelism().map_or(1, usize::from);
+            scope.spawn(move || composer.compile_ahead(&choices, cores));
+            self.deliver(recipients)
+        })
+    }
+
+    fn deliver(self, recipients: impl Iterator<Item = (Recipient, bool)> + Send) -> Result<Completion> {
         let config = self.config;
         // One thread drives every connection; the producer personalizes and signs on others.
         let runtime = crate::runtime()?;
@@ -99,11 +112,6 @@ impl Session<'_> {
                 Some(_) => std::thread::available_parallelism().map_or(1, usize::from),
                 None => 1,
             };
-            // The editions the plan met, on every core, while the relays are reached and
-            // the first messages go: their readers find them made.
-            let choices = &self.choices;
-            let cores = std::thread::available_parallelism().map_or(1, usize::from);
-            scope.spawn(move || composer.compile_ahead(choices, cores));
             let producer = scope.spawn(move || composer.produce(recipients, tx, workers));
             let outcome = runtime.block_on(run::deliver(
                 rx,
