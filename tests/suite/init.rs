@@ -262,6 +262,12 @@ fn new_scaffolds_an_issue_that_previews() {
     let warnings = json["warnings"].as_array().unwrap();
     assert!(warnings.len() >= 8, "{}", r.stdout);
     assert!(warnings.iter().all(|w| w["kind"] == "placeholder"), "{}", r.stdout);
+    // The text summary counts them as what they are: errors, not warnings.
+    let text = run(newsletter(&out)
+        .args(["preview", "2025-08"])
+        .env("NEWSLETTER_NEWSLETTERS", &dir));
+    let tally = text.stderr.lines().last().unwrap_or_default();
+    assert_eq!(tally, format!("{} errors", warnings.len()), "{}", text.stderr);
     let check = run(newsletter(&out)
         .args(["check", "2025-08", "--offline"])
         .env("NEWSLETTER_NEWSLETTERS", &dir));

@@ -119,6 +119,12 @@ pub const DKIMPY: Tool = Tool {
     places: &["python3"],
     usable: |_| python_has("dkim, nacl"),
 };
+pub const PYSPF: Tool = Tool {
+    program: "python3 (pyspf, dnspython)",
+    package: "pip pyspf dnspython",
+    places: &["python3"],
+    usable: |_| python_has("spf, dns.resolver"),
+};
 pub const AIOSMTPD: Tool = Tool {
     program: "python3 (aiosmtpd)",
     package: "pip aiosmtpd",
