@@ -8,7 +8,7 @@ use anyhow::{Result, bail};
 use newsletter::config::Config;
 use newsletter::ledger::Ledger;
 use newsletter::readers::dossier::{self, Dossier};
-use newsletter::readers::{self, Imported, Standing};
+use newsletter::readers::{self, Incoming, Standing};
 use newsletter::recipients::Recipients;
 
 use crate::Exit;
@@ -103,42 +103,45 @@ fn import(ledger: &mut Ledger, file: &Path, consent: &str, quiet: bool) -> Resul
             file.display()
         );
     }
-    let mut counts = [0u64; 4]; // added, known, refused, skipped
-    for row in Recipients::open(file)? {
-        let recipient = match row? {
-            Ok(r) => r,
-            Err(skipped) => {
-                eprintln!(
-                    "skipped: {}:{}: {}: {}",
-                    file.display(),
-                    skipped.line,
-                    skipped.reason.label(),
-                    skipped.detail
-                );
-                counts[3] += 1;
-                continue;
-            }
-        };
-        let evidence = serde_json::json!({
-            "consent": consent,
-            "wording": consent,
-            "file": file.display().to_string(),
-            "line": recipient.line,
-        });
-        let name = recipient.display_name();
-        let projects = recipient.fields.get(newsletter::choice::COLUMN).map(String::as_str);
-        let outcome = readers::import(ledger, &recipient.email, name.as_deref(), projects, evidence)?;
-        counts[outcome_index(outcome)] += 1;
+    let mut skipped = 0u64;
+    let mut failed = None;
+    let rows = Recipients::open(file)?.map_while(|row| row.map_err(|e| failed = Some(e)).ok());
+    let incoming = rows.filter_map(|row| match row {
+        Ok(recipient) => Some(Incoming {
+            evidence: serde_json::json!({
+                "consent": consent,
+                "wording": consent,
+                "file": file.display().to_string(),
+                "line": recipient.line,
+            }),
+            name: recipient.display_name(),
+            projects: recipient.fields.get(newsletter::choice::COLUMN).cloned(),
+            email: recipient.email,
+        }),
+        Err(skip) => {
+            eprintln!(
+                "skipped: {}:{}: {}: {}",
+                file.display(),
+                skip.line,
+                skip.reason.label(),
+                skip.detail
+            );
+            skipped += 1;
+            None
+        }
+    });
+    let imports = readers::import_all(ledger, incoming)?;
+    if let Some(e) = failed {
+        return Err(e);
     }
-    ledger.commit()?;
     if !quiet {
         println!(
             "Imported {} subscriber(s) from {}; {} already subscribed, {} not added (unsubscribed, suppressed or forgotten), {} row(s) skipped",
-            counts[0],
+            imports.added,
             file.display(),
-            counts[1],
-            counts[2],
-            counts[3]
+            imports.known,
+            imports.refused,
+            skipped
         );
     }
     Ok(())
@@ -172,9 +175,7 @@ fn import_mailchimp(config: &Config, ledger: &mut Ledger, file: &Path, consent: 
         eprintln!("skipped: {}:{}: {}", file.display(), u.line, u.why);
     }
     let registry = newsletter::layout::Layout::load(None, &config.layouts)?.registry;
-    let mut counts = [0u64; 3]; // added, known, refused
-    let mut with_projects = 0u64;
-    for member in members {
+    let incoming = members.into_iter().map(|member| {
         let projects = project_ids(&member.tags, &registry);
         let mut evidence = serde_json::Map::new();
         evidence.insert("consent".into(), consent.into());
@@ -183,26 +184,22 @@ fn import_mailchimp(config: &Config, ledger: &mut Ledger, file: &Path, consent: 
         evidence.insert("file".into(), file.display().to_string().into());
         evidence.insert("line".into(), member.line.into());
         evidence.insert("mailchimp".into(), member.evidence.into());
-        let chosen = (!projects.is_empty()).then(|| projects.join(";"));
-        with_projects += u64::from(chosen.is_some());
-        let outcome = readers::import(
-            ledger,
-            &member.email,
-            member.name.as_deref(),
-            chosen.as_deref(),
-            serde_json::Value::Object(evidence),
-        )?;
-        counts[outcome_index(outcome)] += 1;
-    }
-    ledger.commit()?;
+        Incoming {
+            email: member.email,
+            name: member.name,
+            projects: (!projects.is_empty()).then(|| projects.join(";")),
+            evidence: serde_json::Value::Object(evidence),
+        }
+    });
+    let imports = readers::import_all(ledger, incoming)?;
     if !quiet {
         println!(
             "Imported {} subscriber(s) from Mailchimp's export {} ({} with projects from their tags); {} already subscribed, {} not added (unsubscribed, suppressed or forgotten), {} row(s) skipped",
-            counts[0],
+            imports.added,
             file.display(),
-            with_projects,
-            counts[1],
-            counts[2],
+            imports.with_projects,
+            imports.known,
+            imports.refused,
             unreadable.len()
         );
     }
@@ -226,15 +223,6 @@ fn project_ids(tags: &[String], registry: &newsletter::layout::Registry) -> Vec<
         }
     }
     ids
-}
-
-/// Where an import's outcome is counted: added, already subscribed, refused.
-fn outcome_index(outcome: Imported) -> usize {
-    match outcome {
-        Imported::Added => 0,
-        Imported::Known => 1,
-        Imported::Refused => 2,
-    }
 }
 
 /// The address as the ledger keys it, or why it is no address.

@@ -121,3 +121,46 @@ pub fn import(
     }
     Ok(Imported::Added)
 }
+
+/// One reader of a list brought from elsewhere: the address, a name, the projects chosen
+/// there (ids, `;`-separated), and the evidence of their consent.
+pub struct Incoming {
+    pub email: String,
+    pub name: Option<String>,
+    pub projects: Option<String>,
+    pub evidence: Value,
+}
+
+/// What importing a list did, by outcome.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Imports {
+    pub added: u64,
+    /// Already subscribers.
+    pub known: u64,
+    /// Forgotten, or their standing forbids mail.
+    pub refused: u64,
+    /// Of those added or known, the ones that came with projects.
+    pub with_projects: u64,
+}
+
+/// Records each reader as a subscriber (see [`import`]), one commit at the end.
+pub fn import_all(ledger: &mut Ledger, readers: impl IntoIterator<Item = Incoming>) -> Result<Imports> {
+    let mut imports = Imports::default();
+    for reader in readers {
+        imports.with_projects += u64::from(reader.projects.is_some());
+        let outcome = import(
+            ledger,
+            &reader.email,
+            reader.name.as_deref(),
+            reader.projects.as_deref(),
+            reader.evidence,
+        )?;
+        match outcome {
+            Imported::Added => imports.added += 1,
+            Imported::Known => imports.known += 1,
+            Imported::Refused => imports.refused += 1,
+        }
+    }
+    ledger.commit()?;
+    Ok(imports)
+}

@@ -19,7 +19,7 @@ pub mod dossier;
 mod join;
 pub mod mailchimp;
 
-pub use join::{Confirmed, Imported, choose, confirm, import, may_be_asked};
+pub use join::{Confirmed, Imported, Imports, Incoming, choose, confirm, import, import_all, may_be_asked};
 
 use std::time::Duration;
 

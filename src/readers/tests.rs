@@ -181,3 +181,37 @@ fn a_forgotten_address_is_never_stored_again_and_never_mailed() {
     let err = format!("{:#}", l.is_suppressed("bob@example.org").unwrap_err());
     assert!(err.contains("newsletter.key is missing"), "{err}");
 }
+
+#[test]
+fn a_list_is_imported_in_one_pass_counted_by_outcome() {
+    let (_d, mut l) = ledger();
+    one_click(&mut l, "2025-07");
+    let reader = |email: &str, projects: Option<&str>| Incoming {
+        email: email.to_owned(),
+        name: None,
+        projects: projects.map(str::to_owned),
+        evidence: json!({ "consent": "yes" }),
+    };
+    let first = import_all(
+        &mut l,
+        [
+            reader("bo@example.org", Some("zuul")),
+            reader(A, None),
+            reader("cy@example.org", None),
+        ],
+    )
+    .unwrap();
+    assert_eq!(
+        first,
+        Imports {
+            added: 2,
+            known: 0,
+            refused: 1,
+            with_projects: 1
+        }
+    );
+    // The reader who unsubscribed stays so; a second import changes nothing.
+    assert_eq!(kind(&l), Some(Kind::Unsubscribed));
+    let again = import_all(&mut l, [reader("bo@example.org", None)]).unwrap();
+    assert_eq!((again.added, again.known), (0, 1));
+}
