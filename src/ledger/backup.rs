@@ -169,6 +169,12 @@ pub fn restore(from: &Path, ledger: &Path, force: bool) -> Result<Copied> {
                 ledger.display()
             );
         };
+        let Some(_unserved) = super::try_lock_unserved(ledger)? else {
+            bail!(
+                "`newsletter serve` is running on {}: stop it (it would go on writing to the replaced file), then restore",
+                ledger.display()
+            );
+        };
         let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
         let kept = ledger.with_extension(format!("db.before-restore-{stamp}"));
         // The live file's last commits are in its write-ahead log: fold them in first.

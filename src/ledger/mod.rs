@@ -494,22 +494,49 @@ pub fn lock(ledger: &Path) -> Result<std::fs::File> {
     }
 }
 
+/// The lock every `serve` on `ledger` holds shared while it runs, and a restore takes alone:
+/// a restore cannot replace the file under a running service, nor a service start mid-restore.
+fn serve_lock_path(ledger: &Path) -> PathBuf {
+    ledger.with_extension("serve.lock")
+}
+
+/// Held by `serve` for as long as the returned file lives; `None` while a restore runs.
+pub fn serving(ledger: &Path) -> Result<Option<std::fs::File>> {
+    let path = serve_lock_path(ledger);
+    let file = open_lock(&path)?;
+    match file.try_lock_shared() {
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+        Err(std::fs::TryLockError::Error(e)) => Err(anyhow::anyhow!("cannot lock {}: {e}", path.display())),
+    }
+}
+
+/// Taken by a restore: `None` while a `serve` runs on the ledger.
+pub fn try_lock_unserved(ledger: &Path) -> Result<Option<std::fs::File>> {
+    lock_file(&serve_lock_path(ledger))
+}
+
 /// [`lock`], or `None` when another send holds it.
 pub fn try_lock(ledger: &Path) -> Result<Option<std::fs::File>> {
     lock_file(&ledger.with_extension("lock"))
 }
 
-/// Locks `path` (creating it): `None` when another process holds it.
-pub fn lock_file(path: &Path) -> Result<Option<std::fs::File>> {
+/// Opens (creating it and its folder) the lock file `path`.
+fn open_lock(path: &Path) -> Result<std::fs::File> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         crate::private::create_dir(dir)?;
     }
-    let file = std::fs::OpenOptions::new()
+    std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
         .open(path)
-        .with_context(|| format!("cannot open the lock file {}", path.display()))?;
+        .with_context(|| format!("cannot open the lock file {}", path.display()))
+}
+
+/// Locks `path` (creating it): `None` when another process holds it.
+pub fn lock_file(path: &Path) -> Result<Option<std::fs::File>> {
+    let file = open_lock(path)?;
     match file.try_lock() {
         Ok(()) => Ok(Some(file)),
         Err(std::fs::TryLockError::WouldBlock) => Ok(None),

@@ -67,10 +67,18 @@ pub struct App {
     archive: Mutex<Ledger>,
     /// Clicks and reads, counted in memory until written.
     counter: counter::Counter,
+    /// The ledger's serve lock, held shared while the service runs (a restore waits for it).
+    _serving: std::fs::File,
 }
 
 impl App {
     pub fn new(config: Config, secrets: Secrets) -> Result<App> {
+        let serving = crate::ledger::serving(&config.ledger)?.ok_or_else(|| {
+            anyhow::anyhow!(
+                "a restore is replacing {}: start serve once it is done",
+                config.ledger.display()
+            )
+        })?;
         let mut archive = Ledger::open(&config.ledger)?;
         // serve signs and reads the same links as send: the same secret, or a rotation.
         archive.adopt_secret(&secrets.current, secrets.previous.as_ref())?;
@@ -102,6 +110,7 @@ impl App {
             events,
             archive: Mutex::new(archive),
             counter,
+            _serving: serving,
         })
     }
 

@@ -145,6 +145,12 @@ fn backup_and_restore_refuse_an_unreadable_key_a_live_ledger_a_damaged_copy_and_
     let r = run(project.command().arg("restore").arg(&copy));
     assert_ne!(r.code, 0);
     assert!(r.stderr.contains("restoring would replace it"), "{}", r.stderr);
+    // Not under a running serve, which would go on writing to the replaced file.
+    let server = Server::start(&project);
+    let r = run(project.command().args(["restore", "--force"]).arg(&copy));
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("`newsletter serve` is running on"), "{}", r.stderr);
+    drop(server);
     let r = run(project.command().args(["restore", "--force"]).arg(&copy));
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(r.stdout.contains("is kept as"), "{}", r.stdout);
