@@ -206,17 +206,17 @@ fn choices(c: &mut Criterion, issue: &Issue, config: &Config) {
         };
         // As a send does: the editions the plan met are compiled on every core while the
         // relays are reached, before the first message; the composing then finds them made.
+        // The list's readers in the order a send takes them: windows grouped by choice.
         group.bench_function(name, |b| {
             b.iter_batched(
                 || {
                     let made = composer();
                     made.compile_ahead(&values, cores);
-                    made
+                    (made, readers.clone())
                 },
-                |made| {
-                    readers
-                        .iter()
-                        .map(|r| made.job(black_box(r), false).expect("composes").bytes.len())
+                |(made, list)| {
+                    newsletter::choice::grouped(list.into_iter().map(|r| (r, ())))
+                        .map(|(r, ())| made.job(black_box(&r), false).expect("composes").bytes.len())
                         .sum::<usize>()
                 },
                 criterion::BatchSize::PerIteration,

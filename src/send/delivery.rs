@@ -112,7 +112,7 @@ impl Session<'_> {
                 Some(_) => std::thread::available_parallelism().map_or(1, usize::from),
                 None => 1,
             };
-            let producer = scope.spawn(move || composer.produce(recipients, tx, workers));
+            let producer = scope.spawn(move || composer.produce(crate::choice::grouped(recipients), tx, workers));
             let outcome = runtime.block_on(run::deliver(
                 rx,
                 lanes,

@@ -350,7 +350,9 @@ type FirstCompile = Arc<OnceLock<Result<Arc<Personalizer>, Arc<anyhow::Error>>>>
 /// once per choice, never per reader, and never under a lock the other workers wait on.
 #[derive(Default)]
 pub struct Made {
-    by_choice: Mutex<HashMap<Choice, Arc<Personalizer>>>,
+    /// The personalizer of each `projects` value met, by the value as written: a reader's
+    /// lookup parses nothing and allocates nothing ("" is the whole issue).
+    by_value: Mutex<HashMap<String, Arc<Personalizer>>>,
     first: Mutex<HashMap<Choice, FirstCompile>>,
     /// Project ids in the list that the layout does not know, each warned of once.
     unknown: Mutex<HashSet<String>>,
@@ -368,11 +370,41 @@ impl Made {
 impl Composer<'_> {
     /// The personalizer of the edition `recipient` chose (the `projects` field).
     fn personalizer_for(&self, recipient: &Recipient) -> Result<Arc<Personalizer>> {
-        let Some(editions) = self.editions else {
-            return self.renewed_whole();
+        let value = match (self.editions, recipient.fields.get(choice::COLUMN)) {
+            (Some(_), Some(value)) => value.as_str(),
+            _ => "",
         };
-        let Some(value) = recipient.fields.get(choice::COLUMN) else {
-            return self.renewed_whole();
+        let known = self
+            .made
+            .by_value
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(value)
+            .cloned();
+        let first = known.is_none();
+        let current = match known {
+            Some(p) => p,
+            None => self.edition_of(value, recipient.line)?,
+        };
+        // Once a minute at most, per edition: the links' stamp and the Date follow the clock.
+        let current = match current.renewed() {
+            Some(renewed) => Arc::new(renewed?),
+            None if !first => return Ok(current),
+            None => current,
+        };
+        self.made
+            .by_value
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(value.to_owned(), Arc::clone(&current));
+        Ok(current)
+    }
+
+    /// The personalizer of a `projects` value met for the first time (on `line`): the whole
+    /// issue's, or its edition's, its unknown project ids warned of once.
+    fn edition_of(&self, value: &str, line: u64) -> Result<Arc<Personalizer>> {
+        let Some(editions) = self.editions.filter(|_| !value.is_empty()) else {
+            return Ok(Arc::clone(&self.personalizer));
         };
         let (choice, unknown) = Choice::parse(value, editions.registry());
         if !unknown.is_empty() {
@@ -380,8 +412,7 @@ impl Composer<'_> {
             for id in unknown {
                 if said.insert(id.clone()) {
                     self.made.warnings.lock().unwrap_or_else(PoisonError::into_inner).push(format!(
-                        "warning: line {}: project `{id}` in the `{}` column is not in the layout's projects.yaml (ids: {}); ignored",
-                        recipient.line,
+                        "warning: line {line}: project `{id}` in the `{}` column is not in the layout's projects.yaml (ids: {}); ignored",
                         choice::COLUMN,
                         editions
                             .registry()
@@ -394,29 +425,10 @@ impl Composer<'_> {
                 }
             }
         }
-        let known = self
-            .made
-            .by_choice
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&choice)
-            .cloned();
-        let current = match known {
-            Some(p) => p,
-            None if choice == Choice::Everything => Arc::clone(&self.personalizer),
-            None => self.first_compile(editions, &choice)?,
-        };
-        // Once a minute at most, per edition: the links' stamp and the Date follow the clock.
-        let current = match current.renewed() {
-            Some(renewed) => Arc::new(renewed?),
-            None => current,
-        };
-        self.made
-            .by_choice
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(choice, Arc::clone(&current));
-        Ok(current)
+        if choice == Choice::Everything {
+            return Ok(Arc::clone(&self.personalizer));
+        }
+        self.first_compile(editions, &choice)
     }
 
     /// The edition of `choice` as first compiled, compiling it unless another thread is (then
@@ -466,21 +478,6 @@ impl Composer<'_> {
         });
     }
 
-    /// The whole issue's personalizer, made again when the minute turned (see
-    /// `Personalizer::renewed`).
-    fn renewed_whole(&self) -> Result<Arc<Personalizer>> {
-        let mut made = self.made.by_choice.lock().unwrap_or_else(PoisonError::into_inner);
-        let current = made
-            .get(&Choice::Everything)
-            .map_or_else(|| Arc::clone(&self.personalizer), Arc::clone);
-        let current = match current.renewed() {
-            Some(renewed) => Arc::new(renewed?),
-            None => return Ok(current),
-        };
-        made.insert(Choice::Everything, Arc::clone(&current));
-        Ok(current)
-    }
-
     /// The issue's slug.
     pub fn issue(&self) -> &str {
         &self.personalizer.rendered().slug
@@ -517,8 +514,8 @@ impl Composer<'_> {
     }
 
     /// Personalizes and signs `recipients` into `jobs` on `workers` threads, handing the
-    /// messages on in the list's order (so the ledger's records come in the same order as
-    /// with one thread). At most a few messages per worker are held at any time, however long
+    /// messages on in the order given (so the ledger's records come in the same order as
+    /// with one thread; a send gives them grouped by edition, see `choice::grouped`). At most a few messages per worker are held at any time, however long
     /// the list. Returns the recipients that could not be personalized.
     pub fn produce(
         &self,
