@@ -231,6 +231,13 @@ impl Ledger {
             .optional()?)
     }
 
+    /// The distinct choices readers made (at most `limit`): the editions a send may need.
+    pub fn distinct_choices(&self, limit: usize) -> Result<Vec<String>> {
+        let mut stmt = self.conn.prepare("SELECT DISTINCT projects FROM choices LIMIT ?1")?;
+        let rows = stmt.query_map([i64::try_from(limit).unwrap_or(i64::MAX)], |r| r.get(0))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
     /// Confirmed and imported readers, oldest first; `mailable_only`: without those whose
     /// standing forbids mail.
     pub fn subscribers(&self, mailable_only: bool) -> Result<Vec<Subscriber>> {

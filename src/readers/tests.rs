@@ -214,4 +214,6 @@ fn a_list_is_imported_in_one_pass_counted_by_outcome() {
     assert_eq!(kind(&l), Some(Kind::Unsubscribed));
     let again = import_all(&mut l, [reader("bo@example.org", None)]).unwrap();
     assert_eq!((again.added, again.known), (0, 1));
+    // The choices a send compiles editions for ahead.
+    assert_eq!(l.distinct_choices(10).unwrap(), ["zuul"]);
 }

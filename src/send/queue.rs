@@ -280,6 +280,9 @@ pub fn plan(path: &Path, ledger: Option<&Ledger>, selection: Selection) -> Resul
         plan.count(&row, decision);
     }
     if let Some(ledger) = ledger {
+        // The list's readers who chose in the preference centre: their choices are the ledger's.
+        let room = CHOICES_KEPT.saturating_sub(plan.choices.len());
+        plan.choices.extend(ledger.distinct_choices(room)?);
         for subscriber in ledger.subscribers(false)? {
             if rows.has_seen(&subscriber.email) {
                 continue;
