@@ -115,6 +115,9 @@ async fn dkim(config: &Config, dns: &Dns) -> Vec<Finding> {
     found
 }
 
+/// A relay on loopback: the local MTA, whose mail leaves from an address DNS does not tell.
+const ON_THIS_MACHINE: &str = "on this machine: its mail leaves from this machine's public address";
+
 /// The addresses each relay sends from, as far as DNS tells: (relay, addresses) or why not.
 async fn relay_addresses(config: &Config, dns: &Dns) -> Vec<(String, Result<Vec<IpAddr>, String>)> {
     let mut out = Vec::new();
@@ -123,16 +126,14 @@ async fn relay_addresses(config: &Config, dns: &Dns) -> Vec<(String, Result<Vec<
         let addresses = match (relay.kind, relay.host.as_deref()) {
             (RelayKind::Smtp, Some(host)) => match host.parse::<IpAddr>() {
                 Ok(ip) => Ok(vec![ip]),
-                Err(_) if crate::config::identity::is_local_host(host) => {
-                    Err("on this machine: its mail leaves from this machine's public address".to_owned())
-                }
+                Err(_) if crate::config::identity::is_local_host(host) => Err(ON_THIS_MACHINE.to_owned()),
                 Err(_) => dns.ips(host).await.map_err(|e| e.to_string()),
             },
             _ => continue,
         };
         let addresses = addresses.and_then(|ips| {
             if ips.iter().any(IpAddr::is_loopback) {
-                Err("on this machine: its mail leaves from this machine's public address".to_owned())
+                Err(ON_THIS_MACHINE.to_owned())
             } else {
                 Ok(ips)
             }
