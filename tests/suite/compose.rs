@@ -11,14 +11,21 @@ use newsletter::personalize::Personalizer;
 use newsletter::recipients::Recipient;
 use newsletter::unsubscribe::Secret;
 
-fn compose(name: &str) -> newsletter::compile::Rendered {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let config = Config {
-        layouts: root.join("layouts"),
+/// The defaults with the checkout's layouts.
+fn config() -> Config {
+    Config {
+        layouts: root().join("layouts"),
         ..Config::default()
-    };
-    let issue = Issue::load(&root.join("newsletters").join(format!("{name}.md"))).unwrap();
-    newsletter::compose(&issue, &config).unwrap()
+    }
+}
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn compose(name: &str) -> newsletter::compile::Rendered {
+    let issue = Issue::load(&root().join("newsletters").join(format!("{name}.md"))).unwrap();
+    newsletter::compose(&issue, &config()).unwrap()
 }
 
 fn recipient(fields: &[(&str, &str)]) -> Recipient {
@@ -259,11 +266,7 @@ fn a_missing_field_names_the_field_and_the_recipient() {
 /// (RFC 3986): no space, no non-ASCII, no Rust escape.
 #[test]
 fn every_url_sent_is_percent_encoded() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let config = Config {
-        layouts: root.join("layouts"),
-        ..Config::default()
-    };
+    let (root, config) = (root(), config());
     let valid = |url: &str| {
         !url.is_empty()
             && url
@@ -314,11 +317,7 @@ fn every_url_sent_is_percent_encoded() {
 /// The text part of every list shape keeps every item, its number and its nesting.
 #[test]
 fn every_list_shape_keeps_its_items_in_the_text_part() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let config = Config {
-        layouts: root.join("layouts"),
-        ..Config::default()
-    };
+    let (root, config) = (root(), config());
     let issue = Issue::load(&root.join("tests/fixtures/lists.md")).unwrap();
     let rendered = newsletter::compose(&issue, &config).unwrap();
     let start = rendered.text.find("## A heading inside").unwrap();
@@ -331,14 +330,13 @@ fn every_list_shape_keeps_its_items_in_the_text_part() {
 #[test]
 fn an_edition_for_one_project_keeps_the_rest_as_links() {
     use newsletter::choice::Choice;
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = root();
     let config = Config {
-        layouts: root.join("layouts"),
         archive: newsletter::config::Archive {
             url: Some("https://openinfra.dev/newsletter/archive".into()),
             ..Default::default()
         },
-        ..Config::default()
+        ..config()
     };
     let issue = Issue::load(&root.join("newsletters/2025-07.md")).unwrap();
     let prepared = newsletter::prepare(&issue, &config).unwrap();
@@ -368,11 +366,7 @@ fn an_edition_for_one_project_keeps_the_rest_as_links() {
 /// run past 72 columns, and a short one leaves no ragged hole.
 #[test]
 fn the_text_part_wraps_after_the_readers_values_are_filled_in() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let config = Config {
-        layouts: root.join("layouts"),
-        ..Config::default()
-    };
+    let (root, config) = (root(), config());
     let source = "---\ntitle: Wrapping\npreheader: p\n---\nDear {{first_name}}, this paragraph is long enough to need wrapping at least twice in the text part of the message.\n\n* An item for {{first_name}} that is also long enough to be wrapped under its own marker here.\n";
     let issue = Issue::parse(&root.join("newsletters/wrap.md"), source).unwrap();
     let rendered = newsletter::compose(&issue, &config).unwrap();
