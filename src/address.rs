@@ -67,6 +67,18 @@ pub fn canonical(raw: &str) -> std::result::Result<String, &'static str> {
     normalize_address(raw).map(|a| a.to_lowercase())
 }
 
+/// The domain of an address as DNS names it (lowercase, no trailing `>` or dot); empty
+/// when there is no `@`.
+pub fn domain(address: &str) -> String {
+    address
+        .rsplit_once('@')
+        .map_or("", |(_, d)| d)
+        .trim()
+        .trim_end_matches('>')
+        .trim_end_matches('.')
+        .to_ascii_lowercase()
+}
+
 /// The ledger's key for an address from anywhere (a form, a report, a command line): its
 /// [`canonical`] form, or for text that is no acceptable address, that text trimmed and in
 /// lower case, which no stored key of an accepted address can equal.

@@ -82,10 +82,6 @@ impl Identity {
         Ok(())
     }
 
-    fn sender_domain(&self) -> &str {
-        self.from.rsplit_once('@').map_or("", |(_, d)| d)
-    }
-
     fn site(&self) -> &str {
         self.site.trim_end_matches('/')
     }
@@ -93,7 +89,7 @@ impl Identity {
     /// `newsletter.yaml`: only what is theirs; every other key keeps its documented default.
     fn config(&self) -> String {
         let q = |s: &str| serde_json::to_string(s).unwrap_or_default();
-        let domain = self.sender_domain();
+        let domain = crate::address::domain(&self.from);
         let site = self.site();
         format!(
             r#"# The configuration of {name}, written by `newsletter init`. Keys not written here

@@ -37,7 +37,7 @@ fn is_openinfra(host: &str) -> bool {
 }
 
 fn domain_of(address: &str) -> Option<String> {
-    address.rsplit_once('@').map(|(_, d)| d.trim().to_ascii_lowercase())
+    Some(crate::address::domain(address)).filter(|d| !d.is_empty())
 }
 
 impl Config {

@@ -5,6 +5,7 @@ use std::net::IpAddr;
 
 use super::spf::{self, Spf};
 use super::{Finding, Verdict, finding};
+use crate::address::domain;
 use crate::config::{Config, RelayKind, secret};
 use crate::dkim::Signer;
 use crate::dns::Dns;
@@ -51,15 +52,6 @@ fn envelope_domain(config: &Config) -> String {
         .or(config.return_path.as_deref())
         .unwrap_or(&config.from.address);
     domain(address)
-}
-
-fn domain(address: &str) -> String {
-    address
-        .rsplit_once('@')
-        .map_or(address, |(_, d)| d)
-        .trim()
-        .trim_end_matches('>')
-        .to_ascii_lowercase()
 }
 
 /// The value of `tag` in a `k=v; k=v` record.
